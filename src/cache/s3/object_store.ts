@@ -1,0 +1,69 @@
+/**
+ * The narrow interface the S3 tier and the module proxy need from a bucket, and an in-memory
+ * implementation for unit tests. The SDK adapter lives in `aws_store.ts`.
+ *
+ * @module
+ */
+
+/** An object read from a store. */
+export interface StoredObject {
+  /** Size in bytes, from the store's metadata. */
+  size: number;
+  /** The bytes; read it to the end or cancel it. */
+  body: ReadableStream<Uint8Array>;
+}
+
+/** Per-call options: every remote call has a deadline. */
+export interface StoreCallOptions {
+  signal?: AbortSignal;
+}
+
+/** A flat key/value store of immutable-ish objects (an S3 bucket under a prefix). */
+export interface ObjectStore {
+  /** Reads an object; `undefined` when it does not exist. Other failures reject. */
+  get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined>;
+  /** Whether an object exists. */
+  has(key: string, options?: StoreCallOptions): Promise<boolean>;
+  /** Writes an object of known size. */
+  put(
+    key: string,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    options: StoreCallOptions & { size: number },
+  ): Promise<void>;
+}
+
+/** An {@linkcode ObjectStore} in memory, for tests. */
+export class MemoryObjectStore implements ObjectStore {
+  /** The objects, by key; tests may read and change it. */
+  readonly objects: Map<string, Uint8Array> = new Map();
+
+  /** Reads an object. */
+  get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
+    options?.signal?.throwIfAborted();
+    const bytes = this.objects.get(key);
+    if (!bytes) return Promise.resolve(undefined);
+    return Promise.resolve({ size: bytes.length, body: ReadableStream.from([bytes.slice()]) });
+  }
+
+  /** Whether an object exists. */
+  has(key: string, options?: StoreCallOptions): Promise<boolean> {
+    options?.signal?.throwIfAborted();
+    return Promise.resolve(this.objects.has(key));
+  }
+
+  /** Writes an object. */
+  async put(
+    key: string,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    options: StoreCallOptions & { size: number },
+  ): Promise<void> {
+    options.signal?.throwIfAborted();
+    const bytes = body instanceof Uint8Array ? body.slice() : await new Response(body).bytes();
+    if (bytes.length !== options.size) {
+      throw new RangeError(
+        `Cannot put ${JSON.stringify(key)}: got ${bytes.length} bytes, expected ${options.size}`,
+      );
+    }
+    this.objects.set(key, bytes);
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * `help` text: an overview and topics, with the environment table generated from the same flag
+ * table the parser uses.
+ *
+ * @module
+ */
+
+import { FLAGS, UsageError } from "./config.ts";
+
+/** The program's version, printed by `version`. */
+export const VERSION = "0.1.0";
+
+const PERMISSIONS = "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go " +
+  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
+
+const OVERVIEW =
+  `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional S3 tier
+
+Usage:
+  go-cache-plugin [flags]               serve the protocol on stdin/stdout (run by go as GOCACHEPROG)
+  go-cache-plugin serve --plugin=PORT   serve many go commands from one process
+  go-cache-plugin connect PORT          bridge stdin/stdout to a serve process
+  go-cache-plugin help [topic]          topics: configure, environment, direct-mode, serve-mode,
+                                        module-proxy, debug, permissions
+  go-cache-plugin version
+
+Example:
+  GOCACHEPROG="go-cache-plugin --cache-dir=/var/cache/gcp" go build ./...
+
+Without --bucket the plugin uses the local tier alone. Go 1.24+ honours GOCACHEPROG; 1.21-1.23
+need a toolchain built with GOEXPERIMENT=cacheprog.`;
+
+const TOPICS: Record<string, () => string> = {
+  configure: () =>
+    `How to configure the plugin.
+
+Set GOCACHEPROG to the plugin's command line (a path, or a name on PATH). Settings come from flags
+or their environment twins ("help environment"); a flag wins over its variable.
+
+The local cache directory defaults to $GOCACHE/go-cache-plugin: go passes its GOCACHE to the
+plugin, and files under it are copied, not renamed, by "go build -o".
+
+The S3 tier needs --bucket and credentials from the standard AWS chain (AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files, or instance/container roles). For MinIO or
+another S3-compatible server, set --s3-endpoint-url and usually --s3-path-style.
+
+When S3 is slow, down or misconfigured the plugin keeps serving the local tier: a remote error
+is a miss, never a failed build.`,
+  environment: environmentTable,
+  "direct-mode": () =>
+    `Run the plugin as a subprocess of each go command (the default).
+
+  export GOCACHEPROG="go-cache-plugin --cache-dir=/tmp/gocache --bucket=my-bucket"
+  go build ./...
+
+or with variables:
+
+  export GOCACHE_DIR=/tmp/gocache GOCACHE_S3_BUCKET=my-bucket GOCACHEPROG=go-cache-plugin`,
+  "serve-mode": () =>
+    `Run one long-lived server that many go commands share.
+
+  go-cache-plugin serve --plugin=5930 --cache-dir=/var/cache/gcp --bucket=$B
+  export GOCACHEPROG="go-cache-plugin connect 5930"
+
+--plugin takes a port on 127.0.0.1 or a Unix socket path (connect takes the same). Only the server
+needs S3 credentials. If connect cannot reach the server it serves the local tier itself and
+warns once. --http=ADDR adds /debug/vars, /metrics (Prometheus) and a status page at /.
+SIGINT or SIGTERM stops accepting, lets sessions finish, flushes uploads and exits 0.`,
+  "module-proxy": () =>
+    `Run a caching Go module proxy and checksum-database proxy.
+
+  go-cache-plugin serve --plugin=5930 --http=127.0.0.1:5970 --modproxy
+  export GOPROXY=http://127.0.0.1:5970/mod
+  export GOSUMDB="sum.golang.org http://127.0.0.1:5970/mod/sumdb/sum.golang.org"
+
+The upstream is --upstream (a GOPROXY-style list), else $GOPROXY, else "go env GOPROXY".
+"direct" and "off" entries are never fetched. Module files are kept in the cache directory and,
+with --bucket, under <prefix>/module/ in S3. --sumdb lists the checksum databases to proxy.`,
+  debug: () =>
+    `Per-request debug logging to stderr.
+
+--debug takes a bit mask:
+   1  build cache requests (B/E lines with request id, action id, timing)
+   2  module proxy and checksum database requests
+   4  S3 calls
+
+-v logs lifecycle events; --metrics prints counters to stderr at exit.`,
+  permissions: () =>
+    `Deno permissions the program runs with (deno compile bakes them in):
+
+  ${PERMISSIONS}
+
+read/write: the cache directory (chosen at run time); net: S3, listeners, module upstream;
+run=go: only for "go env GOPROXY" when the module proxy has no other upstream.`,
+};
+
+/**
+ * Returns the help text for a topic.
+ *
+ * @param topic A topic name, or "" for the overview.
+ * @returns The text.
+ * @throws {UsageError} For an unknown topic.
+ */
+export function helpText(topic: string): string {
+  if (!topic) return OVERVIEW;
+  const render = TOPICS[topic];
+  if (!render) {
+    throw new UsageError(
+      `Unknown help topic ${JSON.stringify(topic)}: try ${Object.keys(TOPICS).join(", ")}`,
+    );
+  }
+  return render();
+}
+
+function environmentTable(): string {
+  const rows = FLAGS.map((spec) => {
+    const flag = (spec.flag.length === 1 ? "-" : "--") + spec.flag;
+    return `  ${flag.padEnd(19)} ${spec.env.padEnd(24)} ${spec.kind.padEnd(9)} ${spec.shown}` +
+      (spec.serveOnly ? "  (serve)" : "") + `\n      ${spec.help}`;
+  });
+  return `Flags and their environment variables (a flag wins over its variable).
+
+  flag                variable                 kind      default
+${rows.join("\n")}
+
+Also read: GOCACHE (the default cache directory's parent), AWS_REGION / AWS_DEFAULT_REGION,
+AWS_ENDPOINT_URL, the AWS credential chain, GOPROXY (module proxy upstream).`;
+}

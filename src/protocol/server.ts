@@ -1,0 +1,287 @@
+/**
+ * Serves the GOCACHEPROG protocol over a pair of byte streams, so the same code runs on stdio
+ * (direct mode) and on socket connections (server mode).
+ *
+ * @module
+ */
+
+import { FrameDecoderStream } from "./framing.ts";
+import {
+  type CacheRequest,
+  encodeResponse,
+  formatTime,
+  HANDSHAKE_LINE,
+  hexToBase64,
+  ProtocolError,
+  type WireResponse,
+} from "./wire.ts";
+
+/** A cache hit as a handler reports it. */
+export interface CacheHit {
+  /** Lower-case hex SHA-256 of the output. */
+  outputId: string;
+  /** Size in bytes of the file at `diskPath`. */
+  size: number;
+  /** Absolute, extension-less path of a file holding the output. */
+  diskPath: string;
+  /** When the entry was put; go compares it with `go clean -testcache`. */
+  time?: Date;
+  /** The same instant in nanoseconds since the epoch, when known precisely. */
+  timeNanos?: bigint;
+}
+
+/** A verified put: the body's length and SHA-256 match the request. */
+export interface PutObject {
+  actionId: string;
+  outputId: string;
+  body: Uint8Array;
+}
+
+/** What the protocol needs from a cache. */
+export interface CacheHandler {
+  /** Looks up an action; `undefined` is a miss. */
+  get(actionId: string): Promise<CacheHit | undefined>;
+  /** Stores an output; resolves to the absolute path of a file holding it. */
+  put(object: PutObject): Promise<string>;
+  /** Finishes pending work when go sends `close`. */
+  close?(): Promise<void>;
+}
+
+/** Counters the server bumps; every field is optional so callers pick what they track. */
+export interface ProtocolMetrics {
+  add(name: ProtocolCounter, value?: number): void;
+}
+
+/** Names of the counters {@linkcode serve} reports. */
+export type ProtocolCounter =
+  | "get_requests"
+  | "get_hits"
+  | "get_misses"
+  | "get_hit_bytes"
+  | "get_errors"
+  | "put_requests"
+  | "put_bytes"
+  | "put_errors";
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions {
+  /**
+   * Requests handled at once; reading stops while this many are pending.
+   * @default {navigator.hardwareConcurrency}
+   */
+  maxRequests?: number;
+  /**
+   * Whether to write the handshake line first. Pass false only when the caller already wrote it.
+   * @default {true}
+   */
+  handshake?: boolean;
+  /** Largest put body accepted. @default {1073741824} */
+  maxBodySize?: number;
+  /** Counters to bump. @default no counting */
+  metrics?: ProtocolMetrics;
+  /** Per-request trace lines (`B GET R:1 A:…` / `E GET …`). @default no tracing */
+  trace?: (line: string) => void;
+}
+
+/** How a session ended. */
+export interface ServeResult {
+  /** True when go sent `close` (and got its reply); false when input simply ended. */
+  closed: boolean;
+}
+
+/**
+ * Runs one protocol session: writes the handshake, answers requests concurrently (replies may be
+ * out of order, each written whole), and returns after `close` is answered or input ends.
+ *
+ * @param readable The bytes go writes (stdin or a connection).
+ * @param writable Where replies go (stdout or the connection).
+ * @param handler The cache.
+ * @param options Concurrency, metrics and tracing.
+ * @returns Whether the session ended with `close`.
+ * @throws {ProtocolError} When the input cannot be framed; pending requests finish first.
+ */
+export async function serve(
+  readable: ReadableStream<Uint8Array>,
+  writable: WritableStream<Uint8Array>,
+  handler: CacheHandler,
+  options: ServeOptions = {},
+): Promise<ServeResult> {
+  const replies = new ReplyWriter(writable);
+  if (options.handshake ?? true) replies.writeLine(HANDSHAKE_LINE);
+  const limit = Math.max(1, options.maxRequests ?? navigator.hardwareConcurrency ?? 4);
+  const pending = new Set<Promise<void>>();
+  const session = new Session(handler, replies, options);
+  const frames = readable.pipeThrough(new FrameDecoderStream({ maxBodySize: options.maxBodySize }));
+  try {
+    for await (const frame of frames) {
+      const { request } = frame;
+      if (request.command === "close") {
+        await Promise.all(pending);
+        await session.close(request);
+        return { closed: true };
+      }
+      while (pending.size >= limit) await Promise.race(pending);
+      const task = session.handle(request, frame.body).finally(() => pending.delete(task));
+      pending.add(task);
+    }
+    await Promise.all(pending);
+    return { closed: false };
+  } catch (error) {
+    await Promise.allSettled(pending);
+    throw error instanceof ProtocolError ? error : new ProtocolError(
+      `Cannot read requests: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  } finally {
+    await replies.done();
+  }
+}
+
+/** Handles the requests of one session and writes their replies. */
+class Session {
+  #handler: CacheHandler;
+  #replies: ReplyWriter;
+  #metrics?: ProtocolMetrics;
+  #trace?: (line: string) => void;
+
+  constructor(handler: CacheHandler, replies: ReplyWriter, options: ServeOptions) {
+    this.#handler = handler;
+    this.#replies = replies;
+    this.#metrics = options.metrics;
+    this.#trace = options.trace;
+  }
+
+  async handle(request: CacheRequest, body: Uint8Array | undefined): Promise<void> {
+    const started = performance.now();
+    const op = request.command.toUpperCase();
+    this.#trace?.(`B ${op} R:${request.id} A:${request.actionId}`);
+    let response: WireResponse;
+    try {
+      switch (request.command) {
+        case "get":
+          response = await this.#get(request);
+          break;
+        case "put":
+          response = await this.#put(request, body ?? new Uint8Array(0));
+          break;
+        default:
+          response = { ID: request.id, Err: `unknown command ${JSON.stringify(request.command)}` };
+      }
+    } catch (error) {
+      this.#metrics?.add(request.command === "put" ? "put_errors" : "get_errors");
+      response = {
+        ID: request.id,
+        Err: `${request.command} ${request.actionId}: ${message(error)}`,
+      };
+    }
+    const ms = (performance.now() - started).toFixed(1);
+    this.#trace?.(
+      `E ${op} R:${request.id} A:${request.actionId}` +
+        (response.Miss ? " M:1" : "") +
+        (response.Err ? ` err=${JSON.stringify(response.Err)}` : "") +
+        (response.DiskPath ? ` DP:${JSON.stringify(response.DiskPath)}` : "") + ` ${ms}ms`,
+    );
+    this.#replies.write(response);
+  }
+
+  async close(request: CacheRequest): Promise<void> {
+    this.#trace?.(`B CLOSE R:${request.id}`);
+    let response: WireResponse = { ID: request.id };
+    try {
+      await this.#handler.close?.();
+    } catch (error) {
+      // A close Err makes go fail a build that succeeded ("failed to trim cache"); log instead.
+      this.#trace?.(`E CLOSE R:${request.id} err=${JSON.stringify(message(error))}`);
+      response = { ID: request.id };
+    }
+    this.#trace?.(`E CLOSE R:${request.id}`);
+    this.#replies.write(response);
+  }
+
+  async #get(request: CacheRequest): Promise<WireResponse> {
+    this.#metrics?.add("get_requests");
+    if (request.actionId.length !== 64) {
+      this.#metrics?.add("get_errors");
+      return { ID: request.id, Err: "get: invalid ActionID" };
+    }
+    const hit = await this.#handler.get(request.actionId);
+    if (!hit) {
+      this.#metrics?.add("get_misses");
+      return { ID: request.id, Miss: true };
+    }
+    this.#metrics?.add("get_hits");
+    this.#metrics?.add("get_hit_bytes", hit.size);
+    const response: WireResponse = {
+      ID: request.id,
+      OutputID: hexToBase64(hit.outputId),
+      Size: hit.size,
+      DiskPath: hit.diskPath,
+    };
+    if (hit.time) response.Time = formatTime(hit.time, hit.timeNanos);
+    return response;
+  }
+
+  async #put(request: CacheRequest, body: Uint8Array): Promise<WireResponse> {
+    this.#metrics?.add("put_requests");
+    if (request.actionId.length !== 64 || request.outputId.length !== 64) {
+      this.#metrics?.add("put_errors");
+      return { ID: request.id, Err: "put: invalid ActionID or OutputID" };
+    }
+    const digest = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>),
+    );
+    if (digest.toHex() !== request.outputId) {
+      this.#metrics?.add("put_errors");
+      return {
+        ID: request.id,
+        Err: `put: body of ${body.length} bytes does not hash to OutputID ${request.outputId}`,
+      };
+    }
+    const diskPath = await this.#handler.put({
+      actionId: request.actionId,
+      outputId: request.outputId,
+      body,
+    });
+    this.#metrics?.add("put_bytes", body.length);
+    return { ID: request.id, DiskPath: diskPath };
+  }
+}
+
+/** Serializes reply lines onto one writable: each JSON value is written whole, in order queued. */
+class ReplyWriter {
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #chain: Promise<void> = Promise.resolve();
+  #broken = false;
+  #encoder = new TextEncoder();
+
+  constructor(writable: WritableStream<Uint8Array>) {
+    this.#writer = writable.getWriter();
+  }
+
+  write(response: WireResponse): void {
+    this.writeLine(encodeResponse(response));
+  }
+
+  writeLine(line: string): void {
+    const bytes = this.#encoder.encode(line);
+    this.#chain = this.#chain.then(async () => {
+      if (this.#broken) return;
+      try {
+        await this.#writer.write(bytes);
+      } catch {
+        // go has gone (EPIPE / BrokenPipe): nobody is left to read replies.
+        this.#broken = true;
+      }
+    });
+  }
+
+  /** Waits for queued replies and releases the writable (it is not closed). */
+  async done(): Promise<void> {
+    await this.#chain;
+    this.#writer.releaseLock();
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,3 @@
+module example.com/gcptest
+
+go 1.24
