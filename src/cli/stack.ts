@@ -10,6 +10,7 @@ import { LocalCache } from "../cache/local.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import type { CacheHandler } from "../protocol/mod.ts";
+import type { ObjectStore } from "../cache/s3/object_store.ts";
 import type { Config } from "./config.ts";
 
 /** The cache a process serves, with its end-of-life hooks. */
@@ -20,6 +21,8 @@ export interface CacheStack {
   local: LocalCache;
   /** Waits (bounded) for background work such as uploads; called once at exit. */
   shutdown(): Promise<void>;
+  /** With a bucket: the store under `[prefix/]module/`, for the module proxy. */
+  moduleStore?: ObjectStore;
 }
 
 /**

@@ -3,11 +3,10 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 
 	"example.com/gcptest/lib"
 )
 
 func main() {
-	fmt.Println(lib.Greeting("gopher"), http.StatusOK)
+	fmt.Println(lib.Greeting("gopher"))
 }

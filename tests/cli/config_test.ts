@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { parseConfig, parseGoDuration, UsageError } from "../../src/cli/config.ts";
+
+const env = (vars: Record<string, string>) => (name: string) => vars[name];
+const base = { GOCACHE: "/home/u/.cache/go-build" };
+
+Deno.test("parseConfig() defaults the cache dir under the GOCACHE go passes in", () => {
+  const config = parseConfig([], env(base));
+  assert.equal(config.command, "direct");
+  assert.equal(config.cacheDir, "/home/u/.cache/go-build/go-cache-plugin");
+  assert.equal(config.bucket, "");
+  assert.equal(config.concurrency, navigator.hardwareConcurrency);
+  assert.ok(Object.isFrozen(config));
+});
+
+Deno.test("parseConfig() takes a flag over its environment twin over the default", () => {
+  const vars = { ...base, GOCACHE_DIR: "/env/dir", GOCACHE_S3_BUCKET: "b", GOCACHE_CONCURRENCY: "3", GOCACHE_METRICS: "true" };
+  const fromEnv = parseConfig([], env(vars));
+  assert.deepEqual([fromEnv.cacheDir, fromEnv.bucket, fromEnv.concurrency, fromEnv.metrics], ["/env/dir", "b", 3, true]);
+  const fromFlags = parseConfig(["--cache-dir=/flag/dir", "-c", "5", "--metrics=false", "-bucket", "x"], env(vars));
+  assert.deepEqual([fromFlags.cacheDir, fromFlags.bucket, fromFlags.concurrency, fromFlags.metrics], ["/flag/dir", "x", 5, false]);
+});
+
+Deno.test("parseConfig() reads every tailscale flag and its variable", () => {
+  const config = parseConfig([
+    "--region=eu-west-1", "--s3-endpoint-url=http://127.0.0.1:9000", "--s3-path-style", "--prefix=/ci/",
+    "--min-upload-size=100", "-u", "7", "--expiry=72h", "-v", "--debug=5",
+  ], env(base));
+  assert.equal(config.region, "eu-west-1");
+  assert.equal(config.endpoint, "http://127.0.0.1:9000");
+  assert.equal(config.pathStyle, true);
+  assert.equal(config.prefix, "ci");
+  assert.equal(config.minUploadSize, 100);
+  assert.equal(config.s3Concurrency, 7);
+  assert.equal(config.expiryMs, 72 * 3_600_000);
+  assert.equal(config.verbose, true);
+  assert.equal(config.debug, 5);
+  const fromAws = parseConfig([], env({ ...base, AWS_REGION: "us-east-2", AWS_ENDPOINT_URL: "http://e" }));
+  assert.deepEqual([fromAws.region, fromAws.endpoint], ["us-east-2", "http://e"]);
+});
+
+Deno.test("parseConfig() parses serve and connect", () => {
+  const serve = parseConfig(["serve", "--plugin=5930", "--http=:5970", "--modproxy", "--sumdb=a.example,b.example"], env(base));
+  assert.equal(serve.command, "serve");
+  assert.deepEqual(serve.serve, { plugin: "5930", http: ":5970", modproxy: true, sumdb: ["a.example", "b.example"], upstream: "" });
+  assert.equal(parseConfig(["serve"], env({ ...base, GOCACHE_PLUGIN: "/run/gcp.sock" })).serve.plugin, "/run/gcp.sock");
+  const connect = parseConfig(["connect", "5930"], env(base));
+  assert.deepEqual([connect.command, connect.connectTarget], ["connect", "5930"]);
+});
+
+Deno.test("parseConfig() rejects bad flags and values with one-line UsageErrors", async (t) => {
+  const cases: [string[], RegExp][] = [
+    [["--nope"], /Unknown flag "--nope"/],
+    [["-c", "zero"], /Invalid value "zero" for -c/],
+    [["-c", "0"], /want an integer >= 1/],
+    [["--expiry=3 days"], /Go duration/],
+    [["--metrics=maybe"], /want true or false/],
+    [["--cache-dir=relative"], /absolute path/],
+    [["serve"], /needs --plugin/],
+    [["serve", "--plugin=70000"], /out of range/],
+    [["serve", "--plugin=5930", "--modproxy"], /needs --http/],
+    [["--plugin=5930"], /only for the serve command/],
+    [["connect"], /exactly one argument/],
+    [["connect", "nonsense"], /neither a port nor a socket path/],
+    [["frobnicate"], /Unknown command "frobnicate"/],
+  ];
+  for (const [args, pattern] of cases) {
+    await t.step(args.join(" "), () => {
+      assert.throws(() => parseConfig(args, env(base)), (error: unknown) => {
+        assert.ok(error instanceof UsageError);
+        assert.match(error.message, pattern);
+        assert.ok(!error.message.includes("\n"));
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("parseGoDuration() follows Go's syntax", () => {
+  assert.equal(parseGoDuration("300ms"), 300);
+  assert.equal(parseGoDuration("1.5h"), 5_400_000);
+  assert.equal(parseGoDuration("2h45m"), 9_900_000);
+  assert.equal(parseGoDuration("0"), 0);
+  assert.throws(() => parseGoDuration("10"), SyntaxError);
+  assert.throws(() => parseGoDuration("1d"), SyntaxError);
+});

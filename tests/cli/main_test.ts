@@ -1,0 +1,90 @@
+/** The entry point as users run it: spawned through the launcher with the release permissions. */
+import assert from "node:assert/strict";
+import { HANDSHAKE_LINE } from "../../src/protocol/mod.ts";
+import { PLUGIN } from "../_util/go.ts";
+
+async function run(args: string[], stdin = ""): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(PLUGIN, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(stdin));
+  await writer.close();
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+Deno.test("main: help prints the overview and topics, version its version", async () => {
+  const help = await run(["help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /GOCACHEPROG=/);
+  const env = await run(["help", "environment"]);
+  for (const name of ["GOCACHE_DIR", "GOCACHE_S3_BUCKET", "GOCACHE_S3_REGION", "GOCACHE_S3_ENDPOINT_URL", "GOCACHE_S3_PATH_STYLE", "GOCACHE_KEY_PREFIX", "GOCACHE_MIN_SIZE", "GOCACHE_CONCURRENCY", "GOCACHE_S3_CONCURRENCY", "GOCACHE_METRICS", "GOCACHE_EXPIRY", "GOCACHE_VERBOSE", "GOCACHE_DEBUG", "GOCACHE_PLUGIN", "GOCACHE_HTTP", "GOCACHE_MODPROXY", "GOCACHE_SUMDB"]) {
+    assert.ok(env.stdout.includes(name), name);
+  }
+  for (const topic of ["configure", "direct-mode", "serve-mode", "module-proxy", "debug", "permissions"]) {
+    assert.equal((await run(["help", topic])).code, 0, topic);
+  }
+  const version = await run(["version"]);
+  assert.match(version.stdout, /^go-cache-plugin \d+\.\d+\.\d+/);
+});
+
+Deno.test("main: a bad flag is one usage line on stderr, exit 2, nothing on stdout", async () => {
+  for (const args of [["--bogus"], ["-c", "x"], ["help", "nope"], ["--expiry=forever"]]) {
+    const result = await run(args);
+    assert.equal(result.code, 2, args.join(" "));
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+    assert.match(result.stderr, /usage: /);
+  }
+});
+
+Deno.test("main: direct mode writes the handshake first and ends cleanly at EOF", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const get = '{"ID":1,"Command":"get","ActionID":"' + new Uint8Array(32).toBase64() + '"}\n\n';
+    const result = await run([`--cache-dir=${dir}`], get);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, HANDSHAKE_LINE + '{"ID":1,"Miss":true}\n');
+    assert.equal(result.stderr, "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main: a malformed frame ends the session with one stderr line and exit 1", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const result = await run([`--cache-dir=${dir}`], "this is not json\n");
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, HANDSHAKE_LINE);
+    assert.equal(result.stderr.trim().split("\n").length, 1);
+    assert.match(result.stderr, /is not JSON/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main: close is answered and the process exits promptly, with --metrics on stderr", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const result = await run([`--cache-dir=${dir}`, "--metrics"], '{"ID":1,"Command":"close"}\n\n');
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, HANDSHAKE_LINE + '{"ID":1}\n');
+    assert.match(result.stderr, /metrics \{.*\}/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main: an unusable cache directory falls back to a temporary one, never failing go", async () => {
+  const file = await Deno.makeTempFile();
+  try {
+    const get = '{"ID":1,"Command":"get","ActionID":"' + new Uint8Array(32).toBase64() + '"}\n\n';
+    const result = await run([`--cache-dir=${file}/sub`], get);
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, HANDSHAKE_LINE + '{"ID":1,"Miss":true}\n');
+    assert.match(result.stderr, /cannot use cache directory/);
+  } finally {
+    await Deno.remove(file);
+  }
+});

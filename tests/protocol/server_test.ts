@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { HANDSHAKE_LINE } from "../../src/protocol/mod.ts";
+import { closeFrame, getFrame, hexId, MemoryHandler, putFrame, runSession, sha256Hex } from "../_util/script.ts";
+
+const enc = new TextEncoder();
+
+Deno.test("serve() writes the handshake first", async () => {
+  const { text } = await runSession("", new MemoryHandler());
+  assert.equal(text, HANDSHAKE_LINE);
+});
+
+Deno.test("serve() answers get for unknown action with Miss", async () => {
+  const { replies, closed } = await runSession(getFrame(1, hexId(1)), new MemoryHandler());
+  assert.deepEqual(replies[1], { ID: 1, Miss: true });
+  assert.equal(closed, false, "EOF without close is a normal end");
+});
+
+Deno.test("serve() stores a verified put and hits it with OutputID, Size, Time, DiskPath", async () => {
+  const body = enc.encode("archive");
+  const out = await sha256Hex(body);
+  const handler = new MemoryHandler();
+  const { replies } = await runSession(putFrame(1, hexId(1), body, out) + getFrame(2, hexId(1)) + closeFrame(3), handler, { maxRequests: 1 });
+  assert.deepEqual(replies[1], { ID: 1, DiskPath: `/mem/${out}` });
+  assert.deepEqual(replies[2], {
+    ID: 2,
+    OutputID: Uint8Array.fromHex(out).toBase64(),
+    Size: 7,
+    DiskPath: `/mem/${out}`,
+    Time: "1970-01-01T00:00:00.000Z",
+  });
+  assert.deepEqual(replies[3], { ID: 3 });
+  assert.equal(handler.closed, 1);
+});
+
+Deno.test("serve() refuses a put whose body does not hash to its OutputID", async () => {
+  const handler = new MemoryHandler();
+  const { replies } = await runSession(putFrame(1, hexId(1), enc.encode("abc"), hexId(99)), handler);
+  assert.match(String(replies[1]!.Err), /does not hash to OutputID/);
+  assert.equal(handler.entries.size, 0, "nothing stored");
+});
+
+Deno.test("serve() answers an unknown command with Err and goes on", async () => {
+  const input = JSON.stringify({ ID: 1, Command: "frobnicate" }) + "\n\n" + getFrame(2, hexId(2));
+  const { replies } = await runSession(input, new MemoryHandler());
+  assert.deepEqual(replies[1], { ID: 1, Err: 'unknown command "frobnicate"' });
+  assert.deepEqual(replies[2], { ID: 2, Miss: true });
+});
+
+Deno.test("serve() replies out of order, each once, and close comes last", async () => {
+  const handler = new MemoryHandler();
+  handler.delays.set(hexId(1), 60);
+  handler.delays.set(hexId(2), 5);
+  const input = getFrame(1, hexId(1)) + getFrame(2, hexId(2)) + getFrame(3, hexId(3)) + closeFrame(4);
+  const { replies } = await runSession(input, handler, { maxRequests: 4 });
+  const ids = replies.slice(1).map((r) => r.ID);
+  assert.deepEqual(ids, [3, 2, 1, 4]);
+});
+
+Deno.test("serve() keeps at most maxRequests pending", async () => {
+  let active = 0;
+  let peak = 0;
+  const handler = new MemoryHandler();
+  handler.get = async () => {
+    peak = Math.max(peak, ++active);
+    await new Promise((r) => setTimeout(r, 5));
+    active--;
+    return undefined;
+  };
+  let input = "";
+  for (let i = 1; i <= 20; i++) input += getFrame(i, hexId(i));
+  const { replies } = await runSession(input, handler, { maxRequests: 3 });
+  assert.equal(replies.length, 21);
+  assert.equal(peak, 3);
+});
+
+Deno.test("serve() finishes pending requests, then throws ProtocolError on a malformed frame", async () => {
+  const handler = new MemoryHandler();
+  handler.delays.set(hexId(1), 20);
+  const { replies, error } = await runSession(getFrame(1, hexId(1)) + "garbage\n", handler);
+  assert.equal(error?.name, "ProtocolError");
+  assert.deepEqual(replies[1], { ID: 1, Miss: true });
+});
+
+Deno.test("serve() turns a handler failure into an Err reply", async () => {
+  const handler = new MemoryHandler();
+  handler.get = () => Promise.reject(new Error("disk on fire"));
+  const { replies } = await runSession(getFrame(1, hexId(1)), handler);
+  assert.match(String(replies[1]!.Err), /disk on fire/);
+});
+
+Deno.test("serve() rejects a get with a short ActionID as an Err, not a crash", async () => {
+  const input = JSON.stringify({ ID: 1, Command: "get", ActionID: "AAAA" }) + "\n\n";
+  const { replies, error } = await runSession(input, new MemoryHandler());
+  assert.equal(error, undefined);
+  assert.match(String(replies[1]!.Err), /invalid ActionID/);
+});
