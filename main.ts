@@ -5,12 +5,23 @@
  * @module
  */
 
-import { parseConfig, UsageError } from "./src/cli/config.ts";
 import { HANDSHAKE_LINE } from "./src/protocol/wire.ts";
 import { createLogger } from "./src/log/mod.ts";
 
+const NOT_DIRECT = new Set(["serve", "connect", "help", "version", "-h", "-help", "--help"]);
+
 /** Runs the program; resolves to the exit status. */
 export async function main(args: string[]): Promise<number> {
+  // go waits for the handshake on every invocation: in direct mode send it before importing the
+  // flag parser (node:util alone costs tens of milliseconds) or anything else.
+  let handshakeSent = false;
+  const sendHandshake = async () => {
+    handshakeSent = true;
+    await Deno.stdout.write(new TextEncoder().encode(HANDSHAKE_LINE));
+  };
+  if (!args.some((arg) => NOT_DIRECT.has(arg))) await sendHandshake();
+
+  const { parseConfig, UsageError } = await import("./src/cli/config.ts");
   let config;
   try {
     config = parseConfig(args, (name) => Deno.env.get(name));
@@ -22,34 +33,18 @@ export async function main(args: string[]): Promise<number> {
   const log = createLogger({ verbose: config.verbose, debug: config.debug });
   switch (config.command) {
     case "direct": {
-      // go waits for this line before sending anything: write it before any slow set-up.
-      await Deno.stdout.write(new TextEncoder().encode(HANDSHAKE_LINE));
+      if (!handshakeSent) await sendHandshake();
       const { runDirect } = await import("./src/cli/direct.ts");
       return await runDirect(config, log);
     }
-    case "serve": {
-      const { runServe } = await import("./src/server/mod.ts");
-      return await runServe(config, log);
-    }
-    case "connect": {
-      const { runConnect } = await import("./src/server/mod.ts");
-      return await runConnect(config, log);
-    }
+    case "serve":
+      return await (await import("./src/server/mod.ts")).runServe(config, log);
+    case "connect":
+      return await (await import("./src/server/mod.ts")).runConnect(config, log);
     case "help":
     case "version": {
-      const { helpText, VERSION } = await import("./src/cli/help.ts");
-      try {
-        await Deno.stdout.write(new TextEncoder().encode(
-          (config.command === "version"
-            ? `go-cache-plugin ${VERSION} (Deno ${Deno.version.deno})`
-            : helpText(config.helpTopic)) + "\n",
-        ));
-      } catch (error) {
-        if (!(error instanceof UsageError)) throw error;
-        log.warn(`usage: ${error.message}`);
-        return 2;
-      }
-      return 0;
+      const { printHelp } = await import("./src/cli/help.ts");
+      return await printHelp(config, log);
     }
   }
 }

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { FLAGS, UsageError } from "./config.ts";
+import type { Logger } from "../log/mod.ts";
+import { type Config, FLAGS, UsageError } from "./config.ts";
 
 /** The program's version, printed by `version`. */
 export const VERSION = "0.1.0";
@@ -125,4 +126,26 @@ ${rows.join("\n")}
 
 Also read: GOCACHE (the default cache directory's parent), AWS_REGION / AWS_DEFAULT_REGION,
 AWS_ENDPOINT_URL, the AWS credential chain, GOPROXY (module proxy upstream).`;
+}
+
+/**
+ * Prints `help [topic]` or `version` to stdout.
+ *
+ * @param config The parsed configuration (`command` is help or version).
+ * @param log For the usage line of an unknown topic.
+ * @returns The exit status: 0, or 2 for an unknown topic.
+ */
+export async function printHelp(config: Config, log: Logger): Promise<number> {
+  let text: string;
+  try {
+    text = config.command === "version"
+      ? `go-cache-plugin ${VERSION} (Deno ${Deno.version.deno})`
+      : helpText(config.helpTopic);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    log.warn(`usage: ${error.message}`);
+    return 2;
+  }
+  await Deno.stdout.write(new TextEncoder().encode(text + "\n"));
+  return 0;
 }
