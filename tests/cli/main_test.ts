@@ -89,3 +89,23 @@ Deno.test("main: an unusable cache directory falls back to a temporary one, neve
     await Deno.remove(file);
   }
 });
+
+Deno.test("main: --expiry prunes entries unused within the period after close", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const old = new Date(Date.now() - 48 * 3_600_000);
+    const outputId = "ab".repeat(32);
+    await Deno.mkdir(`${dir}/output/ab`, { recursive: true });
+    await Deno.mkdir(`${dir}/action/cd`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/output/ab/${outputId}`, "stale");
+    await Deno.writeTextFile(`${dir}/action/cd/${"cd".repeat(32)}`, `${outputId} 5`);
+    await Deno.utime(`${dir}/output/ab/${outputId}`, old, old);
+    await Deno.utime(`${dir}/action/cd/${"cd".repeat(32)}`, old, old);
+    const result = await run([`--cache-dir=${dir}`, "--expiry=24h", "-v"], '{"ID":1,"Command":"close"}\n\n');
+    assert.equal(result.code, 0);
+    assert.match(result.stderr, /pruned 1 actions and 1 outputs \(5 bytes\)/);
+    await assert.rejects(Deno.stat(`${dir}/output/ab/${outputId}`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
