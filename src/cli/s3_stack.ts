@@ -1,0 +1,104 @@
+/**
+ * Wires the S3 tier: an {@linkcode AwsObjectStore} on the configured bucket and a
+ * {@linkcode TieredCache} over the local tier. Imported by `stack.ts` only when `--bucket` is set,
+ * after the handshake; the SDK itself loads on the first remote call, so a slow or unreachable S3
+ * never delays the first reply.
+ *
+ * @module
+ */
+
+import type { LocalCache } from "../cache/local.ts";
+import { AwsObjectStore, TieredCache } from "../cache/s3/mod.ts";
+import type { Logger } from "../log/mod.ts";
+import type { Metrics } from "../metrics/mod.ts";
+import { type Config, DEBUG_S3 } from "./config.ts";
+import type { CacheStack } from "./stack.ts";
+
+/**
+ * Opens the S3 tier over `local`. Bad configuration does not fail here: the first remote call
+ * reports it in one line on stderr and the local tier keeps serving.
+ *
+ * @param local The local tier.
+ * @param config Bucket, prefix, region, endpoint, path style, upload policy.
+ * @param options Logger and metrics.
+ * @returns The stack; `moduleStore` holds keys under `[prefix/]module/`.
+ */
+export function openS3Stack(
+  local: LocalCache,
+  config: Config,
+  options: { log: Logger; metrics: Metrics },
+): Promise<CacheStack> {
+  const { log, metrics } = options;
+  const store = new AwsObjectStore({
+    bucket: config.bucket,
+    prefix: config.prefix,
+    region: config.region,
+    endpoint: config.endpoint,
+    pathStyle: config.pathStyle,
+    observe: (name, seconds) => metrics.observe(name, seconds),
+    trace: log.trace(DEBUG_S3),
+  });
+  const handler = new TieredCache(local, store, {
+    minUploadSize: config.minUploadSize,
+    uploadConcurrency: config.s3Concurrency,
+    log,
+    metrics,
+  });
+  describe(metrics);
+  containStrayErrors(log, metrics);
+  // Uploads an earlier session owed: in the background, after this session's first request.
+  setTimeout(() => void handler.resumePending().catch(() => {}), 0);
+  log.info(
+    `S3 tier: bucket ${JSON.stringify(config.bucket)}` +
+      (config.prefix ? ` prefix ${JSON.stringify(config.prefix)}` : "") +
+      (config.region ? ` region ${config.region}` : " (region looked up on first use)") +
+      (config.endpoint ? ` endpoint ${config.endpoint}` : ""),
+  );
+  return Promise.resolve({
+    handler,
+    local,
+    shutdown: () => handler.close(),
+    moduleStore: store.withPrefix("module"),
+  });
+}
+
+/**
+ * The SDK runs on Node-style streams and sockets; an error one of them raises with nobody
+ * listening would end the process and fail the build. The S3 tier must never do that, so such
+ * errors are logged (with `-v`) and counted as `s3_uncaught` instead.
+ */
+function containStrayErrors(log: Logger, metrics: Metrics): void {
+  const contain = (event: Event, error: unknown) => {
+    event.preventDefault();
+    metrics.add("s3_uncaught");
+    log.info(`ignored a stray error: ${error instanceof Error ? error.message : String(error)}`);
+  };
+  globalThis.addEventListener("unhandledrejection", (e) => contain(e, e.reason));
+  globalThis.addEventListener("error", (e) => contain(e, e.error));
+}
+
+function describe(metrics: Metrics): void {
+  const help: Record<string, string> = {
+    local_hits: "Gets answered by the local tier",
+    s3_get_hits: "Gets answered from S3 after a local miss",
+    s3_get_misses: "Gets that missed in S3 too",
+    s3_get_errors: "Remote lookups that failed (answered as misses)",
+    s3_get_skipped: "Remote lookups not made because the S3 tier was paused or disabled",
+    s3_get_collapsed: "Gets that joined a lookup of the same action already in flight",
+    s3_corrupt: "Remote entries rejected: malformed action record or SHA-256 mismatch",
+    s3_bytes_down: "Output bytes fetched from S3",
+    s3_bytes_up: "Bytes uploaded to S3 (objects and action records)",
+    s3_wait_ms: "Milliseconds gets spent waiting on S3",
+    uploads_done: "Entries whose action record reached S3",
+    uploads_skipped: "Objects not sent: already in the bucket, or below --min-upload-size",
+    uploads_small: "Outputs below --min-upload-size kept local",
+    uploads_failed: "Uploads that failed or were dropped while S3 was paused",
+    uploads_left: "Uploads still pending when the wait at close ran out",
+    uploads_resumed: "Uploads an earlier session left undone, queued again",
+    s3_breaker_trips: "Times the S3 circuit breaker opened",
+    s3_breaker_open: "1 while the S3 tier is paused or disabled",
+    s3_request_seconds: "Latency of S3 requests",
+    s3_uncaught: "Stray errors from the S3 client contained instead of ending the process",
+  };
+  for (const [name, text] of Object.entries(help)) metrics.describe(name, text);
+}

@@ -1,0 +1,343 @@
+/**
+ * The HTTP side of `serve --http=ADDR`: a status page at `/`, `/debug/vars` (JSON),
+ * `/metrics` (Prometheus text exposition, generated from the shared {@linkcode Metrics}
+ * registry), and the module proxy under `/mod/` when it is on. Only GET and HEAD are allowed.
+ *
+ * Every counter `x` is exported as `go_cache_plugin_x`; names written with `Metrics.set` (or ever
+ * lowered) are gauges, the others counters. Histograms get `_bucket{le=…}`, `_sum` and `_count`.
+ *
+ * @module
+ */
+
+import { Metrics } from "../metrics/mod.ts";
+import { type Logger, SILENT } from "../log/mod.ts";
+
+/** The module proxy as the HTTP side sees it. */
+export interface ModuleProxyHandler {
+  handle(request: Request): Promise<Response>;
+}
+
+/** What the status page shows besides metrics. */
+export interface StatusInfo {
+  /** Where `connect` reaches the plugin listener. */
+  pluginAddress: string;
+  /** The local tier's directory. */
+  cacheDir: string;
+  /** The S3 bucket, or "" for the local tier alone. */
+  bucket: string;
+  /** Whether `/mod/` is served. */
+  modproxy: boolean;
+  /** The program's version. */
+  version: string;
+}
+
+/** Options for {@linkcode createHttpHandler}. */
+export interface HttpHandlerOptions {
+  /** The shared registry. */
+  metrics: Metrics;
+  /** Static facts for the status page. */
+  status: StatusInfo;
+  /** Handles `/mod/…` requests. @default none: `/mod/` is 404 */
+  modproxy?: ModuleProxyHandler;
+  /** Start time for `uptime_seconds`. @default {Date.now() at creation} */
+  startedAt?: number;
+}
+
+/** Options for {@linkcode startHttpServer}. */
+export interface HttpServerOptions {
+  /** Lifecycle lines. @default {SILENT} */
+  log?: Logger;
+}
+
+/** A running HTTP server. */
+export interface HttpServer extends AsyncDisposable {
+  /** `host:port` actually listened on. */
+  address: string;
+  /** The base URL, `http://host:port`. */
+  url: string;
+  /** Stops accepting and waits for in-flight requests. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * A registry that remembers which names are gauges: those written with `set` or ever lowered.
+ * Pass it wherever a {@linkcode Metrics} goes.
+ */
+export class ServerMetrics extends Metrics {
+  #gauges = new Set<string>();
+
+  override set(name: string, value: number): void {
+    this.#gauges.add(name);
+    super.set(name, value);
+  }
+
+  override add(name: string, value = 1): void {
+    if (value < 0) this.#gauges.add(name);
+    super.add(name, value);
+  }
+
+  /** Whether `name` is a gauge. */
+  isGauge(name: string): boolean {
+    return this.#gauges.has(name);
+  }
+}
+
+const GAUGE_NAMES = /(^sessions$|_open$|_inflight$|_in_flight$|_pending$|_active$|_queued$)/;
+const PREFIX = "go_cache_plugin_";
+
+/**
+ * Renders the registry in the Prometheus text exposition format (version 0.0.4).
+ *
+ * @param metrics The registry; with a {@linkcode ServerMetrics}, `set` names are gauges.
+ * @returns The exposition, ending with a newline.
+ */
+export function prometheusText(metrics: Metrics): string {
+  const lines: string[] = [];
+  const isGauge = (name: string) =>
+    metrics instanceof ServerMetrics ? metrics.isGauge(name) : GAUGE_NAMES.test(name);
+  const counters = metrics.counters();
+  if (!("sessions" in counters)) counters.sessions = 0;
+  for (const [name, value] of Object.entries(counters)) {
+    const full = PREFIX + sanitize(name);
+    const type = isGauge(name) || name === "sessions" ? "gauge" : "counter";
+    lines.push(`# HELP ${full} ${escapeHelp(metrics.help(name) ?? describe(name, type))}`);
+    lines.push(`# TYPE ${full} ${type}`);
+    lines.push(`${full} ${formatNumber(value)}`);
+  }
+  for (const [name, histogram] of Object.entries(metrics.histograms())) {
+    const full = PREFIX + sanitize(name);
+    lines.push(`# HELP ${full} ${escapeHelp(metrics.help(name) ?? `Histogram ${name}`)}`);
+    lines.push(`# TYPE ${full} histogram`);
+    for (const bucket of histogram.buckets) {
+      lines.push(`${full}_bucket{le="${formatNumber(bucket.le)}"} ${formatNumber(bucket.count)}`);
+    }
+    lines.push(`${full}_bucket{le="+Inf"} ${formatNumber(histogram.count)}`);
+    lines.push(`${full}_sum ${formatNumber(histogram.sum)}`);
+    lines.push(`${full}_count ${formatNumber(histogram.count)}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Creates the request handler: `/`, `/metrics`, `/debug/vars`, and `/mod/` when a module proxy
+ * is given. Other methods than GET and HEAD get 405; unknown paths 404.
+ *
+ * @example
+ * ```ts
+ * import { createHttpHandler, ServerMetrics } from "./http.ts";
+ * const handle = createHttpHandler({
+ *   metrics: new ServerMetrics(),
+ *   status: { pluginAddress: "127.0.0.1:5930", cacheDir: "/tmp/c", bucket: "", modproxy: false, version: "0" },
+ * });
+ * const response = await handle(new Request("http://localhost/metrics"));
+ * if (response.status !== 200) throw new Error("metrics should be served");
+ * ```
+ *
+ * @param options Registry, status facts and the module proxy.
+ * @returns The handler.
+ */
+export function createHttpHandler(
+  options: HttpHandlerOptions,
+): (request: Request) => Promise<Response> {
+  const startedAt = options.startedAt ?? Date.now();
+  return async function handle(request: Request): Promise<Response> {
+    const method = request.method;
+    if (method !== "GET" && method !== "HEAD") {
+      return text(405, `Method ${method} is not allowed: use GET or HEAD\n`, {
+        allow: "GET, HEAD",
+      });
+    }
+    const path = rawPath(request.url);
+    let response: Response;
+    if (path === "/mod" || path.startsWith("/mod/")) {
+      response = options.modproxy
+        ? await options.modproxy.handle(request)
+        : text(404, "The module proxy is off: start serve with --modproxy\n");
+    } else if (path === "/metrics") {
+      response = text(200, prometheusText(options.metrics), {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+      });
+    } else if (path === "/debug/vars") {
+      response = new Response(JSON.stringify(debugVars(options.metrics, startedAt), null, 1), {
+        headers: { "content-type": "application/json; charset=utf-8" },
+      });
+    } else if (path === "/" || path === "/index.html") {
+      response = new Response(statusPage(options.metrics, options.status, startedAt), {
+        headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
+      });
+    } else {
+      response = text(404, `Not found: ${path}\n`);
+    }
+    if (method === "HEAD" && response.body && !path.startsWith("/mod")) {
+      // Our pages are small: keep the length GET would have, drop the body.
+      const length = (await response.arrayBuffer()).byteLength;
+      const headers = new Headers(response.headers);
+      headers.set("content-length", String(length));
+      return new Response(null, { status: response.status, headers });
+    }
+    return response;
+  };
+}
+
+/**
+ * Listens for HTTP on `[host]:port`. An empty host means 127.0.0.1 (give 0.0.0.0 to expose it).
+ *
+ * @param address `[host]:port`, `host:port` or `port`.
+ * @param handler The request handler.
+ * @param options Logging.
+ * @returns The running server.
+ * @throws {TypeError} When the address cannot be parsed.
+ */
+export async function startHttpServer(
+  address: string,
+  handler: (request: Request) => Promise<Response>,
+  options: HttpServerOptions = {},
+): Promise<HttpServer> {
+  const log = options.log ?? SILENT;
+  const { hostname, port } = parseHttpAddress(address);
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname,
+    port,
+    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+    onError: (error) => {
+      log.warn(`HTTP handler failed: ${error instanceof Error ? error.message : String(error)}`);
+      return text(500, "Internal error\n");
+    },
+  }, handler);
+  const addr = await listening.promise;
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let stopped: Promise<void> | undefined;
+  const shutdown = () => stopped ??= server.shutdown();
+  return {
+    address: `${host}:${addr.port}`,
+    url: `http://${host}:${addr.port}`,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+  };
+}
+
+/**
+ * Splits an HTTP listen address.
+ *
+ * @param address `[host]:port`, `host:port`, `:port` or `port`.
+ * @returns Host (127.0.0.1 when empty) and port.
+ * @throws {TypeError} When it is not such an address.
+ */
+export function parseHttpAddress(address: string): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]*)\]|([^:\[\]]*)):(\d+)$/.exec(address) ?? /^()()(\d+)$/.exec(address);
+  const port = Number(match?.[3]);
+  if (!match || !Number.isInteger(port) || port > 65535) {
+    throw new TypeError(
+      `Cannot listen on HTTP address ${JSON.stringify(address)}: want [host]:port`,
+    );
+  }
+  return { hostname: match[1] || match[2] || "127.0.0.1", port };
+}
+
+function debugVars(metrics: Metrics, startedAt: number): Record<string, unknown> {
+  return {
+    cmdline: ["go-cache-plugin", ...Deno.args],
+    uptime_seconds: (Date.now() - startedAt) / 1000,
+    memstats: Deno.memoryUsage(),
+    counters: metrics.counters(),
+    histograms: metrics.histograms(),
+  };
+}
+
+function statusPage(metrics: Metrics, status: StatusInfo, startedAt: number): string {
+  const m = (name: string) => metrics.get(name);
+  const gets = m("get_requests");
+  const hitRate = gets > 0 ? `${(100 * m("get_hits") / gets).toFixed(1)}%` : "no requests yet";
+  let s3: string;
+  if (!status.bucket) {
+    s3 = "off (local tier only: start serve with --bucket to add S3)";
+  } else if (m("s3_breaker_open") > 0) {
+    s3 = `<b class="bad">DOWN</b>: circuit breaker open, serving the local tier (bucket ${
+      escapeHtml(status.bucket)
+    })`;
+  } else {
+    s3 = `<b class="ok">OK</b> (bucket ${escapeHtml(status.bucket)})`;
+  }
+  const rows: [string, string][] = [
+    ["Hit rate", `${hitRate} (${m("get_hits")} hits, ${m("get_misses")} misses)`],
+    ["Bytes saved", `${formatBytes(m("get_hit_bytes"))} served from the cache`],
+    ["Stored", `${m("put_requests")} puts, ${formatBytes(m("put_bytes"))}`],
+    ["S3", s3],
+    ["S3 errors", `${m("s3_get_errors")} failed lookups, ${m("uploads_failed")} failed uploads`],
+    ["Sessions", `${m("sessions")} now, ${m("sessions_total")} since start`],
+    ["Errors", `${m("get_errors")} get, ${m("put_errors")} put, ${m("session_errors")} session`],
+    ["Plugin", `<code>${escapeHtml(status.pluginAddress)}</code>`],
+    ["Cache directory", `<code>${escapeHtml(status.cacheDir)}</code>`],
+    ["Module proxy", status.modproxy ? `on at <a href="/mod/">/mod/</a>` : "off"],
+    ["Uptime", formatDuration(Date.now() - startedAt)],
+  ];
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>go-cache-plugin</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em}td{padding:.2em 1em .2em 0}
+th{text-align:left;padding-right:1em}.ok{color:#080}.bad{color:#c00}</style></head>
+<body><h1>go-cache-plugin ${escapeHtml(status.version)}</h1>
+<table>
+${rows.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("\n")}
+</table>
+<p><a href="/metrics">/metrics</a> · <a href="/debug/vars">/debug/vars</a></p>
+</body></html>
+`;
+}
+
+function rawPath(url: string): string {
+  // The path as sent: new URL() would resolve "..", which the module proxy must see.
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const end = url.indexOf("?", start);
+  return url.slice(start, end < 0 ? undefined : end);
+}
+
+function text(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return new Response(body, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", ...headers },
+  });
+}
+
+function describe(name: string, type: string): string {
+  return `go-cache-plugin ${type} ${name}`;
+}
+
+function sanitize(name: string): string {
+  return name.replace(/[^a-zA-Z0-9_:]/g, "_");
+}
+
+function escapeHelp(help: string): string {
+  return help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+function formatNumber(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0 ? `${h}h${m}m` : m > 0 ? `${m}m${s % 60}s` : `${s}s`;
+}
+
+function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

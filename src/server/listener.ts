@@ -1,0 +1,255 @@
+/**
+ * `serve --plugin`: accepts connections from `connect` processes on 127.0.0.1:PORT or on a Unix
+ * socket, and runs one protocol session per connection over one shared cache.
+ *
+ * Sessions are independent: a client that sends garbage or vanishes ends only its own session.
+ * A session's `close` request is answered without closing the shared cache; background work
+ * (uploads) is flushed once, when the server shuts down.
+ *
+ * @module
+ */
+
+import { type CacheHandler, serve } from "../protocol/mod.ts";
+import { type Logger, SILENT } from "../log/mod.ts";
+import type { Metrics } from "../metrics/mod.ts";
+
+/** Options for {@linkcode PluginListener.listen}. */
+export interface PluginListenerOptions {
+  /** The shared cache. Its `close` is never called by a session. */
+  handler: CacheHandler;
+  /** Requests handled at once per session. @default {navigator.hardwareConcurrency} */
+  maxRequests?: number;
+  /** Registry for protocol counters, `sessions` (gauge), `sessions_total`, `session_errors`. @default none */
+  metrics?: Metrics;
+  /** Lifecycle and error lines. @default {SILENT} */
+  log?: Logger;
+  /** Per-request trace lines, prefixed with the session number. @default none */
+  trace?: (line: string) => void;
+}
+
+interface Session {
+  conn: Deno.Conn;
+  done: Promise<void>;
+}
+
+/** A listening plugin server. Dispose it (or call {@linkcode PluginListener.drain}) to stop. */
+export class PluginListener implements AsyncDisposable {
+  /** `127.0.0.1:PORT` or the socket path. */
+  readonly address: string;
+  #listener: Deno.Listener;
+  #socketPath?: string;
+  #handler: CacheHandler;
+  #options: PluginListenerOptions;
+  #log: Logger;
+  #sessions = new Map<number, Session>();
+  #nextId = 0;
+  #closed = false;
+  #accepting: Promise<void>;
+
+  private constructor(listener: Deno.Listener, options: PluginListenerOptions) {
+    this.#listener = listener;
+    this.#options = options;
+    this.#log = options.log ?? SILENT;
+    const shared = options.handler;
+    // Sessions never reach the shared cache's close: one go command ending must not flush the
+    // server. The wrapper costs one call per request, no allocation.
+    this.#handler = {
+      get: (actionId) => shared.get(actionId),
+      put: (object) => shared.put(object),
+    };
+    const addr = listener.addr;
+    if (addr.transport === "unix") {
+      this.address = addr.path;
+      this.#socketPath = addr.path;
+    } else {
+      this.address = `${(addr as Deno.NetAddr).hostname}:${(addr as Deno.NetAddr).port}`;
+    }
+    this.#options.metrics?.set("sessions", 0);
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /**
+   * Starts listening.
+   *
+   * @param target A port (listened on 127.0.0.1 only; 0 picks a free one) or a Unix socket path
+   *   (a stale socket file left by a dead server is replaced).
+   * @param options The shared cache, limits, metrics and logging.
+   * @returns The listener, already accepting.
+   * @throws {Deno.errors.AddrInUse} When the port or socket is taken by a live server.
+   */
+  static async listen(target: string, options: PluginListenerOptions): Promise<PluginListener> {
+    if (/^\d+$/.test(target)) {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: Number(target) });
+      return new PluginListener(listener, options);
+    }
+    return new PluginListener(await listenUnix(target), options);
+  }
+
+  /** Sessions running now. */
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  /** Stops accepting new connections; running sessions continue. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /**
+   * Stops accepting, waits up to `graceMs` for running sessions to end, then closes the
+   * connections of those still running (their `connect` processes carry on locally).
+   *
+   * @param graceMs How long sessions may run on. @default {10000}
+   * @returns How many sessions were cut off.
+   */
+  async drain(graceMs = 10_000): Promise<number> {
+    this.close();
+    await this.#accepting;
+    const all = () => Promise.all([...this.#sessions.values()].map((s) => s.done));
+    if (this.#sessions.size > 0 && graceMs > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        all(),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs)),
+      ]);
+      clearTimeout(timer);
+    }
+    const cut = this.#sessions.size;
+    for (const session of this.#sessions.values()) closeQuietly(session.conn);
+    await all();
+    if (this.#socketPath) await Deno.remove(this.#socketPath).catch(() => {});
+    return cut;
+  }
+
+  /** Same as `drain(0)`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.drain(0);
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors and the like: back off instead of spinning.
+        this.#log.warn(`Cannot accept a connection on ${this.address}: ${message(error)}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      if (this.#closed) {
+        conn.close();
+        return;
+      }
+      this.#start(conn);
+    }
+  }
+
+  #start(conn: Deno.Conn): void {
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    const id = ++this.#nextId;
+    const { metrics } = this.#options;
+    const trace = this.#options.trace;
+    const session: Session = { conn, done: Promise.resolve() };
+    this.#sessions.set(id, session);
+    metrics?.add("sessions_total");
+    metrics?.set("sessions", this.#sessions.size);
+    this.#log.info(`session ${id} started`);
+    session.done = (async () => {
+      try {
+        const result = await serve(readableOf(conn), conn.writable, this.#handler, {
+          maxRequests: this.#options.maxRequests,
+          metrics,
+          trace: trace && ((line) => trace(`S:${id} ${line}`)),
+        });
+        this.#log.info(`session ${id} ended (${result.closed ? "close" : "end of input"})`);
+      } catch (error) {
+        metrics?.add("session_errors");
+        this.#log.warn(`session ${id} ended: ${message(error)}`);
+      } finally {
+        await linger(conn);
+        this.#sessions.delete(id);
+        metrics?.set("sessions", this.#sessions.size);
+      }
+    })();
+  }
+}
+
+/**
+ * The connection's input as a stream whose cancellation leaves the connection open: `serve()`
+ * stops reading at `close` while replies may still be queued, and cancelling `conn.readable`
+ * would close the socket under them.
+ */
+function readableOf(conn: Deno.Conn): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const buffer = new Uint8Array(64 * 1024);
+      const n = await conn.read(buffer);
+      if (n === null) controller.close();
+      else controller.enqueue(buffer.subarray(0, n));
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** How long a finished session waits for its client to hang up. */
+const LINGER_MS = 5_000;
+
+/**
+ * Ends a connection without destroying replies in flight: closing a socket with unread input
+ * (a trailing newline after `close`, or garbage) sends a reset, and the peer may drop replies it
+ * has not read yet. So send end-of-stream, read until the client hangs up (bounded), then close.
+ */
+async function linger(conn: Deno.Conn): Promise<void> {
+  const timer = setTimeout(() => closeQuietly(conn), LINGER_MS);
+  try {
+    await conn.closeWrite();
+    const scratch = new Uint8Array(4096);
+    while (await conn.read(scratch) !== null) {
+      // discard
+    }
+  } catch {
+    // reset, or closed by the timer or by drain()
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+async function listenUnix(path: string): Promise<Deno.Listener> {
+  try {
+    return Deno.listen({ transport: "unix", path });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+  }
+  // Something is there: replace it only when it is a socket nobody answers on.
+  if (!(await Deno.lstat(path)).isSocket) {
+    throw new Deno.errors.AddrInUse(`Cannot listen on ${JSON.stringify(path)}: not a socket`);
+  }
+  try {
+    const probe = await Deno.connect({ transport: "unix", path });
+    probe.close();
+  } catch {
+    await Deno.remove(path);
+    return Deno.listen({ transport: "unix", path });
+  }
+  throw new Deno.errors.AddrInUse(`Cannot listen on ${JSON.stringify(path)}: a server is running`);
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

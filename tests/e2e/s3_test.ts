@@ -1,0 +1,479 @@
+/**
+ * The S3 tier end to end: the real go command, the plugin as GOCACHEPROG, a real MinIO on
+ * 127.0.0.1 (signatures checked), toxiproxy for a slow link, and tailscale's bucket fixtures.
+ */
+import assert from "node:assert/strict";
+import {
+  canRun,
+  copyModule,
+  goEnv,
+  IN_CI,
+  mustGo,
+  PLUGIN,
+  pluginCommand,
+  pluginMetrics,
+  tempDir,
+  total,
+} from "../_util/go.ts";
+import { findMinio, freePort, type Minio, startMinio } from "../_util/minio.ts";
+import { findToxiproxy, startToxiproxy } from "../_util/toxiproxy.ts";
+
+const FIXTURES = "/work/shared/fixtures/tailscale-bucket";
+const FIXTURES_DIR = Deno.env.get("GCP_TAILSCALE_FIXTURES") ?? FIXTURES;
+
+async function needs(what: string, present: Promise<unknown> | boolean): Promise<boolean> {
+  if (IN_CI) return false;
+  if (await present) return false;
+  // deno-lint-ignore no-console
+  console.error(`skipping S3 e2e: ${what} is not available (CI would fail instead)`);
+  return true;
+}
+
+const skipGo = !canRun("go");
+const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());
+const skipToxiproxy = await needs("toxiproxy (scripts/install_test_servers.sh)", findToxiproxy());
+const skipFixtures = await needs(
+  `tailscale fixtures at ${FIXTURES_DIR}`,
+  Deno.stat(FIXTURES_DIR).then(() => true, () => false),
+);
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
+    .toHex();
+}
+
+/** Environment for go (and so the plugin) against `minio`. */
+function s3GoEnv(gocache: string, plugin: string, minio: Minio): Record<string, string> {
+  return { ...goEnv(gocache, plugin), ...minio.env() };
+}
+
+/**
+ * Gives the module's directories an old mtime too, so go caches its module index from the first
+ * build on (it skips directories changed within the last seconds), and every later build of it
+ * is all hits.
+ */
+async function ageDirectories(dir: string): Promise<void> {
+  const old = new Date(Date.now() - 3_600_000);
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isDirectory) await ageDirectories(`${dir}/${entry.name}`);
+  }
+  await Deno.utime(dir, old, old);
+}
+
+/** Every output file of a cache directory hashes to its name. */
+async function assertOutputsVerified(cacheDir: string): Promise<number> {
+  let count = 0;
+  for await (const shard of Deno.readDir(`${cacheDir}/output`)) {
+    for await (const entry of Deno.readDir(`${cacheDir}/output/${shard.name}`)) {
+      if (!entry.isFile || entry.name.includes(".")) continue;
+      const bytes = await Deno.readFile(`${cacheDir}/output/${shard.name}/${entry.name}`);
+      assert.equal(await sha256Hex(bytes), entry.name, `${entry.name} holds other bytes`);
+      count++;
+    }
+  }
+  return count;
+}
+
+Deno.test({
+  name: "S3 tier: a second machine gets every entry from the bucket; faults never fail the build",
+  ignore: skipGo || skipMinio || skipToxiproxy,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    await using work = await tempDir("gcp-s3e2e-");
+    await using minio = await startMinio();
+    const module = await copyModule();
+    await ageDirectories(module);
+    let run = 0;
+    const fresh = (flags: string[] = [], endpoint = minio.endpoint, bucket = minio.bucket) => {
+      run++;
+      const cacheDir = `${work.path}/cache-${run}`;
+      const plugin = pluginCommand(
+        `--cache-dir=${cacheDir}`,
+        `--bucket=${bucket}`,
+        `--s3-endpoint-url=${endpoint}`,
+        "--s3-path-style",
+        "--region=us-east-1",
+        "--metrics",
+        ...flags,
+      );
+      return { cacheDir, env: s3GoEnv(`${work.path}/gocache-${run}`, plugin, minio) };
+    };
+    let warm: { cacheDir: string } | undefined;
+    let baselineMs = 0;
+
+    await t.step("plugin A builds and tests the module, uploading every entry", async () => {
+      const a = fresh();
+      const build = await mustGo(["build", "./..."], { cwd: module, env: a.env });
+      const test = await mustGo(["test", "./..."], { cwd: module, env: a.env });
+      assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+[\d.]+s/);
+      const metrics = pluginMetrics(build.stderr + test.stderr);
+      assert.equal(metrics.length, 2, build.stderr + test.stderr);
+      assert.ok(total(metrics, "put_requests") > 100);
+      assert.equal(total(metrics, "uploads_failed"), 0);
+      assert.equal(total(metrics, "uploads_left"), 0);
+      assert.equal(
+        total(metrics, "uploads_done") + total(metrics, "uploads_small"),
+        total(metrics, "put_requests"),
+      );
+      const keys = await minio.listKeys();
+      const actions = keys.filter((k) => k.startsWith("action/")).length;
+      assert.ok(actions >= total(metrics, "uploads_done") - 5, `${actions} action records`);
+      for (const key of keys) assert.match(key, /^(action|output)\/[0-9a-f]{2}\/[0-9a-f]{64}$/);
+    });
+
+    await t.step("plugin B (empty cache dir, fresh GOCACHE): all remote hits, (cached)", async () => {
+      const b = fresh();
+      const started = performance.now();
+      const build = await mustGo(["build", "./..."], { cwd: module, env: b.env });
+      baselineMs = performance.now() - started;
+      const test = await mustGo(["test", "./..."], { cwd: module, env: b.env });
+      assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
+      const metrics = pluginMetrics(build.stderr + test.stderr);
+      assert.equal(total(metrics, "get_misses"), 0, "nothing recompiles");
+      assert.equal(total(metrics, "put_requests"), 0, "nothing recompiles");
+      const buildMetrics = pluginMetrics(build.stderr);
+      assert.ok(total(buildMetrics, "s3_get_hits") > 100);
+      assert.equal(total(buildMetrics, "s3_get_hits"), total(buildMetrics, "get_hits"));
+      assert.equal(total(metrics, "s3_corrupt") + total(metrics, "s3_get_errors"), 0);
+      assert.ok(total(metrics, "s3_bytes_down") > 0);
+      await assertOutputsVerified(b.cacheDir);
+      warm = b;
+    });
+
+    await t.step("a corrupted object in the bucket is a counted miss, never handed to go", async () => {
+      // Corrupt three outputs plugin B needed (same size, other bytes).
+      const victims: string[] = [];
+      for await (const shard of Deno.readDir(`${warm!.cacheDir}/output`)) {
+        for await (const entry of Deno.readDir(`${warm!.cacheDir}/output/${shard.name}`)) {
+          const info = await Deno.stat(`${warm!.cacheDir}/output/${shard.name}/${entry.name}`);
+          if (info.size > 64) victims.push(entry.name);
+        }
+      }
+      victims.sort();
+      const chosen = victims.slice(0, 3);
+      for (const outputId of chosen) {
+        const key = `output/${outputId.slice(0, 2)}/${outputId}`;
+        const bytes = (await minio.getObject(key))!;
+        const bad = bytes.slice();
+        bad[bad.length >> 1]! ^= 0xff;
+        await minio.putObject(key, bad);
+      }
+      const c = fresh();
+      const build = await mustGo(["build", "./..."], { cwd: module, env: c.env });
+      const test = await mustGo(["test", "./..."], { cwd: module, env: c.env });
+      assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib/);
+      const metrics = pluginMetrics(build.stderr + test.stderr);
+      assert.ok(total(metrics, "s3_corrupt") >= 1, JSON.stringify(metrics));
+      assert.match(build.stderr + test.stderr, /Ignoring S3 object "output\/.*SHA-256/);
+      await assertOutputsVerified(c.cacheDir);
+      // Put the good bytes back for the next steps.
+      for (const outputId of chosen) {
+        const local = `${warm!.cacheDir}/output/${outputId.slice(0, 2)}/${outputId}`;
+        await minio.putObject(`output/${outputId.slice(0, 2)}/${outputId}`, await Deno.readFile(local));
+      }
+    });
+
+    await t.step("slow S3 (toxiproxy, 50 ms each way): the build finishes with bounded overhead", async () => {
+      await using toxiproxy = await startToxiproxy();
+      const endpoint = await toxiproxy.proxy("s3", `127.0.0.1:${minio.port}`);
+      await toxiproxy.latency("s3", 50);
+      const d = fresh(["-c=8"], endpoint);
+      const started = performance.now();
+      const build = await mustGo(["build", "./..."], { cwd: module, env: d.env });
+      const elapsed = performance.now() - started;
+      const metrics = pluginMetrics(build.stderr);
+      assert.equal(total(metrics, "get_misses"), 0);
+      assert.ok(total(metrics, "s3_get_hits") > 100);
+      const gets = total(metrics, "get_requests");
+      // Two round trips per remote hit, spread over -c=8 lanes, plus slack for this slow machine.
+      const bound = baselineMs + (gets * 2 * 110) / 4 + 10_000;
+      assert.ok(elapsed < bound, `took ${elapsed.toFixed(0)}ms, bound ${bound.toFixed(0)}ms`);
+      assert.ok(total(metrics, "s3_wait_ms") > 0);
+    });
+
+    await t.step("bucket stopped mid-build: the build succeeds; after a restart uploads resume", async () => {
+      const bucket = "midbuild";
+      await minio.createBucket(bucket);
+      const e = fresh(["-v"], minio.endpoint, bucket);
+      const build = new Deno.Command("go", {
+        args: ["test", "./..."],
+        cwd: module,
+        env: e.env,
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      // Stop the server once some uploads have landed.
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        if ((await minio.listKeys(bucket, "action/")).length >= 5) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await minio.stop();
+      const out = await build.output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      assert.match(new TextDecoder().decode(out.stdout), /ok\s+example\.com\/gcptest\/lib/);
+      const metrics = pluginMetrics(stderr);
+      assert.ok(total(metrics, "uploads_failed") > 0, JSON.stringify(metrics));
+      assert.ok(total(metrics, "s3_breaker_trips") >= 1);
+      assert.match(stderr, /S3 tier paused/);
+
+      const restarted = await minio.restart();
+      try {
+        const before = (await restarted.listKeys(bucket, "action/")).length;
+        // The same machine again (its cache dir, a fresh GOCACHE): local hits, and the uploads
+        // the outage left undone go out now.
+        const again = s3GoEnv(`${work.path}/gocache-resume`, e.env.GOCACHEPROG!, restarted);
+        const next = await mustGo(["test", "./..."], { cwd: module, env: again });
+        const nextMetrics = pluginMetrics(next.stderr);
+        assert.equal(total(nextMetrics, "get_misses"), 0);
+        assert.ok(total(nextMetrics, "uploads_resumed") > 0, JSON.stringify(nextMetrics));
+        assert.ok(total(nextMetrics, "uploads_done") > 0, "uploads resume");
+        assert.equal(total(nextMetrics, "uploads_failed"), 0);
+        const after = (await restarted.listKeys(bucket, "action/")).length;
+        assert.ok(after > before, `${before} -> ${after} action records`);
+        // Now the bucket is complete: another machine hits everything.
+        const g = fresh([], restarted.endpoint, bucket);
+        const last = await mustGo(["test", "./..."], { cwd: module, env: g.env });
+        assert.match(last.stdout, /\(cached\)/);
+        assert.equal(total(pluginMetrics(last.stderr), "get_misses"), 0);
+      } finally {
+        await restarted[Symbol.asyncDispose]();
+      }
+    });
+
+    await Deno.remove(module, { recursive: true });
+  },
+});
+
+/**
+ * One plugin process fed `input` on stdin; replies parsed; time to the handshake measured. An
+ * array of segments is sent one at a time, each after every reply to the ones before (like go,
+ * which never asks for an action before its put is answered).
+ */
+async function replay(
+  input: Uint8Array | string | string[],
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ replies: Record<string, unknown>[]; stderr: string; code: number; handshakeMs: number }> {
+  const started = performance.now();
+  const child = new Deno.Command(PLUGIN, {
+    args,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/tmp", ...env },
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderrText = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const lines = () => buffered.split("\n").length - 1;
+  async function readUntil(count: number): Promise<void> {
+    while (lines() < count) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buffered += value;
+    }
+  }
+  await readUntil(1);
+  const handshakeMs = performance.now() - started;
+  const segments = Array.isArray(input) ? input : [input];
+  const writer = child.stdin.getWriter();
+  let sent = 0;
+  for (const segment of segments) {
+    const bytes = typeof segment === "string" ? new TextEncoder().encode(segment) : segment;
+    await writer.write(bytes);
+    sent += typeof segment === "string" ? segment.split("\n").filter((l) => l.startsWith("{")).length : 0;
+    if (Array.isArray(input)) await readUntil(1 + sent);
+  }
+  await writer.close();
+  await readUntil(Infinity);
+  const { code } = await child.status;
+  const replies = buffered.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+  return { replies, stderr: await stderrText, code, handshakeMs };
+}
+
+function b64(hex: string): string {
+  return Uint8Array.fromHex(hex).toBase64();
+}
+
+Deno.test({
+  name: "S3 tier: bad configuration is one line on stderr; the local tier keeps serving",
+  ignore: skipMinio,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    await using work = await tempDir("gcp-s3bad-");
+    await using minio = await startMinio();
+    const body = new TextEncoder().encode("local output");
+    const outputId = await sha256Hex(body);
+    const script = [
+      [
+        JSON.stringify({ ID: 1, Command: "get", ActionID: b64("11".repeat(32)) }),
+        JSON.stringify({ ID: 2, Command: "put", ActionID: b64("22".repeat(32)), OutputID: b64(outputId), BodySize: body.length }),
+        "",
+        JSON.stringify(body.toBase64()),
+        "",
+      ].join("\n"),
+      [
+        JSON.stringify({ ID: 3, Command: "get", ActionID: b64("22".repeat(32)) }),
+        JSON.stringify({ ID: 4, Command: "get", ActionID: b64("33".repeat(32)) }),
+        "",
+      ].join("\n"),
+      JSON.stringify({ ID: 5, Command: "close" }) + "\n",
+    ];
+    const cases = [
+      { name: "missing bucket", flags: minio.flags("no-such-bucket"), env: minio.env(), cause: /NoSuchBucket/ },
+      {
+        name: "wrong endpoint",
+        flags: [
+          `--bucket=${minio.bucket}`,
+          `--s3-endpoint-url=http://127.0.0.1:${freePort()}`,
+          "--s3-path-style",
+          "--region=us-east-1",
+        ],
+        env: minio.env(),
+        cause: /ECONNREFUSED/,
+      },
+      {
+        name: "bad credentials",
+        flags: minio.flags(),
+        env: { ...minio.env(), AWS_SECRET_ACCESS_KEY: "not-the-secret-key" },
+        cause: /SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|access denied/,
+      },
+      {
+        name: "no credentials at all",
+        flags: minio.flags(),
+        env: { AWS_REGION: "us-east-1", AWS_EC2_METADATA_DISABLED: "true" },
+        cause: /credentials/i,
+      },
+    ];
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        const dir = `${work.path}/${c.name.replaceAll(" ", "-")}`;
+        const result = await replay(script, [`--cache-dir=${dir}`, ...c.flags], c.env);
+        assert.equal(result.code, 0, result.stderr);
+        assert.ok(result.handshakeMs < 3_000, `handshake after ${result.handshakeMs.toFixed(0)}ms`);
+        const byId = new Map(result.replies.map((r) => [r.ID, r]));
+        assert.equal(byId.get(1)?.Miss, true);
+        assert.match(String(byId.get(2)?.DiskPath), new RegExp(`${outputId}$`));
+        assert.equal(byId.get(3)?.OutputID, b64(outputId), "served by the local tier");
+        assert.equal(byId.get(4)?.Miss, true);
+        assert.deepEqual(byId.get(5), { ID: 5 });
+        for (const r of result.replies) assert.equal(r.Err, undefined);
+        const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
+        assert.equal(lines.length, 1, result.stderr);
+        assert.match(lines[0]!, /S3 tier (disabled|paused)/);
+        assert.match(lines[0]!, c.cause);
+        assert.match(lines[0]!, /local tier/);
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "S3 tier: interoperates with tailscale's go-cache-plugin bucket and cache directory",
+  ignore: skipMinio || skipFixtures,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    await using work = await tempDir("gcp-s3ts-");
+    await using minio = await startMinio({ bucket: "fxbucket" });
+    const bucketFiles: string[] = [];
+    async function walk(dir: string, rel: string): Promise<void> {
+      for await (const entry of Deno.readDir(dir)) {
+        const path = rel ? `${rel}/${entry.name}` : entry.name;
+        if (entry.isDirectory) await walk(`${dir}/${entry.name}`, path);
+        else bucketFiles.push(path);
+      }
+    }
+    await walk(`${FIXTURES_DIR}/bucket`, "");
+    bucketFiles.sort();
+    const expected = (await Deno.readTextFile(`${FIXTURES_DIR}/get.stdout`)).split("\n")
+      .filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const getStdin = await Deno.readFile(`${FIXTURES_DIR}/get.stdin`);
+
+    await t.step("reads tailscale's bucket: IDs 3 and 4 are remote hits with its times", async () => {
+      for (const key of bucketFiles) {
+        await minio.putObject(key, await Deno.readFile(`${FIXTURES_DIR}/bucket/${key}`));
+      }
+      const dir = `${work.path}/read`;
+      const result = await replay(getStdin, [`--cache-dir=${dir}`, ...minio.flags(), "--prefix=ts", "--metrics"], minio.env());
+      assert.equal(result.code, 0, result.stderr);
+      for (const id of [3, 4]) {
+        const want = expected.find((r) => r.ID === id)!;
+        const got = result.replies.find((r) => r.ID === id)!;
+        assert.equal(got.OutputID, want.OutputID);
+        assert.equal(got.Size ?? 0, want.Size ?? 0);
+        assert.equal(got.Time, want.Time);
+        const outputId = Uint8Array.fromBase64(String(want.OutputID)).toHex();
+        assert.equal(got.DiskPath, `${dir}/output/${outputId.slice(0, 2)}/${outputId}`);
+        assert.deepEqual(
+          await Deno.readFile(String(got.DiskPath)),
+          await Deno.readFile(`${FIXTURES_DIR}/bucket/ts/output/${outputId.slice(0, 2)}/${outputId}`),
+        );
+      }
+      assert.equal(result.replies.find((r) => r.ID === 1)?.Miss, true);
+      const metrics = pluginMetrics(result.stderr)[0]!;
+      assert.equal(metrics.s3_get_hits, 2);
+    });
+
+    await t.step("writes what tailscale reads: same keys, same objects, same record form", async () => {
+      await minio.createBucket("fxput");
+      const dir = `${work.path}/write`;
+      const before = BigInt(Date.now()) * 1_000_000n;
+      const result = await replay(
+        await Deno.readFile(`${FIXTURES_DIR}/put.stdin`),
+        [`--cache-dir=${dir}`, ...minio.flags("fxput"), "--prefix=ts", "--metrics"],
+        minio.env(),
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const after = BigInt(Date.now()) * 1_000_000n;
+      assert.deepEqual(await minio.listKeys("fxput"), bucketFiles);
+      for (const key of bucketFiles) {
+        const ours = (await minio.getObject(key, "fxput"))!;
+        const theirs = await Deno.readFile(`${FIXTURES_DIR}/bucket/${key}`);
+        if (key.startsWith("ts/output/")) {
+          assert.deepEqual(ours, theirs, key);
+          continue;
+        }
+        const [ourOutput, ourNanos, ...rest] = new TextDecoder().decode(ours).split(" ");
+        const [theirOutput] = new TextDecoder().decode(theirs).split(" ");
+        assert.equal(rest.length, 0);
+        assert.equal(ourOutput, theirOutput, key);
+        assert.match(ourNanos!, /^\d+$/);
+        assert.ok(BigInt(ourNanos!) >= before - 1_000_000_000n && BigInt(ourNanos!) <= after);
+        assert.match(new TextDecoder().decode(ours), /^[0-9a-f]{64} \d+$/);
+      }
+    });
+
+    await t.step("takes over tailscale's cache directory: IDs 3 and 4 are local hits", async () => {
+      const dir = `${work.path}/takeover`;
+      const manifest = (await Deno.readTextFile(`${FIXTURES_DIR}/local.manifest`)).split("\n")
+        .filter((l) => l !== "");
+      for (const line of manifest) {
+        const [path, , nanos] = line.split(" ");
+        await Deno.mkdir(`${dir}/${path!.slice(0, path!.lastIndexOf("/"))}`, { recursive: true });
+        await Deno.copyFile(`${FIXTURES_DIR}/local/${path}`, `${dir}/${path}`);
+        const time = new Date(Number(BigInt(nanos!) / 1_000_000n));
+        await Deno.utime(`${dir}/${path}`, time, time);
+      }
+      await minio.createBucket("fxempty");
+      const result = await replay(getStdin, [`--cache-dir=${dir}`, ...minio.flags("fxempty"), "--prefix=ts", "--metrics"], minio.env());
+      assert.equal(result.code, 0, result.stderr);
+      for (const id of [3, 4]) {
+        const want = expected.find((r) => r.ID === id)!;
+        const got = result.replies.find((r) => r.ID === id)!;
+        assert.equal(got.OutputID, want.OutputID);
+        assert.equal(got.Size ?? 0, want.Size ?? 0);
+        assert.equal(String(got.Time).slice(0, 23), String(want.Time).slice(0, 23), "mtime kept to the ms");
+      }
+      const metrics = pluginMetrics(result.stderr)[0]!;
+      assert.equal(metrics.local_hits, 2);
+      assert.equal(metrics.s3_get_hits ?? 0, 0);
+    });
+  },
+});

@@ -1,0 +1,323 @@
+/**
+ * Server mode with real processes: `serve` spawned through scripts/go-cache-plugin, go commands
+ * using `connect` as GOCACHEPROG. One server cache is warmed once (a cold pair of concurrent
+ * builds) and every later step reuses it.
+ */
+import assert from "node:assert/strict";
+import {
+  canRun,
+  copyModule,
+  goEnv,
+  IN_CI,
+  mustGo,
+  PLUGIN,
+  ROOT,
+  runGo,
+  tempDir,
+} from "../_util/go.ts";
+import { closeFrame, hexId, putFrame, sha256Hex } from "../_util/script.ts";
+import { findMinio, startMinio } from "../_util/minio.ts";
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A `serve` process; its stderr is collected. */
+class Server implements AsyncDisposable {
+  process: Deno.ChildProcess;
+  stderr = "";
+  #reading: Promise<void>;
+
+  private constructor(process: Deno.ChildProcess) {
+    this.process = process;
+    this.#reading = process.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (text) => void (this.stderr += text) }),
+    ).catch(() => {});
+  }
+
+  static async start(args: string[], env: Record<string, string> = {}): Promise<Server> {
+    const process = new Deno.Command(PLUGIN, {
+      args: ["serve", ...args],
+      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", DENO_DIR, ...env },
+      clearEnv: true,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const server = new Server(process);
+    const deadline = Date.now() + 20_000;
+    while (!server.stderr.includes("point go at it")) {
+      if (Date.now() > deadline) {
+        await server[Symbol.asyncDispose]();
+        throw new Error(`serve did not start:\n${server.stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return server;
+  }
+
+  kill(signal: Deno.Signal): void {
+    try {
+      this.process.kill(signal);
+    } catch {
+      // gone
+    }
+  }
+
+  async exit(): Promise<number> {
+    const status = await this.process.status;
+    await this.#reading;
+    return status.code;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.kill("SIGKILL");
+    await this.exit();
+  }
+}
+
+/** The server's counters; a name never counted reads 0. */
+async function counters(http: string): Promise<(name: string) => number> {
+  const values: Record<string, number> = (await (await fetch(`http://${http}/debug/vars`)).json())
+    .counters;
+  const read = (name: string) => values[name] ?? 0;
+  read.toString = () => JSON.stringify(values);
+  return read;
+}
+
+/** Deno's own cache, kept when a test gives the server a fresh HOME or XDG_CACHE_HOME. */
+const DENO_DIR = Deno.env.get("DENO_DIR") ??
+  `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache`}/deno`;
+const goReady = canRun("go");
+const minioReady = IN_CI || (await findMinio()) !== undefined;
+
+Deno.test({
+  name: "serve + connect: real go builds share one server, survive its death, and hit again",
+  ignore: !goReady,
+  sanitizeResources: false,
+  async fn(t) {
+    await using work = await tempDir("gcp-serve-");
+    const module = await copyModule();
+    const serverCache = `${work.path}/server-cache`;
+    const port = freePort();
+    const httpPort = freePort();
+    const serveArgs = [
+      `--plugin=${port}`,
+      `--http=127.0.0.1:${httpPort}`,
+      `--cache-dir=${serverCache}`,
+      "-v",
+    ];
+    const http = `127.0.0.1:${httpPort}`;
+    let server = await Server.start(serveArgs);
+    let run = 0;
+    const connectEnv = (target: string | number = port, ...flags: string[]) =>
+      goEnv(`${work.path}/gocache-${++run}`, [PLUGIN, "connect", target, ...flags].join(" "));
+
+    try {
+      await t.step("two concurrent cold go test runs share the server's cache", async () => {
+        const [a, b] = await Promise.all([
+          mustGo(["test", "./..."], { cwd: module, env: connectEnv() }),
+          mustGo(["test", "./..."], { cwd: module, env: connectEnv() }),
+        ]);
+        for (const result of [a, b]) {
+          assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib/);
+          assert.doesNotMatch(result.stderr, /Cannot use the server/);
+        }
+        const c = await counters(http);
+        assert.ok(c("put_requests") > 100, String(c));
+        assert.equal(c("sessions_total"), 2);
+        assert.equal(c("sessions"), 0);
+      });
+
+      await t.step(
+        "a warm pair with fresh GOCACHEs is (cached), undisturbed by a garbage client and one that leaves mid-put",
+        async () => {
+          const before = await counters(http);
+          const garbage = (async () => {
+            const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+            await conn.write(new TextEncoder().encode("\x16\x03\x01 not json at all\n{{{\n"));
+            await new Response(conn.readable).arrayBuffer(); // the server hangs up
+          })();
+          const leaver = (async () => {
+            const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+            const body = new Uint8Array(1 << 20).fill(7);
+            const frame = new TextEncoder().encode(
+              putFrame(1, hexId(42), body, await sha256Hex(body)),
+            );
+            await conn.write(frame.subarray(0, frame.length >> 1));
+            conn.close();
+          })();
+          const [a, b] = await Promise.all([
+            mustGo(["test", "./..."], { cwd: module, env: connectEnv() }),
+            mustGo(["test", "./..."], { cwd: module, env: connectEnv() }),
+            garbage,
+            leaver,
+          ]);
+          for (const result of [a, b]) {
+            assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
+          }
+          const after = await counters(http);
+          const delta = (name: string) => after(name) - before(name);
+          assert.equal(delta("session_errors"), 2, String(after));
+          assert.equal(delta("get_misses"), 0, "all hits");
+          assert.ok(delta("get_hits") > 200);
+        },
+      );
+
+      await t.step(
+        "server killed mid-build: the build finishes through connect's fallback",
+        async () => {
+          const before = (await counters(http))("get_requests");
+          const build = runGo(["test", "./..."], {
+            cwd: module,
+            // The fallback serves the same directory, as it would on one machine.
+            env: connectEnv(port, `--cache-dir=${serverCache}`),
+          });
+          const deadline = Date.now() + 20_000;
+          while ((await counters(http))("get_requests") < before + 5) {
+            assert.ok(Date.now() < deadline, "the build never reached the server");
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          server.kill("SIGKILL");
+          await server.exit();
+          const result = await build;
+          assert.equal(result.code, 0, result.stderr);
+          assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib/);
+          assert.equal(result.stderr.match(/Cannot use the server/g)?.length, 1, result.stderr);
+        },
+      );
+
+      await t.step("with the server gone, connect serves locally from the start", async () => {
+        const result = await mustGo(["build", "./..."], {
+          cwd: module,
+          env: connectEnv(port, `--cache-dir=${serverCache}`),
+        });
+        assert.match(result.stderr, /Cannot use the server at \d+/);
+      });
+
+      await t.step("server restarted: later builds hit it again", async () => {
+        server = await Server.start(serveArgs);
+        const result = await mustGo(["test", "./..."], { cwd: module, env: connectEnv() });
+        assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
+        assert.doesNotMatch(result.stderr, /Cannot use the server/);
+        const c = await counters(http);
+        assert.ok(c("get_hits") > 200, String(c));
+        assert.equal(c("get_misses"), 0);
+      });
+
+      await t.step("/metrics and the status page over real HTTP", async () => {
+        const metrics = await (await fetch(`http://${http}/metrics`)).text();
+        assert.match(metrics, /^# TYPE go_cache_plugin_get_hits counter$/m);
+        assert.match(metrics, /^go_cache_plugin_sessions 0$/m);
+        const page = await (await fetch(`http://${http}/`)).text();
+        assert.match(page, /Hit rate<\/th><td>100\.0%/);
+        const post = await fetch(`http://${http}/metrics`, { method: "POST" });
+        assert.equal(post.status, 405);
+        await post.body?.cancel();
+      });
+
+      await t.step("--plugin and connect take a Unix socket path", async () => {
+        const socket = `${work.path}/gcp.sock`;
+        await using unix = await Server.start([`--plugin=${socket}`, `--cache-dir=${serverCache}`]);
+        assert.match(unix.stderr, new RegExp(`connect ${socket}"`));
+        const result = await mustGo(["test", "./..."], { cwd: module, env: connectEnv(socket) });
+        assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
+        assert.doesNotMatch(result.stderr, /Cannot use the server/);
+        unix.kill("SIGTERM");
+        assert.equal(await unix.exit(), 0);
+        await assert.rejects(Deno.stat(socket), Deno.errors.NotFound, "the socket is removed");
+      });
+
+      await t.step("SIGTERM: the server stops and exits 0", async () => {
+        server.kill("SIGTERM");
+        assert.equal(await server.exit(), 0);
+        assert.match(server.stderr, /shutting down/);
+      });
+    } finally {
+      await server[Symbol.asyncDispose]();
+      await Deno.remove(module, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "serve on a fresh machine: local tier under the user cache dir, how-to lines on stderr",
+  async fn() {
+    await using home = await tempDir("gcp-home-");
+    const port = freePort();
+    const httpPort = freePort();
+    await using server = await Server.start(
+      [`--plugin=${port}`, `--http=127.0.0.1:${httpPort}`, "-v"],
+      { HOME: home.path, XDG_CACHE_HOME: `${home.path}/xdg` },
+    );
+    const err = server.stderr;
+    assert.match(err, new RegExp(`the local tier alone at ${home.path}/xdg/go-cache-plugin`));
+    assert.match(err, new RegExp(`GOCACHEPROG="${ROOT}/scripts/go-cache-plugin connect ${port}"`));
+    assert.match(err, new RegExp(`http://127\\.0\\.0\\.1:${httpPort}/`));
+    assert.ok((await Deno.stat(`${home.path}/xdg/go-cache-plugin`)).isDirectory);
+    server.kill("SIGINT");
+    assert.equal(await server.exit(), 0);
+  },
+});
+
+Deno.test({
+  name: "serve --modproxy prints the GOPROXY and GOSUMDB lines",
+  // The module proxy lands separately; outside CI this waits for it.
+  ignore: !IN_CI && !(await Deno.stat(`${ROOT}/src/modproxy/mod.ts`).catch(() => undefined)),
+  async fn() {
+    await using home = await tempDir("gcp-home-");
+    const httpPort = freePort();
+    await using server = await Server.start(
+      [`--plugin=${freePort()}`, `--http=127.0.0.1:${httpPort}`, "--modproxy"],
+      { HOME: home.path, GOPROXY: "http://127.0.0.1:9/mod" },
+    );
+    const base = `http://127.0.0.1:${httpPort}`;
+    assert.ok(server.stderr.includes(`export GOPROXY=${base}/mod`), server.stderr);
+    assert.ok(
+      server.stderr.includes(`GOSUMDB="sum.golang.org ${base}/mod/sumdb/sum.golang.org"`),
+      server.stderr,
+    );
+    server.kill("SIGTERM");
+    assert.equal(await server.exit(), 0);
+  },
+});
+
+Deno.test({
+  name: "serve with S3: SIGTERM right after a burst of puts flushes the uploads, exit 0",
+  ignore: !minioReady,
+  sanitizeResources: false,
+  async fn() {
+    await using minio = await startMinio();
+    await using work = await tempDir("gcp-serve-s3-");
+    const port = freePort();
+    await using server = await Server.start(
+      [`--plugin=${port}`, `--cache-dir=${work.path}/cache`, "-u", "1", "-v", ...minio.flags()],
+      minio.env(),
+    );
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const count = 150;
+    let text = "";
+    for (let i = 1; i <= count; i++) {
+      const body = crypto.getRandomValues(new Uint8Array(64 * 1024));
+      text += putFrame(i, hexId(i), body, await sha256Hex(body));
+    }
+    text += closeFrame(count + 1);
+    const replies = new Response(conn.readable).text();
+    await conn.write(new TextEncoder().encode(text));
+    const lines = (await replies).trim().split("\n");
+    assert.equal(lines.length, count + 2, "handshake, puts, close");
+    assert.ok(lines.slice(1).every((l) => !l.includes("Err")), lines.join("\n"));
+    server.kill("SIGTERM");
+    assert.equal(await server.exit(), 0, server.stderr);
+    assert.match(server.stderr, /waiting for \d+ uploads/, "uploads were pending at SIGTERM");
+    const actions = await minio.listKeys(minio.bucket, "action/");
+    const reported = /uploads still pending|uploads_left/.test(server.stderr);
+    assert.ok(
+      actions.length === count || reported,
+      `${actions.length} uploaded:\n${server.stderr}`,
+    );
+  },
+});

@@ -1,0 +1,5 @@
+package main
+
+import hello "example.com/Hello"
+
+func main() { println(hello.Hello()) }

@@ -1,0 +1,3 @@
+module example.com/Hello
+
+go 1.20

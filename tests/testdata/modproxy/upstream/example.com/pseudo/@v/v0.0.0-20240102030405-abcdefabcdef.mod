@@ -1,0 +1,3 @@
+module example.com/pseudo
+
+go 1.20
