@@ -119,7 +119,11 @@ const USAGE = "Go module proxy: set GOPROXY=http://<this host>/mod and " +
  * @returns The proxy; call `close()` when done.
  */
 export function createModuleProxy(options: ModuleProxyOptions): Promise<ModuleProxy> {
-  return Promise.resolve(new ProxyHandler(options));
+  try {
+    return Promise.resolve(new ProxyHandler(options));
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 class ProxyHandler implements ModuleProxy {

@@ -69,7 +69,7 @@ export class SumdbRoutes {
     this.#names = [];
     for (const entry of sumdbs) {
       const [name = "", url, extra] = entry.trim().split(/\s+/);
-      if (!NAME_RE.test(name) || extra !== undefined) {
+      if (!NAME_RE.test(name) || /(^|\/)\.+(\/|$)/.test(name) || extra !== undefined) {
         throw new SyntaxError(`Cannot use checksum database entry ${JSON.stringify(entry)}`);
       }
       if (url !== undefined) {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MemoryObjectStore } from "../../src/cache/s3/object_store.ts";
+import { createLogger } from "../../src/log/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import {
   createModuleProxy,
@@ -319,5 +320,34 @@ Deno.test("resolveUpstream() prefers the flag, then GOPROXY, then go env", async
   await assert.rejects(
     resolveUpstream("", env(","), goEnv),
     /Cannot use the module proxy upstream from GOPROXY/,
+  );
+});
+
+Deno.test("handle() traces each request with --debug bit 2 and answers /mod/ with usage", async () => {
+  const lines: string[] = [];
+  await using h = await harness({ log: createLogger({ debug: 2, sink: (l) => lines.push(l) }) });
+  await (await h.get("/mod/example.com/%21hello/@v/v1.0.0.mod")).body?.cancel();
+  await (await h.get("/mod/a.com/x/@v/list/")).body?.cancel();
+  const trace = lines.filter((l) => / [BE] mod /.test(l)).map((l) => l.replace(/^\S+ /, ""));
+  assert.equal(trace[0], "go-cache-plugin: B mod R:1 mod example.com/Hello@v1.0.0");
+  assert.match(
+    trace[1]!,
+    /^go-cache-plugin: E mod R:1 mod example\.com\/Hello@v1\.0\.0 200 [\d.]+ms$/,
+  );
+  assert.match(trace[2]!, /^go-cache-plugin: E mod R:2 bad-path 400 [\d.]+ms$/);
+  const usage = await h.text("/mod/");
+  assert.equal(usage.status, 200);
+  assert.match(usage.body, /^Go module proxy: set GOPROXY=/);
+});
+
+Deno.test("handle() answers 504 when upstream headers take too long", async () => {
+  await using h = await harness({ upstreamList: (u) => `${u}/slow`, headerTimeoutMs: 100 });
+  h.upstream.slowMs = 600;
+  const r = await h.text("/mod/example.com/%21hello/@v/v1.0.0.mod");
+  assert.equal(r.status, 504);
+  assert.match(r.body, /upstream timed out/);
+  await assert.rejects(
+    createModuleProxy({ cacheDir: h.dir, upstream: "http://a.example", sumdbs: ["x.com/.."] }),
+    /Cannot use checksum database entry/,
   );
 });
