@@ -118,6 +118,9 @@ export async function serve(
       if (request.command === "close") {
         await Promise.all(pending);
         await session.close(request);
+        // Leaving the loop cancels `readable`; on a socket that closes the connection, so the
+        // replies must be written first.
+        await replies.flushed();
         return { closed: true };
       }
       while (pending.size >= limit) await Promise.race(pending);
@@ -273,6 +276,11 @@ class ReplyWriter {
         this.#broken = true;
       }
     });
+  }
+
+  /** Waits until every queued reply has been written (or the peer has gone). */
+  flushed(): Promise<void> {
+    return this.#chain;
   }
 
   /** Waits for queued replies and releases the writable (it is not closed). */

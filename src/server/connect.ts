@@ -31,6 +31,18 @@ export interface BridgeOptions {
     handshake: boolean,
     reason: unknown,
   ): Promise<void>;
+  /**
+   * True when go already has a handshake line (written before dialing, to save go the wait):
+   * the server's own handshake is then dropped.
+   * @default {false}
+   */
+  handshakeSent?: boolean;
+}
+
+/** Options for {@linkcode runConnect}. */
+export interface ConnectOptions {
+  /** True when the caller has written the handshake line to stdout. @default {false} */
+  handshakeSent?: boolean;
 }
 
 /** How a bridged session ended. */
@@ -48,9 +60,15 @@ const COPY_BELOW = 16 * 1024;
  *
  * @param config The parsed configuration (`connectTarget`, the local tier's settings).
  * @param log Where the fallback warning goes.
+ * @param options Whether the handshake was already written.
  * @returns The exit status.
  */
-export async function runConnect(config: Config, log: Logger): Promise<number> {
+export async function runConnect(
+  config: Config,
+  log: Logger,
+  options: ConnectOptions = {},
+): Promise<number> {
+  const handshakeSent = options.handshakeSent ?? false;
   const target = config.connectTarget;
   let warned = false;
   const fallback = async (
@@ -62,7 +80,7 @@ export async function runConnect(config: Config, log: Logger): Promise<number> {
     if (!warned) {
       warned = true;
       log.warn(
-        `Cannot use the server at ${target}: ${
+        `Cannot use the server at ${/^\d+$/.test(target) ? `127.0.0.1:${target}` : target}: ${
           message(reason)
         }; serving the local tier in this process`,
       );
@@ -74,7 +92,7 @@ export async function runConnect(config: Config, log: Logger): Promise<number> {
     conn = await dial(target);
   } catch (error) {
     const stdout = Deno.stdout.writable;
-    await fallback(Deno.stdin.readable, stdout, true, error);
+    await fallback(Deno.stdin.readable, stdout, !handshakeSent, error);
     await stdout.close().catch(() => {});
     return 0;
   }
@@ -82,6 +100,7 @@ export async function runConnect(config: Config, log: Logger): Promise<number> {
     read: (buffer) => Deno.stdin.read(buffer),
     write: (bytes) => writeAll(Deno.stdout, bytes),
     fallback,
+    handshakeSent,
   });
   // go waits for stdout to close.
   try {
@@ -118,6 +137,8 @@ export async function dial(target: string): Promise<Deno.Conn> {
  */
 export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<BridgeResult> {
   const tracker = new RequestTracker();
+  let dropHandshake = options.handshakeSent ?? false;
+  tracker.handshakeSeen = dropHandshake;
   let remote = true;
   let inputEnded = false;
   let local: ReadableStreamDefaultController<Uint8Array> | undefined;
@@ -214,8 +235,16 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
       const end = data.lastIndexOf(0x0a) + 1;
       if (end < data.length) carry = data.slice(end);
       if (end === 0) continue;
-      tracker.onReplies(data, end);
-      await output(data.subarray(0, end));
+      let start = 0;
+      if (dropHandshake) {
+        dropHandshake = false;
+        const first = data.indexOf(0x0a);
+        if (replyId(data, 0, first) === 0) start = first + 1;
+      }
+      if (start === end) continue;
+      const lines = data.subarray(start, end);
+      tracker.onReplies(lines, lines.length);
+      await output(lines);
     }
     if (remote && !outputGone && !tracker.settled(inputEnded)) failover(reason);
   };

@@ -20,6 +20,7 @@ import type { Config } from "../cli/config.ts";
 import type { CacheStack } from "../cli/stack.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { HANDSHAKE_LINE } from "../protocol/wire.ts";
 
 /** Options for {@linkcode runServer}. */
 export interface ServerOptions {
@@ -190,8 +191,14 @@ export async function runServer(
  * @returns The exit status.
  */
 export async function runConnect(config: Config, log: Logger): Promise<number> {
+  // go sends nothing until it has this line: write it before loading and dialing anything.
+  // The server's own handshake is then dropped by the bridge.
+  const line = new TextEncoder().encode(HANDSHAKE_LINE);
+  for (let offset = 0; offset < line.length;) {
+    offset += await Deno.stdout.write(line.subarray(offset));
+  }
   const { runConnect } = await import("./connect.ts");
-  return await runConnect(config, log);
+  return await runConnect(config, log, { handshakeSent: true });
 }
 
 function announce(

@@ -229,3 +229,45 @@ Deno.test("bridge() sends its own handshake when the server hangs up before its 
     { ID: 2 },
   ]);
 });
+
+Deno.test("bridge() with handshakeSent drops the server's handshake and never sends another", async () => {
+  const handler = new MemoryHandler();
+  await using listener = await PluginListener.listen("0", { handler });
+  const port = Number(listener.address.split(":")[1]);
+  const input = new Input();
+  input.push(getFrame(1, hexId(1)) + closeFrame(2));
+  const output = new Output();
+  const seen: { handshake?: boolean; count: number } = { count: 0 };
+  const result = await bridge(await Deno.connect({ hostname: "127.0.0.1", port }), {
+    read: (b) => input.read(b),
+    write: (b) => output.write(b),
+    fallback: localFallback(new MemoryHandler(), seen),
+    handshakeSent: true,
+  });
+  input.end();
+  assert.equal(result.fellBack, false);
+  assert.deepEqual(output.replies(), [{ ID: 1, Miss: true }, { ID: 2 }]);
+
+  // And when the server hangs up before anything, the fallback does not repeat the handshake.
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = server.accept().then((c) => c.close());
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (server.addr as Deno.NetAddr).port,
+  });
+  const input2 = new Input();
+  const output2 = new Output();
+  const bridged = bridge(conn, {
+    read: (b) => input2.read(b),
+    write: (b) => output2.write(b),
+    fallback: localFallback(new MemoryHandler(), seen),
+    handshakeSent: true,
+  });
+  await accepted;
+  server.close();
+  input2.push(closeFrame(1));
+  input2.end();
+  assert.equal((await bridged).fellBack, true);
+  assert.equal(seen.handshake, false);
+  assert.deepEqual(output2.replies(), [{ ID: 1 }]);
+});
