@@ -46,7 +46,7 @@ export function openS3Stack(
   });
   describe(metrics);
   containStrayErrors(log, metrics);
-  // Uploads an earlier session owed: in the background, after this session's first request.
+  // Uploads an earlier session owed (s3-pending/), queued in the background once set up.
   setTimeout(() => void handler.resumePending().catch(() => {}), 0);
   log.info(
     `S3 tier: bucket ${JSON.stringify(config.bucket)}` +
@@ -79,26 +79,26 @@ function containStrayErrors(log: Logger, metrics: Metrics): void {
 
 function describe(metrics: Metrics): void {
   const help: Record<string, string> = {
-    local_hits: "Gets answered by the local tier",
-    s3_get_hits: "Gets answered from S3 after a local miss",
-    s3_get_misses: "Gets that missed in S3 too",
-    s3_get_errors: "Remote lookups that failed (answered as misses)",
-    s3_get_skipped: "Remote lookups not made because the S3 tier was paused or disabled",
-    s3_get_collapsed: "Gets that joined a lookup of the same action already in flight",
-    s3_corrupt: "Remote entries rejected: malformed action record or SHA-256 mismatch",
-    s3_bytes_down: "Output bytes fetched from S3",
-    s3_bytes_up: "Bytes uploaded to S3 (objects and action records)",
-    s3_wait_ms: "Milliseconds gets spent waiting on S3",
-    uploads_done: "Entries whose action record reached S3",
-    uploads_skipped: "Objects not sent: already in the bucket, or below --min-upload-size",
-    uploads_small: "Outputs below --min-upload-size kept local",
-    uploads_failed: "Uploads that failed or were dropped while S3 was paused",
-    uploads_left: "Uploads still pending when the wait at close ran out",
-    uploads_resumed: "Uploads an earlier session left undone, queued again",
-    s3_breaker_trips: "Times the S3 circuit breaker opened",
-    s3_breaker_open: "1 while the S3 tier is paused or disabled",
-    s3_request_seconds: "Latency of S3 requests",
-    s3_uncaught: "Stray errors from the S3 client contained instead of ending the process",
+    "local_hits": "Gets answered by the local tier",
+    "s3_get_hits": "Gets answered from S3 after a local miss",
+    "s3_get_misses": "Gets that missed in S3 too",
+    "s3_get_errors": "Remote lookups that failed (answered as misses)",
+    "s3_get_skipped": "Remote lookups not made because the S3 tier was paused or disabled",
+    "s3_get_collapsed": "Gets that joined a lookup of the same action already in flight",
+    "s3_corrupt": "Remote entries rejected: malformed action record or SHA-256 mismatch",
+    "s3_bytes_down": "Output bytes fetched from S3",
+    "s3_bytes_up": "Bytes uploaded to S3 (objects and action records)",
+    "s3_wait_ms": "Milliseconds gets spent waiting on S3",
+    "uploads_done": "Entries whose action record reached S3",
+    "uploads_skipped": "Objects not sent: already in the bucket, or below --min-upload-size",
+    "uploads_small": "Outputs below --min-upload-size kept local",
+    "uploads_failed": "Uploads that failed or were dropped while S3 was paused",
+    "uploads_left": "Uploads still pending when the wait at close ran out",
+    "uploads_resumed": "Uploads an earlier session left undone, queued again",
+    "s3_breaker_trips": "Times the S3 circuit breaker opened",
+    "s3_breaker_open": "1 while the S3 tier is paused or disabled",
+    "s3_request_seconds": "Latency of S3 requests",
+    "s3_uncaught": "Stray errors from the S3 client contained instead of ending the process",
   };
   for (const [name, text] of Object.entries(help)) metrics.describe(name, text);
 }

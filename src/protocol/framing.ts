@@ -29,11 +29,15 @@ export interface FrameDecoderOptions {
 /** Longest header line accepted; go's are under 300 bytes. */
 const MAX_HEADER_LINE = 64 * 1024;
 const NEWLINE = 0x0a;
+const QUOTE = 0x22;
 const decoder = new TextDecoder();
+// Base64 is ASCII: decode bytes one-to-one into a string for setFromBase64.
+const latin1 = new TextDecoder("latin1");
 
 /**
  * Splits the request byte stream into {@linkcode Frame}s, checking each body against its
- * announced `BodySize`.
+ * announced `BodySize`. Bodies are decoded from base64 as their bytes arrive, straight into a
+ * buffer of the announced size, so a put costs one copy of its body in memory.
  *
  * @example
  * ```ts
@@ -48,79 +52,77 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
   constructor(options: FrameDecoderOptions = {}) {
     const lines = new LineSplitter();
     const maxBodySize = options.maxBodySize ?? 1 << 30;
-    let awaitingBody: CacheRequest | undefined;
+    let body: BodyDecoder | undefined;
 
-    const onLine = (line: Uint8Array, controller: TransformStreamDefaultController<Frame>) => {
+    const onHeader = (line: Uint8Array, controller: TransformStreamDefaultController<Frame>) => {
       if (isBlank(line)) return;
-      if (awaitingBody) {
-        const request = awaitingBody;
-        awaitingBody = undefined;
-        controller.enqueue({ request, body: decodeBody(line, request) });
-        return;
-      }
       const request = parseHeader(line);
-      if (request.command === "put" && request.bodySize > 0) {
-        if (request.bodySize > maxBodySize) {
-          throw new ProtocolError(
-            `Cannot accept put ${request.id}: body of ${request.bodySize} bytes exceeds the limit of ${maxBodySize}`,
-          );
-        }
-        awaitingBody = request;
-        lines.limit = base64Length(request.bodySize) + 64;
-        return;
+      if (request.command !== "put") {
+        controller.enqueue({ request });
+      } else if (request.bodySize === 0) {
+        controller.enqueue({ request, body: new Uint8Array(0) });
+      } else if (request.bodySize > maxBodySize) {
+        throw new ProtocolError(
+          `Cannot accept put ${request.id}: body of ${request.bodySize} bytes exceeds the limit of ${maxBodySize}`,
+        );
+      } else {
+        body = new BodyDecoder(request);
       }
-      lines.limit = MAX_HEADER_LINE;
-      controller.enqueue(
-        request.command === "put" ? { request, body: new Uint8Array(0) } : { request },
-      );
     };
 
-    lines.limit = MAX_HEADER_LINE;
     super({
       transform(chunk, controller) {
-        lines.push(chunk, (line) => {
-          onLine(line, controller);
-          if (!awaitingBody) lines.limit = MAX_HEADER_LINE;
-        });
+        let position = 0;
+        while (position < chunk.length) {
+          if (body) {
+            position = body.consume(chunk, position);
+            if (body.done) {
+              controller.enqueue({ request: body.request, body: body.bytes });
+              body = undefined;
+            }
+            continue;
+          }
+          const next = lines.next(chunk, position);
+          if (!next) return;
+          onHeader(next.line, controller);
+          position = next.end;
+        }
       },
       flush(controller) {
-        const rest = lines.rest();
-        if (rest.length > 0) onLine(rest, controller);
-        if (awaitingBody) {
+        if (body?.finish()) {
+          controller.enqueue({ request: body.request, body: body.bytes });
+        } else if (body) {
           throw new ProtocolError(
-            `Cannot read put ${awaitingBody.id}: input ended before its body`,
+            `Cannot read put ${body.request.id}: input ended before its body`,
           );
         }
+        const rest = lines.rest();
+        if (rest.length > 0) onHeader(rest, controller);
       },
     });
   }
 }
 
-/** Accumulates chunks and calls back once per complete line, without quadratic copying. */
+/** Accumulates header bytes across chunks, without quadratic copying, and caps line length. */
 class LineSplitter {
-  /** Longest line allowed before the stream is rejected. */
-  limit = MAX_HEADER_LINE;
   #parts: Uint8Array[] = [];
   #partsLength = 0;
 
-  push(chunk: Uint8Array, onLine: (line: Uint8Array) => void): void {
-    let start = 0;
-    while (start < chunk.length) {
-      const end = chunk.indexOf(NEWLINE, start);
-      if (end === -1) {
-        this.#keep(chunk.subarray(start));
-        return;
-      }
-      let line = chunk.subarray(start, end);
-      if (this.#partsLength > 0) {
-        this.#keep(line);
-        line = this.rest();
-      } else if (line.length > this.limit) {
-        this.#tooLong(line.length);
-      }
-      onLine(line);
-      start = end + 1;
+  /** The next complete line starting at `start`, or undefined after keeping the rest. */
+  next(chunk: Uint8Array, start: number): { line: Uint8Array; end: number } | undefined {
+    const newline = chunk.indexOf(NEWLINE, start);
+    if (newline === -1) {
+      this.#keep(chunk.subarray(start));
+      return undefined;
     }
+    let line = chunk.subarray(start, newline);
+    if (this.#partsLength > 0) {
+      this.#keep(line);
+      line = this.rest();
+    } else if (line.length > MAX_HEADER_LINE) {
+      tooLong(line.length);
+    }
+    return { line, end: newline + 1 };
   }
 
   /** Takes whatever has been kept since the last line. */
@@ -142,13 +144,99 @@ class LineSplitter {
   #keep(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
     this.#partsLength += bytes.length;
-    if (this.#partsLength > this.limit) this.#tooLong(this.#partsLength);
+    if (this.#partsLength > MAX_HEADER_LINE) tooLong(this.#partsLength);
     // Copy: the source chunk's buffer may be reused by the reader once transform returns.
     this.#parts.push(bytes.slice());
   }
+}
 
-  #tooLong(length: number): never {
-    throw new ProtocolError(`Cannot read request: line of ${length}+ bytes exceeds ${this.limit}`);
+/**
+ * Decodes one put body, a JSON string of standard base64, as its bytes arrive: whitespace, the
+ * opening quote, base64 (decoded in 4-character groups into the final buffer), the closing quote,
+ * then the rest of the line.
+ */
+class BodyDecoder {
+  readonly request: CacheRequest;
+  readonly bytes: Uint8Array;
+  done = false;
+  #phase: "before" | "inside" | "after" = "before";
+  #carry = "";
+  #written = 0;
+
+  constructor(request: CacheRequest) {
+    this.request = request;
+    this.bytes = new Uint8Array(request.bodySize);
+  }
+
+  /** Consumes bytes from `start`; returns where it stopped (the chunk's end, or past the line). */
+  consume(chunk: Uint8Array, start: number): number {
+    let position = start;
+    while (position < chunk.length && !this.done) {
+      if (this.#phase === "before") {
+        const byte = chunk[position++]!;
+        if (byte === QUOTE) this.#phase = "inside";
+        else if (!isSpace(byte)) this.#fail("not a JSON string");
+      } else if (this.#phase === "inside") {
+        const quote = chunk.indexOf(QUOTE, position);
+        const end = quote === -1 ? chunk.length : quote;
+        this.#decode(latin1.decode(chunk.subarray(position, end)), false);
+        position = end;
+        if (quote !== -1) {
+          this.#decode("", true);
+          this.#phase = "after";
+          position++;
+        }
+      } else {
+        const byte = chunk[position++]!;
+        if (byte === NEWLINE) this.#complete();
+        else if (!isSpace(byte)) this.#fail("unexpected bytes after the body");
+      }
+    }
+    return position;
+  }
+
+  /** At end of input: true when the body was complete (its line just lacked a newline). */
+  finish(): boolean {
+    if (this.#phase !== "after") return false;
+    this.#complete();
+    return true;
+  }
+
+  #decode(text: string, final: boolean): void {
+    let input = this.#carry + text;
+    if (input.includes("\\")) {
+      // JSON may escape "/" as "\/"; go never does, but a JSON string allows it.
+      if (!final && input.endsWith("\\")) {
+        this.#carry = input;
+        return;
+      }
+      input = input.replaceAll("\\/", "/");
+      if (input.includes("\\")) this.#fail("unsupported escape in base64");
+    }
+    const usable = final ? input.length : input.length - (input.length % 4);
+    this.#carry = input.slice(usable);
+    if (usable === 0) return;
+    let result: { read: number; written: number };
+    try {
+      result = this.bytes.subarray(this.#written).setFromBase64(input.slice(0, usable));
+    } catch (error) {
+      this.#fail("invalid base64", error);
+    }
+    this.#written += result.written;
+    if (result.read < usable) {
+      this.#fail(`more than the ${this.request.bodySize} bytes announced`);
+    }
+  }
+
+  #complete(): void {
+    if (this.#written !== this.request.bodySize) {
+      this.#fail(`got ${this.#written} bytes, expected ${this.request.bodySize}`);
+    }
+    this.done = true;
+  }
+
+  #fail(reason: string, cause?: unknown): never {
+    throw new ProtocolError(`Cannot read body of put ${this.request.id}: ${reason}`, { cause });
   }
 }
 
@@ -165,40 +253,14 @@ function parseHeader(line: Uint8Array): CacheRequest {
   return decodeRequest(value);
 }
 
-function decodeBody(line: Uint8Array, request: CacheRequest): Uint8Array {
-  const text = decoder.decode(line).trim();
-  let encoded: unknown = text.slice(1, -1);
-  const quoted = text.length >= 2 && text.startsWith('"') && text.endsWith('"');
-  if (!quoted || text.includes("\\")) {
-    try {
-      encoded = JSON.parse(text); // the rare escaped form, or a clear error for garbage
-    } catch (error) {
-      throw new ProtocolError(`Cannot read body of put ${request.id}: not a JSON string`, {
-        cause: error,
-      });
-    }
-  }
-  if (typeof encoded !== "string") {
-    throw new ProtocolError(`Cannot read body of put ${request.id}: not a JSON string`);
-  }
-  let body: Uint8Array;
-  try {
-    body = Uint8Array.fromBase64(encoded);
-  } catch (error) {
-    throw new ProtocolError(`Cannot read body of put ${request.id}: invalid base64`, {
-      cause: error,
-    });
-  }
-  if (body.length !== request.bodySize) {
-    throw new ProtocolError(
-      `Cannot read body of put ${request.id}: got ${body.length} bytes, expected ${request.bodySize}`,
-    );
-  }
-  return body;
+function tooLong(length: number): never {
+  throw new ProtocolError(
+    `Cannot read request: line of ${length}+ bytes exceeds ${MAX_HEADER_LINE}`,
+  );
 }
 
-function base64Length(size: number): number {
-  return 4 * Math.ceil(size / 3) + 2;
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0d || byte === NEWLINE;
 }
 
 function isBlank(line: Uint8Array): boolean {

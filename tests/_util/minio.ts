@@ -122,7 +122,9 @@ export class Minio {
   /** Writes an object. */
   async putObject(key: string, body: Uint8Array, bucket = this.bucket): Promise<void> {
     const { PutObjectCommand } = await import("@aws-sdk/client-s3");
-    await (await this.client()).send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+    await (await this.client()).send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }),
+    );
   }
 
   /** Reads an object, or `undefined` when missing. */

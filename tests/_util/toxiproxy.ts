@@ -110,7 +110,9 @@ export async function startToxiproxy(): Promise<Toxiproxy> {
   const deadline = Date.now() + 10_000;
   while (true) {
     try {
-      const response = await fetch(`${toxiproxy.api}/version`, { signal: AbortSignal.timeout(500) });
+      const response = await fetch(`${toxiproxy.api}/version`, {
+        signal: AbortSignal.timeout(500),
+      });
       await response.body?.cancel();
       if (response.ok) return toxiproxy;
     } catch {

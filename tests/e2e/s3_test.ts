@@ -18,6 +18,8 @@ import {
 import { findMinio, freePort, type Minio, startMinio } from "../_util/minio.ts";
 import { findToxiproxy, startToxiproxy } from "../_util/toxiproxy.ts";
 
+/** Misses of a fully warm `go build ./...` (go looks one entry up under an id it never puts). */
+const WARM_MISSES = 1;
 const FIXTURES = "/work/shared/fixtures/tailscale-bucket";
 const FIXTURES_DIR = Deno.env.get("GCP_TAILSCALE_FIXTURES") ?? FIXTURES;
 
@@ -122,127 +124,204 @@ Deno.test({
       for (const key of keys) assert.match(key, /^(action|output)\/[0-9a-f]{2}\/[0-9a-f]{64}$/);
     });
 
-    await t.step("plugin B (empty cache dir, fresh GOCACHE): all remote hits, (cached)", async () => {
-      const b = fresh();
-      const started = performance.now();
-      const build = await mustGo(["build", "./..."], { cwd: module, env: b.env });
-      baselineMs = performance.now() - started;
-      const test = await mustGo(["test", "./..."], { cwd: module, env: b.env });
-      assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
-      const metrics = pluginMetrics(build.stderr + test.stderr);
-      assert.equal(total(metrics, "get_misses"), 0, "nothing recompiles");
-      assert.equal(total(metrics, "put_requests"), 0, "nothing recompiles");
-      const buildMetrics = pluginMetrics(build.stderr);
-      assert.ok(total(buildMetrics, "s3_get_hits") > 100);
-      assert.equal(total(buildMetrics, "s3_get_hits"), total(buildMetrics, "get_hits"));
-      assert.equal(total(metrics, "s3_corrupt") + total(metrics, "s3_get_errors"), 0);
-      assert.ok(total(metrics, "s3_bytes_down") > 0);
-      await assertOutputsVerified(b.cacheDir);
-      warm = b;
-    });
+    await t.step(
+      "plugin B (empty cache dir, fresh GOCACHE): all remote hits, (cached)",
+      async () => {
+        const b = fresh();
+        const started = performance.now();
+        const build = await mustGo(["build", "./..."], { cwd: module, env: b.env });
+        baselineMs = performance.now() - started;
+        const test = await mustGo(["test", "./..."], { cwd: module, env: b.env });
+        assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
+        const metrics = pluginMetrics(build.stderr + test.stderr);
+        // go's `build ./...` always misses one 0-byte entry and puts it under another id, even on
+        // a local-only warm cache: allow that one, but no compiled output may be put.
+        assert.ok(total(metrics, "get_misses") <= 2 * WARM_MISSES, JSON.stringify(metrics));
+        assert.equal(total(metrics, "put_bytes"), 0, "nothing recompiles");
+        const buildMetrics = pluginMetrics(build.stderr);
+        assert.ok(total(buildMetrics, "s3_get_hits") > 100);
+        assert.equal(total(buildMetrics, "s3_get_hits"), total(buildMetrics, "get_hits"));
+        assert.equal(total(metrics, "s3_corrupt") + total(metrics, "s3_get_errors"), 0);
+        assert.ok(total(metrics, "s3_bytes_down") > 0);
+        await assertOutputsVerified(b.cacheDir);
+        warm = b;
+      },
+    );
 
-    await t.step("a corrupted object in the bucket is a counted miss, never handed to go", async () => {
-      // Corrupt three outputs plugin B needed (same size, other bytes).
-      const victims: string[] = [];
-      for await (const shard of Deno.readDir(`${warm!.cacheDir}/output`)) {
-        for await (const entry of Deno.readDir(`${warm!.cacheDir}/output/${shard.name}`)) {
-          const info = await Deno.stat(`${warm!.cacheDir}/output/${shard.name}/${entry.name}`);
-          if (info.size > 64) victims.push(entry.name);
+    await t.step(
+      "a corrupted object in the bucket is a counted miss, never handed to go",
+      async () => {
+        // Corrupt three outputs plugin B needed (same size, other bytes).
+        const victims: string[] = [];
+        for await (const shard of Deno.readDir(`${warm!.cacheDir}/output`)) {
+          for await (const entry of Deno.readDir(`${warm!.cacheDir}/output/${shard.name}`)) {
+            const info = await Deno.stat(`${warm!.cacheDir}/output/${shard.name}/${entry.name}`);
+            if (info.size > 64) victims.push(entry.name);
+          }
         }
-      }
-      victims.sort();
-      const chosen = victims.slice(0, 3);
-      for (const outputId of chosen) {
-        const key = `output/${outputId.slice(0, 2)}/${outputId}`;
-        const bytes = (await minio.getObject(key))!;
-        const bad = bytes.slice();
-        bad[bad.length >> 1]! ^= 0xff;
-        await minio.putObject(key, bad);
-      }
-      const c = fresh();
-      const build = await mustGo(["build", "./..."], { cwd: module, env: c.env });
-      const test = await mustGo(["test", "./..."], { cwd: module, env: c.env });
-      assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib/);
-      const metrics = pluginMetrics(build.stderr + test.stderr);
-      assert.ok(total(metrics, "s3_corrupt") >= 1, JSON.stringify(metrics));
-      assert.match(build.stderr + test.stderr, /Ignoring S3 object "output\/.*SHA-256/);
-      await assertOutputsVerified(c.cacheDir);
-      // Put the good bytes back for the next steps.
-      for (const outputId of chosen) {
-        const local = `${warm!.cacheDir}/output/${outputId.slice(0, 2)}/${outputId}`;
-        await minio.putObject(`output/${outputId.slice(0, 2)}/${outputId}`, await Deno.readFile(local));
-      }
-    });
+        victims.sort();
+        const chosen = victims.slice(0, 3);
+        for (const outputId of chosen) {
+          const key = `output/${outputId.slice(0, 2)}/${outputId}`;
+          const bytes = (await minio.getObject(key))!;
+          const bad = bytes.slice();
+          bad[bad.length >> 1]! ^= 0xff;
+          await minio.putObject(key, bad);
+        }
+        const c = fresh();
+        const build = await mustGo(["build", "./..."], { cwd: module, env: c.env });
+        const test = await mustGo(["test", "./..."], { cwd: module, env: c.env });
+        assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib/);
+        const metrics = pluginMetrics(build.stderr + test.stderr);
+        assert.ok(total(metrics, "s3_corrupt") >= 1, JSON.stringify(metrics));
+        assert.match(build.stderr + test.stderr, /Ignoring S3 object "output\/.*SHA-256/);
+        await assertOutputsVerified(c.cacheDir);
+        // Put the good bytes back for the next steps.
+        for (const outputId of chosen) {
+          const local = `${warm!.cacheDir}/output/${outputId.slice(0, 2)}/${outputId}`;
+          await minio.putObject(
+            `output/${outputId.slice(0, 2)}/${outputId}`,
+            await Deno.readFile(local),
+          );
+        }
+      },
+    );
 
-    await t.step("slow S3 (toxiproxy, 50 ms each way): the build finishes with bounded overhead", async () => {
-      await using toxiproxy = await startToxiproxy();
-      const endpoint = await toxiproxy.proxy("s3", `127.0.0.1:${minio.port}`);
-      await toxiproxy.latency("s3", 50);
-      const d = fresh(["-c=8"], endpoint);
-      const started = performance.now();
-      const build = await mustGo(["build", "./..."], { cwd: module, env: d.env });
-      const elapsed = performance.now() - started;
-      const metrics = pluginMetrics(build.stderr);
-      assert.equal(total(metrics, "get_misses"), 0);
-      assert.ok(total(metrics, "s3_get_hits") > 100);
-      const gets = total(metrics, "get_requests");
-      // Two round trips per remote hit, spread over -c=8 lanes, plus slack for this slow machine.
-      const bound = baselineMs + (gets * 2 * 110) / 4 + 10_000;
-      assert.ok(elapsed < bound, `took ${elapsed.toFixed(0)}ms, bound ${bound.toFixed(0)}ms`);
-      assert.ok(total(metrics, "s3_wait_ms") > 0);
-    });
+    await t.step(
+      "slow S3 (toxiproxy, 50 ms each way): the build finishes with bounded overhead",
+      async () => {
+        await using toxiproxy = await startToxiproxy();
+        const endpoint = await toxiproxy.proxy("s3", `127.0.0.1:${minio.port}`);
+        await toxiproxy.latency("s3", 50);
+        const d = fresh(["-c=8"], endpoint);
+        const started = performance.now();
+        const build = await mustGo(["build", "./..."], { cwd: module, env: d.env });
+        const elapsed = performance.now() - started;
+        const metrics = pluginMetrics(build.stderr);
+        assert.ok(total(metrics, "get_misses") <= WARM_MISSES);
+        assert.equal(total(metrics, "put_bytes"), 0);
+        assert.ok(total(metrics, "s3_get_hits") > 100);
+        const gets = total(metrics, "get_requests");
+        // Two round trips per remote hit, spread over -c=8 lanes, plus slack for this slow machine.
+        const bound = baselineMs + (gets * 2 * 110) / 4 + 10_000;
+        assert.ok(elapsed < bound, `took ${elapsed.toFixed(0)}ms, bound ${bound.toFixed(0)}ms`);
+        assert.ok(total(metrics, "s3_wait_ms") > 0);
+      },
+    );
 
-    await t.step("bucket stopped mid-build: the build succeeds; after a restart uploads resume", async () => {
-      const bucket = "midbuild";
-      await minio.createBucket(bucket);
-      const e = fresh(["-v"], minio.endpoint, bucket);
-      const build = new Deno.Command("go", {
-        args: ["test", "./..."],
-        cwd: module,
-        env: e.env,
-        clearEnv: true,
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      // Stop the server once some uploads have landed.
-      const deadline = Date.now() + 20_000;
-      while (Date.now() < deadline) {
-        if ((await minio.listKeys(bucket, "action/")).length >= 5) break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      await minio.stop();
-      const out = await build.output();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 0, stderr);
-      assert.match(new TextDecoder().decode(out.stdout), /ok\s+example\.com\/gcptest\/lib/);
-      const metrics = pluginMetrics(stderr);
-      assert.ok(total(metrics, "uploads_failed") > 0, JSON.stringify(metrics));
-      assert.ok(total(metrics, "s3_breaker_trips") >= 1);
-      assert.match(stderr, /S3 tier paused/);
+    await t.step(
+      "stalled S3 (toxiproxy holds every byte): misses after one deadline, one line",
+      async () => {
+        await using toxiproxy = await startToxiproxy();
+        const endpoint = await toxiproxy.proxy("stall", `127.0.0.1:${minio.port}`);
+        await toxiproxy.timeout("stall", 0);
+        const gets = [1, 2, 3, 4, 5, 6].map((n) =>
+          JSON.stringify({
+            ID: n,
+            Command: "get",
+            ActionID: b64(n.toString(16).padStart(2, "0").repeat(32)),
+          })
+        );
+        const started = performance.now();
+        const result = await replay(
+          [...gets, JSON.stringify({ ID: 7, Command: "close" }), ""].join("\n"),
+          [
+            `--cache-dir=${work.path}/stall`,
+            `--bucket=${minio.bucket}`,
+            `--s3-endpoint-url=${endpoint}`,
+            "--s3-path-style",
+            "--region=us-east-1",
+            "-c=2",
+          ],
+          minio.env(),
+        );
+        const elapsed = performance.now() - started;
+        assert.equal(result.code, 0, result.stderr);
+        for (let n = 1; n <= 6; n++) {
+          assert.equal(result.replies.find((r) => r.ID === n)?.Miss, true);
+        }
+        // Two lanes wait one 10 s deadline, then the breaker answers the rest at once.
+        assert.ok(elapsed < 16_000, `took ${elapsed.toFixed(0)}ms`);
+        const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
+        assert.equal(lines.length, 1, result.stderr);
+        assert.match(lines[0]!, /S3 tier paused .*deadline exceeded/);
+      },
+    );
 
-      const restarted = await minio.restart();
-      try {
-        const before = (await restarted.listKeys(bucket, "action/")).length;
-        // The same machine again (its cache dir, a fresh GOCACHE): local hits, and the uploads
-        // the outage left undone go out now.
-        const again = s3GoEnv(`${work.path}/gocache-resume`, e.env.GOCACHEPROG!, restarted);
-        const next = await mustGo(["test", "./..."], { cwd: module, env: again });
-        const nextMetrics = pluginMetrics(next.stderr);
-        assert.equal(total(nextMetrics, "get_misses"), 0);
-        assert.ok(total(nextMetrics, "uploads_resumed") > 0, JSON.stringify(nextMetrics));
-        assert.ok(total(nextMetrics, "uploads_done") > 0, "uploads resume");
-        assert.equal(total(nextMetrics, "uploads_failed"), 0);
-        const after = (await restarted.listKeys(bucket, "action/")).length;
-        assert.ok(after > before, `${before} -> ${after} action records`);
-        // Now the bucket is complete: another machine hits everything.
-        const g = fresh([], restarted.endpoint, bucket);
-        const last = await mustGo(["test", "./..."], { cwd: module, env: g.env });
-        assert.match(last.stdout, /\(cached\)/);
-        assert.equal(total(pluginMetrics(last.stderr), "get_misses"), 0);
-      } finally {
-        await restarted[Symbol.asyncDispose]();
-      }
-    });
+    await t.step(
+      "bucket stopped mid-build: the build succeeds; after a restart uploads resume",
+      async () => {
+        // A changed lib: std comes from the bucket, lib and its dependents are compiled and put.
+        const changed = await copyModule();
+        await Deno.writeTextFile(
+          `${changed}/lib/extra.go`,
+          "package lib\n\n// Extra is new.\nconst Extra = 42\n",
+        );
+        await ageDirectories(changed);
+        const old = new Date(Date.now() - 3_600_000);
+        await Deno.utime(`${changed}/lib/extra.go`, old, old);
+        const e = fresh(["--debug=1"]);
+        const build = new Deno.Command("go", {
+          args: ["build", "./..."],
+          cwd: changed,
+          env: e.env,
+          clearEnv: true,
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        // Kill the server at the first put after std came from the bucket (lib's compile): that
+        // upload and the later ones fail.
+        let stderr = "";
+        let hits = 0;
+        let stopped: Promise<void> | undefined;
+        let partial = "";
+        for await (const chunk of build.stderr.pipeThrough(new TextDecoderStream())) {
+          stderr += chunk;
+          const lines = (partial + chunk).split("\n");
+          partial = lines.pop()!;
+          for (const line of lines) {
+            if (/ E GET .* DP:/.test(line)) hits++;
+            if (!stopped && hits >= 50 && / B PUT /.test(line)) stopped = minio.stop();
+          }
+        }
+        await stopped;
+        const status = await build.status;
+        await build.stdout.cancel();
+        assert.equal(status.code, 0, stderr);
+        assert.ok(stopped, "the build put something");
+        const metrics = pluginMetrics(stderr);
+        assert.ok(total(metrics, "s3_get_hits") > 50, JSON.stringify(metrics));
+        assert.ok(total(metrics, "uploads_failed") > 0, JSON.stringify(metrics));
+        assert.ok(total(metrics, "s3_breaker_trips") >= 1);
+        assert.match(stderr, /S3 tier paused/);
+
+        const restarted = await minio.restart();
+        try {
+          // The same machine again (its cache dir, a fresh GOCACHE): local hits, and the uploads
+          // the outage left undone go out now.
+          const again = s3GoEnv(`${work.path}/gocache-resume`, e.env.GOCACHEPROG!, restarted);
+          const next = await mustGo(["build", "./..."], { cwd: changed, env: again });
+          const nextMetrics = pluginMetrics(next.stderr);
+          assert.ok(total(nextMetrics, "get_misses") <= WARM_MISSES);
+          assert.ok(total(nextMetrics, "uploads_resumed") > 0, JSON.stringify(nextMetrics));
+          assert.ok(total(nextMetrics, "uploads_done") > 0, "uploads resume");
+          assert.equal(total(nextMetrics, "uploads_failed"), 0);
+          // Now the bucket has everything: another machine hits it all.
+          const g = fresh([], restarted.endpoint);
+          const last = await mustGo(["build", "./..."], {
+            cwd: changed,
+            env: { ...g.env, ...restarted.env() },
+          });
+          const lastMetrics = pluginMetrics(last.stderr);
+          assert.ok(total(lastMetrics, "get_misses") <= WARM_MISSES, JSON.stringify(lastMetrics));
+          assert.equal(total(lastMetrics, "put_bytes"), 0, "nothing recompiles");
+          assert.ok(total(lastMetrics, "s3_get_hits") > 50);
+        } finally {
+          await restarted[Symbol.asyncDispose]();
+          await Deno.remove(changed, { recursive: true });
+        }
+      },
+    );
 
     await Deno.remove(module, { recursive: true });
   },
@@ -257,11 +336,17 @@ async function replay(
   input: Uint8Array | string | string[],
   args: string[],
   env: Record<string, string>,
-): Promise<{ replies: Record<string, unknown>[]; stderr: string; code: number; handshakeMs: number }> {
+): Promise<
+  { replies: Record<string, unknown>[]; stderr: string; code: number; handshakeMs: number }
+> {
   const started = performance.now();
   const child = new Deno.Command(PLUGIN, {
     args,
-    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/tmp", ...env },
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      ...env,
+    },
     clearEnv: true,
     stdin: "piped",
     stdout: "piped",
@@ -286,7 +371,9 @@ async function replay(
   for (const segment of segments) {
     const bytes = typeof segment === "string" ? new TextEncoder().encode(segment) : segment;
     await writer.write(bytes);
-    sent += typeof segment === "string" ? segment.split("\n").filter((l) => l.startsWith("{")).length : 0;
+    sent += typeof segment === "string"
+      ? segment.split("\n").filter((l) => l.startsWith("{")).length
+      : 0;
     if (Array.isArray(input)) await readUntil(1 + sent);
   }
   await writer.close();
@@ -313,7 +400,13 @@ Deno.test({
     const script = [
       [
         JSON.stringify({ ID: 1, Command: "get", ActionID: b64("11".repeat(32)) }),
-        JSON.stringify({ ID: 2, Command: "put", ActionID: b64("22".repeat(32)), OutputID: b64(outputId), BodySize: body.length }),
+        JSON.stringify({
+          ID: 2,
+          Command: "put",
+          ActionID: b64("22".repeat(32)),
+          OutputID: b64(outputId),
+          BodySize: body.length,
+        }),
         "",
         JSON.stringify(body.toBase64()),
         "",
@@ -326,7 +419,12 @@ Deno.test({
       JSON.stringify({ ID: 5, Command: "close" }) + "\n",
     ];
     const cases = [
-      { name: "missing bucket", flags: minio.flags("no-such-bucket"), env: minio.env(), cause: /NoSuchBucket/ },
+      {
+        name: "missing bucket",
+        flags: minio.flags("no-such-bucket"),
+        env: minio.env(),
+        cause: /NoSuchBucket/,
+      },
       {
         name: "wrong endpoint",
         flags: [
@@ -351,6 +449,32 @@ Deno.test({
         cause: /credentials/i,
       },
     ];
+    await t.step("no region anywhere: looked up from the bucket on first use", async () => {
+      const actionId = "44".repeat(32);
+      await minio.putObject(`output/${outputId.slice(0, 2)}/${outputId}`, body);
+      await minio.putObject(
+        `action/44/${actionId}`,
+        new TextEncoder().encode(`${outputId} 1700000000123456789`),
+      );
+      const { AWS_REGION: _, ...env } = minio.env();
+      const result = await replay(
+        JSON.stringify({ ID: 1, Command: "get", ActionID: b64(actionId) }) + "\n" +
+          JSON.stringify({ ID: 2, Command: "close" }) + "\n",
+        [
+          `--cache-dir=${work.path}/region`,
+          `--bucket=${minio.bucket}`,
+          `--s3-endpoint-url=${minio.endpoint}`,
+          "--s3-path-style",
+        ],
+        env,
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const hit = result.replies.find((r) => r.ID === 1)!;
+      assert.equal(hit.OutputID, b64(outputId), result.stderr);
+      assert.equal(hit.Time, "2023-11-14T22:13:20.123456789Z");
+      assert.equal(result.stderr, "");
+    });
+
     for (const c of cases) {
       await t.step(c.name, async () => {
         const dir = `${work.path}/${c.name.replaceAll(" ", "-")}`;
@@ -396,59 +520,72 @@ Deno.test({
       .filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>);
     const getStdin = await Deno.readFile(`${FIXTURES_DIR}/get.stdin`);
 
-    await t.step("reads tailscale's bucket: IDs 3 and 4 are remote hits with its times", async () => {
-      for (const key of bucketFiles) {
-        await minio.putObject(key, await Deno.readFile(`${FIXTURES_DIR}/bucket/${key}`));
-      }
-      const dir = `${work.path}/read`;
-      const result = await replay(getStdin, [`--cache-dir=${dir}`, ...minio.flags(), "--prefix=ts", "--metrics"], minio.env());
-      assert.equal(result.code, 0, result.stderr);
-      for (const id of [3, 4]) {
-        const want = expected.find((r) => r.ID === id)!;
-        const got = result.replies.find((r) => r.ID === id)!;
-        assert.equal(got.OutputID, want.OutputID);
-        assert.equal(got.Size ?? 0, want.Size ?? 0);
-        assert.equal(got.Time, want.Time);
-        const outputId = Uint8Array.fromBase64(String(want.OutputID)).toHex();
-        assert.equal(got.DiskPath, `${dir}/output/${outputId.slice(0, 2)}/${outputId}`);
-        assert.deepEqual(
-          await Deno.readFile(String(got.DiskPath)),
-          await Deno.readFile(`${FIXTURES_DIR}/bucket/ts/output/${outputId.slice(0, 2)}/${outputId}`),
-        );
-      }
-      assert.equal(result.replies.find((r) => r.ID === 1)?.Miss, true);
-      const metrics = pluginMetrics(result.stderr)[0]!;
-      assert.equal(metrics.s3_get_hits, 2);
-    });
-
-    await t.step("writes what tailscale reads: same keys, same objects, same record form", async () => {
-      await minio.createBucket("fxput");
-      const dir = `${work.path}/write`;
-      const before = BigInt(Date.now()) * 1_000_000n;
-      const result = await replay(
-        await Deno.readFile(`${FIXTURES_DIR}/put.stdin`),
-        [`--cache-dir=${dir}`, ...minio.flags("fxput"), "--prefix=ts", "--metrics"],
-        minio.env(),
-      );
-      assert.equal(result.code, 0, result.stderr);
-      const after = BigInt(Date.now()) * 1_000_000n;
-      assert.deepEqual(await minio.listKeys("fxput"), bucketFiles);
-      for (const key of bucketFiles) {
-        const ours = (await minio.getObject(key, "fxput"))!;
-        const theirs = await Deno.readFile(`${FIXTURES_DIR}/bucket/${key}`);
-        if (key.startsWith("ts/output/")) {
-          assert.deepEqual(ours, theirs, key);
-          continue;
+    await t.step(
+      "reads tailscale's bucket: IDs 3 and 4 are remote hits with its times",
+      async () => {
+        for (const key of bucketFiles) {
+          await minio.putObject(key, await Deno.readFile(`${FIXTURES_DIR}/bucket/${key}`));
         }
-        const [ourOutput, ourNanos, ...rest] = new TextDecoder().decode(ours).split(" ");
-        const [theirOutput] = new TextDecoder().decode(theirs).split(" ");
-        assert.equal(rest.length, 0);
-        assert.equal(ourOutput, theirOutput, key);
-        assert.match(ourNanos!, /^\d+$/);
-        assert.ok(BigInt(ourNanos!) >= before - 1_000_000_000n && BigInt(ourNanos!) <= after);
-        assert.match(new TextDecoder().decode(ours), /^[0-9a-f]{64} \d+$/);
-      }
-    });
+        const dir = `${work.path}/read`;
+        const result = await replay(getStdin, [
+          `--cache-dir=${dir}`,
+          ...minio.flags(),
+          "--prefix=ts",
+          "--metrics",
+        ], minio.env());
+        assert.equal(result.code, 0, result.stderr);
+        for (const id of [3, 4]) {
+          const want = expected.find((r) => r.ID === id)!;
+          const got = result.replies.find((r) => r.ID === id)!;
+          assert.equal(got.OutputID, want.OutputID);
+          assert.equal(got.Size ?? 0, want.Size ?? 0);
+          assert.equal(got.Time, want.Time);
+          const outputId = Uint8Array.fromBase64(String(want.OutputID)).toHex();
+          assert.equal(got.DiskPath, `${dir}/output/${outputId.slice(0, 2)}/${outputId}`);
+          assert.deepEqual(
+            await Deno.readFile(String(got.DiskPath)),
+            await Deno.readFile(
+              `${FIXTURES_DIR}/bucket/ts/output/${outputId.slice(0, 2)}/${outputId}`,
+            ),
+          );
+        }
+        assert.equal(result.replies.find((r) => r.ID === 1)?.Miss, true);
+        const metrics = pluginMetrics(result.stderr)[0]!;
+        assert.equal(metrics.s3_get_hits, 2);
+      },
+    );
+
+    await t.step(
+      "writes what tailscale reads: same keys, same objects, same record form",
+      async () => {
+        await minio.createBucket("fxput");
+        const dir = `${work.path}/write`;
+        const before = BigInt(Date.now()) * 1_000_000n;
+        const result = await replay(
+          await Deno.readFile(`${FIXTURES_DIR}/put.stdin`),
+          [`--cache-dir=${dir}`, ...minio.flags("fxput"), "--prefix=ts", "--metrics"],
+          minio.env(),
+        );
+        assert.equal(result.code, 0, result.stderr);
+        const after = BigInt(Date.now()) * 1_000_000n;
+        assert.deepEqual(await minio.listKeys("fxput"), bucketFiles);
+        for (const key of bucketFiles) {
+          const ours = (await minio.getObject(key, "fxput"))!;
+          const theirs = await Deno.readFile(`${FIXTURES_DIR}/bucket/${key}`);
+          if (key.startsWith("ts/output/")) {
+            assert.deepEqual(ours, theirs, key);
+            continue;
+          }
+          const [ourOutput, ourNanos, ...rest] = new TextDecoder().decode(ours).split(" ");
+          const [theirOutput] = new TextDecoder().decode(theirs).split(" ");
+          assert.equal(rest.length, 0);
+          assert.equal(ourOutput, theirOutput, key);
+          assert.match(ourNanos!, /^\d+$/);
+          assert.ok(BigInt(ourNanos!) >= before - 1_000_000_000n && BigInt(ourNanos!) <= after);
+          assert.match(new TextDecoder().decode(ours), /^[0-9a-f]{64} \d+$/);
+        }
+      },
+    );
 
     await t.step("takes over tailscale's cache directory: IDs 3 and 4 are local hits", async () => {
       const dir = `${work.path}/takeover`;
@@ -462,14 +599,23 @@ Deno.test({
         await Deno.utime(`${dir}/${path}`, time, time);
       }
       await minio.createBucket("fxempty");
-      const result = await replay(getStdin, [`--cache-dir=${dir}`, ...minio.flags("fxempty"), "--prefix=ts", "--metrics"], minio.env());
+      const result = await replay(getStdin, [
+        `--cache-dir=${dir}`,
+        ...minio.flags("fxempty"),
+        "--prefix=ts",
+        "--metrics",
+      ], minio.env());
       assert.equal(result.code, 0, result.stderr);
       for (const id of [3, 4]) {
         const want = expected.find((r) => r.ID === id)!;
         const got = result.replies.find((r) => r.ID === id)!;
         assert.equal(got.OutputID, want.OutputID);
         assert.equal(got.Size ?? 0, want.Size ?? 0);
-        assert.equal(String(got.Time).slice(0, 23), String(want.Time).slice(0, 23), "mtime kept to the ms");
+        assert.equal(
+          String(got.Time).slice(0, 23),
+          String(want.Time).slice(0, 23),
+          "mtime kept to the ms",
+        );
       }
       const metrics = pluginMetrics(result.stderr)[0]!;
       assert.equal(metrics.local_hits, 2);

@@ -12,7 +12,10 @@ async function decode(input: string | Uint8Array, chunkSize = 0): Promise<Frame[
 
 Deno.test("FrameDecoderStream skips the blank line after each request", async () => {
   const frames = await decode(getFrame(1, hexId(1)) + "\n\n  \r\n" + closeFrame(2));
-  assert.deepEqual(frames.map((f) => [f.request.id, f.request.command]), [[1, "get"], [2, "close"]]);
+  assert.deepEqual(frames.map((f) => [f.request.id, f.request.command]), [[1, "get"], [
+    2,
+    "close",
+  ]]);
   assert.equal(frames[0]!.request.actionId, hexId(1));
 });
 
@@ -37,14 +40,21 @@ Deno.test("FrameDecoderStream reads a 20 MB body on one line", async () => {
 
 Deno.test("FrameDecoderStream gives an empty body to a put without BodySize", async () => {
   const empty = new Uint8Array(0);
-  const frames = await decode(putFrame(3, hexId(3), empty, await sha256Hex(empty)) + getFrame(4, hexId(4)));
+  const frames = await decode(
+    putFrame(3, hexId(3), empty, await sha256Hex(empty)) + getFrame(4, hexId(4)),
+  );
   assert.equal(frames[0]!.body!.length, 0);
   assert.equal(frames[1]!.request.command, "get");
 });
 
 Deno.test("FrameDecoderStream reads ObjectID when OutputID is absent (Go 1.21-1.23)", async () => {
   const id = hexId(9);
-  const line = JSON.stringify({ ID: 1, Command: "put", ActionID: Uint8Array.fromHex(id).toBase64(), ObjectID: Uint8Array.fromHex(id).toBase64() });
+  const line = JSON.stringify({
+    ID: 1,
+    Command: "put",
+    ActionID: Uint8Array.fromHex(id).toBase64(),
+    ObjectID: Uint8Array.fromHex(id).toBase64(),
+  });
   const frames = await decode(line + "\n\n");
   assert.equal(frames[0]!.request.outputId, id);
 });
@@ -55,9 +65,17 @@ Deno.test("FrameDecoderStream rejects malformed frames with one-line errors", as
     ["string ID", '{"ID":"1","Command":"get"}\n', /"ID" must be/],
     ["array", "[1,2]\n", /expected a JSON object/],
     ["bad base64 id", '{"ID":1,"Command":"get","ActionID":"@@@"}\n', /not base64/],
-    ["bad base64 body", '{"ID":1,"Command":"put","ActionID":"","BodySize":3}\n\n"!!!!"\n', /invalid base64/],
+    [
+      "bad base64 body",
+      '{"ID":1,"Command":"put","ActionID":"","BodySize":3}\n\n"!!!!"\n',
+      /invalid base64/,
+    ],
     ["short body", '{"ID":1,"Command":"put","BodySize":5}\n\n"YWJj"\n', /got 3 bytes, expected 5/],
-    ["body not a string", '{"ID":1,"Command":"put","BodySize":3}\n\n{"x":1}\n', /not a JSON string/],
+    [
+      "body not a string",
+      '{"ID":1,"Command":"put","BodySize":3}\n\n{"x":1}\n',
+      /not a JSON string/,
+    ],
     ["missing body", '{"ID":1,"Command":"put","BodySize":3}\n\n', /ended before its body/],
     ["negative size", '{"ID":1,"Command":"put","BodySize":-3}\n', /non-negative/],
     ["huge header", "{" + " ".repeat(70_000) + "}\n", /exceeds/],
@@ -75,5 +93,17 @@ Deno.test("FrameDecoderStream rejects malformed frames with one-line errors", as
 Deno.test("FrameDecoderStream rejects a body longer than announced before buffering it all", async () => {
   const header = '{"ID":1,"Command":"put","BodySize":3}\n\n"';
   const input = header + "A".repeat(10_000) + '"\n';
-  await assert.rejects(decode(input, 100), /exceeds/);
+  await assert.rejects(decode(input, 100), /more than the 3 bytes announced/);
+});
+
+Deno.test("FrameDecoderStream accepts JSON's escaped slash and a final line without newline", async () => {
+  const body = new Uint8Array([0xff, 0xff, 0xff, 0xfb, 0xef]); // base64 "////++8="
+  const header = JSON.stringify({ ID: 1, Command: "put", ActionID: "", BodySize: 5 });
+  const frames = await decode(`${header}\n\n"\\/\\/\\/\\/++8="`, 3);
+  assert.deepEqual(frames[0]!.body, body);
+});
+
+Deno.test("FrameDecoderStream rejects bytes after a body on its line", async () => {
+  const input = '{"ID":1,"Command":"put","BodySize":3}\n\n"YWJj" x\n';
+  await assert.rejects(decode(input), /unexpected bytes after the body/);
 });

@@ -181,7 +181,10 @@ export class AwsObjectStore implements ObjectStore {
     return this.#call("HEAD", key, options, async ({ sdk, client }, signal) => {
       try {
         await client.send(
-          new sdk.HeadObjectCommand({ Bucket: this.#connection.options.bucket, Key: this.key(key) }),
+          new sdk.HeadObjectCommand({
+            Bucket: this.#connection.options.bucket,
+            Key: this.key(key),
+          }),
           { abortSignal: signal },
         );
         return true;
@@ -235,17 +238,19 @@ export class AwsObjectStore implements ObjectStore {
       const client = await this.#connection.client(signal);
       const result = await run(client, signal);
       const miss = op !== "PUT" && (result === undefined || result === false);
-      trace?.(`E S3 ${op} ${fullKey}${miss ? " M:1" : ""} ${
-        (performance.now() - started).toFixed(1)
-      }ms`);
+      trace?.(
+        `E S3 ${op} ${fullKey}${miss ? " M:1" : ""} ${(performance.now() - started).toFixed(1)}ms`,
+      );
       return result;
     } catch (error) {
       const failure = error instanceof StoreError
         ? error
         : classify(error, `Cannot ${op} ${quote(fullKey)}`, signal);
-      trace?.(`E S3 ${op} ${fullKey} err=${JSON.stringify(failure.message)} ${
-        (performance.now() - started).toFixed(1)
-      }ms`);
+      trace?.(
+        `E S3 ${op} ${fullKey} err=${JSON.stringify(failure.message)} ${
+          (performance.now() - started).toFixed(1)
+        }ms`,
+      );
       throw failure;
     } finally {
       observe?.("s3_request_seconds", (performance.now() - started) / 1000);
@@ -336,7 +341,8 @@ function show(value: unknown): string {
 
 function errorCode(error: unknown): string | undefined {
   // Node errors carry `code`; AggregateError (happy eyeballs) hides it in `errors`.
-  for (let e: unknown = error, depth = 0; e && depth < 4; depth++) {
+  let e: unknown = error;
+  for (let depth = 0; e && depth < 4; depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string") return code;
     const inner = (e as { errors?: unknown[] }).errors?.[0];

@@ -6,12 +6,12 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import type { ActionRecord, LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../../protocol/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
 import { StoreError, type StoreErrorKind } from "./aws_store.ts";
+import { AbortOnStream, CorruptError, fileBody, readSmall, VerifyStream } from "./_streams.ts";
 
 /** Counters and histograms the tiered cache reports (a subset of `Metrics`). */
 export interface TieredMetrics {
@@ -36,7 +36,11 @@ export interface TieredCacheOptions {
   getTimeoutMs?: number;
   /** How long `close()` waits for pending uploads, in ms. @default {60000} */
   closeTimeoutMs?: number;
-  /** Consecutive remote failures that open the circuit breaker. @default {5} */
+  /**
+   * Consecutive remote failures that open the circuit breaker. A refused connection opens it at
+   * once, and missed deadlines after two.
+   * @default {5}
+   */
   breakerThreshold?: number;
   /** How long the breaker stays open before one request may try again, in ms. @default {30000} */
   breakerCooldownMs?: number;
@@ -62,7 +66,6 @@ interface Upload {
   /** Its marker is written. */
   remembered?: boolean;
 }
-const MAX_ACTION_RECORD = 256;
 
 /**
  * A {@linkcode CacheHandler} serving from a {@linkcode LocalCache} and filling it from an
@@ -97,6 +100,8 @@ export class TieredCache implements CacheHandler {
   #probing = false;
   #disabled = false;
   #warnedBreaker = false;
+  /** Aborted when the breaker opens, cutting short lookups still waiting on S3. */
+  #trip = new AbortController();
 
   /**
    * @param local The local tier; it answers first and holds every remote hit.
@@ -239,8 +244,9 @@ export class TieredCache implements CacheHandler {
       return undefined;
     }
     const started = performance.now();
+    const trip = this.#trip.signal;
     try {
-      const hit = await this.#fetchRemote(actionId);
+      const hit = await this.#fetchRemote(actionId, trip);
       this.#succeeded();
       if (hit) {
         this.#metrics?.add("s3_get_hits");
@@ -257,15 +263,15 @@ export class TieredCache implements CacheHandler {
         return undefined;
       }
       this.#metrics?.add("s3_get_errors");
-      this.#failed(error);
+      if (!trip.aborted) this.#failed(error); // else cut short by the breaker: not new evidence
       return undefined;
     } finally {
       this.#metrics?.add("s3_wait_ms", Math.round(performance.now() - started));
     }
   }
 
-  async #fetchRemote(actionId: string): Promise<CacheHit | undefined> {
-    const signal = AbortSignal.timeout(this.#options.getTimeoutMs);
+  async #fetchRemote(actionId: string, trip: AbortSignal): Promise<CacheHit | undefined> {
+    const signal = AbortSignal.any([AbortSignal.timeout(this.#options.getTimeoutMs), trip]);
     const record = await this.#store.get(actionKey(actionId), { signal });
     if (!record) return undefined;
     const text = await readSmall(record.body, record.size, signal);
@@ -377,6 +383,12 @@ export class TieredCache implements CacheHandler {
     await Deno.remove(`${this.local.root}/${PENDING_DIR}/${actionId}`).catch(() => {});
   }
 
+  /** Aborts the lookups in flight: they wait on the S3 that just failed. */
+  #cutShort(): void {
+    this.#trip.abort(new StoreError("S3 tier paused", "timeout"));
+    this.#trip = new AbortController();
+  }
+
   /** Whether a remote call may be made now; half-opens the breaker after its cool-down. */
   #remoteAllowed(): boolean {
     if (this.#disabled) return false;
@@ -405,18 +417,25 @@ export class TieredCache implements CacheHandler {
       if (this.#disabled) return;
       this.#disabled = true;
       this.#metrics?.add("s3_breaker_trips");
+      this.#cutShort();
       this.#metrics?.set("s3_breaker_open", 1);
       this.#log?.warn(`S3 tier disabled: ${text}; serving the local tier only`);
       return;
     }
     const wasOpen = this.#openUntil !== 0;
-    if (!wasOpen && kind !== "unreachable" && this.#failures < this.#options.breakerThreshold) {
-      return;
-    }
+    // A refused connection opens the breaker at once, and stalls (each costing a full deadline)
+    // after two: waiting on them is what would slow the build.
+    const threshold = kind === "unreachable"
+      ? 1
+      : kind === "timeout"
+      ? Math.min(2, this.#options.breakerThreshold)
+      : this.#options.breakerThreshold;
+    if (!wasOpen && this.#failures < threshold) return;
     this.#openUntil = Date.now() + this.#options.breakerCooldownMs;
     this.#probing = false;
     if (wasOpen) return; // a failed probe: stay open for another cool-down
     this.#metrics?.add("s3_breaker_trips");
+    this.#cutShort();
     this.#metrics?.set("s3_breaker_open", 1);
     const line = `S3 tier paused for ${Math.round(this.#options.breakerCooldownMs / 1000)}s ` +
       `after ${this.#failures} consecutive failure${this.#failures === 1 ? "" : "s"}: ${text}; ` +
@@ -453,168 +472,4 @@ export function parseActionRecord(text: string): { outputId: string; nanos: bigi
   const [outputId, nanosText] = fields as [string, string];
   if (!HEX_ID.test(outputId) || !/^-?\d{1,19}$/.test(nanosText)) return undefined;
   return { outputId, nanos: BigInt(nanosText) };
-}
-
-/** A remote entry that must not be served: counted as `s3_corrupt`, not as a failure. */
-class CorruptError extends Error {
-  override name = "CorruptError";
-}
-
-/** Passes bytes through while hashing them; errors at the end when size or SHA-256 differ. */
-class VerifyStream extends TransformStream<Uint8Array, Uint8Array> {
-  constructor(outputId: string, size: number, key: string) {
-    const hash = createHash("sha256");
-    let seen = 0;
-    super({
-      transform(chunk, controller) {
-        seen += chunk.length;
-        if (seen > size) {
-          throw new CorruptError(
-            `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
-          );
-        }
-        hash.update(chunk);
-        controller.enqueue(chunk);
-      },
-      flush() {
-        if (seen !== size) {
-          throw new StoreError(
-            `Cannot read S3 object ${JSON.stringify(key)}: got ${seen} bytes, expected ${size}`,
-            "other",
-          );
-        }
-        const digest = hash.digest("hex");
-        if (digest !== outputId) {
-          throw new CorruptError(
-            `Ignoring S3 object ${JSON.stringify(key)}: its SHA-256 is ${digest}`,
-          );
-        }
-      },
-    });
-  }
-}
-
-/** Errors the stream when the signal aborts (a stalled body download). */
-class AbortOnStream extends TransformStream<Uint8Array, Uint8Array> {
-  constructor(signal: AbortSignal) {
-    let onAbort: (() => void) | undefined;
-    super({
-      start(controller) {
-        onAbort = () =>
-          controller.error(
-            new StoreError("Cannot read S3 object: deadline exceeded", "timeout"),
-          );
-        if (signal.aborted) onAbort();
-        else signal.addEventListener("abort", onAbort, { once: true });
-      },
-      transform(chunk, controller) {
-        controller.enqueue(chunk);
-      },
-      flush() {
-        signal.removeEventListener("abort", onAbort!);
-      },
-    });
-  }
-}
-
-/**
- * Streams exactly `size` bytes of a file. `close()` is safe at any time: a read in flight
- * finishes first, so no stream ever sees its file closed under it.
- */
-async function fileBody(
-  path: string,
-  size: number,
-): Promise<{ stream: ReadableStream<Uint8Array>; close(): void }> {
-  const file = await Deno.open(path, { read: true });
-  let left = size;
-  let reading = false;
-  let closed = false;
-  let closeRequested = false;
-  const close = () => {
-    closeRequested = true;
-    if (reading || closed) return;
-    closed = true;
-    try {
-      file.close();
-    } catch {
-      // already closed
-    }
-  };
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (left === 0 || closeRequested) {
-        close();
-        controller.close();
-        return;
-      }
-      const buffer = new Uint8Array(Math.min(left, 256 * 1024));
-      let n: number | null;
-      reading = true;
-      try {
-        n = await file.read(buffer);
-      } finally {
-        reading = false;
-      }
-      if (closeRequested) {
-        close();
-        controller.close();
-        return;
-      }
-      if (n === null) {
-        close();
-        controller.error(
-          new RangeError(`Cannot upload ${JSON.stringify(path)}: file is shorter than ${size}`),
-        );
-        return;
-      }
-      left -= n;
-      controller.enqueue(buffer.subarray(0, n));
-      if (left === 0) {
-        close();
-        controller.close();
-      }
-    },
-    cancel() {
-      close();
-    },
-  }, { highWaterMark: 0 });
-  return { stream, close };
-}
-
-async function readSmall(
-  body: ReadableStream<Uint8Array>,
-  size: number,
-  signal: AbortSignal,
-): Promise<string> {
-  if (size > MAX_ACTION_RECORD) {
-    await body.cancel();
-    return "";
-  }
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = body.getReader();
-  const onAbort = () => reader.cancel().catch(() => {});
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      signal.throwIfAborted();
-      if (done) break;
-      total += value.length;
-      if (total > MAX_ACTION_RECORD) {
-        await reader.cancel();
-        return "";
-      }
-      chunks.push(value);
-    }
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return new TextDecoder().decode(bytes);
 }

@@ -9,9 +9,9 @@ import {
   MemoryObjectStore,
   outputKey,
   parseActionRecord,
-  StoreError,
   type StoreCallOptions,
   type StoredObject,
+  StoreError,
   TieredCache,
   type TieredCacheOptions,
 } from "../../../src/cache/s3/mod.ts";
@@ -222,14 +222,24 @@ Deno.test("TieredCache breaker half-opens after the cool-down and closes on succ
 
 Deno.test("TieredCache stops using S3 for the session on a configuration error, in one line", async () => {
   await using t = await setup();
-  t.store.fail = new StoreError("Cannot GET: NoSuchBucket: The specified bucket does not exist", "config");
+  t.store.fail = new StoreError(
+    "Cannot GET: NoSuchBucket: The specified bucket does not exist",
+    "config",
+  );
   assert.equal(await t.cache.get(id(30)), undefined);
   assert.equal(await t.cache.get(id(31)), undefined);
-  await t.cache.put({ actionId: id(32), outputId: await sha256(encoder.encode("y")), body: encoder.encode("y") });
+  await t.cache.put({
+    actionId: id(32),
+    outputId: await sha256(encoder.encode("y")),
+    body: encoder.encode("y"),
+  });
   await t.cache.close();
   assert.equal(t.store.calls.length, 1);
   assert.deepEqual(t.log.warnings.length, 1);
-  assert.match(t.log.warnings[0]!, /^S3 tier disabled: .*NoSuchBucket.*serving the local tier only$/);
+  assert.match(
+    t.log.warnings[0]!,
+    /^S3 tier disabled: .*NoSuchBucket.*serving the local tier only$/,
+  );
   // The local tier still works.
   assert.ok(await t.cache.get(id(32)));
 });
@@ -242,6 +252,20 @@ Deno.test("TieredCache.get() gives up on a stalled bucket at its deadline", asyn
   assert.equal(await t.cache.get(id(33)), undefined);
   assert.ok(performance.now() - started < 1_000);
   assert.equal(t.metrics.get("s3_get_errors"), 1);
+});
+
+Deno.test("TieredCache breaker opens after two missed deadlines, so a stalled S3 costs one wait", async () => {
+  await using t = await setup({ getTimeoutMs: 40 });
+  t.store.delayMs = 5_000;
+  const started = performance.now();
+  const misses = await Promise.all([90, 91, 92, 93, 94, 95].map((n) => t.cache.get(id(n))));
+  assert.deepEqual(misses, new Array(6).fill(undefined));
+  assert.ok(performance.now() - started < 1_000);
+  assert.equal(t.metrics.get("s3_breaker_open"), 1);
+  for (let n = 96; n < 100; n++) assert.equal(await t.cache.get(id(n)), undefined);
+  assert.equal(t.store.calls.length, 6, "no request after the breaker opened");
+  assert.equal(t.log.warnings.length, 1);
+  assert.match(t.log.warnings[0]!, /deadline exceeded/);
 });
 
 Deno.test("TieredCache.put() replies once local is durable, then uploads object then record", async () => {

@@ -1,0 +1,193 @@
+/**
+ * Stream helpers of the tiered cache: verifying a download while it is written, bounding a
+ * stalled body, reading a file for upload, reading a small record.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { StoreError } from "./aws_store.ts";
+
+/** A remote entry that must not be served: counted as `s3_corrupt`, not as a failure. */
+export class CorruptError extends Error {
+  override name = "CorruptError";
+}
+
+/** Passes bytes through while hashing them; errors at the end when size or SHA-256 differ. */
+export class VerifyStream extends TransformStream<Uint8Array, Uint8Array> {
+  /**
+   * @param outputId The expected SHA-256, hex.
+   * @param size The expected length.
+   * @param key The object's key, for messages.
+   */
+  constructor(outputId: string, size: number, key: string) {
+    const hash = createHash("sha256");
+    let seen = 0;
+    super({
+      transform(chunk, controller) {
+        seen += chunk.length;
+        if (seen > size) {
+          throw new CorruptError(
+            `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
+          );
+        }
+        hash.update(chunk);
+        controller.enqueue(chunk);
+      },
+      flush() {
+        if (seen !== size) {
+          throw new StoreError(
+            `Cannot read S3 object ${JSON.stringify(key)}: got ${seen} bytes, expected ${size}`,
+            "other",
+          );
+        }
+        const digest = hash.digest("hex");
+        if (digest !== outputId) {
+          throw new CorruptError(
+            `Ignoring S3 object ${JSON.stringify(key)}: its SHA-256 is ${digest}`,
+          );
+        }
+      },
+    });
+  }
+}
+
+/** Errors the stream when the signal aborts (a stalled body download). */
+export class AbortOnStream extends TransformStream<Uint8Array, Uint8Array> {
+  /** @param signal Errors the stream when it aborts. */
+  constructor(signal: AbortSignal) {
+    let onAbort: (() => void) | undefined;
+    super({
+      start(controller) {
+        onAbort = () =>
+          controller.error(
+            new StoreError("Cannot read S3 object: deadline exceeded", "timeout"),
+          );
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
+      },
+      transform(chunk, controller) {
+        controller.enqueue(chunk);
+      },
+      flush() {
+        signal.removeEventListener("abort", onAbort!);
+      },
+    });
+  }
+}
+
+/**
+ * Streams exactly `size` bytes of a file. `close()` is safe at any time: a read in flight
+ * finishes first, so no stream ever sees its file closed under it.
+ *
+ * @param path The local file.
+ * @param size Bytes to send.
+ * @returns The stream and its idempotent `close`.
+ */
+export async function fileBody(
+  path: string,
+  size: number,
+): Promise<{ stream: ReadableStream<Uint8Array>; close(): void }> {
+  const file = await Deno.open(path, { read: true });
+  let left = size;
+  let reading = false;
+  let closed = false;
+  let closeRequested = false;
+  const close = () => {
+    closeRequested = true;
+    if (reading || closed) return;
+    closed = true;
+    try {
+      file.close();
+    } catch {
+      // already closed
+    }
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (left === 0 || closeRequested) {
+        close();
+        controller.close();
+        return;
+      }
+      const buffer = new Uint8Array(Math.min(left, 64 * 1024));
+      let n: number | null;
+      reading = true;
+      try {
+        n = await file.read(buffer);
+      } finally {
+        reading = false;
+      }
+      if (closeRequested) {
+        close();
+        controller.close();
+        return;
+      }
+      if (n === null) {
+        close();
+        controller.error(
+          new RangeError(`Cannot upload ${JSON.stringify(path)}: file is shorter than ${size}`),
+        );
+        return;
+      }
+      left -= n;
+      controller.enqueue(buffer.subarray(0, n));
+      if (left === 0) {
+        close();
+        controller.close();
+      }
+    },
+    cancel() {
+      close();
+    },
+  }, { highWaterMark: 0 });
+  return { stream, close };
+}
+
+/**
+ * Reads a small body (an action record) as text; "" when it is larger than `max` bytes.
+ *
+ * @param body The body.
+ * @param size Its announced size.
+ * @param signal Cancels the read when it aborts.
+ * @param max Largest size read. @default {256}
+ * @returns The text.
+ */
+export async function readSmall(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  signal: AbortSignal,
+  max = 256,
+): Promise<string> {
+  if (size > max) {
+    await body.cancel();
+    return "";
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = body.getReader();
+  const onAbort = () => reader.cancel().catch(() => {});
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      signal.throwIfAborted();
+      if (done) break;
+      total += value.length;
+      if (total > max) {
+        await reader.cancel();
+        return "";
+      }
+      chunks.push(value);
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new TextDecoder().decode(bytes);
+}
