@@ -54,7 +54,10 @@ export function goEnv(gocache: string, gocacheprog?: string): Record<string, str
 }
 
 /** Runs go in `cwd` with exactly `env` (plus extra variables). */
-export async function runGo(args: string[], options: { cwd: string; env: Record<string, string> }): Promise<GoResult> {
+export async function runGo(
+  args: string[],
+  options: { cwd: string; env: Record<string, string> },
+): Promise<GoResult> {
   const output = await new Deno.Command("go", {
     args,
     cwd: options.cwd,
@@ -64,14 +67,23 @@ export async function runGo(args: string[], options: { cwd: string; env: Record<
     stderr: "piped",
   }).output();
   const decoder = new TextDecoder();
-  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
 }
 
 /** Runs go and throws with its output when it fails. */
-export async function mustGo(args: string[], options: { cwd: string; env: Record<string, string> }): Promise<GoResult> {
+export async function mustGo(
+  args: string[],
+  options: { cwd: string; env: Record<string, string> },
+): Promise<GoResult> {
   const result = await runGo(args, options);
   if (result.code !== 0) {
-    throw new Error(`go ${args.join(" ")} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
+    throw new Error(
+      `go ${args.join(" ")} exited ${result.code}:\n${result.stdout}\n${result.stderr}`,
+    );
   }
   return result;
 }

@@ -5,7 +5,12 @@
  * @module
  */
 
-import { type CacheHandler, serve, type ServeOptions } from "../../src/protocol/mod.ts";
+import {
+  type CacheHandler,
+  type CacheHit,
+  serve,
+  type ServeOptions,
+} from "../../src/protocol/mod.ts";
 
 /** A reply as go would decode it. */
 export type Reply = Record<string, unknown> & { ID: number };
@@ -41,7 +46,9 @@ export async function runSession(
     error = e as Error;
   }
   const text = new TextDecoder().decode(await new Blob(out as BlobPart[]).arrayBuffer());
-  const replies = text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as Reply);
+  const replies = text.split("\n").filter((line) => line !== "").map((line) =>
+    JSON.parse(line) as Reply
+  );
   return { replies, text, closed, error };
 }
 
@@ -69,7 +76,8 @@ export function closeFrame(id: number): string {
 
 /** Hex SHA-256 of bytes. */
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)).toHex();
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
+    .toHex();
 }
 
 /** A deterministic 64-hex-digit id from a small number. */
@@ -87,20 +95,25 @@ export class MemoryHandler implements CacheHandler {
   delays = new Map<string, number>();
   closed = 0;
 
-  async get(actionId: string) {
+  async get(actionId: string): Promise<CacheHit | undefined> {
     await delay(this.delays.get(actionId) ?? 0);
     const entry = this.entries.get(actionId);
     if (!entry) return undefined;
-    return { outputId: entry.outputId, size: entry.body.length, diskPath: `/mem/${entry.outputId}`, time: new Date(0) };
+    return {
+      outputId: entry.outputId,
+      size: entry.body.length,
+      diskPath: `/mem/${entry.outputId}`,
+      time: new Date(0),
+    };
   }
 
-  async put(object: { actionId: string; outputId: string; body: Uint8Array }) {
+  async put(object: { actionId: string; outputId: string; body: Uint8Array }): Promise<string> {
     await delay(this.delays.get(object.actionId) ?? 0);
     this.entries.set(object.actionId, { outputId: object.outputId, body: object.body });
     return `/mem/${object.outputId}`;
   }
 
-  close() {
+  close(): Promise<void> {
     this.closed++;
     return Promise.resolve();
   }

@@ -19,7 +19,10 @@ Deno.test("LocalCache.put() writes the cachedir layout and get() hits with the p
     const before = Date.now();
     const path = await cache.put({ actionId: hexId(1), outputId, body });
     assert.equal(path, `${dir}/output/${outputId.slice(0, 2)}/${outputId}`);
-    assert.equal(await Deno.readTextFile(`${dir}/action/00/${hexId(1)}`), `${outputId} ${body.length}`);
+    assert.equal(
+      await Deno.readTextFile(`${dir}/action/00/${hexId(1)}`),
+      `${outputId} ${body.length}`,
+    );
     const hit = await cache.get(hexId(1));
     assert.equal(hit?.outputId, outputId);
     assert.equal(hit?.size, body.length);
@@ -101,7 +104,10 @@ Deno.test("LocalCache keeps a consistent directory under concurrent puts of the 
     const other = await LocalCache.open(dir);
     const outputId = await sha256Hex(body);
     await Promise.all(
-      Array.from({ length: 40 }, (_, i) => (i % 2 ? cache : other).put({ actionId: hexId(i % 4), outputId, body })),
+      Array.from(
+        { length: 40 },
+        (_, i) => (i % 2 ? cache : other).put({ actionId: hexId(i % 4), outputId, body }),
+      ),
     );
     for (let i = 0; i < 4; i++) assert.equal((await cache.get(hexId(i)))?.size, body.length);
     const stray = await Array.fromAsync(Deno.readDir(`${dir}/output/${outputId.slice(0, 2)}`));

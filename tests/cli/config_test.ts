@@ -14,17 +14,46 @@ Deno.test("parseConfig() defaults the cache dir under the GOCACHE go passes in",
 });
 
 Deno.test("parseConfig() takes a flag over its environment twin over the default", () => {
-  const vars = { ...base, GOCACHE_DIR: "/env/dir", GOCACHE_S3_BUCKET: "b", GOCACHE_CONCURRENCY: "3", GOCACHE_METRICS: "true" };
+  const vars = {
+    ...base,
+    GOCACHE_DIR: "/env/dir",
+    GOCACHE_S3_BUCKET: "b",
+    GOCACHE_CONCURRENCY: "3",
+    GOCACHE_METRICS: "true",
+  };
   const fromEnv = parseConfig([], env(vars));
-  assert.deepEqual([fromEnv.cacheDir, fromEnv.bucket, fromEnv.concurrency, fromEnv.metrics], ["/env/dir", "b", 3, true]);
-  const fromFlags = parseConfig(["--cache-dir=/flag/dir", "-c", "5", "--metrics=false", "-bucket", "x"], env(vars));
-  assert.deepEqual([fromFlags.cacheDir, fromFlags.bucket, fromFlags.concurrency, fromFlags.metrics], ["/flag/dir", "x", 5, false]);
+  assert.deepEqual([fromEnv.cacheDir, fromEnv.bucket, fromEnv.concurrency, fromEnv.metrics], [
+    "/env/dir",
+    "b",
+    3,
+    true,
+  ]);
+  const fromFlags = parseConfig([
+    "--cache-dir=/flag/dir",
+    "-c",
+    "5",
+    "--metrics=false",
+    "-bucket",
+    "x",
+  ], env(vars));
+  assert.deepEqual(
+    [fromFlags.cacheDir, fromFlags.bucket, fromFlags.concurrency, fromFlags.metrics],
+    ["/flag/dir", "x", 5, false],
+  );
 });
 
 Deno.test("parseConfig() reads every tailscale flag and its variable", () => {
   const config = parseConfig([
-    "--region=eu-west-1", "--s3-endpoint-url=http://127.0.0.1:9000", "--s3-path-style", "--prefix=/ci/",
-    "--min-upload-size=100", "-u", "7", "--expiry=72h", "-v", "--debug=5",
+    "--region=eu-west-1",
+    "--s3-endpoint-url=http://127.0.0.1:9000",
+    "--s3-path-style",
+    "--prefix=/ci/",
+    "--min-upload-size=100",
+    "-u",
+    "7",
+    "--expiry=72h",
+    "-v",
+    "--debug=5",
   ], env(base));
   assert.equal(config.region, "eu-west-1");
   assert.equal(config.endpoint, "http://127.0.0.1:9000");
@@ -35,15 +64,33 @@ Deno.test("parseConfig() reads every tailscale flag and its variable", () => {
   assert.equal(config.expiryMs, 72 * 3_600_000);
   assert.equal(config.verbose, true);
   assert.equal(config.debug, 5);
-  const fromAws = parseConfig([], env({ ...base, AWS_REGION: "us-east-2", AWS_ENDPOINT_URL: "http://e" }));
+  const fromAws = parseConfig(
+    [],
+    env({ ...base, AWS_REGION: "us-east-2", AWS_ENDPOINT_URL: "http://e" }),
+  );
   assert.deepEqual([fromAws.region, fromAws.endpoint], ["us-east-2", "http://e"]);
 });
 
 Deno.test("parseConfig() parses serve and connect", () => {
-  const serve = parseConfig(["serve", "--plugin=5930", "--http=:5970", "--modproxy", "--sumdb=a.example,b.example"], env(base));
+  const serve = parseConfig([
+    "serve",
+    "--plugin=5930",
+    "--http=:5970",
+    "--modproxy",
+    "--sumdb=a.example,b.example",
+  ], env(base));
   assert.equal(serve.command, "serve");
-  assert.deepEqual(serve.serve, { plugin: "5930", http: ":5970", modproxy: true, sumdb: ["a.example", "b.example"], upstream: "" });
-  assert.equal(parseConfig(["serve"], env({ ...base, GOCACHE_PLUGIN: "/run/gcp.sock" })).serve.plugin, "/run/gcp.sock");
+  assert.deepEqual(serve.serve, {
+    plugin: "5930",
+    http: ":5970",
+    modproxy: true,
+    sumdb: ["a.example", "b.example"],
+    upstream: "",
+  });
+  assert.equal(
+    parseConfig(["serve"], env({ ...base, GOCACHE_PLUGIN: "/run/gcp.sock" })).serve.plugin,
+    "/run/gcp.sock",
+  );
   const connect = parseConfig(["connect", "5930"], env(base));
   assert.deepEqual([connect.command, connect.connectTarget], ["connect", "5930"]);
 });

@@ -3,14 +3,22 @@ import assert from "node:assert/strict";
 import { HANDSHAKE_LINE } from "../../src/protocol/mod.ts";
 import { PLUGIN } from "../_util/go.ts";
 
-async function run(args: string[], stdin = ""): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(PLUGIN, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+async function run(
+  args: string[],
+  stdin = "",
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(PLUGIN, { args, stdin: "piped", stdout: "piped", stderr: "piped" })
+    .spawn();
   const writer = child.stdin.getWriter();
   await writer.write(new TextEncoder().encode(stdin));
   await writer.close();
   const output = await child.output();
   const decoder = new TextDecoder();
-  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
 }
 
 Deno.test("main: help prints the overview and topics, version its version", async () => {
@@ -18,10 +26,39 @@ Deno.test("main: help prints the overview and topics, version its version", asyn
   assert.equal(help.code, 0);
   assert.match(help.stdout, /GOCACHEPROG=/);
   const env = await run(["help", "environment"]);
-  for (const name of ["GOCACHE_DIR", "GOCACHE_S3_BUCKET", "GOCACHE_S3_REGION", "GOCACHE_S3_ENDPOINT_URL", "GOCACHE_S3_PATH_STYLE", "GOCACHE_KEY_PREFIX", "GOCACHE_MIN_SIZE", "GOCACHE_CONCURRENCY", "GOCACHE_S3_CONCURRENCY", "GOCACHE_METRICS", "GOCACHE_EXPIRY", "GOCACHE_VERBOSE", "GOCACHE_DEBUG", "GOCACHE_PLUGIN", "GOCACHE_HTTP", "GOCACHE_MODPROXY", "GOCACHE_SUMDB"]) {
+  for (
+    const name of [
+      "GOCACHE_DIR",
+      "GOCACHE_S3_BUCKET",
+      "GOCACHE_S3_REGION",
+      "GOCACHE_S3_ENDPOINT_URL",
+      "GOCACHE_S3_PATH_STYLE",
+      "GOCACHE_KEY_PREFIX",
+      "GOCACHE_MIN_SIZE",
+      "GOCACHE_CONCURRENCY",
+      "GOCACHE_S3_CONCURRENCY",
+      "GOCACHE_METRICS",
+      "GOCACHE_EXPIRY",
+      "GOCACHE_VERBOSE",
+      "GOCACHE_DEBUG",
+      "GOCACHE_PLUGIN",
+      "GOCACHE_HTTP",
+      "GOCACHE_MODPROXY",
+      "GOCACHE_SUMDB",
+    ]
+  ) {
     assert.ok(env.stdout.includes(name), name);
   }
-  for (const topic of ["configure", "direct-mode", "serve-mode", "module-proxy", "debug", "permissions"]) {
+  for (
+    const topic of [
+      "configure",
+      "direct-mode",
+      "serve-mode",
+      "module-proxy",
+      "debug",
+      "permissions",
+    ]
+  ) {
     assert.equal((await run(["help", topic])).code, 0, topic);
   }
   const version = await run(["version"]);
@@ -101,7 +138,10 @@ Deno.test("main: --expiry prunes entries unused within the period after close", 
     await Deno.writeTextFile(`${dir}/action/cd/${"cd".repeat(32)}`, `${outputId} 5`);
     await Deno.utime(`${dir}/output/ab/${outputId}`, old, old);
     await Deno.utime(`${dir}/action/cd/${"cd".repeat(32)}`, old, old);
-    const result = await run([`--cache-dir=${dir}`, "--expiry=24h", "-v"], '{"ID":1,"Command":"close"}\n\n');
+    const result = await run(
+      [`--cache-dir=${dir}`, "--expiry=24h", "-v"],
+      '{"ID":1,"Command":"close"}\n\n',
+    );
     assert.equal(result.code, 0);
     assert.match(result.stderr, /pruned 1 actions and 1 outputs \(5 bytes\)/);
     await assert.rejects(Deno.stat(`${dir}/output/ab/${outputId}`), Deno.errors.NotFound);

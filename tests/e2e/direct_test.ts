@@ -3,7 +3,16 @@
  * The steps share one warm plugin cache directory so only the first build is cold.
  */
 import assert from "node:assert/strict";
-import { canRun, copyModule, goEnv, mustGo, pluginCommand, pluginMetrics, tempDir, total } from "../_util/go.ts";
+import {
+  canRun,
+  copyModule,
+  goEnv,
+  mustGo,
+  pluginCommand,
+  pluginMetrics,
+  tempDir,
+  total,
+} from "../_util/go.ts";
 import { sha256Hex } from "../_util/script.ts";
 
 Deno.test({
@@ -34,7 +43,11 @@ Deno.test({
       assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
       const buildMetrics = pluginMetrics(build.stderr);
       const testMetrics = pluginMetrics(test.stderr);
-      assert.equal(buildMetrics.length + testMetrics.length, 2, "one plugin process per go command");
+      assert.equal(
+        buildMetrics.length + testMetrics.length,
+        2,
+        "one plugin process per go command",
+      );
       assert.equal(total(testMetrics, "get_misses"), 0);
       assert.ok(total(testMetrics, "get_hits") > 100);
       // Nothing recompiles. The build's only miss is cmd/hello's link step: go never caches
@@ -44,7 +57,10 @@ Deno.test({
     });
 
     await t.step("go list -export paths still exist after go exits", async () => {
-      const list = await mustGo(["list", "-export", "-f", "{{.Export}}", "./...", "fmt"], { cwd: module, env: freshEnv() });
+      const list = await mustGo(["list", "-export", "-f", "{{.Export}}", "./...", "fmt"], {
+        cwd: module,
+        env: freshEnv(),
+      });
       const paths = list.stdout.trim().split("\n");
       assert.equal(paths.length, 3);
       for (const path of paths) {
@@ -57,34 +73,58 @@ Deno.test({
       const out = `${work.path}/x.a`;
       await mustGo(["build", "-o", out, "./lib"], { cwd: module, env: freshEnv() });
       assert.ok((await Deno.stat(out)).size > 0);
-      const next = await mustGo(["build", "-o", `${work.path}/hello`, "./cmd/hello"], { cwd: module, env: freshEnv() });
+      const next = await mustGo(["build", "-o", `${work.path}/hello`, "./cmd/hello"], {
+        cwd: module,
+        env: freshEnv(),
+      });
       assert.equal(next.code, 0);
       const hello = await new Deno.Command(`${work.path}/hello`, { stdout: "piped" }).output();
       assert.equal(new TextDecoder().decode(hello.stdout), "hello, gopher\n");
       const again = await mustGo(["build", "./..."], { cwd: module, env: freshEnv() });
-      assert.equal(total(pluginMetrics(again.stderr), "put_bytes"), 0, "the moved archive was put back");
+      assert.equal(
+        total(pluginMetrics(again.stderr), "put_bytes"),
+        0,
+        "the moved archive was put back",
+      );
     });
 
-    await t.step("two concurrent builds sharing one cache directory both succeed, cache consistent", async () => {
-      // The same new source in two copies: both miss on lib and put the same entries at once.
-      const copies = [await copyModule(), await copyModule()];
-      for (const copy of copies) {
-        await Deno.writeTextFile(`${copy}/lib/extra.go`, "package lib\n\n// Extra is new.\nconst Extra = 42\n");
-        const old = new Date(Date.now() - 3_600_000);
-        await Deno.utime(`${copy}/lib/extra.go`, old, old);
-      }
-      const results = await Promise.all(copies.map((copy) => mustGo(["test", "./..."], { cwd: copy, env: freshEnv() })));
-      for (const result of results) assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib/);
-      for await (const shard of Deno.readDir(`${cacheDir}/action`)) {
-        for await (const entry of Deno.readDir(`${cacheDir}/action/${shard.name}`)) {
-          const [outputId, size] = (await Deno.readTextFile(`${cacheDir}/action/${shard.name}/${entry.name}`)).split(" ");
-          const bytes = await Deno.readFile(`${cacheDir}/output/${outputId!.slice(0, 2)}/${outputId}`);
-          assert.equal(bytes.length, Number(size));
-          assert.equal(await sha256Hex(bytes), outputId);
+    await t.step(
+      "two concurrent builds sharing one cache directory both succeed, cache consistent",
+      async () => {
+        // The same new source in two copies: both miss on lib and put the same entries at once.
+        const copies = [await copyModule(), await copyModule()];
+        for (const copy of copies) {
+          await Deno.writeTextFile(
+            `${copy}/lib/extra.go`,
+            "package lib\n\n// Extra is new.\nconst Extra = 42\n",
+          );
+          const old = new Date(Date.now() - 3_600_000);
+          await Deno.utime(`${copy}/lib/extra.go`, old, old);
         }
-      }
-      for (const copy of copies) await Deno.remove(copy, { recursive: true });
-    });
+        const results = await Promise.all(
+          copies.map((copy) => mustGo(["test", "./..."], { cwd: copy, env: freshEnv() })),
+        );
+        for (const result of results) {
+          assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib/);
+        }
+        for await (const shard of Deno.readDir(`${cacheDir}/action`)) {
+          for await (const entry of Deno.readDir(`${cacheDir}/action/${shard.name}`)) {
+            const [outputId, size] =
+              (await Deno.readTextFile(`${cacheDir}/action/${shard.name}/${entry.name}`)).split(
+                " ",
+              );
+            const bytes = await Deno.readFile(
+              `${cacheDir}/output/${outputId!.slice(0, 2)}/${outputId}`,
+            );
+            assert.equal(bytes.length, Number(size));
+            assert.equal(await sha256Hex(bytes), outputId);
+          }
+        }
+        for (const copy of copies) {
+          await Deno.remove(copy, { recursive: true });
+        }
+      },
+    );
 
     await Deno.remove(module, { recursive: true });
   },
@@ -98,8 +138,14 @@ Deno.test({
     const module = await copyModule();
     const env = goEnv(`${work.path}/gocache`, pluginCommand("--metrics"));
     // A package with few dependencies keeps this cold build short.
-    const list = await mustGo(["list", "-export", "-f", "{{.Export}}", "errors"], { cwd: module, env });
-    assert.ok(list.stdout.trim().startsWith(`${work.path}/gocache/go-cache-plugin/output/`), list.stdout);
+    const list = await mustGo(["list", "-export", "-f", "{{.Export}}", "errors"], {
+      cwd: module,
+      env,
+    });
+    assert.ok(
+      list.stdout.trim().startsWith(`${work.path}/gocache/go-cache-plugin/output/`),
+      list.stdout,
+    );
     await Deno.remove(module, { recursive: true });
   },
 });

@@ -47,7 +47,10 @@ for (const version of VERSIONS) {
             assert.deepEqual(replies[0]!.KnownCommands, ["get", "put", "close"]);
             const byId = new Map(replies.slice(1).map((r) => [r.ID, r]));
             assert.equal(byId.size, replies.length - 1, "no duplicate reply ids");
-            assert.deepEqual([...byId.keys()].sort((a, b) => a - b), requests.map((r) => r.ID).sort((a, b) => a - b));
+            assert.deepEqual(
+              [...byId.keys()].sort((a, b) => a - b),
+              requests.map((r) => r.ID).sort((a, b) => a - b),
+            );
             const putActions = new Set<string>();
             for (const request of requests) {
               const reply = byId.get(request.ID)!;
@@ -61,7 +64,11 @@ for (const version of VERSIONS) {
                 const want = Uint8Array.fromBase64(request.OutputID ?? request.ObjectID!).toHex();
                 assert.equal(await sha256Hex(stored), want);
               } else if (request.Command === "get" && putActions.has(request.ActionID!)) {
-                assert.equal(reply.Miss, undefined, `get after put of the same action hits (${request.ID})`);
+                assert.equal(
+                  reply.Miss,
+                  undefined,
+                  `get after put of the same action hits (${request.ID})`,
+                );
               }
             }
             const close = requests.find((r) => r.Command === "close");
@@ -79,7 +86,9 @@ Deno.test("replay go1.26/test-cached on a seeded store: hits carry the recorded 
   const stdin = await Deno.readTextFile(new URL("go1.26/test-cached.stdin", FIXTURES));
   const stdout = await Deno.readTextFile(new URL("go1.26/test-cached.stdout", FIXTURES));
   const requests = parseTranscript(stdin);
-  const recorded = new Map(stdout.trim().split("\n").map((l) => JSON.parse(l)).map((r) => [r.ID, r]));
+  const recorded = new Map(
+    stdout.trim().split("\n").map((l) => JSON.parse(l)).map((r) => [r.ID, r]),
+  );
   const dir = await Deno.makeTempDir();
   try {
     const cache = await LocalCache.open(dir);

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { HANDSHAKE_LINE } from "../../src/protocol/mod.ts";
-import { closeFrame, getFrame, hexId, MemoryHandler, putFrame, runSession, sha256Hex } from "../_util/script.ts";
+import {
+  closeFrame,
+  getFrame,
+  hexId,
+  MemoryHandler,
+  putFrame,
+  runSession,
+  sha256Hex,
+} from "../_util/script.ts";
 
 const enc = new TextEncoder();
 
@@ -19,7 +27,11 @@ Deno.test("serve() stores a verified put and hits it with OutputID, Size, Time, 
   const body = enc.encode("archive");
   const out = await sha256Hex(body);
   const handler = new MemoryHandler();
-  const { replies } = await runSession(putFrame(1, hexId(1), body, out) + getFrame(2, hexId(1)) + closeFrame(3), handler, { maxRequests: 1 });
+  const { replies } = await runSession(
+    putFrame(1, hexId(1), body, out) + getFrame(2, hexId(1)) + closeFrame(3),
+    handler,
+    { maxRequests: 1 },
+  );
   assert.deepEqual(replies[1], { ID: 1, DiskPath: `/mem/${out}` });
   assert.deepEqual(replies[2], {
     ID: 2,
@@ -34,7 +46,10 @@ Deno.test("serve() stores a verified put and hits it with OutputID, Size, Time, 
 
 Deno.test("serve() refuses a put whose body does not hash to its OutputID", async () => {
   const handler = new MemoryHandler();
-  const { replies } = await runSession(putFrame(1, hexId(1), enc.encode("abc"), hexId(99)), handler);
+  const { replies } = await runSession(
+    putFrame(1, hexId(1), enc.encode("abc"), hexId(99)),
+    handler,
+  );
   assert.match(String(replies[1]!.Err), /does not hash to OutputID/);
   assert.equal(handler.entries.size, 0, "nothing stored");
 });
@@ -50,7 +65,8 @@ Deno.test("serve() replies out of order, each once, and close comes last", async
   const handler = new MemoryHandler();
   handler.delays.set(hexId(1), 60);
   handler.delays.set(hexId(2), 5);
-  const input = getFrame(1, hexId(1)) + getFrame(2, hexId(2)) + getFrame(3, hexId(3)) + closeFrame(4);
+  const input = getFrame(1, hexId(1)) + getFrame(2, hexId(2)) + getFrame(3, hexId(3)) +
+    closeFrame(4);
   const { replies } = await runSession(input, handler, { maxRequests: 4 });
   const ids = replies.slice(1).map((r) => r.ID);
   assert.deepEqual(ids, [3, 2, 1, 4]);
