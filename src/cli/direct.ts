@@ -21,7 +21,7 @@ import { openCacheStack, pruneIfDue } from "./stack.ts";
 export async function runDirect(config: Config, log: Logger): Promise<number> {
   const metrics = new Metrics();
   const stack = await openCacheStack(config, { log, metrics });
-  const stdout = Deno.stdout.writable;
+  const stdout = stdoutWritable();
   let status = 0;
   try {
     const result = await serve(Deno.stdin.readable, stdout, stack.handler, {
@@ -41,4 +41,22 @@ export async function runDirect(config: Config, log: Logger): Promise<number> {
   if (status === 0) await pruneIfDue(stack.local, config, log).catch(() => {});
   if (config.metrics || config.verbose) log.warn(`metrics ${JSON.stringify(metrics.counters())}`);
   return status;
+}
+
+/**
+ * Standard output as a stream whose writes are direct system calls. go waits for every reply, and
+ * `Deno.stdout.writable` sends each write through the runtime's blocking thread pool; a reply is
+ * a few hundred bytes that a pipe takes at once. Closing it closes file descriptor 1, which is
+ * what tells go the session is over.
+ */
+function stdoutWritable(): WritableStream<Uint8Array> {
+  return new WritableStream({
+    write(chunk) {
+      let offset = 0;
+      while (offset < chunk.length) offset += Deno.stdout.writeSync(chunk.subarray(offset));
+    },
+    close() {
+      Deno.stdout.close();
+    },
+  });
 }

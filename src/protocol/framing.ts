@@ -37,7 +37,109 @@ const latin1 = new TextDecoder("latin1");
 /**
  * Splits the request byte stream into {@linkcode Frame}s, checking each body against its
  * announced `BodySize`. Bodies are decoded from base64 as their bytes arrive, straight into a
- * buffer of the announced size, so a put costs one copy of its body in memory.
+ * buffer of the announced size, so a put costs one copy of its body in memory. Push-based and
+ * synchronous, so a read loop can use it without a stream pipeline per chunk.
+ *
+ * @example
+ * ```ts
+ * import { FrameParser } from "./framing.ts";
+ * const parser = new FrameParser();
+ * const frames = parser.push(new TextEncoder().encode('{"ID":1,"Command":"close"}\n\n'));
+ * if (frames[0]?.request.command !== "close") throw new Error("unexpected frame");
+ * ```
+ */
+export class FrameParser {
+  /** A failure found after frames that {@linkcode FrameParser.push} returned; check it after them. */
+  error: Error | undefined;
+  #lines = new LineSplitter();
+  #maxBodySize: number;
+  #body: BodyDecoder | undefined;
+
+  /** Creates a parser. */
+  constructor(options: FrameDecoderOptions = {}) {
+    this.#maxBodySize = options.maxBodySize ?? 1 << 30;
+  }
+
+  /**
+   * Consumes a chunk.
+   *
+   * @param chunk The next bytes of input; they may end anywhere.
+   * @returns The frames the chunk completed, in order. When the chunk also holds bad input
+   * after them, they are returned and the failure is left in {@linkcode FrameParser.error}.
+   * @throws {ProtocolError} For input that cannot be a request stream.
+   */
+  push(chunk: Uint8Array): Frame[] {
+    if (this.error) throw this.error;
+    const frames: Frame[] = [];
+    try {
+      let position = 0;
+      while (position < chunk.length) {
+        const body = this.#body;
+        if (body) {
+          position = body.consume(chunk, position);
+          if (body.done) {
+            frames.push({ request: body.request, body: body.bytes });
+            this.#body = undefined;
+          }
+          continue;
+        }
+        const next = this.#lines.next(chunk, position);
+        if (!next) break;
+        this.#onHeader(next.line, frames);
+        position = next.end;
+      }
+    } catch (error) {
+      if (frames.length === 0) throw error;
+      this.error = error as Error; // hand out the good frames first; `error` reports the rest
+    }
+    return frames;
+  }
+
+  /**
+   * Ends the input.
+   *
+   * @returns A last frame whose line had no newline, if any.
+   * @throws {ProtocolError} When input ended inside a request.
+   */
+  end(): Frame[] {
+    if (this.error) throw this.error;
+    const frames: Frame[] = [];
+    const body = this.#body;
+    if (body?.finish()) {
+      frames.push({ request: body.request, body: body.bytes });
+      this.#body = undefined;
+    } else if (body) {
+      throw new ProtocolError(`Cannot read put ${body.request.id}: input ended before its body`);
+    }
+    const rest = this.#lines.rest();
+    if (rest.length > 0) this.#onHeader(rest, frames);
+    if (this.#body) {
+      throw new ProtocolError(
+        `Cannot read put ${this.#body.request.id}: input ended before its body`,
+      );
+    }
+    return frames;
+  }
+
+  #onHeader(line: Uint8Array, frames: Frame[]): void {
+    if (isBlank(line)) return;
+    const request = parseHeader(line);
+    if (request.command !== "put") {
+      frames.push({ request });
+    } else if (request.bodySize === 0) {
+      frames.push({ request, body: new Uint8Array(0) });
+    } else if (request.bodySize > this.#maxBodySize) {
+      throw new ProtocolError(
+        `Cannot accept put ${request.id}: body of ${request.bodySize} bytes exceeds the limit of ${this.#maxBodySize}`,
+      );
+    } else {
+      this.#body = new BodyDecoder(request);
+    }
+  }
+}
+
+/**
+ * {@linkcode FrameParser} as a `TransformStream`.
  *
  * @example
  * ```ts
@@ -50,54 +152,14 @@ const latin1 = new TextDecoder("latin1");
 export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
   /** Creates a decoder. */
   constructor(options: FrameDecoderOptions = {}) {
-    const lines = new LineSplitter();
-    const maxBodySize = options.maxBodySize ?? 1 << 30;
-    let body: BodyDecoder | undefined;
-
-    const onHeader = (line: Uint8Array, controller: TransformStreamDefaultController<Frame>) => {
-      if (isBlank(line)) return;
-      const request = parseHeader(line);
-      if (request.command !== "put") {
-        controller.enqueue({ request });
-      } else if (request.bodySize === 0) {
-        controller.enqueue({ request, body: new Uint8Array(0) });
-      } else if (request.bodySize > maxBodySize) {
-        throw new ProtocolError(
-          `Cannot accept put ${request.id}: body of ${request.bodySize} bytes exceeds the limit of ${maxBodySize}`,
-        );
-      } else {
-        body = new BodyDecoder(request);
-      }
-    };
-
+    const parser = new FrameParser(options);
     super({
       transform(chunk, controller) {
-        let position = 0;
-        while (position < chunk.length) {
-          if (body) {
-            position = body.consume(chunk, position);
-            if (body.done) {
-              controller.enqueue({ request: body.request, body: body.bytes });
-              body = undefined;
-            }
-            continue;
-          }
-          const next = lines.next(chunk, position);
-          if (!next) return;
-          onHeader(next.line, controller);
-          position = next.end;
-        }
+        for (const frame of parser.push(chunk)) controller.enqueue(frame);
+        if (parser.error) throw parser.error;
       },
       flush(controller) {
-        if (body?.finish()) {
-          controller.enqueue({ request: body.request, body: body.bytes });
-        } else if (body) {
-          throw new ProtocolError(
-            `Cannot read put ${body.request.id}: input ended before its body`,
-          );
-        }
-        const rest = lines.rest();
-        if (rest.length > 0) onHeader(rest, controller);
+        for (const frame of parser.end()) controller.enqueue(frame);
       },
     });
   }
