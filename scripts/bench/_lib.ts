@@ -167,18 +167,30 @@ export async function removeDir(path: string): Promise<void> {
 
 /**
  * A GOCACHEPROG command line that runs `argv` under GNU time, writing the plugin's peak RSS
- * (KiB) to `rssFile`. time forks the plugin with go's pipes, so the protocol is untouched.
+ * (KiB) and CPU seconds to `rssFile`. time forks the plugin with go's pipes, so the protocol is untouched.
  */
 export function withRss(argv: string[], rssFile: string): string {
-  return ["/usr/bin/time", "-f", "%M", "-o", rssFile, ...argv].join(" ");
+  // %M peak RSS (KiB), %U %S user and system CPU seconds (joined by "," since GOCACHEPROG
+  // splits on spaces)
+  return ["/usr/bin/time", "-f", "%M,%U,%S", "-o", rssFile, ...argv].join(" ");
 }
 
 /** Reads the peak RSS (MiB) a {@linkcode withRss} wrapper recorded, or NaN. */
 export async function readRss(rssFile: string): Promise<number> {
   try {
     const text = await Deno.readTextFile(rssFile);
-    const kib = Number(text.trim().split("\n").at(-1));
+    const kib = Number(text.trim().split("\n").at(-1)?.split(",")[0]);
     return kib / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds (user + system) a {@linkcode withRss} wrapper recorded, or NaN. */
+export async function readCpu(rssFile: string): Promise<number> {
+  try {
+    const fields = (await Deno.readTextFile(rssFile)).trim().split("\n").at(-1)!.split(",");
+    return Number(fields[1]) + Number(fields[2]);
   } catch {
     return NaN;
   }

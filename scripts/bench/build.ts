@@ -17,7 +17,7 @@
  *
  * Usage: scripts/deno run --frozen --allow-read --allow-write --allow-env --allow-net=127.0.0.1
  *        --allow-sys=osRelease --allow-run scripts/bench/build.ts [--scenarios=warm] [--n=5]
- *        [--n-cold=3] [--no-s3-ours] [--rewarm]
+ *        [--n-cold=3] [--cold-s3-only] [--no-s3-ours] [--rewarm]
  *
  * @module
  */
@@ -39,6 +39,7 @@ import {
   print,
   progress,
   ratio,
+  readCpu,
   readRss,
   removeDir,
   run,
@@ -62,6 +63,8 @@ import {
 interface Sample {
   ms: number;
   rssMiB: number;
+  /** The plugin process's CPU seconds (user + system); less load-sensitive than wall time. */
+  cpuS?: number;
   objects?: number;
   load: string;
 }
@@ -82,7 +85,7 @@ async function goBuild(env: Record<string, string>): Promise<number> {
 async function pluginBuild(
   argv: string[],
   extraEnv: Record<string, string> = {},
-): Promise<{ ms: number; rssMiB: number }> {
+): Promise<{ ms: number; rssMiB: number; cpuS: number }> {
   const gocache = await freshDir("gocache");
   const rssFile = `${BENCH_DIR}/tmp/rss.txt`;
   await Deno.remove(rssFile).catch(() => {});
@@ -91,8 +94,9 @@ async function pluginBuild(
     ...extraEnv,
   });
   const rssMiB = await readRss(rssFile);
+  const cpuS = await readCpu(rssFile);
   await removeDir(gocache);
-  return { ms: elapsed, rssMiB };
+  return { ms: elapsed, rssMiB, cpuS };
 }
 
 function target(minio: Minio, bucket: string): S3Target {
@@ -139,9 +143,9 @@ async function oursS3Works(minio: Minio): Promise<boolean> {
 function record(results: Results, scenario: string, config: string, sample: Sample): void {
   ((results[scenario] ??= {})[config] ??= []).push(sample);
   progress(
-    `${scenario} ${config}: ${ms(sample.ms)}, rss ${sample.rssMiB.toFixed(0)} MiB${
-      sample.objects !== undefined ? `, ${sample.objects} objects` : ""
-    } (load ${sample.load})`,
+    `${scenario} ${config}: ${ms(sample.ms)}, rss ${sample.rssMiB.toFixed(0)} MiB, cpu ${
+      sample.cpuS?.toFixed(2) ?? "-"
+    } s${sample.objects !== undefined ? `, ${sample.objects} objects` : ""} (load ${sample.load})`,
   );
 }
 
@@ -159,6 +163,8 @@ async function main(): Promise<void> {
   const scenarios = (flags.get("scenarios") ?? "cold,warm,s3warm,server").split(",");
   const n = Number(flags.get("n") ?? 5);
   const nCold = Number(flags.get("n-cold") ?? 3);
+  /** Cold rounds of the two S3 configurations only (skips built-in and ours local-only). */
+  const s3Only = flags.has("cold-s3-only");
   const ts = tailscalePlugin();
   const skipped: Record<string, string> = {};
   if (!ts.path) skipped.tailscale = ts.reason!;
@@ -198,7 +204,7 @@ async function main(): Promise<void> {
   if (scenarios.includes("cold")) {
     for (let round = 0; round < nCold; round++) {
       const last = round === nCold - 1;
-      {
+      if (!s3Only) {
         const gocache = await freshDir("gocache-builtin");
         const load = await loadAverage();
         const elapsed = await goBuild(goEnv(gocache));
@@ -208,7 +214,7 @@ async function main(): Promise<void> {
           await Deno.rename(gocache, `${WARM}/builtin`);
         } else await removeDir(gocache);
       }
-      {
+      if (!s3Only) {
         const dir = await freshDir("cache-ours");
         const load = await loadAverage();
         const out = await pluginBuild(directArgv("ours", dir));
@@ -268,11 +274,16 @@ async function main(): Promise<void> {
   async function ensureWarmBucket(impl: Impl): Promise<string> {
     const existing = warmBuckets[impl];
     if (existing) return existing;
-    progress(`filling a bucket for ${impl} with one untimed cold build`);
+    progress(`filling a bucket for ${impl} with a cold build (recorded under cold)`);
     const bucket = await newBucket(`warmup-${impl}`);
     const s3 = target(minio!, bucket);
     const dir = await freshDir(`fill-${impl}`);
-    await pluginBuild(directArgv(impl, dir, s3), s3Env(s3));
+    const load = await loadAverage();
+    const out = await pluginBuild(directArgv(impl, dir, s3), s3Env(s3));
+    // the fill is a cold build with uploads: keep it as a sample
+    const objects = await countObjects(minio!, bucket);
+    const name = impl === "ours" ? "ours + S3 (uploads)" : "tailscale + S3 (uploads)";
+    record(results, "cold", name, { ...out, load, objects });
     await removeDir(dir);
     warmBuckets[impl] = bucket;
     return bucket;
@@ -400,7 +411,7 @@ async function main(): Promise<void> {
       ts.path ?? "/path/to/go-cache-plugin"
     } GCP_BENCH_DIR=${BENCH_DIR} ${DENO_RUN} scripts/bench/build.ts --scenarios=${
       scenarios.join(",")
-    } --n=${n} --n-cold=${nCold}`,
+    } --n=${n} --n-cold=${nCold}${s3Only ? " --cold-s3-only" : ""}`,
   );
 }
 
@@ -433,6 +444,7 @@ function report(
     const rows = Object.entries(configs).map(([name, samples]) => {
       const times = samples.map((s) => s.ms);
       const rss = median(samples.map((s) => s.rssMiB));
+      const cpu = median(samples.map((s) => s.cpuS ?? NaN));
       const objects = samples.map((s) => s.objects).filter((o) => o !== undefined);
       return [
         name,
@@ -442,6 +454,7 @@ function report(
         ratio(median(times), base),
         scenario === "cold" ? ratio(median(times), second) : "",
         Number.isNaN(rss) ? "–" : `${rss.toFixed(0)} MiB`,
+        Number.isNaN(cpu) ? "–" : `${cpu.toFixed(2)} s`,
         objects.length ? String(median(objects as number[])) : "",
         samples.map((s) => s.load.split(" ")[0]).join(", "),
       ];
@@ -455,6 +468,7 @@ function report(
       `vs ${baselines[scenario]}`,
       scenario === "cold" ? "vs tailscale + S3" : "",
       "plugin peak RSS",
+      "plugin CPU",
       "S3 objects",
       "1-min load per run",
     ], rows));
