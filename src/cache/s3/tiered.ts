@@ -53,6 +53,8 @@ export interface TieredCacheOptions {
 const HEX_ID = /^[0-9a-f]{64}$/;
 /** Directory in the cache dir naming actions whose upload is still owed. */
 const PENDING_DIR = "s3-pending";
+/** Remote objects up to this size are read whole before they are written locally. */
+const SMALL_OBJECT = 1 << 20;
 
 /** One upload: the local entry to send. */
 interface Upload {
@@ -296,7 +298,10 @@ export class TieredCache implements CacheHandler {
     const verified = object.body
       .pipeThrough(new VerifyStream(outputId, object.size, outputKey(outputId)))
       .pipeThrough(new AbortOnStream(bodyDeadline));
-    const diskPath = await this.local.writeObject(outputId, verified, {
+    // Most outputs are small: take them whole (verified) and let the local tier write them with
+    // its cheap synchronous path; stream the large ones to disk.
+    const body = object.size <= SMALL_OBJECT ? await new Response(verified).bytes() : verified;
+    const diskPath = await this.local.writeObject(outputId, body, {
       size: object.size,
       mtime: time,
     });
