@@ -1,13 +1,15 @@
 /**
- * The {@linkcode ObjectStore} on a real S3 bucket, through `@aws-sdk/client-s3`. The SDK is
- * imported on first use, never at module load, so a plugin without `--bucket` (and the handshake
- * of one with it) never pays for it.
+ * The {@linkcode ObjectStore} on a real S3 bucket: objects are read and written with `fetch` and
+ * a small SigV4 signer; `@aws-sdk/client-s3` supplies credentials, the endpoint and the region.
+ * The SDK is imported on first use, never at module load, so a plugin without `--bucket` (and the
+ * handshake of one with it) never pays for it.
  *
  * @module
  */
 
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { ObjectStore, StoreCallOptions, StoredObject } from "./object_store.ts";
+import { encodeKeyPath, type SigningCredentials, SigV4Signer } from "./_sigv4.ts";
 
 /**
  * Why a remote call failed, so the tiered cache can tell a misconfiguration (stop for the
@@ -57,43 +59,126 @@ export interface AwsObjectStoreOptions {
 
 type Sdk = typeof import("@aws-sdk/client-s3");
 
-/** The lazily created client, shared by stores with different prefixes. */
+/** What the data path needs, resolved once per connection. */
+interface Session {
+  /** The SDK client: its credential provider chain (and GetBucketLocation before it). */
+  client: S3Client;
+  signer: SigV4Signer;
+  /** `scheme://host[:port]` of the bucket's endpoint. */
+  origin: string;
+  /** `host[:port]`, as `fetch` sends it. */
+  host: string;
+  /** The encoded path before the key: `/bucket` (path style), `` (virtual-hosted). */
+  basePath: string;
+}
+
+/** Credentials older than their expiry minus this are fetched again from the provider. */
+const CREDENTIALS_SLACK_MS = 5 * 60_000;
+
+/** The lazily opened connection, shared by stores with different prefixes. */
 class Connection {
   readonly options: AwsObjectStoreOptions;
-  #client?: Promise<{ sdk: Sdk; client: S3Client }>;
+  #session?: Promise<Session>;
+  #credentials?: { value: SigningCredentials; expiresAt: number };
 
   constructor(options: AwsObjectStoreOptions) {
     this.options = options;
   }
 
-  /** The SDK and a client for the bucket's region; a failed lookup is retried next time. */
-  client(signal?: AbortSignal): Promise<{ sdk: Sdk; client: S3Client }> {
-    this.#client ??= this.#open(signal).catch((error) => {
-      this.#client = undefined;
+  /** The client, endpoint and signer for the bucket's region; a failed lookup is retried. */
+  session(signal?: AbortSignal): Promise<Session> {
+    this.#session ??= this.#open(signal).catch((error) => {
+      this.#session = undefined;
       throw error;
     });
-    return this.#client;
+    return this.#session;
   }
 
-  async #open(signal?: AbortSignal): Promise<{ sdk: Sdk; client: S3Client }> {
+  /** Credentials from the SDK's provider chain, reused until shortly before they expire. */
+  async credentials(session: Session): Promise<SigningCredentials> {
+    const cached = this.#credentials;
+    if (cached && Date.now() < cached.expiresAt) return cached.value;
+    let identity;
+    try {
+      identity = await session.client.config.credentials();
+    } catch (error) {
+      throw classify(error, "Cannot load AWS credentials");
+    }
+    const value = {
+      accessKeyId: identity.accessKeyId,
+      secretAccessKey: identity.secretAccessKey,
+      sessionToken: identity.sessionToken,
+    };
+    const expiration = identity.expiration?.getTime();
+    this.#credentials = {
+      value,
+      expiresAt: expiration === undefined ? Infinity : expiration - CREDENTIALS_SLACK_MS,
+    };
+    return value;
+  }
+
+  async #open(signal?: AbortSignal): Promise<Session> {
     const sdk = await import("@aws-sdk/client-s3");
+    const { bucket } = this.options;
     let region = this.options.region ?? "";
     if (!region) {
       // GetBucketLocation answers from any region; "" means the historical us-east-1.
       const probe = this.#make(sdk, "us-east-1");
       try {
         const out = await probe.send(
-          new sdk.GetBucketLocationCommand({ Bucket: this.options.bucket }),
+          new sdk.GetBucketLocationCommand({ Bucket: bucket }),
           { abortSignal: signal },
         );
         region = out.LocationConstraint || "us-east-1";
       } catch (error) {
-        throw classify(error, `Cannot find the region of bucket ${quote(this.options.bucket)}`);
+        throw classify(error, `Cannot find the region of bucket ${quote(bucket)}`);
       } finally {
         probe.destroy();
       }
     }
-    return { sdk, client: this.#make(sdk, region) };
+    const client = this.#make(sdk, region);
+    let url: URL;
+    let signingRegion = region;
+    let signingName = "s3";
+    try {
+      // The SDK's own endpoint rules: virtual-hosted or path style, FIPS, dual-stack, partitions.
+      const [useFips, useDualstack] = await Promise.all([
+        client.config.useFipsEndpoint(),
+        client.config.useDualstackEndpoint(),
+      ]);
+      const endpoint = client.config.endpointProvider({
+        Bucket: bucket,
+        Region: region,
+        UseFIPS: useFips,
+        UseDualStack: useDualstack,
+        ForcePathStyle: this.options.pathStyle ?? false,
+        Endpoint: this.options.endpoint || undefined,
+        Accelerate: false,
+      });
+      url = new URL(endpoint.url.href);
+      const scheme = (endpoint.properties?.authSchemes as AuthScheme[] | undefined)?.[0];
+      if (scheme && scheme.name !== "sigv4") {
+        throw new Error(`unsupported signing scheme ${scheme.name}`);
+      }
+      signingRegion = scheme?.signingRegion ?? region;
+      signingName = scheme?.signingName ?? "s3";
+    } catch (error) {
+      client.destroy();
+      throw new StoreError(
+        `Cannot find the S3 endpoint of bucket ${quote(bucket)}: ${
+          firstLine(error instanceof Error ? error.message : String(error))
+        }`,
+        "config",
+        { cause: error },
+      );
+    }
+    return {
+      client,
+      signer: new SigV4Signer(await import("node:crypto"), signingRegion, signingName),
+      origin: url.origin,
+      host: url.host,
+      basePath: url.pathname.replace(/\/+$/, ""),
+    };
   }
 
   #make(sdk: Sdk, region: string): S3Client {
@@ -114,8 +199,19 @@ class Connection {
   }
 }
 
+interface AuthScheme {
+  name?: string;
+  signingRegion?: string;
+  signingName?: string;
+}
+
 /**
  * An {@linkcode ObjectStore} on an S3 bucket under a key prefix.
+ *
+ * GET, HEAD and PUT go straight through `fetch`, signed by a small SigV4 signer: the SDK's
+ * middleware stack and its node:http handler cost several times the CPU per request. The SDK
+ * still resolves credentials (the whole provider chain, with refresh), the endpoint and, when no
+ * region is given, the bucket's region.
  *
  * @example
  * ```ts ignore
@@ -158,75 +254,60 @@ export class AwsObjectStore implements ObjectStore {
 
   /** Reads an object; `undefined` for NoSuchKey/NotFound. */
   get(key: string, options: StoreCallOptions = {}): Promise<StoredObject | undefined> {
-    return this.#call("GET", key, options, async ({ sdk, client }, signal) => {
-      try {
-        const out = await client.send(
-          new sdk.GetObjectCommand({ Bucket: this.#connection.options.bucket, Key: this.key(key) }),
-          { abortSignal: signal },
-        );
-        if (!out.Body) throw new Error("response has no body");
-        return {
-          size: out.ContentLength ?? 0,
-          body: out.Body.transformToWebStream() as ReadableStream<Uint8Array>,
-        };
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw error;
+    return this.#call("GET", key, options, async (response) => {
+      if (!response) return undefined;
+      if (!response.body) throw new Error("response has no body");
+      const length = Number(response.headers.get("content-length") ?? NaN);
+      if (!Number.isSafeInteger(length)) {
+        await response.body.cancel();
+        throw new Error("response has no Content-Length");
       }
+      return { size: length, body: response.body };
     });
   }
 
   /** Whether an object exists (HEAD). */
   has(key: string, options: StoreCallOptions = {}): Promise<boolean> {
-    return this.#call("HEAD", key, options, async ({ sdk, client }, signal) => {
-      try {
-        await client.send(
-          new sdk.HeadObjectCommand({
-            Bucket: this.#connection.options.bucket,
-            Key: this.key(key),
-          }),
-          { abortSignal: signal },
-        );
-        return true;
-      } catch (error) {
-        if (isNotFound(error)) return false;
-        throw error;
-      }
+    return this.#call("HEAD", key, options, async (response) => {
+      await response?.body?.cancel();
+      return response !== undefined;
     });
   }
 
-  /** Writes an object of known size; a stream is sent as it is read, never buffered whole. */
+  /**
+   * Writes an object of known size. A stream of up to 4 MiB is read into memory first (Deno's
+   * `fetch` drops Content-Length from a stream body and sends it chunked, which S3 rejects); a
+   * bigger one goes out through node:http as it is read, never buffered whole.
+   */
   put(
     key: string,
     body: Uint8Array | ReadableStream<Uint8Array>,
     options: StoreCallOptions & { size: number },
   ): Promise<void> {
-    return this.#call("PUT", key, options, async ({ sdk, client }, signal) => {
-      let payload: Uint8Array | import("node:stream").Readable;
-      if (body instanceof Uint8Array) {
-        payload = body;
-      } else {
-        const { Readable } = await import("node:stream");
-        // deno-lint-ignore no-explicit-any
-        payload = Readable.fromWeb(body as any);
-      }
-      await client.send(
-        new sdk.PutObjectCommand({
-          Bucket: this.#connection.options.bucket,
-          Key: this.key(key),
-          Body: payload,
-          ContentLength: options.size,
-        }),
-        { abortSignal: signal },
-      );
-    });
+    const { size } = options;
+    const payload = async () =>
+      body instanceof Uint8Array || size > STREAM_PUT_THRESHOLD
+        ? body
+        : await readExactly(body, size);
+    return this.#call(
+      "PUT",
+      key,
+      options,
+      async (response) => {
+        await response?.body?.cancel();
+      },
+      payload,
+      size,
+    );
   }
 
   async #call<T>(
-    op: string,
+    op: "GET" | "HEAD" | "PUT",
     key: string,
     options: StoreCallOptions,
-    run: (sdk: { sdk: Sdk; client: S3Client }, signal: AbortSignal) => Promise<T>,
+    done: (response: Response | undefined) => Promise<T>,
+    payload?: () => Promise<Uint8Array | ReadableStream<Uint8Array>>,
+    size?: number,
   ): Promise<T> {
     const { trace, observe, timeoutMs } = this.#connection.options;
     const signal = options.signal ?? AbortSignal.timeout(timeoutMs ?? 30_000);
@@ -235,9 +316,11 @@ export class AwsObjectStore implements ObjectStore {
     const started = performance.now();
     try {
       signal.throwIfAborted();
-      const client = await this.#connection.client(signal);
-      const result = await run(client, signal);
-      const miss = op !== "PUT" && (result === undefined || result === false);
+      const session = await this.#connection.session(signal);
+      const body = await payload?.();
+      const response = await this.#send(session, op, fullKey, signal, body, size);
+      const result = await done(response);
+      const miss = op !== "PUT" && response === undefined;
       trace?.(
         `E S3 ${op} ${fullKey}${miss ? " M:1" : ""} ${(performance.now() - started).toFixed(1)}ms`,
       );
@@ -256,6 +339,207 @@ export class AwsObjectStore implements ObjectStore {
       observe?.("s3_request_seconds", (performance.now() - started) / 1000);
     }
   }
+
+  /**
+   * Sends one signed request; `undefined` for a missing object (GET/HEAD), the response for a
+   * success, an S3-shaped error (`name` = S3 error code) otherwise. A request whose body can be
+   * sent again is retried once after a network failure or a 5xx/429 answer, as the SDK did.
+   */
+  async #send(
+    session: Session,
+    op: "GET" | "HEAD" | "PUT",
+    fullKey: string,
+    signal: AbortSignal,
+    body?: Uint8Array | ReadableStream<Uint8Array>,
+    size?: number,
+  ): Promise<Response | undefined> {
+    const encoded = encodeKeyPath(fullKey);
+    if (encoded.split("/").some((s) => s === "." || s === "..")) {
+      throw new Error("a key segment is . or .., which URLs cannot carry");
+    }
+    const path = `${session.basePath}/${encoded}`;
+    const url = session.origin + path;
+    const retriable = !(body instanceof ReadableStream);
+    for (let attempt = 1;; attempt++) {
+      const credentials = await this.#connection.credentials(session);
+      const headers = session.signer.sign(
+        { method: op, host: session.host, path },
+        credentials,
+      );
+      if (size !== undefined) headers["content-length"] = String(size);
+      // The size is the stored one: no transparent decompression (unsigned, so not signed).
+      if (op === "GET") headers["accept-encoding"] = "identity";
+      let response: Response;
+      try {
+        response = body instanceof ReadableStream
+          ? await streamPut(url, headers, body, size ?? 0, signal)
+          : await fetch(url, {
+            method: op,
+            headers,
+            body: (body ?? null) as BodyInit | null,
+            signal,
+            redirect: "manual",
+          });
+      } catch (error) {
+        if (signal.aborted) throw error;
+        if (retriable && attempt < 2) continue;
+        if (typeof (error as { code?: unknown }).code === "string") throw error; // node:http
+        throw networkError(error, session.host);
+      }
+      if (response.ok) return response;
+      const failure = await responseError(response, op);
+      if (op !== "PUT" && (failure.name === "NoSuchKey" || failure.name === "NotFound")) {
+        return undefined;
+      }
+      if (retriable && attempt < 2 && (response.status >= 500 || response.status === 429)) {
+        await sleep(50 + Math.random() * 100, signal);
+        continue;
+      }
+      throw failure;
+    }
+  }
+}
+
+/** Stream bodies up to this size are read into memory and sent with `fetch`. */
+const STREAM_PUT_THRESHOLD = 4 << 20;
+
+/** Reads a stream that must hold exactly `size` bytes. */
+async function readExactly(stream: ReadableStream<Uint8Array>, size: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for await (const chunk of stream) {
+    if (at + chunk.length > size) throw new RangeError(`got more than ${size} bytes`);
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  if (at !== size) throw new RangeError(`got ${at} bytes, expected ${size}`);
+  return bytes;
+}
+
+/**
+ * PUTs a stream of known size through node:http(s), which keeps our Content-Length, sending it
+ * as it is read; the answer comes back as a `Response` for the common handling.
+ */
+async function streamPut(
+  url: string,
+  headers: Record<string, string>,
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  signal: AbortSignal,
+): Promise<Response> {
+  const { request } = url.startsWith("https:")
+    ? await import("node:https")
+    : await import("node:http");
+  const { EventEmitter } = await import("node:events");
+  return await new Promise<Response>((resolve, reject) => {
+    const req = request(url, { method: "PUT", headers, signal }, (res) => {
+      const chunks: Uint8Array[] = [];
+      res.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+      res.on("error", reject);
+      res.on("end", () => {
+        const answer = new Headers();
+        for (const [name, value] of Object.entries(res.headers)) {
+          if (value !== undefined) {
+            answer.set(name, Array.isArray(value) ? value.join(", ") : value);
+          }
+        }
+        const bytes = chunks.length === 0 ? null : new Blob(chunks as BlobPart[]);
+        resolve(new Response(bytes, { status: res.statusCode ?? 500, headers: answer }));
+      });
+    });
+    req.on("error", reject);
+    (async () => {
+      let sent = 0;
+      for await (const chunk of body) {
+        sent += chunk.length;
+        if (sent > size) throw new RangeError(`got more than ${size} bytes`);
+        if (!req.write(chunk)) await EventEmitter.once(req, "drain", { signal });
+      }
+      if (sent !== size) throw new RangeError(`got ${sent} bytes, expected ${size}`);
+      req.end();
+    })().catch((error) => {
+      req.destroy(error);
+      reject(error);
+    });
+  });
+}
+
+/** An S3 error answer, shaped like the SDK's service exceptions for {@linkcode classify}. */
+class S3ResponseError extends Error {
+  override name: string;
+  readonly $metadata: { httpStatusCode: number };
+
+  constructor(code: string, message: string, status: number) {
+    super(message);
+    this.name = code;
+    this.$metadata = { httpStatusCode: status };
+  }
+}
+
+async function responseError(response: Response, op: string): Promise<S3ResponseError> {
+  const status = response.status;
+  let code: string | undefined;
+  let message: string | undefined;
+  if (op === "HEAD" || !response.body) {
+    await response.body?.cancel();
+  } else {
+    const text = await response.text().catch(() => "");
+    code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
+    message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
+  }
+  // HEAD answers have no body; MinIO (and some others) name the error in a header.
+  code ||= response.headers.get("x-minio-error-code") ?? undefined;
+  message ||= response.headers.get("x-minio-error-desc")?.replace(/^"(.*)"$/, "$1");
+  code ||= status === 404 ? "NotFound" : status === 0 ? "Redirect" : String(status);
+  return new S3ResponseError(code, unescapeXml(message || `HTTP ${status}`), status);
+}
+
+/** A `fetch` failure as a one-line error with a Node-style `code` where one is recognised. */
+function networkError(error: unknown, host: string): Error {
+  let detail = "";
+  let e: unknown = error;
+  for (let depth = 0; e && depth < 5; depth++) {
+    const message = (e as { message?: unknown }).message;
+    if (typeof message === "string" && message !== "") detail = message;
+    e = (e as { cause?: unknown }).cause;
+  }
+  const code = NETWORK_CODES.find(([pattern]) => pattern.test(detail))?.[1];
+  const text = code ? `connect ${code} ${host}` : firstLine(detail || "fetch failed");
+  return Object.assign(new Error(text, { cause: error }), code ? { code } : {});
+}
+
+const NETWORK_CODES: [RegExp, string][] = [
+  [/connection refused/i, "ECONNREFUSED"],
+  [/no route to host/i, "EHOSTUNREACH"],
+  [/network is unreachable/i, "ENETUNREACH"],
+  [/temporary failure in name resolution/i, "EAI_AGAIN"],
+  [/dns error|failed to lookup address|name or service not known|no address/i, "ENOTFOUND"],
+];
+
+function unescapeXml(text: string): string {
+  return text.replace(/&(lt|gt|quot|apos|amp);/g, (_, name: string) => XML_ENTITIES[name]!);
+}
+
+const XML_ENTITIES: Record<string, string> = {
+  lt: "<",
+  gt: ">",
+  quot: '"',
+  apos: "'",
+  amp: "&",
+};
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 const CONFIG_ERRORS = new Set([
@@ -349,11 +633,6 @@ function errorCode(error: unknown): string | undefined {
     e = inner ?? (e as { cause?: unknown }).cause;
   }
   return undefined;
-}
-
-function isNotFound(error: unknown): boolean {
-  const name = (error as { name?: string })?.name;
-  return name === "NoSuchKey" || name === "NotFound";
 }
 
 function trimSlashes(text: string): string {
