@@ -62,7 +62,9 @@ type Sdk = typeof import("@aws-sdk/client-s3");
 /** What the data path needs, resolved once per connection. */
 interface Session {
   /** The SDK client: its credential provider chain (and GetBucketLocation before it). */
-  client: S3Client;
+  client?: S3Client;
+  /** Credentials from the environment when the SDK was not needed at all. */
+  staticCredentials?: SigningCredentials;
   signer: SigV4Signer;
   /** `scheme://host[:port]` of the bucket's endpoint. */
   origin: string;
@@ -98,9 +100,10 @@ class Connection {
   async credentials(session: Session): Promise<SigningCredentials> {
     const cached = this.#credentials;
     if (cached && Date.now() < cached.expiresAt) return cached.value;
+    if (session.staticCredentials) return session.staticCredentials;
     let identity;
     try {
-      identity = await session.client.config.credentials();
+      identity = await session.client!.config.credentials();
     } catch (error) {
       throw classify(error, "Cannot load AWS credentials");
     }
@@ -118,6 +121,8 @@ class Connection {
   }
 
   async #open(signal?: AbortSignal): Promise<Session> {
+    const direct = await this.#openWithoutSdk();
+    if (direct) return direct;
     const sdk = await import("@aws-sdk/client-s3");
     const { bucket } = this.options;
     let region = this.options.region ?? "";
@@ -175,6 +180,42 @@ class Connection {
     return {
       client,
       signer: new SigV4Signer(await import("node:crypto"), signingRegion, signingName),
+      origin: url.origin,
+      host: url.host,
+      basePath: url.pathname.replace(/\/+$/, ""),
+    };
+  }
+
+  /**
+   * The common CI set-up (keys in the environment, a known region, a plain endpoint) needs none of
+   * the SDK, whose modules cost about 100 MB of memory and a few hundred ms to load. Anything
+   * else (profiles, SSO, roles, region discovery, FIPS or dual-stack endpoints, other partitions)
+   * goes through the SDK.
+   */
+  async #openWithoutSdk(): Promise<Session | undefined> {
+    const env = (name: string) => Deno.env.get(name) || undefined;
+    const { bucket, endpoint, pathStyle } = this.options;
+    const region = this.options.region;
+    const accessKeyId = env("AWS_ACCESS_KEY_ID");
+    const secretAccessKey = env("AWS_SECRET_ACCESS_KEY");
+    // The SDK's chain skips the environment's keys when a profile is named; so do we.
+    if (!region || !accessKeyId || !secretAccessKey || env("AWS_PROFILE")) return undefined;
+    if (env("AWS_USE_FIPS_ENDPOINT") || env("AWS_USE_DUALSTACK_ENDPOINT")) return undefined;
+    let url: URL;
+    if (endpoint) {
+      if (!pathStyle) return undefined; // virtual-hosted custom endpoints: the SDK's rules
+      url = new URL(endpoint);
+      url.pathname = `${url.pathname.replace(/\/+$/, "")}/${encodeURIComponent(bucket)}`;
+    } else {
+      if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region) || region.startsWith("cn-")) return undefined;
+      const virtual = !pathStyle && /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket);
+      url = virtual
+        ? new URL(`https://${bucket}.s3.${region}.amazonaws.com`)
+        : new URL(`https://s3.${region}.amazonaws.com/${encodeURIComponent(bucket)}`);
+    }
+    return {
+      staticCredentials: { accessKeyId, secretAccessKey, sessionToken: env("AWS_SESSION_TOKEN") },
+      signer: new SigV4Signer(await import("node:crypto"), region, "s3"),
       origin: url.origin,
       host: url.host,
       basePath: url.pathname.replace(/\/+$/, ""),
