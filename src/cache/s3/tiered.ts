@@ -54,7 +54,7 @@ const HEX_ID = /^[0-9a-f]{64}$/;
 /** Directory in the cache dir naming actions whose upload is still owed. */
 const PENDING_DIR = "s3-pending";
 /** Remote objects up to this size are read whole before they are written locally. */
-const SMALL_OBJECT = 1 << 20;
+const SMALL_OBJECT = 1 << 16;
 
 /** One upload: the local entry to send. */
 interface Upload {
