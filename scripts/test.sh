@@ -7,14 +7,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# The plugin must never recurse into itself through an inherited GOCACHEPROG (go install below
+# and every go command the tests run).
+unset GOCACHEPROG
 scripts/deno --version >/dev/null            # installs Deno on a fresh machine
 if [ -x scripts/install_test_servers.sh ]; then
   scripts/install_test_servers.sh
 fi
 export GCP_TOOLS_DIR="${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}"
 export PATH="$GCP_TOOLS_DIR/bin:$PATH"
-# The plugin must never recurse into itself through an inherited GOCACHEPROG.
-unset GOCACHEPROG
 [ $# -gt 0 ] || set -- tests/ src/
 # --allow-net is unscoped only because Deno 2.9 asks net permission for Unix sockets by path
 # (`unix:/tmp/...`), which a host list cannot name; every test talks to loopback only.
