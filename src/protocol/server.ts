@@ -163,9 +163,10 @@ class Session {
   }
 
   async handle(request: CacheRequest, body: Uint8Array | undefined): Promise<void> {
-    const started = performance.now();
-    const op = request.command.toUpperCase();
-    this.#trace?.(`B ${op} R:${request.id} A:${request.actionId}`);
+    const trace = this.#trace;
+    const started = trace ? performance.now() : 0;
+    const op = trace ? request.command.toUpperCase() : "";
+    trace?.(`B ${op} R:${request.id} A:${request.actionId}`);
     let response: WireResponse;
     try {
       switch (request.command) {
@@ -185,28 +186,26 @@ class Session {
         Err: `${request.command} ${request.actionId}: ${message(error)}`,
       };
     }
-    const ms = (performance.now() - started).toFixed(1);
-    this.#trace?.(
+    trace?.(
       `E ${op} R:${request.id} A:${request.actionId}` +
         (response.Miss ? " M:1" : "") +
         (response.Err ? ` err=${JSON.stringify(response.Err)}` : "") +
-        (response.DiskPath ? ` DP:${JSON.stringify(response.DiskPath)}` : "") + ` ${ms}ms`,
+        (response.DiskPath ? ` DP:${JSON.stringify(response.DiskPath)}` : "") +
+        ` ${(performance.now() - started).toFixed(1)}ms`,
     );
     this.#replies.write(response);
   }
 
   async close(request: CacheRequest): Promise<void> {
     this.#trace?.(`B CLOSE R:${request.id}`);
-    let response: WireResponse = { ID: request.id };
     try {
       await this.#handler.close?.();
+      this.#trace?.(`E CLOSE R:${request.id}`);
     } catch (error) {
       // A close Err makes go fail a build that succeeded ("failed to trim cache"); log instead.
       this.#trace?.(`E CLOSE R:${request.id} err=${JSON.stringify(message(error))}`);
-      response = { ID: request.id };
     }
-    this.#trace?.(`E CLOSE R:${request.id}`);
-    this.#replies.write(response);
+    this.#replies.write({ ID: request.id });
   }
 
   async #get(request: CacheRequest): Promise<WireResponse> {

@@ -4,21 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { LocalCache } from "../../src/cache/local.ts";
+import type { WireRequest } from "../../src/protocol/mod.ts";
 import { runSession, sha256Hex } from "../_util/script.ts";
 
 const FIXTURES = new URL("../../../shared/fixtures/gocacheprog/", import.meta.url);
 const VERSIONS = ["go1.21", "go1.22", "go1.23", "go1.24", "go1.25", "go1.26"];
 const SCENARIOS = ["incremental-build", "list", "test-cached"];
 
-interface Request {
-  ID: number;
-  Command: string;
-  ActionID?: string;
-  OutputID?: string;
-  ObjectID?: string;
-  BodySize?: number;
-  body?: Uint8Array;
-}
+/** A request as go wrote it, with its body line decoded. */
+type Request = WireRequest & { body?: Uint8Array };
 
 /** An independent reading of the transcript: header lines, blank lines, body lines. */
 function parseTranscript(text: string): Request[] {
