@@ -1,5 +1,5 @@
 /**
- * Replays the wire transcripts recorded from real Go 1.21-1.26 (../shared/fixtures/gocacheprog)
+ * Replays the wire transcripts recorded from real Go 1.21-1.26 (tests/testdata/gocacheprog)
  * through serve() on the real local tier, and checks the rules in that folder's README.
  */
 import assert from "node:assert/strict";
@@ -7,7 +7,7 @@ import { LocalCache } from "../../src/cache/local.ts";
 import type { WireRequest } from "../../src/protocol/mod.ts";
 import { runSession, sha256Hex } from "../_util/script.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/gocacheprog/", import.meta.url);
+const FIXTURES = new URL("../testdata/gocacheprog/", import.meta.url);
 const VERSIONS = ["go1.21", "go1.22", "go1.23", "go1.24", "go1.25", "go1.26"];
 const SCENARIOS = ["incremental-build", "list", "test-cached"];
 
