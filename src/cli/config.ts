@@ -28,6 +28,8 @@ export interface FlagSpec {
   help: string;
   /** Only meaningful with `serve`. */
   serveOnly?: boolean;
+  /** Only meaningful with `connect`. */
+  connectOnly?: boolean;
 }
 
 /** Every flag the program accepts. Order is the order of `help environment`. */
@@ -125,6 +127,14 @@ export const FLAGS: readonly FlagSpec[] = Object.freeze(
       help: "Per-request trace bit mask: 1 build cache, 2 module proxy, 4 S3",
     },
     {
+      flag: "reply-timeout",
+      env: "GOCACHE_REPLY_TIMEOUT",
+      kind: "duration",
+      shown: "60s",
+      help: "connect: answer locally when the server leaves requests unanswered this long",
+      connectOnly: true,
+    },
+    {
       flag: "plugin",
       env: "GOCACHE_PLUGIN",
       kind: "string",
@@ -194,6 +204,8 @@ export interface Config {
   expiryMs: number;
   verbose: boolean;
   debug: number;
+  /** `connect`: milliseconds of server silence, with requests waiting, before falling back. */
+  replyTimeoutMs: number;
   serve: {
     plugin: string;
     http: string;
@@ -236,11 +248,13 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
   if ((command === "serve" || command === "version") && rest.length > 0) {
     throw new UsageError(`${command} takes no arguments, got ${JSON.stringify(rest[0])}`);
   }
-  if (command !== "serve") {
-    for (const spec of FLAGS) {
-      if (spec.serveOnly && values[spec.flag] !== undefined) {
-        throw new UsageError(`Flag --${spec.flag} is only for the serve command`);
-      }
+  for (const spec of FLAGS) {
+    if (values[spec.flag] === undefined) continue;
+    if (spec.serveOnly && command !== "serve") {
+      throw new UsageError(`Flag --${spec.flag} is only for the serve command`);
+    }
+    if (spec.connectOnly && command !== "connect") {
+      throw new UsageError(`Flag --${spec.flag} is only for the connect command`);
     }
   }
   const read = (flag: string): string | undefined => {
@@ -261,18 +275,23 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     if (!serve.plugin) throw new UsageError("serve needs --plugin PORT (or GOCACHE_PLUGIN)");
     checkListenTarget("--plugin", serve.plugin);
     if (serve.modproxy && !serve.http) throw new UsageError("--modproxy needs --http ADDR");
+    if (serve.http) checkHttpAddress(serve.http);
   }
   if (command === "connect") checkListenTarget("connect", rest[0]!);
+  const endpoint = read("s3-endpoint-url") ?? env("AWS_ENDPOINT_URL_S3") ??
+    env("AWS_ENDPOINT_URL") ?? "";
+  const bucket = read("bucket") ?? "";
+  if (bucket && endpoint) checkEndpoint(endpoint);
+  const replyTimeout = read("reply-timeout");
   return Object.freeze({
     command,
     helpTopic: command === "help" ? rest.join(" ") : "",
     connectTarget: command === "connect" ? rest[0]! : "",
     cacheDir: cacheDir.path,
     cacheDirSource: cacheDir.source,
-    bucket: read("bucket") ?? "",
+    bucket,
     region: read("region") ?? env("AWS_REGION") ?? env("AWS_DEFAULT_REGION") ?? "",
-    endpoint: read("s3-endpoint-url") ?? env("AWS_ENDPOINT_URL_S3") ?? env("AWS_ENDPOINT_URL") ??
-      "",
+    endpoint,
     pathStyle: toBool("s3-path-style", read("s3-path-style"), false),
     prefix: (read("prefix") ?? "").replace(/^\/+|\/+$/g, ""),
     minUploadSize: toInt("min-upload-size", read("min-upload-size"), 0, 0),
@@ -282,6 +301,7 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     expiryMs: toDuration("expiry", read("expiry")),
     verbose: toBool("v", read("v"), false),
     debug: toInt("debug", read("debug"), 0, 0),
+    replyTimeoutMs: replyTimeout === undefined ? 60_000 : toDuration("reply-timeout", replyTimeout),
     serve: Object.freeze(serve),
   });
 }
@@ -399,6 +419,33 @@ function checkListenTarget(what: string, value: string): void {
   }
   if (!value.includes("/")) {
     throw new UsageError(`${what}: ${JSON.stringify(value)} is neither a port nor a socket path`);
+  }
+}
+
+/** `[host]:port` as `--http` takes it: an empty host means 127.0.0.1. */
+function checkHttpAddress(value: string): void {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]/\s]*)):(\d+)$/.exec(value);
+  if (!match) {
+    throw new UsageError(
+      `--http: ${JSON.stringify(value)} is not [host]:port (e.g. 127.0.0.1:5970)`,
+    );
+  }
+  const port = Number(match[3]);
+  if (port > 65535) throw new UsageError(`--http: port ${match[3]} is out of range 0-65535`);
+}
+
+/** An S3 endpoint must be an http(s) URL; anything else would fail every call unseen. */
+function checkEndpoint(value: string): void {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--s3-endpoint-url: ${JSON.stringify(value)} is not a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(
+      `--s3-endpoint-url: ${JSON.stringify(value)} must start with http:// or https://`,
+    );
   }
 }
 

@@ -117,7 +117,8 @@ function environmentTable(): string {
   const rows = FLAGS.map((spec) => {
     const flag = (spec.flag.length === 1 ? "-" : "--") + spec.flag;
     return `  ${flag.padEnd(19)} ${spec.env.padEnd(24)} ${spec.kind.padEnd(9)} ${spec.shown}` +
-      (spec.serveOnly ? "  (serve)" : "") + `\n      ${spec.help}`;
+      (spec.serveOnly ? "  (serve)" : spec.connectOnly ? "  (connect)" : "") +
+      `\n      ${spec.help}`;
   });
   return `Flags and their environment variables (a flag wins over its variable).
 

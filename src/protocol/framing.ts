@@ -60,6 +60,17 @@ export class FrameParser {
     this.#maxBodySize = options.maxBodySize ?? 1 << 30;
   }
 
+  /** The put whose body is being read, if any: its id and announced size. */
+  get bodyInProgress(): { id: number; size: number } | undefined {
+    const body = this.#body;
+    return body && { id: body.request.id, size: body.request.bodySize };
+  }
+
+  /** Whether input stopped inside a request (a partial header line or body). */
+  get midFrame(): boolean {
+    return this.#body !== undefined || this.#lines.buffered > 0;
+  }
+
   /**
    * Consumes a chunk.
    *
@@ -169,6 +180,11 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
 class LineSplitter {
   #parts: Uint8Array[] = [];
   #partsLength = 0;
+
+  /** Bytes of an incomplete line kept so far. */
+  get buffered(): number {
+    return this.#partsLength;
+  }
 
   /** The next complete line starting at `start`, or undefined after keeping the rest. */
   next(chunk: Uint8Array, start: number): { line: Uint8Array; end: number } | undefined {

@@ -14,3 +14,4 @@
 export * from "./wire.ts";
 export * from "./framing.ts";
 export * from "./server.ts";
+export * from "./budget.ts";

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ByteBudget } from "./budget.ts";
 import { FrameParser } from "./framing.ts";
 import {
   type CacheRequest,
@@ -81,7 +82,29 @@ export interface ServeOptions {
   metrics?: ProtocolMetrics;
   /** Per-request trace lines (`B GET R:1 A:…` / `E GET …`). @default no tracing */
   trace?: (line: string) => void;
+  /**
+   * Shared by the sessions of one server: a put body of {@linkcode LARGE_BODY} bytes or more is
+   * read only once it fits, so many large puts at once cannot exhaust memory.
+   * @default no limit beyond `maxBodySize`
+   */
+  bodyBudget?: ByteBudget;
+  /**
+   * Ends the session when input stops inside a request (a partial header or body) for this long.
+   * @default no deadline
+   */
+  stallTimeoutMs?: number;
+  /** Ends the session when no request arrives for this long. @default no deadline */
+  idleTimeoutMs?: number;
+  /**
+   * Gives up on the peer when one write of replies has not completed for this long (it stopped
+   * reading); the session then ends without waiting for it.
+   * @default no deadline
+   */
+  writeTimeoutMs?: number;
 }
+
+/** Put bodies of at least this many bytes take their size from `bodyBudget` while read. */
+export const LARGE_BODY = 8 << 20;
 
 /** How a session ended. */
 export interface ServeResult {
@@ -113,9 +136,15 @@ export async function serve(
   const session = new Session(handler, replies, options);
   const parser = new FrameParser({ maxBodySize: options.maxBodySize });
   const reader = readable.getReader();
+  const watchdog = Watchdog.start(options, parser, replies, reader);
+  /** Budget held for the body being read (and then for its put), by request id. */
+  const held = new Map<number, () => void>();
   try {
     for (;;) {
+      watchdog?.reading(true);
       const { value, done } = await reader.read();
+      watchdog?.reading(false);
+      if (watchdog?.expired) throw watchdog.expired;
       const frames = done ? parser.end() : parser.push(value);
       for (const { request, body } of frames) {
         if (request.command === "close") {
@@ -127,11 +156,20 @@ export async function serve(
           return { closed: true };
         }
         while (pending.size >= limit) await Promise.race(pending);
-        const task = session.handle(request, body).finally(() => pending.delete(task));
+        const release = held.get(request.id);
+        held.delete(request.id);
+        const task = session.handle(request, body).finally(() => {
+          pending.delete(task);
+          release?.();
+        });
         pending.add(task);
       }
       if (parser.error) throw parser.error;
       if (done) break;
+      const body = parser.bodyInProgress;
+      if (options.bodyBudget && body && body.size >= LARGE_BODY && !held.has(body.id)) {
+        held.set(body.id, await options.bodyBudget.acquire(body.size));
+      }
     }
     await Promise.all(pending);
     return { closed: false };
@@ -143,9 +181,98 @@ export async function serve(
       { cause: error },
     );
   } finally {
+    for (const release of held.values()) release();
     reader.releaseLock();
     await replies.done();
+    watchdog?.stop();
   }
+}
+
+/**
+ * Enforces the session's deadlines with one timer: input stalled mid-request, no request for too
+ * long, a reply write the peer does not take. One interval per session costs nothing per request.
+ */
+class Watchdog {
+  /** Why the session was ended, once a deadline passed. */
+  expired: ProtocolError | undefined;
+  #options: ServeOptions;
+  #parser: FrameParser;
+  #replies: ReplyWriter;
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #readSince = 0;
+  #timer: ReturnType<typeof setInterval>;
+
+  private constructor(
+    options: ServeOptions,
+    parser: FrameParser,
+    replies: ReplyWriter,
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+  ) {
+    this.#options = options;
+    this.#parser = parser;
+    this.#replies = replies;
+    this.#reader = reader;
+    const shortest = Math.min(
+      options.stallTimeoutMs ?? Infinity,
+      options.idleTimeoutMs ?? Infinity,
+      options.writeTimeoutMs ?? Infinity,
+    );
+    this.#timer = setInterval(() => this.#check(), Math.max(10, Math.min(1000, shortest / 4)));
+    Deno.unrefTimer(this.#timer);
+  }
+
+  /** A watchdog when any deadline is set. */
+  static start(
+    options: ServeOptions,
+    parser: FrameParser,
+    replies: ReplyWriter,
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+  ): Watchdog | undefined {
+    if (!options.stallTimeoutMs && !options.idleTimeoutMs && !options.writeTimeoutMs) {
+      return undefined;
+    }
+    return new Watchdog(options, parser, replies, reader);
+  }
+
+  /** Marks the start (true) or end (false) of a wait for input. */
+  reading(waiting: boolean): void {
+    this.#readSince = waiting ? performance.now() : 0;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #check(): void {
+    const now = performance.now();
+    const { stallTimeoutMs, idleTimeoutMs, writeTimeoutMs } = this.#options;
+    if (writeTimeoutMs && this.#replies.writingFor(now) > writeTimeoutMs) {
+      this.#expire(`the peer took no replies for ${seconds(writeTimeoutMs)}`);
+      this.#replies.abandon();
+      return;
+    }
+    if (this.#readSince === 0) return;
+    const waited = now - this.#readSince;
+    const midFrame = this.#parser.midFrame;
+    const deadline = midFrame ? stallTimeoutMs : idleTimeoutMs;
+    if (deadline && waited > deadline) {
+      this.#expire(
+        midFrame
+          ? `input stopped inside a request for ${seconds(deadline)}`
+          : `no request for ${seconds(deadline)}`,
+      );
+    }
+  }
+
+  #expire(reason: string): void {
+    if (this.expired) return;
+    this.expired = new ProtocolError(`Ending the session: ${reason}`);
+    this.#reader.cancel().catch(() => {});
+  }
+}
+
+function seconds(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 1000)}s` : `${ms}ms`;
 }
 
 /** Handles the requests of one session and writes their replies. */
@@ -261,12 +388,18 @@ class Session {
  * Serializes reply lines onto one writable. Each JSON value is written whole, in the order queued;
  * lines queued while a write is in flight go out together in the next one (fewer writes when
  * many requests finish at once, and no delay for a lone reply).
+ *
+ * States: idle (nothing in flight), writing (one drain loop running; `#idle` settles when it
+ * stops), broken (the peer has gone or stopped reading: lines are dropped, nothing waits).
  */
 class ReplyWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #queued: string[] = [];
-  #draining: Promise<void> | undefined;
-  #broken = false;
+  #state: "idle" | "writing" | "broken" = "idle";
+  #idle: Promise<void> = Promise.resolve();
+  #settle: () => void = () => {};
+  /** When the write in flight started (0 when none), for the write deadline. */
+  #writeStarted = 0;
   #encoder = new TextEncoder();
 
   constructor(writable: WritableStream<Uint8Array>) {
@@ -278,33 +411,60 @@ class ReplyWriter {
   }
 
   writeLine(line: string): void {
+    if (this.#state === "broken") return;
     this.#queued.push(line);
-    this.#draining ??= this.#drain();
+    if (this.#state === "writing") return;
+    this.#state = "writing";
+    this.#idle = new Promise((resolve) => this.#settle = resolve);
+    void this.#drain();
   }
 
   async #drain(): Promise<void> {
-    while (this.#queued.length > 0) {
-      const batch = this.#queued.length === 1 ? this.#queued[0]! : this.#queued.join("");
-      this.#queued = [];
-      if (this.#broken) continue;
-      try {
+    try {
+      while (this.#queued.length > 0 && this.#state === "writing") {
+        const batch = this.#queued.length === 1 ? this.#queued[0]! : this.#queued.join("");
+        this.#queued = [];
+        this.#writeStarted = performance.now();
         await this.#writer.write(this.#encoder.encode(batch));
-      } catch {
-        // go has gone (EPIPE / BrokenPipe): nobody is left to read replies.
-        this.#broken = true;
+        this.#writeStarted = 0;
       }
+    } catch {
+      // go has gone (EPIPE / BrokenPipe): nobody is left to read replies.
+      this.#state = "broken";
     }
-    this.#draining = undefined;
+    this.#writeStarted = 0;
+    if (this.#state === "writing") this.#state = "idle";
+    else this.#queued = [];
+    this.#settle();
+  }
+
+  /** How long the write in flight has been waiting, in ms (0 when none). */
+  writingFor(now: number): number {
+    return this.#writeStarted === 0 ? 0 : now - this.#writeStarted;
+  }
+
+  /** Gives up on the peer: drops queued lines and aborts the write in flight. */
+  abandon(): void {
+    if (this.#state === "broken") return;
+    const wasWriting = this.#state === "writing";
+    this.#state = "broken";
+    this.#queued = [];
+    this.#writer.abort().catch(() => {});
+    if (!wasWriting) return;
+    // The stuck write may never settle, even aborted: do not let anyone wait for it.
+    this.#writeStarted = 0;
+    this.#settle();
   }
 
   /** Waits until every queued reply has been written (or the peer has gone). */
-  async flushed(): Promise<void> {
-    while (this.#draining) await this.#draining;
+  flushed(): Promise<void> {
+    return this.#idle;
   }
 
   /** Waits for queued replies and releases the writable (it is not closed). */
   async done(): Promise<void> {
-    await this.flushed();
+    await this.#idle;
+    if (this.#state === "broken") return; // an aborted writer stays locked; nothing uses it
     this.#writer.releaseLock();
   }
 }

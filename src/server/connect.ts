@@ -37,6 +37,12 @@ export interface BridgeOptions {
    * @default {false}
    */
   handshakeSent?: boolean;
+  /**
+   * How long the server may stay silent while requests wait for replies before the session is
+   * finished locally (a wedged or overloaded server must not hang the build); 0 waits forever.
+   * @default {60000}
+   */
+  replyTimeoutMs?: number;
 }
 
 /** Options for {@linkcode runConnect}. */
@@ -101,6 +107,7 @@ export async function runConnect(
     write: (bytes) => writeAll(Deno.stdout, bytes),
     fallback,
     handshakeSent,
+    replyTimeoutMs: config.replyTimeoutMs,
   });
   // go waits for stdout to close.
   try {
@@ -174,6 +181,17 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
     localDone = options.fallback(input, sink, !tracker.handshakeSeen, reason);
   };
 
+  // The reply deadline: one timer for the whole session, checked against the last sign of life.
+  const replyTimeoutMs = options.replyTimeoutMs ?? 60_000;
+  let lastProgress = performance.now();
+  const watchdog = replyTimeoutMs <= 0 ? undefined : setInterval(() => {
+    if (!remote || !tracker.waiting) return;
+    if (performance.now() - lastProgress > replyTimeoutMs) {
+      failover(new Error(`no reply from the server for ${Math.round(replyTimeoutMs / 1000)}s`));
+    }
+  }, Math.max(10, Math.min(1000, replyTimeoutMs / 4)));
+  if (watchdog !== undefined) Deno.unrefTimer(watchdog);
+
   const pumpRequests = async (): Promise<void> => {
     let buffer = new Uint8Array(CHUNK);
     while (true) {
@@ -202,6 +220,7 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
       // Send first, then note the request while the bytes travel; no failover can run in
       // between, so every byte sent is either answered or replayed.
       const sent = writeAll(conn, chunk);
+      if (!tracker.waiting) lastProgress = performance.now(); // the clock starts with a request
       if (tracker.onRequests(chunk)) buffer = new Uint8Array(CHUNK);
       try {
         await sent;
@@ -224,6 +243,7 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
         break;
       }
       if (n === null || !remote || outputGone) break;
+      lastProgress = performance.now();
       let data = buffer.subarray(0, n);
       if (carry) {
         const joined = new Uint8Array(carry.length + n);
@@ -252,6 +272,7 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
   // go may keep its input open until it has read the last reply: never wait for its end here.
   pumpRequests();
   await pumpReplies();
+  clearInterval(watchdog);
   if (remote) {
     try {
       conn.close();
@@ -328,6 +349,11 @@ export class RequestTracker {
       }
       start = newline + 1;
     }
+  }
+
+  /** Whether any request (or a partial one) awaits its reply. */
+  get waiting(): boolean {
+    return this.#pending.size > 0 || this.#frame.length > 0 || this.#awaitingBody !== undefined;
   }
 
   /** Whether the session is over: `close` answered, or input ended with nothing unanswered. */

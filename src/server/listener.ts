@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type CacheHandler, serve } from "../protocol/mod.ts";
+import { ByteBudget, type CacheHandler, serve } from "../protocol/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 
@@ -25,6 +25,28 @@ export interface PluginListenerOptions {
   log?: Logger;
   /** Per-request trace lines, prefixed with the session number. @default none */
   trace?: (line: string) => void;
+  /**
+   * Bytes of large put bodies all sessions together may hold in memory; a session whose put does
+   * not fit waits before reading it.
+   * @default {536870912} (512 MiB)
+   */
+  maxBodyBytes?: number;
+  /** Session deadlines (see `ServeOptions`); a session ended by one is logged and counted. */
+  deadlines?: SessionDeadlines;
+}
+
+/** How long a session may stall, idle, or leave replies unread before the server ends it. */
+export interface SessionDeadlines {
+  /** Input stopped inside a request. @default {60000} */
+  stallTimeoutMs?: number;
+  /**
+   * No request at all. go can sit silent through a long test run; ending the session then is safe,
+   * because `connect` answers the rest locally.
+   * @default {1800000} (30 minutes)
+   */
+  idleTimeoutMs?: number;
+  /** A reply write the client does not take. @default {30000} */
+  writeTimeoutMs?: number;
 }
 
 interface Session {
@@ -45,6 +67,7 @@ export class PluginListener implements AsyncDisposable {
   #nextId = 0;
   #closed = false;
   #accepting: Promise<void>;
+  #bodyBudget: ByteBudget;
 
   private constructor(listener: Deno.Listener, options: PluginListenerOptions) {
     this.#listener = listener;
@@ -64,6 +87,7 @@ export class PluginListener implements AsyncDisposable {
     } else {
       this.address = `${(addr as Deno.NetAddr).hostname}:${(addr as Deno.NetAddr).port}`;
     }
+    this.#bodyBudget = new ByteBudget(options.maxBodyBytes ?? 512 << 20);
     this.#options.metrics?.set("sessions", 0);
     this.#accepting = this.#acceptLoop();
   }
@@ -72,7 +96,8 @@ export class PluginListener implements AsyncDisposable {
    * Starts listening.
    *
    * @param target A port (listened on 127.0.0.1 only; 0 picks a free one) or a Unix socket path
-   *   (a stale socket file left by a dead server is replaced).
+   *   (created readable and writable by this user only; a stale socket file left by a dead
+   *   server is replaced).
    * @param options The shared cache, limits, metrics and logging.
    * @returns The listener, already accepting.
    * @throws {Deno.errors.AddrInUse} When the port or socket is taken by a live server.
@@ -164,10 +189,15 @@ export class PluginListener implements AsyncDisposable {
     this.#log.info(`session ${id} started`);
     session.done = (async () => {
       try {
+        const deadlines = this.#options.deadlines;
         const result = await serve(readableOf(conn), conn.writable, this.#handler, {
           maxRequests: this.#options.maxRequests,
           metrics,
           trace: trace && ((line) => trace(`S:${id} ${line}`)),
+          bodyBudget: this.#bodyBudget,
+          stallTimeoutMs: deadlines?.stallTimeoutMs ?? 60_000,
+          idleTimeoutMs: deadlines?.idleTimeoutMs ?? 1_800_000,
+          writeTimeoutMs: deadlines?.writeTimeoutMs ?? 30_000,
         });
         this.#log.info(`session ${id} ended (${result.closed ? "close" : "end of input"})`);
       } catch (error) {
@@ -232,9 +262,11 @@ function closeQuietly(conn: Deno.Conn): void {
 
 async function listenUnix(path: string): Promise<Deno.Listener> {
   try {
-    return Deno.listen({ transport: "unix", path });
+    return await listenPrivate(path);
   } catch (error) {
-    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    if (!(error instanceof Deno.errors.AlreadyExists || error instanceof Deno.errors.AddrInUse)) {
+      throw error;
+    }
   }
   // Something is there: replace it only when it is a socket nobody answers on.
   if (!(await Deno.lstat(path)).isSocket) {
@@ -245,9 +277,68 @@ async function listenUnix(path: string): Promise<Deno.Listener> {
     probe.close();
   } catch {
     await Deno.remove(path);
-    return Deno.listen({ transport: "unix", path });
+    return await listenPrivate(path);
   }
   throw new Deno.errors.AddrInUse(`Cannot listen on ${JSON.stringify(path)}: a server is running`);
+}
+
+/**
+ * Listens on a Unix socket that only this user can connect to: whoever can connect can write
+ * cache entries. The socket is made in a private directory, set to mode 0600 and then linked
+ * to `path`, so it never exists there with the umask's mode, not even for an instant.
+ */
+async function listenPrivate(path: string): Promise<Deno.Listener> {
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  const stage = await Deno.makeTempDir({ dir, prefix: ".gcp-socket-" }); // mode 0700
+  const staged = `${stage}/s`;
+  try {
+    const listener = Deno.listen({ transport: "unix", path: staged });
+    try {
+      await Deno.chmod(staged, 0o600);
+      await Deno.link(staged, path);
+    } catch (error) {
+      listener.close();
+      throw error;
+    }
+    return new AddressedListener(listener, path);
+  } finally {
+    await Deno.remove(stage, { recursive: true }).catch(() => {});
+  }
+}
+
+/** A Unix listener that reports the public socket path, not the staging one it was bound at. */
+class AddressedListener implements Deno.Listener {
+  #inner: Deno.Listener;
+  readonly addr: Deno.Addr;
+
+  constructor(inner: Deno.Listener, path: string) {
+    this.#inner = inner;
+    this.addr = { transport: "unix", path };
+  }
+
+  accept(): Promise<Deno.Conn> {
+    return this.#inner.accept();
+  }
+
+  close(): void {
+    this.#inner.close();
+  }
+
+  ref(): void {
+    this.#inner.ref();
+  }
+
+  unref(): void {
+    this.#inner.unref();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Deno.Conn> {
+    return this.#inner[Symbol.asyncIterator]();
+  }
+
+  [Symbol.dispose](): void {
+    this.#inner[Symbol.dispose]();
+  }
 }
 
 function message(error: unknown): string {

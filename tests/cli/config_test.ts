@@ -110,6 +110,12 @@ Deno.test("parseConfig() rejects bad flags and values with one-line UsageErrors"
     [["connect"], /exactly one argument/],
     [["connect", "nonsense"], /neither a port nor a socket path/],
     [["frobnicate"], /Unknown command "frobnicate"/],
+    [["serve", "--plugin=5930", "--http=notanaddr"], /not \[host\]:port/],
+    [["serve", "--plugin=5930", "--http=127.0.0.1:99999"], /out of range/],
+    [["--bucket=b", "--s3-endpoint-url=ftp://x"], /must start with http:\/\/ or https:\/\//],
+    [["--bucket=b", "--s3-endpoint-url=not a url"], /is not a URL/],
+    [["--reply-timeout=5s"], /only for the connect command/],
+    [["connect", "5930", "--reply-timeout=soon"], /Go duration/],
   ];
   for (const [args, pattern] of cases) {
     await t.step(args.join(" "), () => {
@@ -121,6 +127,26 @@ Deno.test("parseConfig() rejects bad flags and values with one-line UsageErrors"
       });
     });
   }
+});
+
+Deno.test("parseConfig() accepts the --http spellings and reads connect's reply deadline", () => {
+  for (const http of [":5970", "127.0.0.1:5970", "[::1]:5970", "0.0.0.0:0", "localhost:80"]) {
+    assert.equal(
+      parseConfig(["serve", "--plugin=1", `--http=${http}`], env(base)).serve.http,
+      http,
+    );
+  }
+  assert.equal(parseConfig(["connect", "5930"], env(base)).replyTimeoutMs, 60_000);
+  assert.equal(
+    parseConfig(["connect", "5930", "--reply-timeout=2s"], env(base)).replyTimeoutMs,
+    2000,
+  );
+  const fromEnv = parseConfig(["connect", "5930"], env({ ...base, GOCACHE_REPLY_TIMEOUT: "0" }));
+  assert.equal(fromEnv.replyTimeoutMs, 0);
+  assert.throws(
+    () => parseConfig(["--bucket=b"], env({ ...base, AWS_ENDPOINT_URL: "s3.example.com" })),
+    /is not a URL|must start with/,
+  );
 });
 
 Deno.test("parseGoDuration() follows Go's syntax", () => {

@@ -271,3 +271,72 @@ Deno.test("bridge() with handshakeSent drops the server's handshake and never se
   assert.equal(seen.handshake, false);
   assert.deepEqual(output2.replies(), [{ ID: 1 }]);
 });
+
+Deno.test("bridge() answers locally when the server accepts but never replies (replyTimeoutMs)", async () => {
+  // A wedged server: it reads everything and answers nothing, not even the handshake.
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const draining = (async () => {
+    const conn = await server.accept();
+    held.push(conn);
+    const buffer = new Uint8Array(65536);
+    try {
+      while (await conn.read(buffer) !== null) {
+        // swallow
+      }
+    } catch {
+      // closed by the test
+    }
+  })();
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (server.addr as Deno.NetAddr).port,
+  });
+  const input = new Input();
+  input.push(getFrame(1, hexId(1)) + getFrame(2, hexId(2)) + closeFrame(3));
+  const output = new Output();
+  const seen: { handshake?: boolean; count: number } = { count: 0 };
+  const started = performance.now();
+  const result = await bridge(conn, {
+    read: (b) => input.read(b),
+    write: (b) => output.write(b),
+    fallback: localFallback(new MemoryHandler(), seen),
+    handshakeSent: true,
+    replyTimeoutMs: 200,
+  });
+  input.end();
+  const took = performance.now() - started;
+  for (const c of held) c.close();
+  server.close();
+  await draining;
+  assert.equal(result.fellBack, true);
+  assert.ok(took < 3000, `fell back after ${took.toFixed(0)}ms`);
+  assert.equal(seen.handshake, false, "go already had connect's handshake");
+  assert.deepEqual(output.replies(), [{ ID: 1, Miss: true }, { ID: 2, Miss: true }, { ID: 3 }]);
+});
+
+Deno.test("bridge() does not fall back while a slow server keeps answering within the deadline", async () => {
+  const handler = new MemoryHandler();
+  handler.delays.set(hexId(1), 150);
+  handler.delays.set(hexId(2), 150);
+  await using listener = await PluginListener.listen("0", { handler });
+  const port = Number(listener.address.split(":")[1]);
+  const input = new Input();
+  input.push(getFrame(1, hexId(1)));
+  const output = new Output();
+  const seen: { handshake?: boolean; count: number } = { count: 0 };
+  const bridged = bridge(await Deno.connect({ hostname: "127.0.0.1", port }), {
+    read: (b) => input.read(b),
+    write: (b) => output.write(b),
+    fallback: localFallback(new MemoryHandler(), seen),
+    handshakeSent: true,
+    replyTimeoutMs: 400,
+  });
+  // Idle between requests for longer than the deadline: silence with nothing asked is fine.
+  await new Promise((r) => setTimeout(r, 600));
+  input.push(getFrame(2, hexId(2)) + closeFrame(3));
+  const result = await bridged;
+  input.end();
+  assert.equal(result.fellBack, false);
+  assert.equal(seen.count, 0);
+});
