@@ -149,3 +149,36 @@ Deno.test("main: --expiry prunes entries unused within the period after close", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main: direct mode exits promptly when go stops reading its replies (killed build)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const child = new Deno.Command(PLUGIN, {
+      args: [`--cache-dir=${dir}`],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    await reader.read(); // the handshake
+    await reader.cancel(); // go is gone: every reply write now fails with a broken pipe
+    const writer = child.stdin.getWriter();
+    const get = (id: number) =>
+      `{"ID":${id},"Command":"get","ActionID":"${new Uint8Array(32).fill(id).toBase64()}"}\n\n`;
+    await writer.write(new TextEncoder().encode(get(1) + get(2) + get(3)));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await writer.write(new TextEncoder().encode('{"ID":4,"Command":"close"}\n\n')).catch(() => {});
+    await writer.close().catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      child.status.then(() => true),
+      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 10_000)),
+    ]);
+    clearTimeout(timer);
+    if (!exited) child.kill("SIGKILL");
+    await child.status;
+    assert.ok(exited, "the plugin spun instead of exiting after its output went away");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
