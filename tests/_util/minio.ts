@@ -2,6 +2,9 @@
  * Starts and stops a real MinIO server on 127.0.0.1 for tests: a random free port, data in a
  * temporary directory, random credentials (MinIO checks request signatures), one bucket.
  *
+ * With `tls: true` it serves HTTPS with a certificate for 127.0.0.1 signed by a CA made for it
+ * with openssl (`caFile`), the on-premises set-up `AWS_CA_BUNDLE` is for.
+ *
  * The binary comes from `scripts/install_test_servers.sh` (`$GCP_TOOLS_DIR/bin/minio`, by default
  * `~/.cache/go-cache-plugin-tools/bin/minio`); `MINIO_BIN` overrides the path.
  *
@@ -38,6 +41,72 @@ export interface MinioOptions {
   /** Credentials (for restarts); by default random ones. */
   accessKey?: string;
   secretKey?: string;
+  /**
+   * Serve HTTPS with a certificate for IP 127.0.0.1 from a new private CA (see
+   * {@linkcode makeTlsFiles}). @default {false}
+   */
+  tls?: boolean;
+  /** Reuse a certificate directory from {@linkcode makeTlsFiles} (restarts); implies `tls`. */
+  certsDir?: string;
+}
+
+/** Files {@linkcode makeTlsFiles} writes. */
+export interface TlsFiles {
+  /** The directory: MinIO's `--certs-dir` (`public.crt`, `private.key`). */
+  dir: string;
+  /** The CA certificate (PEM), for `AWS_CA_BUNDLE`. */
+  caFile: string;
+}
+
+/**
+ * Makes a private CA and a server certificate for IP 127.0.0.1 signed by it, with openssl (EC
+ * P-256, valid for a day): `ca.pem`, `public.crt` and `private.key` in `dir`.
+ *
+ * @param dir An existing directory.
+ * @returns The paths.
+ * @throws {Error} With openssl's output when a step fails.
+ */
+export async function makeTlsFiles(dir: string): Promise<TlsFiles> {
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n" +
+      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+  );
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  const steps = [
+    [
+      "req",
+      "-x509",
+      ...ec,
+      ...["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=gcp test CA"],
+      ...["-addext", "basicConstraints=critical,CA:TRUE"],
+      ...["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    ],
+    ["req", ...ec, "-keyout", "private.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+    [
+      "x509",
+      "-req",
+      ...["-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
+      ...["-out", "public.crt", "-days", "1", "-extfile", "server.ext"],
+    ],
+  ];
+  for (const args of steps) {
+    const out = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+    if (!out.success) {
+      throw new Error(
+        `Cannot make test certificates: openssl ${args[0]} exited ${out.code}: ${
+          new TextDecoder().decode(out.stderr)
+        }`,
+      );
+    }
+  }
+  return { dir, caFile: `${dir}/ca.pem` };
 }
 
 /** A running MinIO. */
@@ -48,6 +117,11 @@ export class Minio {
   readonly accessKey: string;
   readonly secretKey: string;
   readonly dataDir: string;
+  /** The CA that signed the server's certificate (PEM file), when it serves HTTPS. */
+  readonly caFile?: string;
+  /** The certificate directory, when it serves HTTPS. */
+  readonly certsDir?: string;
+  #caPem?: string;
   #process: Deno.ChildProcess;
   #ownsDir: boolean;
   #stopped = false;
@@ -64,10 +138,14 @@ export class Minio {
       process: Deno.ChildProcess;
       ownsDir: boolean;
       log: string[];
+      tls?: TlsFiles & { caPem: string };
     },
   ) {
     this.port = fields.port;
-    this.endpoint = `http://127.0.0.1:${fields.port}`;
+    this.endpoint = `${fields.tls ? "https" : "http"}://127.0.0.1:${fields.port}`;
+    this.caFile = fields.tls?.caFile;
+    this.certsDir = fields.tls?.dir;
+    this.#caPem = fields.tls?.caPem;
     this.bucket = fields.bucket;
     this.accessKey = fields.accessKey;
     this.secretKey = fields.secretKey;
@@ -109,6 +187,7 @@ export class Minio {
       responseChecksumValidation: "WHEN_REQUIRED",
       // The default user agent reads os.release(); tests run without --allow-sys.
       defaultUserAgentProvider: () => Promise.resolve([["gcp-tests"]]),
+      ...(this.#caPem ? { requestHandler: { httpsAgent: { ca: [this.#caPem] } } } : {}),
     });
     return this.#client;
   }
@@ -183,6 +262,7 @@ export class Minio {
       port: this.port,
       accessKey: this.accessKey,
       secretKey: this.secretKey,
+      certsDir: this.certsDir,
     }).then((minio) => {
       minio.#ownsDir = this.#ownsDir;
       this.#ownsDir = false;
@@ -190,10 +270,14 @@ export class Minio {
     });
   }
 
-  /** Stops the server and removes its data unless it was given. */
+  /** Stops the server and removes its data (and certificates) unless it was given. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
-    if (this.#ownsDir) await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
+    if (!this.#ownsDir) return;
+    await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
+    if (this.certsDir?.startsWith(`${this.dataDir}-certs`)) {
+      await Deno.remove(this.certsDir, { recursive: true }).catch(() => {});
+    }
   }
 }
 
@@ -212,7 +296,7 @@ function randomToken(length: number): string {
 /**
  * Starts MinIO and waits until it serves requests and the bucket exists.
  *
- * @param options Bucket, and for restarts the data dir, port and credentials.
+ * @param options Bucket, TLS, and for restarts the data dir, port, credentials and certificates.
  * @returns The running server; dispose it with `await using`.
  * @throws {Error} When the binary is missing or the server does not become ready within 30 s.
  */
@@ -226,6 +310,17 @@ export async function startMinio(options: MinioOptions = {}): Promise<Minio> {
   const bucket = options.bucket ?? "gcp-test";
   const port = options.port ?? freePort();
   const consolePort = freePort();
+  let tls: (TlsFiles & { caPem: string }) | undefined;
+  if (options.certsDir) {
+    const caFile = `${options.certsDir}/ca.pem`;
+    tls = { dir: options.certsDir, caFile, caPem: await Deno.readTextFile(caFile) };
+  } else if (options.tls) {
+    // Next to the data dir, not in it (MinIO would see a stray directory in its data).
+    const dir = `${dataDir}-certs`;
+    await Deno.mkdir(dir);
+    const files = await makeTlsFiles(dir);
+    tls = { ...files, caPem: await Deno.readTextFile(files.caFile) };
+  }
   const process = new Deno.Command(bin, {
     args: [
       "server",
@@ -234,6 +329,7 @@ export async function startMinio(options: MinioOptions = {}): Promise<Minio> {
       `127.0.0.1:${port}`,
       "--console-address",
       `127.0.0.1:${consolePort}`,
+      ...(tls ? ["--certs-dir", tls.dir] : []),
       dataDir,
     ],
     env: {
@@ -255,13 +351,25 @@ export async function startMinio(options: MinioOptions = {}): Promise<Minio> {
       new WritableStream({ write: (chunk) => void log.push(chunk) }),
     ).catch(() => {});
   }
-  const minio = new Minio({ port, bucket, accessKey, secretKey, dataDir, process, ownsDir, log });
+  const minio = new Minio({
+    port,
+    bucket,
+    accessKey,
+    secretKey,
+    dataDir,
+    process,
+    ownsDir,
+    log,
+    tls,
+  });
+  const client = tls ? Deno.createHttpClient({ caCerts: [tls.caPem] }) : undefined;
   try {
     const deadline = Date.now() + 30_000;
     while (true) {
       try {
         const response = await fetch(`${minio.endpoint}/minio/health/ready`, {
           signal: AbortSignal.timeout(1000),
+          client,
         });
         await response.body?.cancel();
         if (response.ok) break;
@@ -278,5 +386,7 @@ export async function startMinio(options: MinioOptions = {}): Promise<Minio> {
   } catch (error) {
     await minio[Symbol.asyncDispose]();
     throw error;
+  } finally {
+    client?.close();
   }
 }

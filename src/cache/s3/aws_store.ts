@@ -2,7 +2,8 @@
  * The {@linkcode ObjectStore} on a real S3 bucket: objects are read and written with `fetch` and
  * a small SigV4 signer; `@aws-sdk/client-s3` supplies credentials, the endpoint and the region.
  * The SDK is imported on first use, never at module load, so a plugin without `--bucket` (and the
- * handshake of one with it) never pays for it.
+ * handshake of one with it) never pays for it. A private CA named by `AWS_CA_BUNDLE` or the
+ * profile's `ca_bundle` is read on first use too and trusted on every request path.
  *
  * @module
  */
@@ -10,6 +11,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { ObjectStore, StoreCallOptions, StoredObject } from "./object_store.ts";
 import { encodeKeyPath, type SigningCredentials, SigV4Signer } from "./_sigv4.ts";
+import type { CaBundle } from "./_tls.ts";
 
 /**
  * Why a remote call failed, so the tiered cache can tell a misconfiguration (stop for the
@@ -72,6 +74,8 @@ interface Session {
   host: string;
   /** The encoded path before the key: `/bucket` (path style), `` (virtual-hosted). */
   basePath: string;
+  /** The private CA bundle the AWS settings name: `fetch`'s client, node:https's `ca`. */
+  ca?: CaBundle;
 }
 
 /** Credentials older than their expiry minus this are fetched again from the provider. */
@@ -81,6 +85,7 @@ const CREDENTIALS_SLACK_MS = 5 * 60_000;
 class Connection {
   readonly options: AwsObjectStoreOptions;
   #session?: Promise<Session>;
+  #ca?: Promise<CaBundle | undefined>;
   #credentials?: { value: SigningCredentials; expiresAt: number };
 
   constructor(options: AwsObjectStoreOptions) {
@@ -120,15 +125,35 @@ class Connection {
     return value;
   }
 
+  /**
+   * The CA bundle `AWS_CA_BUNDLE` or the profile's `ca_bundle` names, read once per connection
+   * (a session whose region lookup failed is opened again; the file is not read again).
+   */
+  #loadCa(): Promise<CaBundle | undefined> {
+    this.#ca ??= (async () => {
+      const { CaBundle } = await import("./_tls.ts");
+      const ca = await CaBundle.load((name) => Deno.env.get(name) || undefined);
+      if (ca) {
+        this.options.trace?.(
+          `S3 CA bundle ${quote(ca.path)} (${ca.origin}): ${ca.certificates.length} certificates`,
+        );
+      }
+      return ca;
+    })();
+    return this.#ca;
+  }
+
   async #open(signal?: AbortSignal): Promise<Session> {
-    const direct = await this.#openWithoutSdk();
+    const ca = await this.#loadCa();
+    const direct = await this.#openWithoutSdk(ca);
     if (direct) return direct;
     const sdk = await import("@aws-sdk/client-s3");
+    const httpsCa = ca?.certificates;
     const { bucket } = this.options;
     let region = this.options.region ?? "";
     if (!region) {
       // GetBucketLocation answers from any region; "" means the historical us-east-1.
-      const probe = this.#make(sdk, "us-east-1");
+      const probe = this.#make(sdk, "us-east-1", httpsCa);
       try {
         const out = await probe.send(
           new sdk.GetBucketLocationCommand({ Bucket: bucket }),
@@ -141,7 +166,7 @@ class Connection {
         probe.destroy();
       }
     }
-    const client = this.#make(sdk, region);
+    const client = this.#make(sdk, region, httpsCa);
     let url: URL;
     let signingRegion = region;
     let signingName = "s3";
@@ -183,6 +208,7 @@ class Connection {
       origin: url.origin,
       host: url.host,
       basePath: url.pathname.replace(/\/+$/, ""),
+      ca,
     };
   }
 
@@ -192,7 +218,7 @@ class Connection {
    * else (profiles, SSO, roles, region discovery, FIPS or dual-stack endpoints, other partitions)
    * goes through the SDK.
    */
-  async #openWithoutSdk(): Promise<Session | undefined> {
+  async #openWithoutSdk(ca: CaBundle | undefined): Promise<Session | undefined> {
     const env = (name: string) => Deno.env.get(name) || undefined;
     const { bucket, endpoint, pathStyle } = this.options;
     const region = this.options.region;
@@ -219,10 +245,12 @@ class Connection {
       origin: url.origin,
       host: url.host,
       basePath: url.pathname.replace(/\/+$/, ""),
+      ca,
     };
   }
 
-  #make(sdk: Sdk, region: string): S3Client {
+  /** An SDK client; `ca` (node:https's option) when a CA bundle is configured. */
+  #make(sdk: Sdk, region: string, ca?: string[]): S3Client {
     return new sdk.S3Client({
       region,
       endpoint: this.options.endpoint || undefined,
@@ -233,7 +261,8 @@ class Connection {
       // servers reject, and response validation would buffer bodies. go checks output ids.
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
-      requestHandler: { connectionTimeout: 5_000 },
+      // The SDK ignores AWS_CA_BUNDLE; its agent (and STS's, which inherits the handler) gets it.
+      requestHandler: { connectionTimeout: 5_000, ...(ca ? { httpsAgent: { ca } } : {}) },
       // Without a logger the SDK writes some warnings with console.warn; ours go to --debug=4.
       logger: sdkLogger(this.options.trace),
     });
@@ -413,13 +442,18 @@ export class AwsObjectStore implements ObjectStore {
       let response: Response;
       try {
         response = body instanceof ReadableStream
-          ? await streamPut(url, headers, body, size ?? 0, signal)
+          ? await streamPut(url, headers, body, {
+            size: size ?? 0,
+            signal,
+            ca: session.ca?.certificates,
+          })
           : await fetch(url, {
             method: op,
             headers,
             body: (body ?? null) as BodyInit | null,
             signal,
             redirect: "manual",
+            client: session.ca?.client,
           });
       } catch (error) {
         if (signal.aborted) throw error;
@@ -459,21 +493,22 @@ async function readExactly(stream: ReadableStream<Uint8Array>, size: number): Pr
 
 /**
  * PUTs a stream of known size through node:http(s), which keeps our Content-Length, sending it
- * as it is read; the answer comes back as a `Response` for the common handling.
+ * as it is read; the answer comes back as a `Response` for the common handling. `ca` is
+ * node:https's trust list (a configured CA bundle, in place of the roots).
  */
 async function streamPut(
   url: string,
   headers: Record<string, string>,
   body: ReadableStream<Uint8Array>,
-  size: number,
-  signal: AbortSignal,
+  options: { size: number; signal: AbortSignal; ca?: string[] },
 ): Promise<Response> {
-  const { request } = url.startsWith("https:")
-    ? await import("node:https")
-    : await import("node:http");
+  const { size, signal, ca } = options;
+  const https = url.startsWith("https:");
+  const { request } = https ? await import("node:https") : await import("node:http");
   const { EventEmitter } = await import("node:events");
+  const tls = https && ca ? { ca } : {};
   return await new Promise<Response>((resolve, reject) => {
-    const req = request(url, { method: "PUT", headers, signal }, (res) => {
+    const req = request(url, { method: "PUT", headers, signal, ...tls }, (res) => {
       const chunks: Uint8Array[] = [];
       res.on("data", (chunk: Uint8Array) => chunks.push(chunk));
       res.on("error", reject);
