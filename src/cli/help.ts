@@ -126,7 +126,8 @@ function environmentTable(): string {
 ${rows.join("\n")}
 
 Also read: GOCACHE (the default cache directory's parent), AWS_REGION / AWS_DEFAULT_REGION,
-AWS_ENDPOINT_URL, the AWS credential chain, GOPROXY (module proxy upstream).`;
+AWS_ENDPOINT_URL, AWS_CA_BUNDLE (or the profile's ca_bundle: CAs trusted for S3 over TLS),
+the AWS credential chain, GOPROXY (module proxy upstream).`;
 }
 
 /**
