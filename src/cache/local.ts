@@ -13,12 +13,40 @@
  *
  * `<xx>` is the first two hex digits. Every write goes to a temporary file in the target's own
  * directory and is renamed into place, so readers (and go's mmaps) never see a partial file and
- * several plugin processes can share one directory.
+ * several plugin processes can share one directory. A temporary file is named
+ * `<target>.<8 hex>.tmp`; one a killed writer left behind is removed by {@linkcode LocalCache.prune}
+ * and {@linkcode LocalCache.sweepTemps} once nothing has written to it for an hour.
+ *
+ * ## When the directory cannot take a write
+ *
+ * With a {@linkcode FallbackOptions} (see `fallback.ts`), a write the directory refuses (a full
+ * disk, a read-only mount, no permission) goes to the fallback directory instead, so the put is
+ * still answered with a file holding the bytes; the first such failure is logged once. Writes
+ * then skip the directory for a minute before trying it again. Lookups that miss here look there
+ * too, so a read-only warm directory keeps serving its hits and the fallback serves the rest. A
+ * hit costs no extra system call.
  *
  * @module
  */
 
+import type { Logger } from "../log/mod.ts";
+import { SILENT } from "../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../protocol/mod.ts";
+import {
+  isBodyError,
+  isTempName,
+  reason,
+  removeQuietly,
+  removeTempIfStale,
+  statOrUndefined,
+  sweepTemps,
+  TEMP_MAX_AGE_MS,
+  tempName,
+  type TrimResult,
+  trimToSize,
+  walk,
+  writeStream,
+} from "./_files.ts";
 
 /** Options for {@linkcode LocalCache}. */
 export interface LocalCacheOptions {
@@ -28,6 +56,32 @@ export interface LocalCacheOptions {
    * @default {3600000} (one hour)
    */
   touchAfterMs?: number;
+  /**
+   * Where writes go that this directory refuses (full disk, read-only mount, no permission).
+   * @default none: a refused write fails the put
+   */
+  fallback?: FallbackOptions;
+  /**
+   * Keep this directory's outputs under about this many bytes: writes start a background trim
+   * of the least recently used ones (see {@linkcode LocalCache.trim}).
+   * @default {Infinity} (no cap)
+   */
+  maxBytes?: number;
+  /** Where the one warning about the fallback goes. @default silent */
+  log?: Logger;
+}
+
+/** A fallback for the writes a cache directory refuses (see `fallback.ts` for the usual one). */
+export interface FallbackOptions {
+  /**
+   * The fallback directory, looked up once on the first miss (`create` false: `undefined` when
+   * it does not exist) and made on the first refused write (`create` true).
+   *
+   * @throws {Error} When it cannot be made or used.
+   */
+  dir(create: boolean): string | undefined;
+  /** Byte cap of its outputs (see {@linkcode LocalCacheOptions.maxBytes}). @default {Infinity} */
+  maxBytes?: number;
 }
 
 /** A recorded action: which output it produced, how big, and when it was put. */
@@ -42,12 +96,22 @@ export interface PruneResult {
   actions: number;
   outputs: number;
   bytes: number;
+  /** Temporary files a killed writer left. */
+  temps: number;
 }
 
 const HEX_ID = /^[0-9a-f]{64}$/;
 const decoder = new TextDecoder();
 /** Bodies up to this size are written with synchronous calls (see `#atomicWriteNow`). */
 const SYNC_WRITE_LIMIT = 1 << 20;
+/** After a refused write, writes go to the fallback for this long before this directory is retried. */
+const RETRY_AFTER_MS = 60_000;
+/** Touch interval of a fallback directory: its trim must see which files are in use. */
+const FALLBACK_TOUCH_MS = 300_000;
+/** A trim keeps files used within this period, over the cap if need be. */
+const TRIM_GRACE_MS = 3_600_000;
+/** The first write of a process trims only when no process has within this period. */
+const TRIM_EVERY_MS = 600_000;
 
 /**
  * A cache directory implementing the protocol's {@linkcode CacheHandler}.
@@ -67,17 +131,33 @@ export class LocalCache implements CacheHandler {
   readonly root: string;
   #touchAfterMs: number;
   #madeDirs = new Set<string>();
+  #log: Logger;
+  #fallback?: FallbackOptions;
+  /** The fallback, once found or made. */
+  #spill?: LocalCache;
+  #lookedForSpill = false;
+  /** Writes skip this directory until then (epoch ms). */
+  #refusedUntil = 0;
+  #refusal?: { what: string; error: unknown };
+  #warned = false;
+  #maxBytes: number;
+  #writtenSinceTrim = 0;
+  #trimStarted = false;
+  #trimming?: Promise<void>;
 
   private constructor(root: string, options: LocalCacheOptions) {
     this.root = root;
     this.#touchAfterMs = options.touchAfterMs ?? 3_600_000;
+    this.#log = options.log ?? SILENT;
+    this.#fallback = options.fallback;
+    this.#maxBytes = options.maxBytes ?? Infinity;
   }
 
   /**
    * Opens (creating if needed) a cache directory.
    *
    * @param root The directory; it must be absolute, since go is handed paths inside it.
-   * @param options Touch interval.
+   * @param options Touch interval, fallback, byte cap, logger.
    * @returns The cache.
    * @throws {TypeError} When `root` is relative.
    */
@@ -113,7 +193,12 @@ export class LocalCache implements CacheHandler {
   // local, and a sync stat costs a fifth of a round trip through the runtime's thread pool.
   #getNow(actionId: string): CacheHit | undefined {
     const record = this.#readActionNow(actionId);
-    if (!record) return undefined;
+    const hit = record && this.#hitFor(record);
+    if (hit || !this.#fallback) return hit;
+    return this.#getFromFallback(actionId, record);
+  }
+
+  #hitFor(record: ActionRecord): CacheHit | undefined {
     const diskPath = this.outputPath(record.outputId);
     let info: Deno.FileInfo;
     try {
@@ -128,6 +213,17 @@ export class LocalCache implements CacheHandler {
       Deno.utime(diskPath, now, now).catch(() => {}); // best effort: it only steers pruning
     }
     return { outputId: record.outputId, size: record.size, diskPath, time: record.time };
+  }
+
+  // A miss here: the fallback may hold the action, the output, or both (a read-only directory
+  // has the output, the fallback the action record a later put wrote).
+  #getFromFallback(actionId: string, record: ActionRecord | undefined): CacheHit | undefined {
+    const spill = this.#spillForReads();
+    if (!spill) return undefined;
+    const hit = record && spill.#hitFor(record);
+    if (hit) return hit;
+    const other = spill.#readActionNow(actionId);
+    return other && (this.#hitFor(other) ?? spill.#hitFor(other));
   }
 
   /** Stores a verified output and its action record; resolves to the output's path. */
@@ -177,9 +273,13 @@ export class LocalCache implements CacheHandler {
     checkId(actionId, "action");
     checkId(record.outputId, "output");
     const path = this.actionPath(actionId);
-    await this.#atomicWrite(path, new TextEncoder().encode(`${record.outputId} ${record.size}`), {
-      mtime: record.time,
-    });
+    const bytes = new TextEncoder().encode(`${record.outputId} ${record.size}`);
+    await this.#store(
+      `action ${JSON.stringify(actionId.slice(0, 6))}`,
+      () => this.#atomicWrite(path, bytes, { mtime: record.time }),
+      (spill) => spill.writeAction(actionId, record),
+      () => true,
+    );
   }
 
   /**
@@ -188,7 +288,7 @@ export class LocalCache implements CacheHandler {
    * @param outputId Hex SHA-256 of the bytes (checked by the caller).
    * @param body The bytes, or a stream of exactly `size` bytes.
    * @param options `size` is required for a stream; `mtime` sets the file's time.
-   * @returns The output's path.
+   * @returns The output's path (in the fallback directory when this one refused the write).
    * @throws {RangeError} When a stream yields a different number of bytes than `size`.
    */
   async writeObject(
@@ -204,8 +304,156 @@ export class LocalCache implements CacheHandler {
       if (body instanceof ReadableStream) await body.cancel();
       return path;
     }
-    await this.#atomicWrite(path, body, { size, mtime: options.mtime });
-    return path;
+    const progress = { started: false };
+    return await this.#store(
+      `output ${JSON.stringify(outputId.slice(0, 6))}`,
+      async () => {
+        await this.#atomicWrite(path, body, { size, mtime: options.mtime }, progress);
+        this.#wrote(size);
+        return path;
+      },
+      (spill) => spill.writeObject(outputId, body, { size, mtime: options.mtime }),
+      () => !progress.started, // a stream can go to the fallback only if none of it was read
+    );
+  }
+
+  /**
+   * Runs a write here, or in the fallback when this directory refuses it (or refused one less
+   * than a minute ago).
+   */
+  async #store<T>(
+    what: string,
+    here: () => Promise<T>,
+    there: (spill: LocalCache) => Promise<T>,
+    restartable: () => boolean,
+  ): Promise<T> {
+    if (!this.#fallback) return await here();
+    if (Date.now() >= this.#refusedUntil) {
+      try {
+        const result = await here();
+        this.#refusedUntil = 0;
+        return result;
+      } catch (error) {
+        if (isBodyError(error)) throw error;
+        this.#refusedUntil = Date.now() + RETRY_AFTER_MS;
+        this.#refusal = { what, error };
+        if (!restartable()) throw error;
+      }
+    }
+    const spill = this.#spillForWrites();
+    try {
+      return await there(spill);
+    } catch (error) {
+      if (isBodyError(error)) throw error;
+      throw new Error(
+        `Cannot store ${what} in ${JSON.stringify(this.root)} or in ` +
+          `${JSON.stringify(spill.root)}: ${reason(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  #spillForReads(): LocalCache | undefined {
+    if (this.#spill || this.#lookedForSpill) return this.#spill;
+    this.#lookedForSpill = true;
+    try {
+      const dir = this.#fallback!.dir(false);
+      if (dir !== undefined) this.#spill = this.#openSpill(dir);
+    } catch {
+      // unusable: lookups miss, and the first refused write says why
+    }
+    return this.#spill;
+  }
+
+  #spillForWrites(): LocalCache {
+    const { what, error } = this.#refusal!;
+    const refused = `Cannot store ${what} in ${JSON.stringify(this.root)}: ${reason(error)}`;
+    if (!this.#spill) {
+      let dir: string | undefined;
+      try {
+        dir = this.#fallback!.dir(true);
+        if (dir === undefined) throw new Error("no fallback directory");
+      } catch (cause) {
+        const text = reason(cause);
+        throw new Error(`${refused}; ${text.charAt(0).toLowerCase()}${text.slice(1)}`, {
+          cause: error,
+        });
+      }
+      this.#spill = this.#openSpill(dir);
+    }
+    if (!this.#warned) {
+      this.#warned = true;
+      this.#log.warn(`${refused}; storing puts in ${JSON.stringify(this.#spill.root)} instead`);
+    }
+    return this.#spill;
+  }
+
+  #openSpill(dir: string): LocalCache {
+    return new LocalCache(dir.replace(/[\\/]+$/, "") || "/", {
+      touchAfterMs: Math.min(this.#touchAfterMs, FALLBACK_TOUCH_MS),
+      maxBytes: this.#fallback?.maxBytes,
+      log: this.#log,
+    });
+  }
+
+  /** Counts bytes written; past an eighth of the cap (or on the first write) starts a trim. */
+  #wrote(bytes: number): void {
+    if (this.#maxBytes === Infinity) return;
+    this.#writtenSinceTrim += bytes;
+    if (this.#trimming) return;
+    if (this.#trimStarted && this.#writtenSinceTrim < this.#maxBytes / 8) return;
+    const first = !this.#trimStarted;
+    this.#trimStarted = true;
+    this.#writtenSinceTrim = 0;
+    this.#trimming = this.#trimIfDue(first)
+      .catch((error) =>
+        this.#log.info(`Cannot trim ${JSON.stringify(this.root)}: ${reason(error)}`)
+      )
+      .finally(() => this.#trimming = undefined);
+  }
+
+  async #trimIfDue(first: boolean): Promise<void> {
+    const marker = `${this.root}/.last-trim`;
+    if (first) {
+      const info = await statOrUndefined(marker);
+      if (info && Date.now() - (info.mtime?.getTime() ?? 0) < TRIM_EVERY_MS) return;
+    }
+    await Deno.writeTextFile(marker, new Date().toISOString());
+    const result = await this.trim();
+    if (result.outputs > 0) {
+      this.#log.info(
+        `trimmed ${JSON.stringify(this.root)} to its ${this.#maxBytes}-byte cap: removed ` +
+          `${result.outputs} outputs (${result.bytes} bytes)`,
+      );
+    }
+  }
+
+  /**
+   * Removes the least recently used outputs (and their action records) until the outputs total
+   * at most `maxBytes`, keeping any used within the last hour; removes stale temporary files.
+   * Writes run it in the background when the cache has a cap.
+   *
+   * @param maxBytes The cap. @default {LocalCacheOptions.maxBytes}
+   * @returns What was removed.
+   */
+  trim(maxBytes: number = this.#maxBytes): Promise<TrimResult> {
+    return trimToSize(this.root, { maxBytes, graceMs: TRIM_GRACE_MS });
+  }
+
+  /**
+   * Removes the temporary files killed writers left behind: those nothing has written to for an
+   * hour, so never one a live writer may still be writing.
+   *
+   * @returns How many were removed.
+   */
+  sweepTemps(): Promise<number> {
+    return sweepTemps(this.root, TEMP_MAX_AGE_MS);
+  }
+
+  /** Resolves when the background trims started by earlier writes (here and in the fallback) end. */
+  async idle(): Promise<void> {
+    await this.#trimming;
+    await this.#spill?.idle();
   }
 
   /**
@@ -217,9 +465,15 @@ export class LocalCache implements CacheHandler {
    */
   async prune(maxAgeMs: number): Promise<PruneResult> {
     const cutoff = Date.now() - maxAgeMs;
-    const result: PruneResult = { actions: 0, outputs: 0, bytes: 0 };
+    // A temporary file is stale after an hour, whatever the period: a live writer's is younger.
+    const tempCutoff = Math.min(cutoff, Date.now() - TEMP_MAX_AGE_MS);
+    const result: PruneResult = { actions: 0, outputs: 0, bytes: 0, temps: 0 };
     const kept = new Set<string>();
     for await (const path of walk(`${this.root}/action`)) {
+      if (isTempName(path)) {
+        if (await removeTempIfStale(path, tempCutoff)) result.temps++;
+        continue;
+      }
       const actionId = path.slice(path.lastIndexOf("/") + 1);
       const record = await this.readAction(actionId);
       const output = record ? await statOrUndefined(this.outputPath(record.outputId)) : undefined;
@@ -231,6 +485,10 @@ export class LocalCache implements CacheHandler {
       if (await removeQuietly(path)) result.actions++;
     }
     for await (const path of walk(`${this.root}/output`)) {
+      if (isTempName(path)) {
+        if (await removeTempIfStale(path, tempCutoff)) result.temps++;
+        continue;
+      }
       const name = path.slice(path.lastIndexOf("/") + 1);
       if (kept.has(name)) continue;
       const info = await statOrUndefined(path);
@@ -247,6 +505,7 @@ export class LocalCache implements CacheHandler {
     path: string,
     body: Uint8Array | ReadableStream<Uint8Array>,
     options: { size?: number; mtime?: Date },
+    progress?: { started: boolean },
   ): Promise<void> {
     if (body instanceof Uint8Array && body.length <= SYNC_WRITE_LIMIT) {
       this.#atomicWriteNow(path, body, options.mtime);
@@ -258,7 +517,7 @@ export class LocalCache implements CacheHandler {
       if (body instanceof Uint8Array) {
         await Deno.writeFile(temp, body, { mode: 0o644 });
       } else {
-        await writeStream(temp, body, options.size ?? 0);
+        await writeStream(temp, body, options.size ?? 0, progress ?? { started: false });
       }
       if (options.mtime) await Deno.utime(temp, options.mtime, options.mtime);
       await Deno.rename(temp, path);
@@ -296,63 +555,10 @@ export class LocalCache implements CacheHandler {
   }
 }
 
-function tempName(path: string): string {
-  return `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-}
-
 function sameSizeFileAt(path: string, size: number): boolean {
   try {
     const info = Deno.statSync(path);
     return info.isFile && info.size === size;
-  } catch {
-    return false;
-  }
-}
-
-async function writeStream(path: string, body: ReadableStream<Uint8Array>, size: number) {
-  const file = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o644 });
-  let written = 0;
-  try {
-    for await (const chunk of body) {
-      written += chunk.length;
-      if (written > size) throw new RangeError(`Cannot store output: more than ${size} bytes`);
-      let offset = 0;
-      while (offset < chunk.length) offset += await file.write(chunk.subarray(offset));
-    }
-  } finally {
-    file.close();
-  }
-  if (written !== size) {
-    throw new RangeError(`Cannot store output: got ${written} bytes, expected ${size}`);
-  }
-}
-
-async function* walk(dir: string): AsyncGenerator<string> {
-  let entries: Deno.DirEntry[];
-  try {
-    entries = await Array.fromAsync(Deno.readDir(dir));
-  } catch {
-    return;
-  }
-  for (const entry of entries) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) yield* walk(path);
-    else if (entry.isFile) yield path;
-  }
-}
-
-async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.stat(path);
-  } catch {
-    return undefined;
-  }
-}
-
-async function removeQuietly(path: string): Promise<boolean> {
-  try {
-    await Deno.remove(path);
-    return true;
   } catch {
     return false;
   }

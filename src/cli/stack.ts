@@ -3,9 +3,15 @@
  * top of it when `--bucket` is set. The S3 code (and its SDK) is imported only then, and only
  * after the handshake has been written.
  *
+ * A cache directory that refuses writes (full, read-only, no permission) keeps serving what it
+ * holds while puts go to its fallback directory in the system temp directory (see
+ * `cache/fallback.ts`); one that cannot be created is replaced by that fallback directory. Either
+ * way it is the same directory in every process, kept under a byte cap.
+ *
  * @module
  */
 
+import { FALLBACK_MAX_BYTES, fallbackDir, systemFallback } from "../cache/fallback.ts";
 import { LocalCache } from "../cache/local.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
@@ -26,8 +32,8 @@ export interface CacheStack {
 }
 
 /**
- * Opens the local tier (falling back to a temporary directory when the configured one cannot be
- * used, so the build still gets a cache) and, with a bucket, the S3 tier.
+ * Opens the local tier and, with a bucket, the S3 tier. Writes the cache directory refuses go to
+ * its fallback directory; a cache directory that cannot be created is replaced by it.
  *
  * @param config The parsed configuration.
  * @param options Logger and metrics.
@@ -41,35 +47,71 @@ export async function openCacheStack(
   const touchAfterMs = config.expiryMs > 0 ? Math.min(3_600_000, config.expiryMs / 4) : undefined;
   let local: LocalCache;
   try {
-    local = await LocalCache.open(config.cacheDir, { touchAfterMs });
+    local = await LocalCache.open(config.cacheDir, {
+      touchAfterMs,
+      fallback: systemFallback(config.cacheDir),
+      log,
+    });
     log.info(`local cache at ${config.cacheDir} (${config.cacheDirSource})`);
   } catch (error) {
-    const fallback = await Deno.makeTempDir({ prefix: "go-cache-plugin-" });
-    log.warn(
-      `cannot use cache directory ${JSON.stringify(config.cacheDir)} (${
-        message(error)
-      }); using ${fallback}`,
-    );
-    local = await LocalCache.open(fallback, { touchAfterMs });
+    local = await openInstead(config.cacheDir, error, { touchAfterMs, log });
   }
+  const stopSweeps = scheduleSweeps(local, log);
   if (!config.bucket) {
     log.info("no --bucket: serving the local tier alone");
-    return { handler: local, local, shutdown: () => Promise.resolve() };
+    return { handler: local, local, shutdown: stopSweeps };
   }
   const { openS3Stack } = await import("./s3_stack.ts");
-  return openS3Stack(local, config, options);
+  const stack = await openS3Stack(local, config, options);
+  return {
+    ...stack,
+    shutdown: async () => {
+      await stopSweeps();
+      await stack.shutdown();
+    },
+  };
+}
+
+/** The cache directory cannot be created: its fallback directory, else a fresh temporary one. */
+async function openInstead(
+  cacheDir: string,
+  error: unknown,
+  options: { touchAfterMs?: number; log: Logger },
+): Promise<LocalCache> {
+  const { log } = options;
+  const why = `Cannot use cache directory ${JSON.stringify(cacheDir)}: ${reason(error)}`;
+  let dir: string;
+  try {
+    dir = fallbackDir(cacheDir, { create: true })!;
+  } catch (cause) {
+    // Its fallback is unusable too (someone else owns it): a private directory for this process.
+    dir = await Deno.makeTempDir({ prefix: "go-cache-plugin-" });
+    log.warn(`${why}; ${lowerFirst(reason(cause))}; using ${JSON.stringify(dir)} instead`);
+    return await LocalCache.open(dir, { touchAfterMs: options.touchAfterMs, log });
+  }
+  log.warn(`${why}; using ${JSON.stringify(dir)} instead`);
+  return await LocalCache.open(dir, {
+    touchAfterMs: Math.min(options.touchAfterMs ?? Infinity, 300_000),
+    maxBytes: FALLBACK_MAX_BYTES,
+    log,
+  });
 }
 
 /**
  * Prunes the local tier when `--expiry` is set, at most about once per quarter period, so
- * frequent short go commands do not each walk the whole directory.
+ * frequent short go commands do not each walk the whole directory. Without `--expiry` it removes
+ * the temporary files killed writers left behind (at most once a day; see
+ * {@linkcode sweepIfDue}). Direct mode calls it after go has its last reply.
  *
  * @param local The local tier.
  * @param config `expiryMs` and the logger's verbosity.
  * @param log Where to report what was removed.
  */
 export async function pruneIfDue(local: LocalCache, config: Config, log: Logger): Promise<void> {
-  if (config.expiryMs <= 0) return;
+  if (config.expiryMs <= 0) {
+    await sweepIfDue(local, log);
+    return;
+  }
   const marker = `${local.root}/.last-prune`;
   try {
     const info = await Deno.stat(marker);
@@ -84,10 +126,67 @@ export async function pruneIfDue(local: LocalCache, config: Config, log: Logger)
   const result = await local.prune(config.expiryMs);
   log.info(
     `pruned ${result.actions} actions and ${result.outputs} outputs (${result.bytes} bytes) ` +
+      (result.temps > 0 ? `and ${result.temps} stale temporary files ` : "") +
       `in ${(performance.now() - started).toFixed(0)}ms`,
   );
 }
 
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/** How often any process sweeps a cache directory's stale temporary files. */
+const SWEEP_EVERY_MS = 86_400_000;
+/** A process that lives this long (a server, a long build) looks whether a sweep is due. */
+const SWEEP_DELAY_MS = 60_000;
+/** Then it looks again this often. */
+const SWEEP_RECHECK_MS = 6 * 3_600_000;
+
+/**
+ * Removes the temporary files killed writers left in the local tier, when no process has done
+ * so for a day (the `.last-sweep` marker). Files written to within the last hour are kept: a
+ * live writer may still be writing them.
+ *
+ * @param local The local tier.
+ * @param log Where to report what was removed (`-v`).
+ */
+export async function sweepIfDue(local: LocalCache, log: Logger): Promise<void> {
+  const marker = `${local.root}/.last-sweep`;
+  try {
+    const info = await Deno.stat(marker);
+    if (Date.now() - (info.mtime?.getTime() ?? 0) < SWEEP_EVERY_MS) return;
+  } catch {
+    // never swept
+  }
+  try {
+    await Deno.writeTextFile(marker, new Date().toISOString());
+  } catch {
+    return; // a directory that takes no writes has nothing a writer left
+  }
+  const removed = await local.sweepTemps();
+  if (removed > 0) log.info(`removed ${removed} stale temporary files from ${local.root}`);
+}
+
+/** In a long-lived process, {@linkcode sweepIfDue} off the request path; returns the stopper. */
+function scheduleSweeps(local: LocalCache, log: Logger): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = (delay: number) => {
+    const armed = setTimeout(() => {
+      running = sweepIfDue(local, log).catch(() => {}).finally(() => running = undefined);
+      arm(SWEEP_RECHECK_MS);
+    }, delay);
+    Deno.unrefTimer(armed); // never what keeps a process alive
+    timer = armed;
+  };
+  arm(SWEEP_DELAY_MS);
+  return async () => {
+    clearTimeout(timer);
+    await running;
+  };
+}
+
+function reason(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/ \(os error \d+\).*$/s, "");
+}
+
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
 }

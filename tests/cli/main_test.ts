@@ -1,6 +1,7 @@
 /** The entry point as users run it: spawned through the launcher with the release permissions. */
 import assert from "node:assert/strict";
 import { HANDSHAKE_LINE } from "../../src/protocol/mod.ts";
+import { fallbackPath } from "../../src/cache/fallback.ts";
 import { PLUGIN } from "../_util/go.ts";
 
 async function run(
@@ -121,9 +122,10 @@ Deno.test("main: an unusable cache directory falls back to a temporary one, neve
     const result = await run([`--cache-dir=${file}/sub`], get);
     assert.equal(result.code, 0);
     assert.equal(result.stdout, HANDSHAKE_LINE + '{"ID":1,"Miss":true}\n');
-    assert.match(result.stderr, /cannot use cache directory/);
+    assert.match(result.stderr, /Cannot use cache directory/);
   } finally {
     await Deno.remove(file);
+    await Deno.remove(fallbackPath(`${file}/sub`), { recursive: true }).catch(() => {});
   }
 });
 

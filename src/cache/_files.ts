@@ -1,0 +1,206 @@
+/**
+ * File helpers of the local tier: walking a cache directory, quiet removal, temporary-file names,
+ * and the upkeep that runs off the request path (stale temporary files, a byte cap).
+ *
+ * @module
+ */
+
+/** How old a temporary file must be before a sweep removes it: no live writer is that slow. */
+export const TEMP_MAX_AGE_MS = 3_600_000;
+
+const TEMP_NAME = /\.[0-9a-f]{8}\.tmp$/;
+
+/** A temporary name next to `path` (`<path>.<8 hex>.tmp`), renamed into place when complete. */
+export function tempName(path: string): string {
+  return `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+}
+
+/** Whether a file name is one {@linkcode tempName} made. */
+export function isTempName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
+/** Every regular file under `dir`, depth first; an unreadable directory yields nothing. */
+export async function* walk(dir: string): AsyncGenerator<string> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) yield* walk(path);
+    else if (entry.isFile) yield path;
+  }
+}
+
+/** `Deno.stat`, with `undefined` for a file that cannot be stat'ed. */
+export async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes a file; resolves to whether it did. */
+export async function removeQuietly(path: string): Promise<boolean> {
+  try {
+    await Deno.remove(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes a temporary file if it was last written before `cutoff` (epoch ms).
+ *
+ * @returns Whether it was removed.
+ */
+export async function removeTempIfStale(path: string, cutoff: number): Promise<boolean> {
+  const info = await statOrUndefined(path);
+  if (!info || (info.mtime?.getTime() ?? 0) >= cutoff) return false;
+  return await removeQuietly(path);
+}
+
+/**
+ * Removes the temporary files under `root/action` and `root/output` that nothing has written to
+ * for `olderThanMs`: what a killed writer left behind. A live writer's file is never that old.
+ *
+ * @param root The cache directory.
+ * @param olderThanMs Minimum age. @default {TEMP_MAX_AGE_MS}
+ * @returns How many were removed.
+ */
+export async function sweepTemps(root: string, olderThanMs = TEMP_MAX_AGE_MS): Promise<number> {
+  const cutoff = Date.now() - olderThanMs;
+  let removed = 0;
+  for (const part of ["action", "output"]) {
+    for await (const path of walk(`${root}/${part}`)) {
+      if (isTempName(path) && await removeTempIfStale(path, cutoff)) removed++;
+    }
+  }
+  return removed;
+}
+
+/** What {@linkcode trimToSize} removed. */
+export interface TrimResult {
+  /** Outputs removed (oldest first). */
+  outputs: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Action records naming a removed output. */
+  actions: number;
+  /** Stale temporary files. */
+  temps: number;
+}
+
+/**
+ * Keeps a cache directory's outputs under `maxBytes` by removing the least recently used (oldest
+ * mtime: a hit refreshes it) and the action records that name them. Files used within `graceMs`
+ * are kept even over the cap: a go command still running may be reading them.
+ *
+ * @param root The cache directory.
+ * @param options The cap and the grace period.
+ * @returns What was removed.
+ */
+export async function trimToSize(
+  root: string,
+  options: { maxBytes: number; graceMs: number },
+): Promise<TrimResult> {
+  const result: TrimResult = { outputs: 0, bytes: 0, actions: 0, temps: 0 };
+  const tempCutoff = Date.now() - TEMP_MAX_AGE_MS;
+  const outputs: { path: string; size: number; mtime: number }[] = [];
+  let total = 0;
+  for await (const path of walk(`${root}/output`)) {
+    if (isTempName(path)) {
+      if (await removeTempIfStale(path, tempCutoff)) result.temps++;
+      continue;
+    }
+    const info = await statOrUndefined(path);
+    if (!info) continue;
+    outputs.push({ path, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+    total += info.size;
+  }
+  const removed = new Set<string>();
+  if (total > options.maxBytes) {
+    const graceCutoff = Date.now() - options.graceMs;
+    outputs.sort((a, b) => a.mtime - b.mtime);
+    for (const output of outputs) {
+      if (total <= options.maxBytes || output.mtime >= graceCutoff) break;
+      if (!await removeQuietly(output.path)) continue;
+      total -= output.size;
+      result.outputs++;
+      result.bytes += output.size;
+      removed.add(output.path.slice(output.path.lastIndexOf("/") + 1));
+    }
+  }
+  for await (const path of walk(`${root}/action`)) {
+    if (isTempName(path)) {
+      if (await removeTempIfStale(path, tempCutoff)) result.temps++;
+    } else if (removed.size > 0) {
+      const text = await Deno.readTextFile(path).catch(() => "");
+      if (removed.has(text.split(" ")[0]!) && await removeQuietly(path)) result.actions++;
+    }
+  }
+  return result;
+}
+
+/** Errors that came from a streamed body rather than the disk: never a reason to fall back. */
+const bodyErrors = new WeakSet<object>();
+
+/** Whether an error came from a streamed body (or its length) rather than the filesystem. */
+export function isBodyError(error: unknown): boolean {
+  return typeof error === "object" && error !== null && bodyErrors.has(error);
+}
+
+/** Writes a stream of exactly `size` bytes to `path`; `progress.started` once it is read. */
+export async function writeStream(
+  path: string,
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  progress: { started: boolean },
+): Promise<void> {
+  const file = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o644 });
+  let written = 0;
+  try {
+    for await (const chunk of read(body, progress)) {
+      written += chunk.length;
+      if (written > size) {
+        throw bodyError(new RangeError(`Cannot store output: more than ${size} bytes`));
+      }
+      let offset = 0;
+      while (offset < chunk.length) offset += await file.write(chunk.subarray(offset));
+    }
+  } finally {
+    file.close();
+  }
+  if (written !== size) {
+    throw bodyError(new RangeError(`Cannot store output: got ${written} bytes, expected ${size}`));
+  }
+}
+
+/** The chunks of `body`, with its own errors marked as not the disk's. */
+async function* read(
+  body: ReadableStream<Uint8Array>,
+  progress: { started: boolean },
+): AsyncGenerator<Uint8Array> {
+  progress.started = true;
+  try {
+    yield* body;
+  } catch (error) {
+    throw bodyError(error);
+  }
+}
+
+function bodyError(error: unknown): unknown {
+  if (typeof error === "object" && error !== null) bodyErrors.add(error);
+  return error;
+}
+
+/** An OS error's text without the code and the path Deno appends. */
+export function reason(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/ \(os error \d+\).*$/s, "");
+}
