@@ -11,7 +11,8 @@ import type { LocalCache } from "../cache/local.ts";
 import { AwsObjectStore, TieredCache } from "../cache/s3/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
-import { type Config, DEBUG_S3 } from "./config.ts";
+import { DEBUG_S3 } from "../log/mod.ts";
+import type { Config } from "./config.ts";
 import type { CacheStack } from "./stack.ts";
 
 /**
@@ -41,6 +42,10 @@ export function openS3Stack(
   const handler = new TieredCache(local, store, {
     minUploadSize: config.minUploadSize,
     uploadConcurrency: config.s3Concurrency,
+    // Direct mode starts a process per go command: what one learns about a failing bucket is
+    // shared through the cache directory, so the next one does not pay the same deadlines.
+    breakerFile: `${local.root}/s3-breaker`,
+    breakerScope: `${config.endpoint || "aws"} ${config.bucket}`,
     log,
     metrics,
   });
@@ -86,6 +91,7 @@ function describe(metrics: Metrics): void {
     "s3_get_skipped": "Remote lookups not made because the S3 tier was paused or disabled",
     "s3_get_collapsed": "Gets that joined a lookup of the same action already in flight",
     "s3_corrupt": "Remote entries rejected: malformed action record or SHA-256 mismatch",
+    "s3_too_slow": "Remote downloads given up on: slower than the throughput floor (1 MiB/s)",
     "s3_bytes_down": "Output bytes fetched from S3",
     "s3_bytes_up": "Bytes uploaded to S3 (objects and action records)",
     "s3_wait_ms": "Milliseconds gets spent waiting on S3",
@@ -97,6 +103,7 @@ function describe(metrics: Metrics): void {
     "uploads_resumed": "Uploads an earlier session left undone, queued again",
     "s3_breaker_trips": "Times the S3 circuit breaker opened",
     "s3_breaker_open": "1 while the S3 tier is paused or disabled",
+    "s3_breaker_shared": "1 when the session found the S3 tier paused by an earlier session",
     "s3_request_seconds": "Latency of S3 requests",
     "s3_uncaught": "Stray errors from the S3 client contained instead of ending the process",
   };

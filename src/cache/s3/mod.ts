@@ -21,6 +21,10 @@
  * is then written to the local tier (object, then action record with the recorded time as its
  * mtime), which is the path go is handed.
  *
+ * In the local cache directory the tier keeps `s3-pending/` (one empty file per action whose
+ * upload is still owed, sent by a later session) and `s3-breaker` (the circuit breaker's state,
+ * shared between processes; see `breaker.ts`).
+ *
  * @example
  * ```ts ignore
  * import { AwsObjectStore, TieredCache } from "./mod.ts";
@@ -36,3 +40,6 @@
 export * from "./object_store.ts";
 export * from "./aws_store.ts";
 export * from "./tiered.ts";
+export { actionKey, outputKey, parseActionRecord } from "./layout.ts";
+export * from "./breaker.ts";
+export { TooSlowError } from "./_throughput.ts";

@@ -1,7 +1,9 @@
 /**
  * The two-tier cache: the local directory first, an S3 bucket behind it. The remote tier can
  * only ever turn a miss into a hit: any remote failure is a miss plus a counted event, never an
- * error reply, and a circuit breaker stops asking a bucket that keeps failing.
+ * error reply; a download slower than the throughput floor is given up on; and a circuit breaker
+ * (`breaker.ts`, its state optionally shared between processes) stops asking a bucket that keeps
+ * failing.
  *
  * @module
  */
@@ -10,8 +12,10 @@ import type { ActionRecord, LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../../protocol/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
-import { StoreError, type StoreErrorKind } from "./aws_store.ts";
+import { CircuitBreaker } from "./breaker.ts";
 import { AbortOnStream, CorruptError, fileBody, readSmall, VerifyStream } from "./_streams.ts";
+import { ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
+import { actionKey, HEX_ID, outputKey, parseActionRecord } from "./layout.ts";
 
 /** Counters and histograms the tiered cache reports (a subset of `Metrics`). */
 export interface TieredMetrics {
@@ -34,8 +38,21 @@ export interface TieredCacheOptions {
    * @default {10000}
    */
   getTimeoutMs?: number;
-  /** How long `close()` waits for pending uploads, in ms. @default {60000} */
+  /**
+   * How long `close()` waits for pending uploads, in ms. It does not wait for uploads the breaker
+   * has stopped: those are recorded under `s3-pending/` at once.
+   * @default {60000}
+   */
   closeTimeoutMs?: number;
+  /**
+   * The floor of a remote object's download rate, in bytes per second: below it (after
+   * `slowGraceMs`) the download is given up on, counted in `s3_too_slow` and toward the breaker,
+   * and go compiles the output instead. 0 turns the floor off.
+   * @default {1048576}
+   */
+  minDownloadRate?: number;
+  /** How long a download runs before its rate is judged, in ms. @default {1500} */
+  slowGraceMs?: number;
   /**
    * Consecutive remote failures that open the circuit breaker. A refused connection opens it at
    * once, and missed deadlines after two.
@@ -44,13 +61,20 @@ export interface TieredCacheOptions {
   breakerThreshold?: number;
   /** How long the breaker stays open before one request may try again, in ms. @default {30000} */
   breakerCooldownMs?: number;
+  /**
+   * A file sharing the breaker's state with other processes on the same cache directory (see
+   * `breaker.ts`), such as `<cache-dir>/s3-breaker`; read before the first remote call.
+   * @default not shared
+   */
+  breakerFile?: string;
+  /** What the shared state is about (endpoint and bucket). @default {""} */
+  breakerScope?: string;
   /** Where problems (warn) and lifecycle events (info) go. @default silent */
   log?: Logger;
   /** Counters. @default not counted */
   metrics?: TieredMetrics;
 }
 
-const HEX_ID = /^[0-9a-f]{64}$/;
 /** Directory in the cache dir naming actions whose upload is still owed. */
 const PENDING_DIR = "s3-pending";
 /** Remote objects up to this size are read whole before they are written locally. */
@@ -90,20 +114,22 @@ export class TieredCache implements CacheHandler {
   /** The local tier. */
   readonly local: LocalCache;
   #store: ObjectStore;
-  #options: Required<Omit<TieredCacheOptions, "log" | "metrics">>;
+  #options: Required<
+    Omit<
+      TieredCacheOptions,
+      "log" | "metrics" | "breakerThreshold" | "breakerCooldownMs" | "breakerFile" | "breakerScope"
+    >
+  >;
   #log?: Logger;
   #metrics?: TieredMetrics;
   #inflight = new Map<string, Promise<CacheHit | undefined>>();
   #queue: Upload[] = [];
   #active = new Set<Upload>();
   #idle: (() => void)[] = [];
-  #failures = 0;
-  #openUntil = 0;
-  #probing = false;
-  #disabled = false;
-  #warnedBreaker = false;
-  /** Aborted when the breaker opens, cutting short lookups still waiting on S3. */
-  #trip = new AbortController();
+  #breaker: CircuitBreaker;
+  /** Corrupt remote entries seen; only the first is a warning. */
+  #corrupt = 0;
+  #closed = false;
 
   /**
    * @param local The local tier; it answers first and holds every remote hit.
@@ -124,10 +150,18 @@ export class TieredCache implements CacheHandler {
       uploadTimeoutMs: options.uploadTimeoutMs ?? 60_000,
       getTimeoutMs: options.getTimeoutMs ?? 10_000,
       closeTimeoutMs: options.closeTimeoutMs ?? 60_000,
-      breakerThreshold: Math.max(1, options.breakerThreshold ?? 5),
-      breakerCooldownMs: options.breakerCooldownMs ?? 30_000,
+      minDownloadRate: options.minDownloadRate ?? 1 << 20,
+      slowGraceMs: options.slowGraceMs ?? 1_500,
     };
-    this.#metrics?.set("s3_breaker_open", 0);
+    this.#breaker = new CircuitBreaker({
+      threshold: options.breakerThreshold,
+      cooldownMs: options.breakerCooldownMs,
+      stateFile: options.breakerFile,
+      scope: options.breakerScope,
+      probeMs: this.#options.getTimeoutMs,
+      log: options.log,
+      metrics: options.metrics,
+    });
   }
 
   /** Uploads queued or running. */
@@ -175,10 +209,20 @@ export class TieredCache implements CacheHandler {
   }
 
   /**
-   * Waits for pending uploads, at most `closeTimeoutMs`; what is left is counted in
-   * `uploads_left` and logged.
+   * Waits for pending uploads, at most `closeTimeoutMs` (uploads the breaker stopped end at once,
+   * recorded as owed); what is left is counted in `uploads_left` and logged. Then writes the
+   * breaker's shared state, if any.
    */
   async close(): Promise<void> {
+    await this.#drainUploads();
+    if (!this.#closed && this.#corrupt > 1) {
+      this.#log?.info(`ignored ${this.#corrupt} corrupt S3 entries this session (see s3_corrupt)`);
+    }
+    this.#closed = true;
+    await this.#breaker.flush();
+  }
+
+  async #drainUploads(): Promise<void> {
     if (this.pendingUploads === 0) return;
     const started = performance.now();
     this.#log?.info(`waiting for ${this.pendingUploads} uploads`);
@@ -221,6 +265,9 @@ export class TieredCache implements CacheHandler {
     } catch {
       return 0;
     }
+    if (names.length === 0) return 0;
+    await this.#breaker.ready();
+    if (this.#breaker.paused) return 0; // still owed; a later session sends them
     let queued = 0;
     for (const actionId of names) {
       const record = await this.local.readAction(actionId);
@@ -241,15 +288,16 @@ export class TieredCache implements CacheHandler {
   }
 
   async #fetch(actionId: string): Promise<CacheHit | undefined> {
-    if (!this.#remoteAllowed()) {
+    await this.#breaker.ready();
+    if (!this.#breaker.allow()) {
       this.#metrics?.add("s3_get_skipped");
       return undefined;
     }
     const started = performance.now();
-    const trip = this.#trip.signal;
+    const trip = this.#breaker.signal;
     try {
       const hit = await this.#fetchRemote(actionId, trip);
-      this.#succeeded();
+      this.#breaker.succeeded();
       if (hit) {
         this.#metrics?.add("s3_get_hits");
         this.#metrics?.add("s3_bytes_down", hit.size);
@@ -259,13 +307,18 @@ export class TieredCache implements CacheHandler {
       return hit;
     } catch (error) {
       if (error instanceof CorruptError) {
-        this.#succeeded();
+        this.#breaker.succeeded();
         this.#metrics?.add("s3_corrupt");
-        this.#log?.warn(error.message);
+        if (++this.#corrupt === 1) {
+          this.#log?.warn(`${error.message}; further corrupt S3 entries are only counted`);
+        } else {
+          this.#log?.info(error.message);
+        }
         return undefined;
       }
-      this.#metrics?.add("s3_get_errors");
-      if (!trip.aborted) this.#failed(error); // else cut short by the breaker: not new evidence
+      this.#metrics?.add(error instanceof TooSlowError ? "s3_too_slow" : "s3_get_errors");
+      // Cut short by the breaker: not new evidence.
+      if (!trip.aborted) this.#breaker.failed(error, performance.now() - started);
       return undefined;
     } finally {
       this.#metrics?.add("s3_wait_ms", Math.round(performance.now() - started));
@@ -296,8 +349,15 @@ export class TieredCache implements CacheHandler {
     );
     const time = new Date(Number(nanos / 1_000_000n));
     const verified = object.body
+      .pipeThrough(
+        new ThroughputFloorStream(object.size, {
+          minBytesPerSecond: this.#options.minDownloadRate,
+          graceMs: this.#options.slowGraceMs,
+          key: outputKey(outputId),
+        }),
+      )
       .pipeThrough(new VerifyStream(outputId, object.size, outputKey(outputId)))
-      .pipeThrough(new AbortOnStream(bodyDeadline));
+      .pipeThrough(new AbortOnStream(AbortSignal.any([bodyDeadline, trip])));
     // Most outputs are small: take them whole (verified) and let the local tier write them with
     // its cheap synchronous path; stream the large ones to disk.
     const body = object.size <= SMALL_OBJECT ? await new Response(verified).bytes() : verified;
@@ -331,15 +391,26 @@ export class TieredCache implements CacheHandler {
 
   async #upload(upload: Upload): Promise<void> {
     const { actionId, outputId, size, diskPath, time } = upload;
-    if (!this.#remoteAllowed()) {
+    await this.#breaker.ready();
+    if (!this.#breaker.allow()) {
       this.#metrics?.add("uploads_failed");
       this.#log?.info(`not uploading ${actionId}: S3 tier paused or disabled`);
       await this.#remember(upload);
       return;
     }
-    const signal = AbortSignal.timeout(this.#options.uploadTimeoutMs);
+    const started = performance.now();
+    // The breaker opening cuts uploads short too: close() must not wait on a bucket that failed.
+    const trip = this.#breaker.signal;
+    const signal = AbortSignal.any([AbortSignal.timeout(this.#options.uploadTimeoutMs), trip]);
+    // The HEAD is a lookup: it gets a lookup's deadline, so a black-holed bucket costs that.
+    const headSignal = AbortSignal.any([
+      signal,
+      AbortSignal.timeout(Math.min(this.#options.getTimeoutMs, this.#options.uploadTimeoutMs)),
+    ]);
     try {
-      if (await this.#store.has(outputKey(outputId), { signal })) {
+      const present = await this.#store.has(outputKey(outputId), { signal: headSignal });
+      this.#breaker.succeeded();
+      if (present) {
         this.#metrics?.add("uploads_skipped");
       } else {
         const body = await fileBody(diskPath, size);
@@ -355,18 +426,18 @@ export class TieredCache implements CacheHandler {
       await this.#store.put(actionKey(actionId), record, { size: record.length, signal });
       this.#metrics?.add("s3_bytes_up", record.length);
       this.#metrics?.add("uploads_done");
-      this.#succeeded();
+      this.#breaker.succeeded();
       if (upload.resumed) await this.#forget(actionId);
     } catch (error) {
       this.#metrics?.add("uploads_failed");
       if (error instanceof Deno.errors.NotFound) {
         // go moved the file away (`go build -o` outside $GOCACHE): nothing left to upload.
         this.#log?.info(`not uploading ${outputId}: local file is gone`);
-        this.#probing = false;
+        this.#breaker.cancelProbe();
         if (upload.resumed) await this.#forget(actionId);
         return;
       }
-      this.#failed(error);
+      if (!trip.aborted) this.#breaker.failed(error, performance.now() - started);
       await this.#remember(upload);
     }
   }
@@ -387,94 +458,4 @@ export class TieredCache implements CacheHandler {
   async #forget(actionId: string): Promise<void> {
     await Deno.remove(`${this.local.root}/${PENDING_DIR}/${actionId}`).catch(() => {});
   }
-
-  /** Aborts the lookups in flight: they wait on the S3 that just failed. */
-  #cutShort(): void {
-    this.#trip.abort(new StoreError("S3 tier paused", "timeout"));
-    this.#trip = new AbortController();
-  }
-
-  /** Whether a remote call may be made now; half-opens the breaker after its cool-down. */
-  #remoteAllowed(): boolean {
-    if (this.#disabled) return false;
-    if (this.#openUntil === 0) return true;
-    if (Date.now() < this.#openUntil || this.#probing) return false;
-    this.#probing = true; // one request tries; its outcome closes or re-opens the breaker
-    return true;
-  }
-
-  #succeeded(): void {
-    this.#failures = 0;
-    if (this.#openUntil !== 0) {
-      this.#openUntil = 0;
-      this.#probing = false;
-      this.#metrics?.set("s3_breaker_open", 0);
-      this.#log?.info("S3 answers again: breaker closed");
-    }
-  }
-
-  #failed(error: unknown): void {
-    const kind: StoreErrorKind = error instanceof StoreError ? error.kind : "other";
-    const text = error instanceof Error ? error.message : String(error);
-    this.#failures++;
-    this.#log?.info(`S3 failure ${this.#failures} (${kind}): ${text}`);
-    if (kind === "config") {
-      if (this.#disabled) return;
-      this.#disabled = true;
-      this.#metrics?.add("s3_breaker_trips");
-      this.#cutShort();
-      this.#metrics?.set("s3_breaker_open", 1);
-      this.#log?.warn(`S3 tier disabled: ${text}; serving the local tier only`);
-      return;
-    }
-    const wasOpen = this.#openUntil !== 0;
-    // A refused connection opens the breaker at once, and stalls (each costing a full deadline)
-    // after two: waiting on them is what would slow the build.
-    const threshold = kind === "unreachable"
-      ? 1
-      : kind === "timeout"
-      ? Math.min(2, this.#options.breakerThreshold)
-      : this.#options.breakerThreshold;
-    if (!wasOpen && this.#failures < threshold) return;
-    this.#openUntil = Date.now() + this.#options.breakerCooldownMs;
-    this.#probing = false;
-    if (wasOpen) return; // a failed probe: stay open for another cool-down
-    this.#metrics?.add("s3_breaker_trips");
-    this.#cutShort();
-    this.#metrics?.set("s3_breaker_open", 1);
-    const line = `S3 tier paused for ${Math.round(this.#options.breakerCooldownMs / 1000)}s ` +
-      `after ${this.#failures} consecutive failure${this.#failures === 1 ? "" : "s"}: ${text}; ` +
-      `serving the local tier`;
-    if (this.#warnedBreaker) {
-      this.#log?.info(line);
-    } else {
-      this.#warnedBreaker = true;
-      this.#log?.warn(line);
-    }
-  }
-}
-
-/** The key of an action record, relative to the prefix. */
-export function actionKey(actionId: string): string {
-  return `action/${actionId.slice(0, 2)}/${actionId}`;
-}
-
-/** The key of an output object, relative to the prefix. */
-export function outputKey(outputId: string): string {
-  return `output/${outputId.slice(0, 2)}/${outputId}`;
-}
-
-/**
- * Parses an action record, `"<outputHex> <unixNanos>"` (any whitespace between, as Go's
- * `strings.Fields` splits it).
- *
- * @param text The record.
- * @returns The output id and put time, or `undefined` when malformed.
- */
-export function parseActionRecord(text: string): { outputId: string; nanos: bigint } | undefined {
-  const fields = text.trim().split(/\s+/);
-  if (fields.length !== 2) return undefined;
-  const [outputId, nanosText] = fields as [string, string];
-  if (!HEX_ID.test(outputId) || !/^-?\d{1,19}$/.test(nanosText)) return undefined;
-  return { outputId, nanos: BigInt(nanosText) };
 }

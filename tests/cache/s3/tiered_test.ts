@@ -1,6 +1,6 @@
 /**
- * TieredCache against an in-memory bucket: hits, misses, corrupt entries, the breaker,
- * collapsed lookups, the upload policy and close().
+ * TieredCache against an in-memory bucket: hits, misses, corrupt entries, the throughput floor,
+ * the breaker, collapsed lookups, the upload policy and close().
  */
 import assert from "node:assert/strict";
 import { LocalCache } from "../../../src/cache/local.ts";
@@ -15,6 +15,7 @@ import {
   TieredCache,
   type TieredCacheOptions,
 } from "../../../src/cache/s3/mod.ts";
+import { ThroughputFloorStream, TooSlowError } from "../../../src/cache/s3/_throughput.ts";
 import type { Logger } from "../../../src/log/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 
@@ -25,15 +26,53 @@ async function sha256(bytes: Uint8Array): Promise<string> {
     .toHex();
 }
 
+/** `size` bytes that differ from call to call. */
+function noise(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
+  return bytes;
+}
+
 function id(n: number): string {
   return n.toString(16).padStart(2, "0").repeat(32);
 }
 
-/** A store whose calls can be made to fail, stall or be counted. */
+/**
+ * A body that arrives at `bytesPerSecond`, in 16 KiB chunks; cancelling it stops its timer.
+ */
+function paced(bytes: Uint8Array, bytesPerSecond: number): ReadableStream<Uint8Array> {
+  const chunk = 16 << 10;
+  let offset = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let wake: (() => void) | undefined;
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const n = Math.min(chunk, bytes.length - offset);
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, (n / bytesPerSecond) * 1000);
+      });
+      if (cancelled) return;
+      controller.enqueue(bytes.slice(offset, offset + n));
+      offset += n;
+      if (offset >= bytes.length) controller.close();
+    },
+    cancel() {
+      cancelled = true;
+      clearTimeout(timer);
+      wake?.();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** A store whose calls can be made to fail, stall, crawl or be counted. */
 class TestStore extends MemoryObjectStore {
   calls: string[] = [];
   fail?: StoreError;
   delayMs = 0;
+  /** Objects' bodies arrive at this many bytes per second (action records at once). */
+  bodyRate = 0;
 
   async #before(op: string, key: string, options?: StoreCallOptions): Promise<void> {
     this.calls.push(`${op} ${key}`);
@@ -51,7 +90,10 @@ class TestStore extends MemoryObjectStore {
 
   override async get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
     await this.#before("GET", key, options);
-    return super.get(key, options);
+    const object = await super.get(key, options);
+    if (!object || !this.bodyRate || !key.startsWith("output/")) return object;
+    await object.body.cancel();
+    return { size: object.size, body: paced(this.objects.get(key)!, this.bodyRate) };
   }
 
   override async has(key: string, options?: StoreCallOptions): Promise<boolean> {
@@ -69,9 +111,16 @@ class TestStore extends MemoryObjectStore {
   }
 }
 
-function recordingLogger(): Logger & { warnings: string[] } {
+function recordingLogger(): Logger & { warnings: string[]; infos: string[] } {
   const warnings: string[] = [];
-  return { warnings, info() {}, warn: (line) => void warnings.push(line), trace: () => undefined };
+  const infos: string[] = [];
+  return {
+    warnings,
+    infos,
+    info: (line) => void infos.push(line),
+    warn: (line) => void warnings.push(line),
+    trace: () => undefined,
+  };
 }
 
 async function setup(options: TieredCacheOptions = {}) {
@@ -173,6 +222,106 @@ Deno.test("TieredCache.get() treats a malformed action record as corrupt", async
   t.store.objects.set(actionKey(id(6)), encoder.encode("not a record"));
   assert.equal(await t.cache.get(id(6)), undefined);
   assert.equal(t.metrics.get("s3_corrupt"), 1);
+});
+
+Deno.test("TieredCache.get() warns about the first corrupt entry of a session and counts the rest", async () => {
+  await using t = await setup();
+  for (let n = 100; n < 110; n++) {
+    t.store.objects.set(actionKey(id(n)), encoder.encode(`not a record ${n}`));
+  }
+  const outputId = await seed(t.store, id(110), encoder.encode("real"), 1n);
+  t.store.objects.set(outputKey(outputId), encoder.encode("fake"));
+  for (let n = 100; n <= 110; n++) assert.equal(await t.cache.get(id(n)), undefined);
+  await t.cache.close();
+  assert.equal(t.metrics.get("s3_corrupt"), 11, "every one is counted");
+  assert.equal(t.log.warnings.length, 1, t.log.warnings.join("\n"));
+  assert.match(t.log.warnings[0]!, /^Ignoring S3 action record "action\/64\/.*malformed/);
+  assert.match(t.log.warnings[0]!, /further corrupt S3 entries are only counted/);
+  // With -v each is still shown, and close sums them up in one line.
+  assert.equal(t.log.infos.filter((l) => l.startsWith("Ignoring S3 ")).length, 10);
+  assert.ok(t.log.infos.includes("ignored 11 corrupt S3 entries this session (see s3_corrupt)"));
+});
+
+Deno.test("TieredCache.get() gives up on a download below the throughput floor: a counted miss", async () => {
+  await using t = await setup({ slowGraceMs: 200 });
+  const body = noise(1 << 20);
+  const outputId = await seed(t.store, id(120), body, 1n);
+  t.store.bodyRate = 128 << 10; // 128 KiB/s: 8 s for the object, longer than compiling it
+  const started = performance.now();
+  assert.equal(await t.cache.get(id(120)), undefined);
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed < 1_500, `gave up after ${elapsed.toFixed(0)}ms`);
+  assert.equal(t.metrics.get("s3_too_slow"), 1);
+  assert.equal(t.metrics.get("s3_get_errors"), 0);
+  assert.equal(t.metrics.get("s3_breaker_open"), 0, "one slow object does not pause S3");
+  await assert.rejects(Deno.stat(t.local.outputPath(outputId)), Deno.errors.NotFound);
+  assert.equal(await t.local.readAction(id(120)), undefined);
+  const shard = `${t.dir}/output/${outputId.slice(0, 2)}`;
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(shard)).catch(() => []), []);
+});
+
+Deno.test("TieredCache.get() never gives up on small objects, nor on fast ones", async () => {
+  await using t = await setup({ slowGraceMs: 200 });
+  // 48 KiB at 64 KiB/s: slow, but small objects are judged by their deadline only.
+  const small = noise(48 << 10);
+  const smallId = await seed(t.store, id(121), small, 1n);
+  t.store.bodyRate = 64 << 10;
+  assert.equal((await t.cache.get(id(121)))?.outputId, smallId);
+  // 4 MiB at 64 MiB/s: far above the floor.
+  const fast = noise(4 << 20);
+  const fastId = await seed(t.store, id(122), fast, 1n);
+  t.store.bodyRate = 64 << 20;
+  assert.equal((await t.cache.get(id(122)))?.outputId, fastId);
+  assert.equal(t.metrics.get("s3_too_slow"), 0);
+  assert.equal(t.metrics.get("s3_get_hits"), 2);
+});
+
+Deno.test("ThroughputFloorStream keeps a slow body that is about to finish, not one far from it", async () => {
+  const floor = { minBytesPerSecond: 1 << 20, graceMs: 200, key: "output/ab/ab", checkEveryMs: 50 };
+  // 160 KiB at once, then nothing for 400 ms: below 1 MiB/s once the grace period is over.
+  async function feed(size: number): Promise<unknown> {
+    const stream = new ThroughputFloorStream(size, floor);
+    const writer = stream.writable.getWriter();
+    const read = new Response(stream.readable).bytes().then(() => undefined, (error) => error);
+    const rest = async () => {
+      await writer.write(new Uint8Array(160 << 10));
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      await writer.write(new Uint8Array(size - (160 << 10)));
+      await writer.close();
+    };
+    await rest().catch(() => {});
+    return await read;
+  }
+  // 32 KiB left at that rate is 0.1 s away: kept.
+  assert.equal(await feed(192 << 10), undefined);
+  // 864 KiB left is seconds away: given up on.
+  const error = await feed(1 << 20);
+  assert.ok(error instanceof TooSlowError, String(error));
+  assert.match(
+    error.message,
+    /^Giving up on S3 object "output\/ab\/ab": \d+ KiB\/s .*below the floor of 1024 KiB\/s$/,
+  );
+});
+
+Deno.test("TieredCache: repeated slowness opens the breaker, which cuts the other downloads short", async () => {
+  await using t = await setup({ slowGraceMs: 200 });
+  const ids = [130, 131, 132];
+  for (const n of ids) {
+    await seed(t.store, id(n), noise(2 << 20), 1n);
+  }
+  t.store.bodyRate = 64 << 10;
+  const started = performance.now();
+  const results = await Promise.all(ids.map((n) => t.cache.get(id(n))));
+  assert.deepEqual(results, [undefined, undefined, undefined]);
+  assert.ok(performance.now() - started < 1_500);
+  assert.ok(t.metrics.get("s3_too_slow") >= 2);
+  assert.equal(t.metrics.get("s3_breaker_trips"), 1);
+  assert.equal(t.log.warnings.length, 1);
+  assert.match(t.log.warnings[0]!, /S3 tier paused .*Giving up on S3 object .*below the floor/);
+  // Paused: the next lookup is not even tried.
+  const calls = t.store.calls.length;
+  assert.equal(await t.cache.get(id(133)), undefined);
+  assert.equal(t.store.calls.length, calls);
 });
 
 Deno.test("TieredCache.get() collapses concurrent lookups of the same action", async () => {

@@ -1,0 +1,88 @@
+/**
+ * The throughput floor of remote downloads: a body arriving slower than the floor is given up
+ * on, since compiling the output again would be faster than waiting for it.
+ *
+ * @module
+ */
+
+/** A download given up on because it arrived below the throughput floor. */
+export class TooSlowError extends Error {
+  override name = "TooSlowError";
+}
+
+/** Options for {@linkcode ThroughputFloorStream}. */
+export interface ThroughputFloorOptions {
+  /** Bytes per second the body must average; 0 turns the floor off. */
+  minBytesPerSecond: number;
+  /** Time before the rate is judged, in ms (covers connection warm-up and slow start). */
+  graceMs: number;
+  /** The object's key, for the message. */
+  key: string;
+  /** How often the rate is checked, in ms. @default {250} */
+  checkEveryMs?: number;
+}
+
+/** Bodies of at most this many bytes are judged by their deadline only. */
+export const FLOOR_MIN_SIZE = 1 << 16;
+
+/**
+ * Passes a body through, erroring it with a {@linkcode TooSlowError} when, once the grace period
+ * is over, its average rate since the stream started is below the floor and the rest would not
+ * arrive within another grace period at that rate. Bodies of {@linkcode FLOOR_MIN_SIZE} bytes or
+ * less pass unchecked.
+ */
+export class ThroughputFloorStream extends TransformStream<Uint8Array, Uint8Array> {
+  /**
+   * @param size The body's announced size.
+   * @param options Floor, grace period and key.
+   */
+  constructor(size: number, options: ThroughputFloorOptions) {
+    const { minBytesPerSecond: floor, graceMs, key } = options;
+    let seen = 0;
+    let started = 0;
+    let timer: ReturnType<typeof setInterval> | undefined;
+    const stop = () => {
+      clearInterval(timer);
+      timer = undefined;
+    };
+    const verdict = (): TooSlowError | undefined => {
+      const elapsedMs = performance.now() - started;
+      const left = size - seen;
+      if (elapsedMs < graceMs || left <= 0) return undefined;
+      const rate = seen / (elapsedMs / 1000);
+      if (rate >= floor) return undefined;
+      if (rate > 0 && (left / rate) * 1000 <= graceMs) return undefined; // nearly there
+      return new TooSlowError(
+        `Giving up on S3 object ${JSON.stringify(key)}: ${kib(rate)} KiB/s over ` +
+          `${(elapsedMs / 1000).toFixed(1)}s (${seen} of ${size} bytes), below the floor of ` +
+          `${kib(floor)} KiB/s`,
+      );
+    };
+    super({
+      start(controller) {
+        started = performance.now();
+        if (floor <= 0 || size <= FLOOR_MIN_SIZE) return;
+        timer = setInterval(() => {
+          const error = verdict();
+          if (!error) return;
+          stop();
+          controller.error(error);
+        }, options.checkEveryMs ?? 250);
+      },
+      transform(chunk, controller) {
+        seen += chunk.length;
+        controller.enqueue(chunk);
+      },
+      flush() {
+        stop();
+      },
+      cancel() {
+        stop();
+      },
+    });
+  }
+}
+
+function kib(bytesPerSecond: number): string {
+  return (bytesPerSecond / 1024).toFixed(0);
+}
