@@ -38,9 +38,9 @@ export async function main(args: string[]): Promise<number> {
       return await runDirect(config, log);
     }
     case "serve":
-      return await (await import("./src/server/mod.ts")).runServe(config, log);
+      return await (await import("./src/cli/serve.ts")).runServe(config, log);
     case "connect":
-      return await (await import("./src/server/mod.ts")).runConnect(config, log);
+      return await (await import("./src/cli/connect.ts")).runConnect(config, log);
     case "help":
     case "version": {
       const { printHelp } = await import("./src/cli/help.ts");

@@ -216,13 +216,6 @@ export interface Config {
   };
 }
 
-/** Debug mask bits. */
-export const DEBUG_BUILD_CACHE = 1;
-/** Debug mask bit for the module proxy. */
-export const DEBUG_MODPROXY = 2;
-/** Debug mask bit for S3 calls. */
-export const DEBUG_S3 = 4;
-
 const SUBCOMMANDS: readonly string[] = ["serve", "connect", "help", "version"];
 
 /**

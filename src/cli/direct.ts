@@ -7,7 +7,7 @@
 import type { Logger } from "../log/mod.ts";
 import { Metrics } from "../metrics/mod.ts";
 import { serve } from "../protocol/mod.ts";
-import { DEBUG_BUILD_CACHE } from "./config.ts";
+import { DEBUG_BUILD_CACHE } from "../log/mod.ts";
 import type { Config } from "./config.ts";
 import { openCacheStack, pruneIfDue } from "./stack.ts";
 

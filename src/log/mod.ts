@@ -5,6 +5,13 @@
  * @module
  */
 
+/** `--debug` bit: one trace line per build-cache request. */
+export const DEBUG_BUILD_CACHE = 1;
+/** `--debug` bit: one trace line per module-proxy request. */
+export const DEBUG_MODPROXY = 2;
+/** `--debug` bit: one trace line per S3 call. */
+export const DEBUG_S3 = 4;
+
 /** Where components send lines; each method may be a no-op. */
 export interface Logger {
   /** Lifecycle events, shown with `-v`. */

@@ -7,7 +7,7 @@
  */
 
 import type { ObjectStore } from "../cache/s3/object_store.ts";
-import { type Logger, SILENT } from "../log/mod.ts";
+import { DEBUG_MODPROXY, type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import {
   checkModuleZip,
@@ -147,7 +147,7 @@ class ProxyHandler implements ModuleProxy {
 
   constructor(options: ModuleProxyOptions) {
     this.#log = options.log ?? SILENT;
-    this.#trace = this.#log.trace(2);
+    this.#trace = this.#log.trace(DEBUG_MODPROXY);
     this.#metrics = options.metrics;
     this.#fetch = options.fetch;
     this.#list = parseProxyList(options.upstream);

@@ -16,6 +16,7 @@ import {
   ProtocolError,
   type WireResponse,
 } from "./wire.ts";
+import { errorMessage } from "../util/mod.ts";
 
 /** A cache hit as a handler reports it. */
 export interface CacheHit {
@@ -310,7 +311,7 @@ class Session {
       this.#metrics?.add(request.command === "put" ? "put_errors" : "get_errors");
       response = {
         ID: request.id,
-        Err: `${request.command} ${request.actionId}: ${message(error)}`,
+        Err: `${request.command} ${request.actionId}: ${errorMessage(error)}`,
       };
     }
     trace?.(
@@ -330,7 +331,7 @@ class Session {
       this.#trace?.(`E CLOSE R:${request.id}`);
     } catch (error) {
       // A close Err makes go fail a build that succeeded ("failed to trim cache"); log instead.
-      this.#trace?.(`E CLOSE R:${request.id} err=${JSON.stringify(message(error))}`);
+      this.#trace?.(`E CLOSE R:${request.id} err=${JSON.stringify(errorMessage(error))}`);
     }
     this.#replies.write({ ID: request.id });
   }
@@ -467,8 +468,4 @@ class ReplyWriter {
     if (this.#state === "broken") return; // an aborted writer stays locked; nothing uses it
     this.#writer.releaseLock();
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,18 +1,18 @@
 /**
- * `connect PORT|PATH`: what go runs as GOCACHEPROG in server mode. It copies go's requests to the
- * server and the server's replies back, byte for byte, each chunk as soon as it arrives.
+ * The bridge behind `connect PORT|PATH` (what go runs as GOCACHEPROG in server mode): it copies
+ * go's requests to the server and the server's replies back, byte for byte, each chunk as soon
+ * as it arrives.
  *
  * While copying it notes which requests are still unanswered (their bytes are kept until the
  * reply passes) and forwards replies only in whole lines. So when the server cannot be reached,
  * or goes away mid-build, this process answers the rest itself from the local tier: unanswered
  * requests are replayed to a local session, then the rest of go's input follows. The build goes
- * on; one warning is printed.
+ * on; the caller's fallback decides what to print.
  *
  * @module
  */
 
-import type { Config } from "../cli/config.ts";
-import type { Logger } from "../log/mod.ts";
+import { writeAll } from "../util/mod.ts";
 
 /** Options for {@linkcode bridge}. */
 export interface BridgeOptions {
@@ -45,12 +45,6 @@ export interface BridgeOptions {
   replyTimeoutMs?: number;
 }
 
-/** Options for {@linkcode runConnect}. */
-export interface ConnectOptions {
-  /** True when the caller has written the handshake line to stdout. @default {false} */
-  handshakeSent?: boolean;
-}
-
 /** How a bridged session ended. */
 export interface BridgeResult {
   /** True when the session was finished locally. */
@@ -60,63 +54,6 @@ export interface BridgeResult {
 const CHUNK = 64 * 1024;
 /** Pieces smaller than this are copied when kept, so a kept reply does not pin a whole buffer. */
 const COPY_BELOW = 16 * 1024;
-
-/**
- * Runs `connect`: bridges stdin/stdout to the server, or serves locally when it is unreachable.
- *
- * @param config The parsed configuration (`connectTarget`, the local tier's settings).
- * @param log Where the fallback warning goes.
- * @param options Whether the handshake was already written.
- * @returns The exit status.
- */
-export async function runConnect(
-  config: Config,
-  log: Logger,
-  options: ConnectOptions = {},
-): Promise<number> {
-  const handshakeSent = options.handshakeSent ?? false;
-  const target = config.connectTarget;
-  let warned = false;
-  const fallback = async (
-    input: ReadableStream<Uint8Array>,
-    output: WritableStream<Uint8Array>,
-    handshake: boolean,
-    reason: unknown,
-  ) => {
-    if (!warned) {
-      warned = true;
-      log.warn(
-        `Cannot use the server at ${/^\d+$/.test(target) ? `127.0.0.1:${target}` : target}: ${
-          message(reason)
-        }; serving the local tier in this process`,
-      );
-    }
-    await serveLocally(config, log, { input, output, handshake });
-  };
-  let conn: Deno.Conn;
-  try {
-    conn = await dial(target);
-  } catch (error) {
-    const stdout = Deno.stdout.writable;
-    await fallback(Deno.stdin.readable, stdout, !handshakeSent, error);
-    await stdout.close().catch(() => {});
-    return 0;
-  }
-  await bridge(conn, {
-    read: (buffer) => Deno.stdin.read(buffer),
-    write: (bytes) => writeAll(Deno.stdout, bytes),
-    fallback,
-    handshakeSent,
-    replyTimeoutMs: config.replyTimeoutMs,
-  });
-  // go waits for stdout to close.
-  try {
-    Deno.stdout.close();
-  } catch {
-    // already closed
-  }
-  return 0;
-}
 
 /**
  * Opens a connection to a server.
@@ -387,39 +324,6 @@ export class RequestTracker {
   }
 }
 
-async function serveLocally(
-  config: Config,
-  log: Logger,
-  io: {
-    input: ReadableStream<Uint8Array>;
-    output: WritableStream<Uint8Array>;
-    handshake: boolean;
-  },
-): Promise<void> {
-  const [{ openCacheStack }, { serve }, { Metrics }, { DEBUG_BUILD_CACHE }] = await Promise.all([
-    import("../cli/stack.ts"),
-    import("../protocol/mod.ts"),
-    import("../metrics/mod.ts"),
-    import("../cli/config.ts"),
-  ]);
-  const metrics = new Metrics();
-  // The S3 tier belongs to the server; this process keeps the build going with the local tier.
-  const stack = await openCacheStack({ ...config, bucket: "" }, { log, metrics });
-  try {
-    await serve(io.input, io.output, stack.handler, {
-      handshake: io.handshake,
-      maxRequests: config.concurrency,
-      metrics,
-      trace: log.trace(DEBUG_BUILD_CACHE),
-    });
-  } catch (error) {
-    log.warn(`error: ${message(error)}`);
-  } finally {
-    await stack.shutdown();
-  }
-  if (config.metrics || config.verbose) log.warn(`metrics ${JSON.stringify(metrics.counters())}`);
-}
-
 const decoder = new TextDecoder();
 /** `{"ID":` */
 const ID_PREFIX = [0x7b, 0x22, 0x49, 0x44, 0x22, 0x3a];
@@ -496,16 +400,4 @@ function closeQuietly(controller: ReadableStreamDefaultController<Uint8Array> | 
 
 function keep(piece: Uint8Array): Uint8Array {
   return piece.length < COPY_BELOW ? piece.slice() : piece;
-}
-
-async function writeAll(
-  writer: { write(p: Uint8Array): Promise<number> },
-  bytes: Uint8Array,
-): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await writer.write(bytes.subarray(offset));
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -12,6 +12,7 @@
 import { ByteBudget, type CacheHandler, serve } from "../protocol/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { errorMessage } from "../util/mod.ts";
 
 /** Options for {@linkcode PluginListener.listen}. */
 export interface PluginListenerOptions {
@@ -165,7 +166,7 @@ export class PluginListener implements AsyncDisposable {
       } catch (error) {
         if (this.#closed || error instanceof Deno.errors.BadResource) return;
         // Out of file descriptors and the like: back off instead of spinning.
-        this.#log.warn(`Cannot accept a connection on ${this.address}: ${message(error)}`);
+        this.#log.warn(`Cannot accept a connection on ${this.address}: ${errorMessage(error)}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
@@ -202,7 +203,7 @@ export class PluginListener implements AsyncDisposable {
         this.#log.info(`session ${id} ended (${result.closed ? "close" : "end of input"})`);
       } catch (error) {
         metrics?.add("session_errors");
-        this.#log.warn(`session ${id} ended: ${message(error)}`);
+        this.#log.warn(`session ${id} ended: ${errorMessage(error)}`);
       } finally {
         await linger(conn);
         this.#sessions.delete(id);
@@ -339,8 +340,4 @@ class AddressedListener implements Deno.Listener {
   [Symbol.dispose](): void {
     this.#inner[Symbol.dispose]();
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -16,73 +16,8 @@ import {
   tempDir,
 } from "../_util/go.ts";
 import { closeFrame, hexId, putFrame, sha256Hex } from "../_util/script.ts";
-import { findMinio, startMinio } from "../_util/minio.ts";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** A `serve` process; its stderr is collected. */
-class Server implements AsyncDisposable {
-  process: Deno.ChildProcess;
-  stderr = "";
-  #reading: Promise<void>;
-
-  private constructor(process: Deno.ChildProcess) {
-    this.process = process;
-    this.#reading = process.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (text) => void (this.stderr += text) }),
-    ).catch(() => {});
-  }
-
-  static async start(args: string[], env: Record<string, string> = {}): Promise<Server> {
-    const process = new Deno.Command(PLUGIN, {
-      args: ["serve", ...args],
-      env: {
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        HOME: Deno.env.get("HOME") ?? "/tmp",
-        DENO_DIR,
-        ...env,
-      },
-      clearEnv: true,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const server = new Server(process);
-    const deadline = Date.now() + 20_000;
-    while (!server.stderr.includes("point go at it")) {
-      if (Date.now() > deadline) {
-        await server[Symbol.asyncDispose]();
-        throw new Error(`serve did not start:\n${server.stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    return server;
-  }
-
-  kill(signal: Deno.Signal): void {
-    try {
-      this.process.kill(signal);
-    } catch {
-      // gone
-    }
-  }
-
-  async exit(): Promise<number> {
-    const status = await this.process.status;
-    await this.#reading;
-    return status.code;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGKILL");
-    await this.exit();
-  }
-}
+import { findMinio, freePort, startMinio } from "../_util/minio.ts";
+import { Server } from "../_util/serve.ts";
 
 /** The server's counters; a name never counted reads 0. */
 async function counters(http: string): Promise<(name: string) => number> {
@@ -93,9 +28,6 @@ async function counters(http: string): Promise<(name: string) => number> {
   return read;
 }
 
-/** Deno's own cache, kept when a test gives the server a fresh HOME or XDG_CACHE_HOME. */
-const DENO_DIR = Deno.env.get("DENO_DIR") ??
-  `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache`}/deno`;
 const goReady = canRun("go");
 const minioReady = IN_CI || (await findMinio()) !== undefined;
 

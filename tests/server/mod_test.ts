@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runServer } from "../../src/server/mod.ts";
+import { runServer } from "../../src/cli/serve.ts";
 import { parseConfig } from "../../src/cli/config.ts";
 import { LocalCache } from "../../src/cache/local.ts";
 import type { CacheStack } from "../../src/cli/stack.ts";

@@ -1,0 +1,212 @@
+/**
+ * `serve --plugin`: one long-lived process that many go commands share through `connect`. This
+ * file wires the configuration to the server's parts (the plugin listener, the HTTP side, the
+ * module proxy) and runs the lifecycle: open the cache stack, listen, prune the local tier every
+ * so often with `--expiry`, and on SIGINT/SIGTERM stop accepting, let sessions finish (bounded),
+ * flush uploads (bounded) and exit 0.
+ *
+ * @example
+ * ```ts ignore
+ * // go-cache-plugin serve --plugin=5930 --http=127.0.0.1:5970
+ * // GOCACHEPROG="go-cache-plugin connect 5930" go build ./...
+ * ```
+ *
+ * @module
+ */
+
+import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
+import type { Metrics } from "../metrics/mod.ts";
+import { errorMessage, settledWithin } from "../util/mod.ts";
+import type { Config } from "./config.ts";
+import { VERSION } from "./help.ts";
+import { type CacheStack, openCacheStack, pruneIfDue } from "./stack.ts";
+
+/** Options for {@linkcode runServer}. */
+export interface ServerOptions {
+  /** Aborting it shuts the server down. */
+  signal: AbortSignal;
+  /** Called once everything listens, with the addresses. @default none */
+  onReady?(ready: { plugin: string; http?: string }): void;
+  /** Opens the cache. @default {openCacheStack} */
+  openStack?(config: Config, options: { log: Logger; metrics: Metrics }): Promise<CacheStack>;
+  /** How long sessions may run on after the signal. @default {10000} */
+  sessionGraceMs?: number;
+  /** How long the upload flush may take. @default {120000} */
+  flushTimeoutMs?: number;
+}
+
+/**
+ * Runs `serve` until SIGINT or SIGTERM. A second signal exits at once with status 1.
+ *
+ * @param config The parsed configuration.
+ * @param log Where logs go (stderr).
+ * @returns The exit status.
+ */
+export async function runServe(config: Config, log: Logger): Promise<number> {
+  const controller = new AbortController();
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const onSignal = () => {
+    if (controller.signal.aborted) {
+      log.warn("second signal: exiting without waiting");
+      Deno.exit(1);
+    }
+    log.warn("shutting down: no new sessions, waiting for running ones and uploads");
+    controller.abort();
+  };
+  for (const name of signals) Deno.addSignalListener(name, onSignal);
+  try {
+    return await runServer(config, log, { signal: controller.signal });
+  } finally {
+    for (const name of signals) Deno.removeSignalListener(name, onSignal);
+  }
+}
+
+/**
+ * The `serve` lifecycle, stopped by a signal object instead of process signals (for tests).
+ *
+ * @param config The parsed configuration.
+ * @param log Where logs go.
+ * @param options The stop signal, a readiness callback, and bounds.
+ * @returns The exit status: 0 after a clean shutdown.
+ */
+export async function runServer(
+  config: Config,
+  log: Logger,
+  options: ServerOptions,
+): Promise<number> {
+  const [{ PluginListener }, http] = await Promise.all([
+    import("../server/listener.ts"),
+    import("../server/http.ts"),
+  ]);
+  const metrics = new http.ServerMetrics();
+  const startedAt = Date.now();
+  const stack = await (options.openStack ?? openCacheStack)(config, { log, metrics });
+  const closers: (() => Promise<unknown>)[] = [];
+  let pruneTimer: ReturnType<typeof setInterval> | undefined;
+  let pruning: Promise<void> | undefined;
+  let clean = false;
+  try {
+    let modproxy:
+      | { handle(request: Request): Promise<Response>; close(): Promise<void> }
+      | undefined;
+    if (config.serve.modproxy) {
+      const { createModuleProxy, resolveUpstream } = await import("../modproxy/mod.ts");
+      const upstream = await resolveUpstream(
+        config.serve.upstream,
+        (name: string) => Deno.env.get(name),
+      );
+      modproxy = await createModuleProxy({
+        cacheDir: `${stack.local.root}/module`,
+        store: stack.moduleStore,
+        upstream,
+        sumdbs: config.serve.sumdb,
+        metrics,
+        log,
+      });
+      closers.push(() => modproxy!.close());
+      log.info(`module proxy upstream: ${upstream}`);
+    }
+    const listener = await PluginListener.listen(config.serve.plugin, {
+      handler: stack.handler,
+      maxRequests: config.concurrency,
+      metrics,
+      log,
+      trace: log.trace(DEBUG_BUILD_CACHE),
+    });
+    closers.unshift(() => listener.drain(0));
+    let httpServer: Awaited<ReturnType<typeof http.startHttpServer>> | undefined;
+    if (config.serve.http) {
+      const handler = http.createHttpHandler({
+        metrics,
+        modproxy,
+        startedAt,
+        status: {
+          pluginAddress: listener.address,
+          cacheDir: stack.local.root,
+          bucket: config.bucket,
+          modproxy: modproxy !== undefined,
+          version: VERSION,
+        },
+      });
+      httpServer = await http.startHttpServer(config.serve.http, handler, { log });
+      closers.unshift(() => httpServer!.shutdown());
+    }
+    announce(config, log, stack, listener.address, httpServer?.url);
+    options.onReady?.({ plugin: listener.address, http: httpServer?.address });
+
+    if (config.expiryMs > 0) {
+      const prune = () => {
+        pruning ??= pruneIfDue(stack.local, config, log)
+          .catch((error) => log.warn(`Cannot prune the local tier: ${errorMessage(error)}`))
+          .finally(() => pruning = undefined);
+      };
+      prune();
+      // pruneIfDue acts at most once per min(expiry/4, 1h); look twice as often.
+      pruneTimer = setInterval(prune, Math.max(1000, Math.min(config.expiryMs / 4, 3_600_000) / 2));
+    }
+
+    await new Promise<void>((resolve) => {
+      if (options.signal.aborted) resolve();
+      options.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+
+    // Shutdown: stop accepting, let sessions finish, then flush what they stored.
+    clearInterval(pruneTimer);
+    pruneTimer = undefined;
+    listener.close();
+    const cut = await listener.drain(options.sessionGraceMs ?? 10_000);
+    if (cut > 0) log.warn(`cut off ${cut} running session(s); their go commands continue locally`);
+    await httpServer?.shutdown();
+    await modproxy?.close();
+    clean = true;
+    const flushMs = options.flushTimeoutMs ?? 120_000;
+    const flushed = await settledWithin(stack.shutdown(), flushMs);
+    if (!flushed) log.warn(`uploads still pending after ${flushMs / 1000}s; exiting anyway`);
+    await pruning;
+    log.info("stopped");
+    if (config.metrics || config.verbose) {
+      log.warn(`metrics ${JSON.stringify(metrics.counters())}`);
+    }
+    return 0;
+  } finally {
+    clearInterval(pruneTimer);
+    if (!clean) {
+      // A start-up failure: release what was opened, and flush what was stored.
+      for (const close of closers) await close().catch(() => {});
+      await settledWithin(stack.shutdown(), 10_000);
+    }
+  }
+}
+
+function announce(
+  config: Config,
+  log: Logger,
+  stack: CacheStack,
+  plugin: string,
+  httpUrl: string | undefined,
+): void {
+  const tier = config.bucket
+    ? `local tier ${stack.local.root} + S3 bucket ${config.bucket}`
+    : `the local tier alone at ${stack.local.root} (no --bucket: S3 is off)`;
+  log.warn(`serving the build cache on ${plugin}: ${tier}`);
+  const target = /^\d+$/.test(config.serve.plugin) ? config.serve.plugin : plugin;
+  log.warn(`point go at it: export GOCACHEPROG="${programPath()} connect ${target}"`);
+  if (httpUrl) {
+    log.warn(`status page: ${httpUrl}/ (metrics: ${httpUrl}/metrics, ${httpUrl}/debug/vars)`);
+    if (config.serve.modproxy) {
+      const sumdb = config.serve.sumdb[0];
+      log.warn(
+        `module proxy: export GOPROXY=${httpUrl}/mod` +
+          (sumdb ? ` GOSUMDB="${sumdb} ${httpUrl}/mod/sumdb/${sumdb}"` : ""),
+      );
+    }
+  }
+}
+
+function programPath(): string {
+  const exec = Deno.execPath();
+  const base = exec.slice(Math.max(exec.lastIndexOf("/"), exec.lastIndexOf("\\")) + 1);
+  if (!/^deno(\.exe)?$/.test(base)) return exec; // a compiled binary
+  const url = new URL("../../scripts/go-cache-plugin", import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname) : "go-cache-plugin";
+}
