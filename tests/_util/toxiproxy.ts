@@ -74,6 +74,28 @@ export class Toxiproxy {
     });
   }
 
+  /**
+   * Adds any toxic (latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data).
+   *
+   * @param proxy The proxy's name.
+   * @param type The toxic's type.
+   * @param attributes Its attributes, as toxiproxy documents them.
+   * @param stream Which direction: "downstream" (server to client) or "upstream".
+   */
+  async toxic(
+    proxy: string,
+    type: string,
+    attributes: Record<string, number>,
+    stream: "downstream" | "upstream" = "downstream",
+  ): Promise<void> {
+    await this.#request("POST", `/proxies/${proxy}/toxics`, {
+      name: `${type}_${stream}`,
+      type,
+      stream,
+      attributes,
+    });
+  }
+
   /** Removes every toxic from every proxy. */
   async reset(): Promise<void> {
     await this.#request("POST", "/reset");
