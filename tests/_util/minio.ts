@@ -12,6 +12,9 @@
  */
 
 import type { S3Client } from "@aws-sdk/client-s3";
+import { freePort } from "./net.ts";
+
+export { freePort };
 
 /** Where the test servers are installed. */
 export function toolsBin(name: string): string {
@@ -279,14 +282,6 @@ export class Minio {
       await Deno.remove(this.certsDir, { recursive: true }).catch(() => {});
     }
   }
-}
-
-/** Finds a free TCP port on 127.0.0.1. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 function randomToken(length: number): string {

@@ -74,11 +74,7 @@ export function closeFrame(id: number): string {
   return JSON.stringify({ ID: id, Command: "close" }) + "\n\n";
 }
 
-/** Hex SHA-256 of bytes. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
+export { sha256Hex } from "./bytes.ts";
 
 /** A deterministic 64-hex-digit id from a small number. */
 export function hexId(n: number): string {

@@ -5,11 +5,7 @@
  * @module
  */
 
-/** Hex SHA-256 of bytes. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
+import { sha256Hex } from "./bytes.ts";
 
 /** What {@linkcode verifyCacheDir} found. */
 export interface CacheDirCheck {

@@ -9,6 +9,7 @@
  */
 
 import { LocalCache } from "../../src/cache/local.ts";
+import { sha256Hex } from "../_util/bytes.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "gcp-bench-local-" });
 globalThis.addEventListener("unload", () => {
@@ -19,10 +20,6 @@ globalThis.addEventListener("unload", () => {
   }
 });
 const cache = await LocalCache.open(dir);
-
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
-}
 
 let seq = 0;
 function actionId(): string {

@@ -17,6 +17,7 @@ import {
 } from "../_util/go.ts";
 import { findMinio, freePort, type Minio, startMinio } from "../_util/minio.ts";
 import { findToxiproxy, startToxiproxy } from "../_util/toxiproxy.ts";
+import { sha256Hex } from "../_util/bytes.ts";
 
 /** Misses of a fully warm `go build ./...` (go looks one entry up under an id it never puts). */
 const WARM_MISSES = 1;
@@ -34,11 +35,6 @@ async function needs(what: string, present: Promise<unknown> | boolean): Promise
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());
 const skipToxiproxy = await needs("toxiproxy (scripts/install_test_servers.sh)", findToxiproxy());
-
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
 
 /** Environment for go (and so the plugin) against `minio`. */
 function s3GoEnv(gocache: string, plugin: string, minio: Minio): Record<string, string> {

@@ -17,6 +17,7 @@ import {
   total,
 } from "../_util/go.ts";
 import { findMinio, startMinio } from "../_util/minio.ts";
+import { sha256Hex } from "../_util/bytes.ts";
 
 /** The embedded file: its package's compiled output is over the 4 MiB stream-upload threshold. */
 const BIG = 5 << 20;
@@ -34,11 +35,6 @@ async function needs(what: string, present: Promise<unknown> | boolean): Promise
 const skipGo = !canRun("go");
 const skipOpenssl = !canRun("openssl");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());
-
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
 
 /** Runs go with exactly `env`; throws with its output when it fails or overruns its deadline. */
 async function go(

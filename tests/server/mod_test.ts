@@ -5,13 +5,7 @@ import { LocalCache } from "../../src/cache/local.ts";
 import type { CacheStack } from "../../src/cli/stack.ts";
 import type { Logger } from "../../src/log/mod.ts";
 import { closeFrame, getFrame, hexId, MemoryHandler } from "../_util/script.ts";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { freePort } from "../_util/net.ts";
 
 function recordingLog(lines: string[]): Logger {
   return { info: (l) => lines.push(l), warn: (l) => lines.push(l), trace: () => undefined };
