@@ -19,10 +19,25 @@
  */
 
 import { reason } from "./_files.ts";
-import type { FallbackOptions } from "./local.ts";
 
 /** The byte cap of a fallback directory's outputs. */
 export const FALLBACK_MAX_BYTES = 512 * 1024 * 1024;
+
+/**
+ * A fallback for the writes a cache directory refuses, given to {@linkcode LocalCache.open} as
+ * `fallback` ({@linkcode systemFallback} makes the usual one).
+ */
+export interface FallbackOptions {
+  /**
+   * The fallback directory, looked up once on the first miss (`create` false: `undefined` when
+   * it does not exist) and made on the first refused write (`create` true).
+   *
+   * @throws {Error} When it cannot be made or used.
+   */
+  dir(create: boolean): string | undefined;
+  /** Byte cap of its outputs (see `LocalCacheOptions.maxBytes`). @default {Infinity} */
+  maxBytes?: number;
+}
 
 /** The system temp directory and the user's id, found once per process. */
 let probed: { tempDir: string; uid: number | null } | undefined;

@@ -1,21 +1,8 @@
 /**
- * The local tier: a cache directory the go command reads outputs from by path.
- *
- * ## Cache layout
- *
- * The layout of creachadair/gocache's `cachedir`, which tailscale's plugin also uses, so either
- * program can take over the other's directory:
- *
- * - `action/<xx>/<actionHex>` holds `"<outputHex> <size>"`; its mtime is the put time, which go
- *   gets back as `Time` (it compares it with `go clean -testcache`).
- * - `output/<xx>/<outputHex>` holds the output's bytes; no extension (x/tools drops cached files
- *   with one). Its mtime is refreshed when a hit hands it out, so `--expiry` prunes by last use.
- *
- * `<xx>` is the first two hex digits. Every write goes to a temporary file in the target's own
- * directory and is renamed into place, so readers (and go's mmaps) never see a partial file and
- * several plugin processes can share one directory. A temporary file is named
- * `<target>.<8 hex>.tmp`; one a killed writer left behind is removed by {@linkcode LocalCache.prune}
- * and {@linkcode LocalCache.sweepTemps} once nothing has written to it for an hour.
+ * The local tier: {@linkcode LocalCache}, a cache directory the go command reads outputs from by
+ * path, in the layout described in `mod.ts` ("Cache layout"). This file holds lookups and writes;
+ * the fallback for refused writes is `_write_fallback.ts`, pruning and the byte cap
+ * `_upkeep.ts`, atomic writes and directory walks `_files.ts`.
  *
  * ## When the directory cannot take a write
  *
@@ -32,21 +19,14 @@
 import type { Logger } from "../log/mod.ts";
 import { SILENT } from "../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../protocol/mod.ts";
-import {
-  isBodyError,
-  isTempName,
-  reason,
-  removeQuietly,
-  removeTempIfStale,
-  statOrUndefined,
-  sweepTemps,
-  TEMP_MAX_AGE_MS,
-  tempName,
-  type TrimResult,
-  trimToSize,
-  walk,
-  writeStream,
-} from "./_files.ts";
+import { atomicWrite, sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
+import { BackgroundTrim, pruneCache, type PruneResult } from "./_upkeep.ts";
+import { WriteFallback } from "./_write_fallback.ts";
+import type { FallbackOptions } from "./fallback.ts";
+
+export type { FallbackOptions } from "./fallback.ts";
+export type { PruneResult } from "./_upkeep.ts";
+export type { TrimResult } from "./_files.ts";
 
 /** Options for {@linkcode LocalCache}. */
 export interface LocalCacheOptions {
@@ -71,47 +51,20 @@ export interface LocalCacheOptions {
   log?: Logger;
 }
 
-/** A fallback for the writes a cache directory refuses (see `fallback.ts` for the usual one). */
-export interface FallbackOptions {
-  /**
-   * The fallback directory, looked up once on the first miss (`create` false: `undefined` when
-   * it does not exist) and made on the first refused write (`create` true).
-   *
-   * @throws {Error} When it cannot be made or used.
-   */
-  dir(create: boolean): string | undefined;
-  /** Byte cap of its outputs (see {@linkcode LocalCacheOptions.maxBytes}). @default {Infinity} */
-  maxBytes?: number;
-}
-
 /** A recorded action: which output it produced, how big, and when it was put. */
 export interface ActionRecord {
+  /** Hex id of the output. */
   outputId: string;
+  /** Its size in bytes. */
   size: number;
+  /** The put time (the record's mtime). */
   time: Date;
-}
-
-/** What {@linkcode LocalCache.prune} removed. */
-export interface PruneResult {
-  actions: number;
-  outputs: number;
-  bytes: number;
-  /** Temporary files a killed writer left. */
-  temps: number;
 }
 
 const HEX_ID = /^[0-9a-f]{64}$/;
 const decoder = new TextDecoder();
-/** Bodies up to this size are written with synchronous calls (see `#atomicWriteNow`). */
-const SYNC_WRITE_LIMIT = 1 << 20;
-/** After a refused write, writes go to the fallback for this long before this directory is retried. */
-const RETRY_AFTER_MS = 60_000;
 /** Touch interval of a fallback directory: its trim must see which files are in use. */
 const FALLBACK_TOUCH_MS = 300_000;
-/** A trim keeps files used within this period, over the cap if need be. */
-const TRIM_GRACE_MS = 3_600_000;
-/** The first write of a process trims only when no process has within this period. */
-const TRIM_EVERY_MS = 600_000;
 
 /**
  * A cache directory implementing the protocol's {@linkcode CacheHandler}.
@@ -131,26 +84,26 @@ export class LocalCache implements CacheHandler {
   readonly root: string;
   #touchAfterMs: number;
   #madeDirs = new Set<string>();
-  #log: Logger;
-  #fallback?: FallbackOptions;
-  /** The fallback, once found or made. */
-  #spill?: LocalCache;
-  #lookedForSpill = false;
-  /** Writes skip this directory until then (epoch ms). */
-  #refusedUntil = 0;
-  #refusal?: { what: string; error: unknown };
-  #warned = false;
-  #maxBytes: number;
-  #writtenSinceTrim = 0;
-  #trimStarted = false;
-  #trimming?: Promise<void>;
+  #fallback?: WriteFallback<LocalCache>;
+  #trim: BackgroundTrim;
 
   private constructor(root: string, options: LocalCacheOptions) {
     this.root = root;
     this.#touchAfterMs = options.touchAfterMs ?? 3_600_000;
-    this.#log = options.log ?? SILENT;
-    this.#fallback = options.fallback;
-    this.#maxBytes = options.maxBytes ?? Infinity;
+    const log = options.log ?? SILENT;
+    const fallback = options.fallback;
+    if (fallback) {
+      this.#fallback = new WriteFallback(root, fallback, {
+        log,
+        open: (dir) =>
+          new LocalCache(dir.replace(/[\\/]+$/, "") || "/", {
+            touchAfterMs: Math.min(this.#touchAfterMs, FALLBACK_TOUCH_MS),
+            maxBytes: fallback.maxBytes,
+            log,
+          }),
+      });
+    }
+    this.#trim = new BackgroundTrim(root, options.maxBytes ?? Infinity, log);
   }
 
   /**
@@ -195,7 +148,7 @@ export class LocalCache implements CacheHandler {
     const record = this.#readActionNow(actionId);
     const hit = record && this.#hitFor(record);
     if (hit || !this.#fallback) return hit;
-    return this.#getFromFallback(actionId, record);
+    return this.#getFromFallback(this.#fallback, actionId, record);
   }
 
   #hitFor(record: ActionRecord): CacheHit | undefined {
@@ -217,8 +170,12 @@ export class LocalCache implements CacheHandler {
 
   // A miss here: the fallback may hold the action, the output, or both (a read-only directory
   // has the output, the fallback the action record a later put wrote).
-  #getFromFallback(actionId: string, record: ActionRecord | undefined): CacheHit | undefined {
-    const spill = this.#spillForReads();
+  #getFromFallback(
+    fallback: WriteFallback<LocalCache>,
+    actionId: string,
+    record: ActionRecord | undefined,
+  ): CacheHit | undefined {
+    const spill = fallback.forReads();
     if (!spill) return undefined;
     const hit = record && spill.#hitFor(record);
     if (hit) return hit;
@@ -276,7 +233,7 @@ export class LocalCache implements CacheHandler {
     const bytes = new TextEncoder().encode(`${record.outputId} ${record.size}`);
     await this.#store(
       `action ${JSON.stringify(actionId.slice(0, 6))}`,
-      () => this.#atomicWrite(path, bytes, { mtime: record.time }),
+      () => atomicWrite(path, bytes, { mtime: record.time, madeDirs: this.#madeDirs }),
       (spill) => spill.writeAction(actionId, record),
       () => true,
     );
@@ -308,8 +265,13 @@ export class LocalCache implements CacheHandler {
     return await this.#store(
       `output ${JSON.stringify(outputId.slice(0, 6))}`,
       async () => {
-        await this.#atomicWrite(path, body, { size, mtime: options.mtime }, progress);
-        this.#wrote(size);
+        await atomicWrite(path, body, {
+          size,
+          mtime: options.mtime,
+          progress,
+          madeDirs: this.#madeDirs,
+        });
+        this.#trim.wrote(size);
         return path;
       },
       (spill) => spill.writeObject(outputId, body, { size, mtime: options.mtime }),
@@ -317,10 +279,7 @@ export class LocalCache implements CacheHandler {
     );
   }
 
-  /**
-   * Runs a write here, or in the fallback when this directory refuses it (or refused one less
-   * than a minute ago).
-   */
+  /** Runs a write here, or through the fallback when there is one (see `_write_fallback.ts`). */
   async #store<T>(
     what: string,
     here: () => Promise<T>,
@@ -328,104 +287,7 @@ export class LocalCache implements CacheHandler {
     restartable: () => boolean,
   ): Promise<T> {
     if (!this.#fallback) return await here();
-    if (Date.now() >= this.#refusedUntil) {
-      try {
-        const result = await here();
-        this.#refusedUntil = 0;
-        return result;
-      } catch (error) {
-        if (isBodyError(error)) throw error;
-        this.#refusedUntil = Date.now() + RETRY_AFTER_MS;
-        this.#refusal = { what, error };
-        if (!restartable()) throw error;
-      }
-    }
-    const spill = this.#spillForWrites();
-    try {
-      return await there(spill);
-    } catch (error) {
-      if (isBodyError(error)) throw error;
-      throw new Error(
-        `Cannot store ${what} in ${JSON.stringify(this.root)} or in ` +
-          `${JSON.stringify(spill.root)}: ${reason(error)}`,
-        { cause: error },
-      );
-    }
-  }
-
-  #spillForReads(): LocalCache | undefined {
-    if (this.#spill || this.#lookedForSpill) return this.#spill;
-    this.#lookedForSpill = true;
-    try {
-      const dir = this.#fallback!.dir(false);
-      if (dir !== undefined) this.#spill = this.#openSpill(dir);
-    } catch {
-      // unusable: lookups miss, and the first refused write says why
-    }
-    return this.#spill;
-  }
-
-  #spillForWrites(): LocalCache {
-    const { what, error } = this.#refusal!;
-    const refused = `Cannot store ${what} in ${JSON.stringify(this.root)}: ${reason(error)}`;
-    if (!this.#spill) {
-      let dir: string | undefined;
-      try {
-        dir = this.#fallback!.dir(true);
-        if (dir === undefined) throw new Error("no fallback directory");
-      } catch (cause) {
-        const text = reason(cause);
-        throw new Error(`${refused}; ${text.charAt(0).toLowerCase()}${text.slice(1)}`, {
-          cause: error,
-        });
-      }
-      this.#spill = this.#openSpill(dir);
-    }
-    if (!this.#warned) {
-      this.#warned = true;
-      this.#log.warn(`${refused}; storing puts in ${JSON.stringify(this.#spill.root)} instead`);
-    }
-    return this.#spill;
-  }
-
-  #openSpill(dir: string): LocalCache {
-    return new LocalCache(dir.replace(/[\\/]+$/, "") || "/", {
-      touchAfterMs: Math.min(this.#touchAfterMs, FALLBACK_TOUCH_MS),
-      maxBytes: this.#fallback?.maxBytes,
-      log: this.#log,
-    });
-  }
-
-  /** Counts bytes written; past an eighth of the cap (or on the first write) starts a trim. */
-  #wrote(bytes: number): void {
-    if (this.#maxBytes === Infinity) return;
-    this.#writtenSinceTrim += bytes;
-    if (this.#trimming) return;
-    if (this.#trimStarted && this.#writtenSinceTrim < this.#maxBytes / 8) return;
-    const first = !this.#trimStarted;
-    this.#trimStarted = true;
-    this.#writtenSinceTrim = 0;
-    this.#trimming = this.#trimIfDue(first)
-      .catch((error) =>
-        this.#log.info(`Cannot trim ${JSON.stringify(this.root)}: ${reason(error)}`)
-      )
-      .finally(() => this.#trimming = undefined);
-  }
-
-  async #trimIfDue(first: boolean): Promise<void> {
-    const marker = `${this.root}/.last-trim`;
-    if (first) {
-      const info = await statOrUndefined(marker);
-      if (info && Date.now() - (info.mtime?.getTime() ?? 0) < TRIM_EVERY_MS) return;
-    }
-    await Deno.writeTextFile(marker, new Date().toISOString());
-    const result = await this.trim();
-    if (result.outputs > 0) {
-      this.#log.info(
-        `trimmed ${JSON.stringify(this.root)} to its ${this.#maxBytes}-byte cap: removed ` +
-          `${result.outputs} outputs (${result.bytes} bytes)`,
-      );
-    }
+    return await this.#fallback.store(what, here, there, restartable);
   }
 
   /**
@@ -436,8 +298,8 @@ export class LocalCache implements CacheHandler {
    * @param maxBytes The cap. @default {LocalCacheOptions.maxBytes}
    * @returns What was removed.
    */
-  trim(maxBytes: number = this.#maxBytes): Promise<TrimResult> {
-    return trimToSize(this.root, { maxBytes, graceMs: TRIM_GRACE_MS });
+  trim(maxBytes?: number): Promise<TrimResult> {
+    return this.#trim.trim(maxBytes);
   }
 
   /**
@@ -452,8 +314,8 @@ export class LocalCache implements CacheHandler {
 
   /** Resolves when the background trims started by earlier writes (here and in the fallback) end. */
   async idle(): Promise<void> {
-    await this.#trimming;
-    await this.#spill?.idle();
+    await this.#trim.idle();
+    await this.#fallback?.opened?.idle();
   }
 
   /**
@@ -463,95 +325,8 @@ export class LocalCache implements CacheHandler {
    * @param maxAgeMs The expiry period.
    * @returns Counts of what was removed.
    */
-  async prune(maxAgeMs: number): Promise<PruneResult> {
-    const cutoff = Date.now() - maxAgeMs;
-    // A temporary file is stale after an hour, whatever the period: a live writer's is younger.
-    const tempCutoff = Math.min(cutoff, Date.now() - TEMP_MAX_AGE_MS);
-    const result: PruneResult = { actions: 0, outputs: 0, bytes: 0, temps: 0 };
-    const kept = new Set<string>();
-    for await (const path of walk(`${this.root}/action`)) {
-      if (isTempName(path)) {
-        if (await removeTempIfStale(path, tempCutoff)) result.temps++;
-        continue;
-      }
-      const actionId = path.slice(path.lastIndexOf("/") + 1);
-      const record = await this.readAction(actionId);
-      const output = record ? await statOrUndefined(this.outputPath(record.outputId)) : undefined;
-      const used = Math.max(record?.time.getTime() ?? 0, output?.mtime?.getTime() ?? 0);
-      if (record && output && used >= cutoff) {
-        kept.add(record.outputId);
-        continue;
-      }
-      if (await removeQuietly(path)) result.actions++;
-    }
-    for await (const path of walk(`${this.root}/output`)) {
-      if (isTempName(path)) {
-        if (await removeTempIfStale(path, tempCutoff)) result.temps++;
-        continue;
-      }
-      const name = path.slice(path.lastIndexOf("/") + 1);
-      if (kept.has(name)) continue;
-      const info = await statOrUndefined(path);
-      if (!info || (info.mtime?.getTime() ?? 0) >= cutoff) continue;
-      if (await removeQuietly(path)) {
-        result.outputs++;
-        result.bytes += info.size;
-      }
-    }
-    return result;
-  }
-
-  async #atomicWrite(
-    path: string,
-    body: Uint8Array | ReadableStream<Uint8Array>,
-    options: { size?: number; mtime?: Date },
-    progress?: { started: boolean },
-  ): Promise<void> {
-    if (body instanceof Uint8Array && body.length <= SYNC_WRITE_LIMIT) {
-      this.#atomicWriteNow(path, body, options.mtime);
-      return;
-    }
-    this.#makeParent(path);
-    const temp = tempName(path);
-    try {
-      if (body instanceof Uint8Array) {
-        await Deno.writeFile(temp, body, { mode: 0o644 });
-      } else {
-        await writeStream(temp, body, options.size ?? 0, progress ?? { started: false });
-      }
-      if (options.mtime) await Deno.utime(temp, options.mtime, options.mtime);
-      await Deno.rename(temp, path);
-    } catch (error) {
-      await removeQuietly(temp);
-      throw error;
-    }
-  }
-
-  // Small files (most outputs and every action record) are written with synchronous calls: four
-  // quick syscalls cost less than four round trips through the runtime's thread pool.
-  #atomicWriteNow(path: string, body: Uint8Array, mtime: Date | undefined): void {
-    this.#makeParent(path);
-    const temp = tempName(path);
-    try {
-      Deno.writeFileSync(temp, body, { mode: 0o644 });
-      if (mtime) Deno.utimeSync(temp, mtime, mtime);
-      Deno.renameSync(temp, path);
-    } catch (error) {
-      try {
-        Deno.removeSync(temp);
-      } catch {
-        // never created
-      }
-      throw error;
-    }
-  }
-
-  #makeParent(path: string): void {
-    const dir = path.slice(0, path.lastIndexOf("/"));
-    if (!this.#madeDirs.has(dir)) {
-      Deno.mkdirSync(dir, { recursive: true });
-      this.#madeDirs.add(dir);
-    }
+  prune(maxAgeMs: number): Promise<PruneResult> {
+    return pruneCache(this, maxAgeMs);
   }
 }
 

@@ -1,16 +1,48 @@
 /**
- * Cheap structural checks of module zips and the go.sum `h1:` hashes of zips and go.mod files
- * (x/mod `dirhash.Hash1`), read from disk one entry at a time.
+ * Cheap checks of files from upstream before they are cached: module zips (structure), `.info`
+ * files (JSON with a valid `Version`), and the go.sum `h1:` hashes of zips and go.mod files
+ * (x/mod `dirhash.Hash1`), read from disk one entry at a time. What the proxy does with the
+ * hashes is in `_guard.ts`.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
+import { parseSemver } from "./paths.ts";
 
 /** Largest module zip the go command accepts (500 MiB). */
 export const MAX_ZIP = 500 << 20;
 /** Largest go.mod the go command accepts (16 MiB). */
 export const MAX_GO_MOD = 16 << 20;
+
+/** A body failed verification against a checksum-database record. */
+export class VerifyError extends Error {
+  override name = "VerifyError";
+}
+
+/**
+ * Checks an `.info` file from upstream: JSON whose `Version` is valid semver (and, for a
+ * canonical version, that very version).
+ *
+ * @param path The file on disk.
+ * @param version The version asked for, or `undefined` for a query (`@latest`, `master`, …).
+ * @throws {SyntaxError} With a one-line reason when the file is unusable.
+ */
+export async function checkInfoFile(path: string, version: string | undefined): Promise<void> {
+  let info: unknown;
+  try {
+    info = JSON.parse(await Deno.readTextFile(path));
+  } catch (cause) {
+    throw new SyntaxError("Bad info from upstream: not JSON", { cause });
+  }
+  const got = (info as { Version?: unknown } | null)?.Version;
+  if (typeof got !== "string" || !parseSemver(got)) {
+    throw new SyntaxError("Bad info from upstream: no valid Version");
+  }
+  if (version !== undefined && got !== version) {
+    throw new SyntaxError(`Bad info from upstream: Version ${JSON.stringify(got)} for ${version}`);
+  }
+}
 
 interface ZipEntry {
   name: string;

@@ -9,6 +9,24 @@
  *
  * (or leave GOSUMDB alone: the go command then probes `/mod/sumdb/<name>/supported`).
  *
+ * ## Files
+ *
+ * Start reading at `handler.ts`: {@linkcode createModuleProxy} and the routes, which turn each
+ * request into a cached resource (key, caching class, cap, upstream, check). Then:
+ *
+ * - `_cache_core.ts`: serving a resource: freshness per caching class, stale copies when upstream
+ *   fails, remembered 404s, one upstream fetch per key at a time.
+ * - `_guard.ts`: the checksum-database guard: files that contradict a cached sumdb lookup are
+ *   refused, and evicted when a fresh lookup arrives. `_verify.ts`: the checks it and the routes
+ *   use (zip structure, `.info` files, `h1:` hashes).
+ * - `paths.ts`: request paths (raw-path checks, `!` case encoding, x/mod's path and version
+ *   rules). `sumdb.ts`: the checksum-database allow-list and routes. `upstream.ts`: the GOPROXY
+ *   list and upstream fetches.
+ * - `store.ts`: module files on disk and in the object store.
+ *
+ * Imports point down only: to `cache/` (the object store), `log/`, `metrics/` and `util/`;
+ * `cli/serve.ts` wires the proxy in.
+ *
  * ## Routes
  *
  * - `/mod/<module>/@v/list`, `/mod/<module>/@latest`, `/mod/<module>/@v/<version>.{info,mod,zip}`
