@@ -5,10 +5,9 @@
  * @module
  */
 
-import { HANDSHAKE_LINE } from "./src/protocol/wire.ts";
+import { writeHandshake } from "./src/protocol/wire.ts";
 import { createLogger } from "./src/log/mod.ts";
-
-const NOT_DIRECT = new Set(["serve", "connect", "help", "version", "-h", "-help", "--help"]);
+import { NOT_DIRECT } from "./src/cli/commands.ts";
 
 /** Runs the program; resolves to the exit status. */
 export async function main(args: string[]): Promise<number> {
@@ -17,7 +16,7 @@ export async function main(args: string[]): Promise<number> {
   let handshakeSent = false;
   const sendHandshake = async () => {
     handshakeSent = true;
-    await Deno.stdout.write(new TextEncoder().encode(HANDSHAKE_LINE));
+    await writeHandshake(Deno.stdout);
   };
   if (!args.some((arg) => NOT_DIRECT.has(arg))) await sendHandshake();
 

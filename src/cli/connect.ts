@@ -8,7 +8,7 @@
  */
 
 import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
-import { HANDSHAKE_LINE } from "../protocol/wire.ts";
+import { writeHandshake } from "../protocol/wire.ts";
 import { errorMessage, writeAll } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 
@@ -22,7 +22,7 @@ import type { Config } from "./config.ts";
 export async function runConnect(config: Config, log: Logger): Promise<number> {
   // go sends nothing until it has this line: write it before loading the bridge and dialing.
   // The server's own handshake is then dropped by the bridge.
-  await writeAll(Deno.stdout, new TextEncoder().encode(HANDSHAKE_LINE));
+  await writeHandshake(Deno.stdout);
   const { bridge, dial } = await import("../server/connect.ts");
   const target = config.connectTarget;
   let warned = false;

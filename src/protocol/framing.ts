@@ -8,6 +8,7 @@
  * @module
  */
 
+import { isBlank, isSpace, LineSplitter, NEWLINE, parseLine } from "./_lines.ts";
 import { type CacheRequest, decodeRequest, ProtocolError } from "./wire.ts";
 
 /** One request with its body, as the decoder emits it. */
@@ -26,11 +27,7 @@ export interface FrameDecoderOptions {
   maxBodySize?: number;
 }
 
-/** Longest header line accepted; go's are under 300 bytes. */
-const MAX_HEADER_LINE = 64 * 1024;
-const NEWLINE = 0x0a;
 const QUOTE = 0x22;
-const decoder = new TextDecoder();
 // Base64 is ASCII: decode bytes one-to-one into a string for setFromBase64.
 const latin1 = new TextDecoder("latin1");
 
@@ -134,7 +131,7 @@ export class FrameParser {
 
   #onHeader(line: Uint8Array, frames: Frame[]): void {
     if (isBlank(line)) return;
-    const request = parseHeader(line);
+    const request = decodeRequest(parseLine(line));
     if (request.command !== "put") {
       frames.push({ request });
     } else if (request.bodySize === 0) {
@@ -173,58 +170,6 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
         for (const frame of parser.end()) controller.enqueue(frame);
       },
     });
-  }
-}
-
-/** Accumulates header bytes across chunks, without quadratic copying, and caps line length. */
-class LineSplitter {
-  #parts: Uint8Array[] = [];
-  #partsLength = 0;
-
-  /** Bytes of an incomplete line kept so far. */
-  get buffered(): number {
-    return this.#partsLength;
-  }
-
-  /** The next complete line starting at `start`, or undefined after keeping the rest. */
-  next(chunk: Uint8Array, start: number): { line: Uint8Array; end: number } | undefined {
-    const newline = chunk.indexOf(NEWLINE, start);
-    if (newline === -1) {
-      this.#keep(chunk.subarray(start));
-      return undefined;
-    }
-    let line = chunk.subarray(start, newline);
-    if (this.#partsLength > 0) {
-      this.#keep(line);
-      line = this.rest();
-    } else if (line.length > MAX_HEADER_LINE) {
-      tooLong(line.length);
-    }
-    return { line, end: newline + 1 };
-  }
-
-  /** Takes whatever has been kept since the last line. */
-  rest(): Uint8Array {
-    const parts = this.#parts;
-    this.#parts = [];
-    const length = this.#partsLength;
-    this.#partsLength = 0;
-    if (parts.length === 1) return parts[0]!;
-    const line = new Uint8Array(length);
-    let offset = 0;
-    for (const part of parts) {
-      line.set(part, offset);
-      offset += part.length;
-    }
-    return line;
-  }
-
-  #keep(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.#partsLength += bytes.length;
-    if (this.#partsLength > MAX_HEADER_LINE) tooLong(this.#partsLength);
-    // Copy: the source chunk's buffer may be reused by the reader once transform returns.
-    this.#parts.push(bytes.slice());
   }
 }
 
@@ -316,38 +261,4 @@ class BodyDecoder {
   #fail(reason: string, cause?: unknown): never {
     throw new ProtocolError(`Cannot read body of put ${this.request.id}: ${reason}`, { cause });
   }
-}
-
-function parseHeader(line: Uint8Array): CacheRequest {
-  const text = decoder.decode(line);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new ProtocolError(`Cannot parse request: ${quoteStart(text)} is not JSON`, {
-      cause: error,
-    });
-  }
-  return decodeRequest(value);
-}
-
-function tooLong(length: number): never {
-  throw new ProtocolError(
-    `Cannot read request: line of ${length}+ bytes exceeds ${MAX_HEADER_LINE}`,
-  );
-}
-
-function isSpace(byte: number): boolean {
-  return byte === 0x20 || byte === 0x09 || byte === 0x0d || byte === NEWLINE;
-}
-
-function isBlank(line: Uint8Array): boolean {
-  for (const byte of line) {
-    if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0d) return false;
-  }
-  return true;
-}
-
-function quoteStart(text: string): string {
-  return JSON.stringify(text.length > 40 ? text.slice(0, 40) + "…" : text);
 }

@@ -1,6 +1,9 @@
 /**
- * The GOCACHEPROG protocol, Go 1.21 to 1.26: wire shapes, framing and a session server that
- * runs over any pair of byte streams.
+ * The GOCACHEPROG protocol, Go 1.21 to 1.26: wire shapes, framing, a session server that runs
+ * over any pair of byte streams, and the relay a byte bridge to such a server follows.
+ *
+ * Only `wire.ts` knows Go's field names; `framing.ts` and `relay.ts` split the request stream
+ * with the same private line splitter (`_lines.ts`).
  *
  * @example
  * ```ts ignore
@@ -14,4 +17,5 @@
 export * from "./wire.ts";
 export * from "./framing.ts";
 export * from "./server.ts";
+export * from "./relay.ts";
 export * from "./budget.ts";

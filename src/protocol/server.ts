@@ -1,15 +1,17 @@
 /**
  * Serves the GOCACHEPROG protocol over a pair of byte streams, so the same code runs on stdio
- * (direct mode) and on socket connections (server mode).
+ * (direct mode) and on socket connections (server mode). Replies go through one writer
+ * (`_replies.ts`); the session's deadlines are kept by one timer (`_watchdog.ts`).
  *
  * @module
  */
 
 import type { ByteBudget } from "./budget.ts";
 import { FrameParser } from "./framing.ts";
+import { ReplyWriter } from "./_replies.ts";
+import { Watchdog } from "./_watchdog.ts";
 import {
   type CacheRequest,
-  encodeResponse,
   formatTime,
   HANDSHAKE_LINE,
   hexToBase64,
@@ -189,93 +191,6 @@ export async function serve(
   }
 }
 
-/**
- * Enforces the session's deadlines with one timer: input stalled mid-request, no request for too
- * long, a reply write the peer does not take. One interval per session costs nothing per request.
- */
-class Watchdog {
-  /** Why the session was ended, once a deadline passed. */
-  expired: ProtocolError | undefined;
-  #options: ServeOptions;
-  #parser: FrameParser;
-  #replies: ReplyWriter;
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #readSince = 0;
-  #timer: ReturnType<typeof setInterval>;
-
-  private constructor(
-    options: ServeOptions,
-    parser: FrameParser,
-    replies: ReplyWriter,
-    reader: ReadableStreamDefaultReader<Uint8Array>,
-  ) {
-    this.#options = options;
-    this.#parser = parser;
-    this.#replies = replies;
-    this.#reader = reader;
-    const shortest = Math.min(
-      options.stallTimeoutMs ?? Infinity,
-      options.idleTimeoutMs ?? Infinity,
-      options.writeTimeoutMs ?? Infinity,
-    );
-    this.#timer = setInterval(() => this.#check(), Math.max(10, Math.min(1000, shortest / 4)));
-    Deno.unrefTimer(this.#timer);
-  }
-
-  /** A watchdog when any deadline is set. */
-  static start(
-    options: ServeOptions,
-    parser: FrameParser,
-    replies: ReplyWriter,
-    reader: ReadableStreamDefaultReader<Uint8Array>,
-  ): Watchdog | undefined {
-    if (!options.stallTimeoutMs && !options.idleTimeoutMs && !options.writeTimeoutMs) {
-      return undefined;
-    }
-    return new Watchdog(options, parser, replies, reader);
-  }
-
-  /** Marks the start (true) or end (false) of a wait for input. */
-  reading(waiting: boolean): void {
-    this.#readSince = waiting ? performance.now() : 0;
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-  }
-
-  #check(): void {
-    const now = performance.now();
-    const { stallTimeoutMs, idleTimeoutMs, writeTimeoutMs } = this.#options;
-    if (writeTimeoutMs && this.#replies.writingFor(now) > writeTimeoutMs) {
-      this.#expire(`the peer took no replies for ${seconds(writeTimeoutMs)}`);
-      this.#replies.abandon();
-      return;
-    }
-    if (this.#readSince === 0) return;
-    const waited = now - this.#readSince;
-    const midFrame = this.#parser.midFrame;
-    const deadline = midFrame ? stallTimeoutMs : idleTimeoutMs;
-    if (deadline && waited > deadline) {
-      this.#expire(
-        midFrame
-          ? `input stopped inside a request for ${seconds(deadline)}`
-          : `no request for ${seconds(deadline)}`,
-      );
-    }
-  }
-
-  #expire(reason: string): void {
-    if (this.expired) return;
-    this.expired = new ProtocolError(`Ending the session: ${reason}`);
-    this.#reader.cancel().catch(() => {});
-  }
-}
-
-function seconds(ms: number): string {
-  return ms >= 1000 ? `${Math.round(ms / 1000)}s` : `${ms}ms`;
-}
-
 /** Handles the requests of one session and writes their replies. */
 class Session {
   #handler: CacheHandler;
@@ -382,90 +297,5 @@ class Session {
     });
     this.#metrics?.add("put_bytes", body.length);
     return { ID: request.id, DiskPath: diskPath };
-  }
-}
-
-/**
- * Serializes reply lines onto one writable. Each JSON value is written whole, in the order queued;
- * lines queued while a write is in flight go out together in the next one (fewer writes when
- * many requests finish at once, and no delay for a lone reply).
- *
- * States: idle (nothing in flight), writing (one drain loop running; `#idle` settles when it
- * stops), broken (the peer has gone or stopped reading: lines are dropped, nothing waits).
- */
-class ReplyWriter {
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #queued: string[] = [];
-  #state: "idle" | "writing" | "broken" = "idle";
-  #idle: Promise<void> = Promise.resolve();
-  #settle: () => void = () => {};
-  /** When the write in flight started (0 when none), for the write deadline. */
-  #writeStarted = 0;
-  #encoder = new TextEncoder();
-
-  constructor(writable: WritableStream<Uint8Array>) {
-    this.#writer = writable.getWriter();
-  }
-
-  write(response: WireResponse): void {
-    this.writeLine(encodeResponse(response));
-  }
-
-  writeLine(line: string): void {
-    if (this.#state === "broken") return;
-    this.#queued.push(line);
-    if (this.#state === "writing") return;
-    this.#state = "writing";
-    this.#idle = new Promise((resolve) => this.#settle = resolve);
-    void this.#drain();
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queued.length > 0 && this.#state === "writing") {
-        const batch = this.#queued.length === 1 ? this.#queued[0]! : this.#queued.join("");
-        this.#queued = [];
-        this.#writeStarted = performance.now();
-        await this.#writer.write(this.#encoder.encode(batch));
-        this.#writeStarted = 0;
-      }
-    } catch {
-      // go has gone (EPIPE / BrokenPipe): nobody is left to read replies.
-      this.#state = "broken";
-    }
-    this.#writeStarted = 0;
-    if (this.#state === "writing") this.#state = "idle";
-    else this.#queued = [];
-    this.#settle();
-  }
-
-  /** How long the write in flight has been waiting, in ms (0 when none). */
-  writingFor(now: number): number {
-    return this.#writeStarted === 0 ? 0 : now - this.#writeStarted;
-  }
-
-  /** Gives up on the peer: drops queued lines and aborts the write in flight. */
-  abandon(): void {
-    if (this.#state === "broken") return;
-    const wasWriting = this.#state === "writing";
-    this.#state = "broken";
-    this.#queued = [];
-    this.#writer.abort().catch(() => {});
-    if (!wasWriting) return;
-    // The stuck write may never settle, even aborted: do not let anyone wait for it.
-    this.#writeStarted = 0;
-    this.#settle();
-  }
-
-  /** Waits until every queued reply has been written (or the peer has gone). */
-  flushed(): Promise<void> {
-    return this.#idle;
-  }
-
-  /** Waits for queued replies and releases the writable (it is not closed). */
-  async done(): Promise<void> {
-    await this.#idle;
-    if (this.#state === "broken") return; // an aborted writer stays locked; nothing uses it
-    this.#writer.releaseLock();
   }
 }

@@ -1,9 +1,12 @@
 /**
- * The Go toolchain's JSON shapes for the GOCACHEPROG protocol, and their decoding into
- * domain values with lower-case hex ids. Only this file knows Go's field names.
+ * The Go toolchain's JSON shapes for the GOCACHEPROG protocol, their decoding into domain
+ * values with lower-case hex ids, the handshake line and the ID of a response line. Only this
+ * file knows Go's field names.
  *
  * @module
  */
+
+import { writeAll } from "../util/mod.ts";
 
 /** A request as the go command encodes it (`cacheprog.Request`, `ProgRequest` before Go 1.24). */
 export interface WireRequest {
@@ -35,6 +38,19 @@ export const KNOWN_COMMANDS: readonly string[] = Object.freeze(["get", "put", "c
 
 /** The unsolicited capability message: go sends nothing until it has read this line. */
 export const HANDSHAKE_LINE = `{"ID":0,"KnownCommands":${JSON.stringify(KNOWN_COMMANDS)}}\n`;
+const HANDSHAKE_BYTES = new TextEncoder().encode(HANDSHAKE_LINE);
+
+/**
+ * Writes {@linkcode HANDSHAKE_LINE}, the one way every mode sends it on its own (a session
+ * server queues the same line ahead of its replies).
+ *
+ * @param out Where go reads replies, e.g. `Deno.stdout`; short writes are retried.
+ */
+export async function writeHandshake(
+  out: { write(p: Uint8Array): Promise<number> },
+): Promise<void> {
+  await writeAll(out, HANDSHAKE_BYTES);
+}
 
 /** A request decoded into domain form. Ids are lower-case hex, or "" when absent. */
 export interface CacheRequest {
@@ -50,6 +66,9 @@ export class ProtocolError extends Error {
   override name = "ProtocolError";
 }
 
+/** The part of a request that says how it is framed and answered: no ids decoded. */
+export type RequestHeader = Pick<CacheRequest, "id" | "command" | "bodySize">;
+
 /**
  * Decodes one parsed request object.
  *
@@ -58,6 +77,21 @@ export class ProtocolError extends Error {
  * @throws {ProtocolError} When the value is not a request object (wrong types, bad base64).
  */
 export function decodeRequest(value: unknown): CacheRequest {
+  const { id, command, bodySize } = decodeRequestHeader(value);
+  const raw = value as Record<string, unknown>;
+  const outputId = hexField(raw.OutputID, "OutputID", id) || hexField(raw.ObjectID, "ObjectID", id);
+  return { id, command, actionId: hexField(raw.ActionID, "ActionID", id), outputId, bodySize };
+}
+
+/**
+ * Decodes the ID, command and body size of one parsed request object, for a reader that
+ * follows the stream without serving it (the ids are left undecoded, which costs most).
+ *
+ * @param value The result of `JSON.parse` on a request line.
+ * @returns The request's ID, command and body size (0 when absent).
+ * @throws {ProtocolError} When those fields are missing or of the wrong type.
+ */
+export function decodeRequestHeader(value: unknown): RequestHeader {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ProtocolError(
       `Cannot decode request: expected a JSON object, got ${typeName(value)}`,
@@ -77,14 +111,7 @@ export function decodeRequest(value: unknown): CacheRequest {
       `Cannot decode request ${id}: "BodySize" must be a non-negative integer`,
     );
   }
-  const outputId = hexField(raw.OutputID, "OutputID", id) || hexField(raw.ObjectID, "ObjectID", id);
-  return {
-    id,
-    command: raw.Command,
-    actionId: hexField(raw.ActionID, "ActionID", id),
-    outputId,
-    bodySize,
-  };
+  return { id, command: raw.Command, bodySize };
 }
 
 /**
@@ -95,6 +122,48 @@ export function decodeRequest(value: unknown): CacheRequest {
  */
 export function encodeResponse(response: WireResponse): string {
   return JSON.stringify(response) + "\n";
+}
+
+/** `{"ID":`, how every response this plugin's server writes begins. */
+const ID_PREFIX = [0x7b, 0x22, 0x49, 0x44, 0x22, 0x3a];
+const decoder = new TextDecoder();
+
+/**
+ * Reads the `ID` of one response line. Lines that begin `{"ID":<digits>` (all that this
+ * plugin's server writes) are read without a JSON parse; any other JSON object is parsed.
+ *
+ * @param line One response line, without its newline.
+ * @returns The ID (0 for an object without a numeric `ID`, as go reads it), or undefined when
+ * the line is not JSON.
+ */
+export function responseId(line: Uint8Array): number | undefined {
+  let i = 0;
+  while (i < line.length && (line[i] === 0x20 || line[i] === 0x09 || line[i] === 0x0d)) i++;
+  if (line.length - i <= ID_PREFIX.length) return undefined; // shorter than `{"ID":0`
+  let prefix = true;
+  for (let k = 0; k < ID_PREFIX.length; k++) {
+    if (line[i + k] !== ID_PREFIX[k]) {
+      prefix = false;
+      break;
+    }
+  }
+  if (prefix) {
+    let id = 0;
+    let digits = 0;
+    for (let k = i + ID_PREFIX.length; k < line.length; k++) {
+      const c = line[k]!;
+      if (c < 0x30 || c > 0x39) break;
+      id = id * 10 + (c - 0x30);
+      digits++;
+    }
+    if (digits > 0) return id;
+  }
+  try {
+    const value = JSON.parse(decoder.decode(line.subarray(i)));
+    return typeof value?.ID === "number" ? value.ID : 0;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Converts a lower-case hex id to the padded standard base64 go expects. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bridge, RequestTracker } from "../../src/server/connect.ts";
+import { bridge } from "../../src/server/connect.ts";
 import { PluginListener } from "../../src/server/listener.ts";
 import { serve } from "../../src/protocol/mod.ts";
 import {
@@ -88,35 +88,6 @@ function localFallback(handler: MemoryHandler, seen: { handshake?: boolean; coun
     await serve(input, output, handler, { handshake });
   };
 }
-
-Deno.test("RequestTracker keeps unanswered requests, bodies included, and forgets answered ones", () => {
-  const tracker = new RequestTracker();
-  const body = '"' + "A".repeat(40_000) + '"\n';
-  const input = getFrame(1, hexId(1)) +
-    JSON.stringify({ ID: 2, Command: "put", ActionID: "x", OutputID: "y", BodySize: 30_000 }) +
-    "\n\n" + body + getFrame(3, hexId(3)) + '{"ID":4,"Comm';
-  for (const chunk of splitEvery(input, 777)) tracker.onRequests(chunk);
-  const reply = encoder.encode('{"ID":1,"Miss":true}\n{"ID":3,"Miss":true}\n');
-  tracker.onReplies(reply, reply.length);
-  assert.equal(tracker.handshakeSeen, true);
-  const replay = decoder.decode(
-    new Uint8Array(tracker.unanswered().flatMap((part) => [...part])),
-  );
-  assert.ok(replay.startsWith('{"ID":2,"Command":"put"'), replay.slice(0, 40));
-  assert.ok(replay.includes(body));
-  assert.ok(replay.endsWith('{"ID":4,"Comm'), "the partial request comes last");
-  assert.ok(!replay.includes('"ID":1,') && !replay.includes('"ID":3,'));
-  assert.equal(tracker.settled(true), false);
-});
-
-Deno.test("RequestTracker.settled() is true once close is answered", () => {
-  const tracker = new RequestTracker();
-  tracker.onRequests(encoder.encode(getFrame(1, hexId(1)) + closeFrame(2)));
-  assert.equal(tracker.settled(false), false);
-  const reply = encoder.encode('{"ID":2}\n');
-  tracker.onReplies(reply, reply.length);
-  assert.equal(tracker.settled(false), true);
-});
 
 Deno.test("bridge() copies a session to the server and back byte for byte", async () => {
   const handler = new MemoryHandler();
