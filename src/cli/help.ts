@@ -1,15 +1,15 @@
 /**
  * `help` text: an overview and topics, with the environment table generated from the same flag
- * table the parser uses.
+ * table (`flags.ts`) the parser uses: each flag's spelling, variable, kind, default and scope.
  *
  * @module
  */
 
 import type { Logger } from "../log/mod.ts";
-import { type Config, FLAGS, UsageError } from "./config.ts";
-
-/** The program's version, printed by `version`. */
-export const VERSION = "0.1.0";
+import { writeAll } from "../util/mod.ts";
+import { type Config, UsageError } from "./config.ts";
+import { FLAGS } from "./flags.ts";
+import { VERSION } from "./version.ts";
 
 const PERMISSIONS = "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go " +
   "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
@@ -117,7 +117,7 @@ function environmentTable(): string {
   const rows = FLAGS.map((spec) => {
     const flag = (spec.flag.length === 1 ? "-" : "--") + spec.flag;
     return `  ${flag.padEnd(19)} ${spec.env.padEnd(24)} ${spec.kind.padEnd(9)} ${spec.shown}` +
-      (spec.serveOnly ? "  (serve)" : spec.connectOnly ? "  (connect)" : "") +
+      (spec.scope ? `  (${spec.scope})` : "") +
       `\n      ${spec.help}`;
   });
   return `Flags and their environment variables (a flag wins over its variable).
@@ -148,6 +148,6 @@ export async function printHelp(config: Config, log: Logger): Promise<number> {
     log.warn(`usage: ${error.message}`);
     return 2;
   }
-  await Deno.stdout.write(new TextEncoder().encode(text + "\n"));
+  await writeAll(Deno.stdout, new TextEncoder().encode(text + "\n"));
   return 0;
 }

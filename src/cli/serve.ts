@@ -18,7 +18,7 @@ import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { errorMessage, settledWithin } from "../util/mod.ts";
 import type { Config } from "./config.ts";
-import { VERSION } from "./help.ts";
+import { VERSION } from "./version.ts";
 import { type CacheStack, openCacheStack, pruneIfDue } from "./stack.ts";
 
 /** Options for {@linkcode runServer}. */

@@ -15,21 +15,10 @@ import { FALLBACK_MAX_BYTES, fallbackDir, systemFallback } from "../cache/fallba
 import { LocalCache } from "../cache/local.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
-import type { CacheHandler } from "../protocol/mod.ts";
-import type { ObjectStore } from "../cache/s3/object_store.ts";
+import type { CacheStack } from "./cache_stack.ts";
 import type { Config } from "./config.ts";
 
-/** The cache a process serves, with its end-of-life hooks. */
-export interface CacheStack {
-  /** What protocol sessions call. */
-  handler: CacheHandler;
-  /** The local tier underneath. */
-  local: LocalCache;
-  /** Waits (bounded) for background work such as uploads; called once at exit. */
-  shutdown(): Promise<void>;
-  /** With a bucket: the store under `[prefix/]module/`, for the module proxy. */
-  moduleStore?: ObjectStore;
-}
+export type { CacheStack } from "./cache_stack.ts";
 
 /**
  * Opens the local tier and, with a bucket, the S3 tier. Writes the cache directory refuses go to

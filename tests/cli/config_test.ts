@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { parseConfig, parseGoDuration, UsageError } from "../../src/cli/config.ts";
+import { type Config, parseConfig, parseGoDuration, UsageError } from "../../src/cli/config.ts";
+import { NOT_DIRECT, SUBCOMMANDS } from "../../src/cli/commands.ts";
+import { defaultOf, FLAGS, type FlagSpec, showDefault } from "../../src/cli/flags.ts";
+import { helpText } from "../../src/cli/help.ts";
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 const base = { GOCACHE: "/home/u/.cache/go-build" };
@@ -156,4 +159,87 @@ Deno.test("parseGoDuration() follows Go's syntax", () => {
   assert.equal(parseGoDuration("0"), 0);
   assert.throws(() => parseGoDuration("10"), SyntaxError);
   assert.throws(() => parseGoDuration("1d"), SyntaxError);
+});
+
+/** The Config field a flag fills. */
+function fieldOf(config: Config, spec: FlagSpec): unknown {
+  const [head, tail] = spec.field.split(".") as [string, string | undefined];
+  const record = (tail ? config.serve : config) as unknown as Record<string, unknown>;
+  return record[tail ?? head];
+}
+
+/** Arguments that make a flag's command valid: serve needs a plugin, connect a target. */
+function commandFor(spec: FlagSpec): string[] {
+  if (spec.scope === "serve") return spec.flag === "plugin" ? ["serve"] : ["serve", "--plugin=1"];
+  return spec.scope === "connect" ? ["connect", "1"] : [];
+}
+
+Deno.test("helpText() lists every FLAGS entry with its variable, kind, default and scope", () => {
+  const rows = helpText("environment").split("\n");
+  for (const spec of FLAGS) {
+    const flag = (spec.flag.length === 1 ? "-" : "--") + spec.flag;
+    const row = rows.find((line) => line.trimStart().startsWith(`${flag} `));
+    assert.ok(row, flag);
+    const cells = row.trim().split(/\s{2,}/);
+    assert.deepEqual(
+      cells,
+      [flag, spec.env, spec.kind, spec.shown, ...spec.scope ? [`(${spec.scope})`] : []],
+      flag,
+    );
+    assert.equal(rows[rows.indexOf(row) + 1]!.trim(), spec.help, flag);
+  }
+  assert.equal(new Set(FLAGS.map((spec) => spec.flag)).size, FLAGS.length, "no flag twice");
+  assert.equal(new Set(FLAGS.map((spec) => spec.env)).size, FLAGS.length, "no variable twice");
+});
+
+Deno.test("parseConfig() defaults are the flag table's defaults, as help shows them", async (t) => {
+  const vars = { ...base, AWS_REGION: "us-east-2", AWS_ENDPOINT_URL: "http://e" };
+  const context = { env: env(vars), cpus: navigator.hardwareConcurrency || 4 };
+  // Defaults help describes in words, each checked against what parseConfig does.
+  const described: Record<string, unknown> = {
+    "cache-dir": "$GOCACHE/go-cache-plugin".replace("$GOCACHE", base.GOCACHE),
+    bucket: "",
+    region: "us-east-2",
+    "s3-endpoint-url": "http://e",
+    c: navigator.hardwareConcurrency,
+    u: navigator.hardwareConcurrency,
+    expiry: 0,
+    plugin: "5930",
+    upstream: "",
+  };
+  for (const spec of FLAGS) {
+    await t.step(spec.flag, () => {
+      const args = commandFor(spec);
+      const plugin: Record<string, string> = spec.flag === "plugin"
+        ? { GOCACHE_PLUGIN: "5930" }
+        : {};
+      const config = parseConfig(args, env({ ...vars, ...plugin }));
+      if (spec.flag in described) {
+        assert.deepEqual(fieldOf(config, spec), described[spec.flag]);
+        if (spec.flag !== "cache-dir" && spec.flag !== "plugin") {
+          assert.deepEqual(fieldOf(config, spec), defaultOf(spec, context));
+        }
+        return;
+      }
+      // A plain default: help shows it derived from the value, and reading it back is the default.
+      assert.notEqual(typeof spec.default, "function", "a computed default is described above");
+      assert.equal(spec.shown, showDefault(spec.kind, defaultOf(spec, context)));
+      assert.deepEqual(fieldOf(config, spec), defaultOf(spec, context));
+      const literal = spec.shown === '""' ? "" : spec.shown;
+      const explicit = parseConfig([...args, `--${spec.flag}=${literal}`], env(vars));
+      assert.deepEqual(fieldOf(explicit, spec), fieldOf(config, spec));
+    });
+  }
+});
+
+Deno.test("NOT_DIRECT holds exactly the arguments parseConfig() reads as another command", () => {
+  for (const arg of NOT_DIRECT) {
+    const args = arg === "serve" ? [arg, "--plugin=1"] : arg === "connect" ? [arg, "1"] : [arg];
+    assert.notEqual(parseConfig(args, env(base)).command, "direct", arg);
+  }
+  for (const command of SUBCOMMANDS) assert.ok(NOT_DIRECT.has(command), command);
+  for (const arg of ["-h", "--h", "-help", "--help"]) {
+    assert.equal(parseConfig([arg], env(base)).command, "help", arg);
+    assert.ok(NOT_DIRECT.has(arg), arg);
+  }
 });

@@ -1,0 +1,23 @@
+/**
+ * The {@linkcode CacheStack} type: what `stack.ts` (local tier) and `s3_stack.ts` (S3 tier) build
+ * and the run functions serve from. In a file of its own so the two builders share it without
+ * importing each other.
+ *
+ * @module
+ */
+
+import type { LocalCache } from "../cache/local.ts";
+import type { ObjectStore } from "../cache/s3/object_store.ts";
+import type { CacheHandler } from "../protocol/mod.ts";
+
+/** The cache a process serves, with its end-of-life hooks. */
+export interface CacheStack {
+  /** What protocol sessions call. */
+  handler: CacheHandler;
+  /** The local tier underneath. */
+  local: LocalCache;
+  /** Waits (bounded) for background work such as uploads; called once at exit. */
+  shutdown(): Promise<void>;
+  /** With a bucket: the store under `[prefix/]module/`, for the module proxy. */
+  moduleStore?: ObjectStore;
+}
