@@ -13,7 +13,7 @@ import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { DEBUG_S3 } from "../log/mod.ts";
 import type { Config } from "./config.ts";
-import type { CacheStack } from "./stack.ts";
+import type { CacheStack } from "./cache_stack.ts";
 
 /**
  * Opens the S3 tier over `local`. Bad configuration does not fail here: the first remote call
@@ -22,7 +22,8 @@ import type { CacheStack } from "./stack.ts";
  * @param local The local tier.
  * @param config Bucket, prefix, region, endpoint, path style, upload policy.
  * @param options Logger and metrics.
- * @returns The stack; `moduleStore` holds keys under `[prefix/]module/`.
+ * @returns The stack; `moduleStore` holds keys under `[prefix/]module/` (the module proxy puts
+ * its own breaker and upload queue in front of it, see `src/modproxy/store.ts`).
  */
 export function openS3Stack(
   local: LocalCache,
@@ -106,6 +107,12 @@ function describe(metrics: Metrics): void {
     "s3_breaker_shared": "1 when the session found the S3 tier paused by an earlier session",
     "s3_request_seconds": "Latency of S3 requests",
     "s3_uncaught": "Stray errors from the S3 client contained instead of ending the process",
+    "modproxy_store_skipped": "Module fills that skipped S3 because its breaker was open",
+    "modproxy_store_breaker_trips": "Times the module proxy's S3 circuit breaker opened",
+    "modproxy_store_breaker_open": "1 while the module proxy's S3 tier is paused or disabled",
+    "modproxy_store_bytes_up": "Module file bytes uploaded to S3",
+    "modproxy_store_uploads_left": "Module uploads still pending when the wait at close ran out",
+    "modproxy_store_uploads_resumed": "Module uploads an earlier session left undone, queued again",
   };
   for (const [name, text] of Object.entries(help)) metrics.describe(name, text);
 }

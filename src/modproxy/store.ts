@@ -2,13 +2,31 @@
  * Module-file storage for the proxy: a local directory in the module-cache download layout, plus
  * an optional {@linkcode ObjectStore} (the S3 tier) that holds the same keys.
  *
+ * It runs on the build cache's store core: local writes are atomic (the local tier's
+ * `atomicWrite`, or for a body of unknown size a temporary file named as the local tier names
+ * them, capped and checked, then renamed into place); remote fills and uploads go
+ * through a {@linkcode CircuitBreaker}, and uploads through the bounded {@linkcode UploadQueue},
+ * which records what it could not send under `<dir>/.pending/` (one file per key, named by the
+ * key's SHA-256 and holding the key) and sends it from the next session. A module path element
+ * never starts with a dot, so `.pending` cannot collide with a module.
+ *
+ * The breaker is the store's own, not the build cache's: a bucket policy may allow one prefix
+ * and not the other, and a module fill that waits blocks a `go` command outright (there is no
+ * compiling instead), so one missed deadline opens it. While it is open, fills skip the bucket
+ * and go to upstream at once, and uploads are recorded as owed.
+ *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
-import type { ObjectStore } from "../cache/s3/object_store.ts";
+import { atomicWrite, removeQuietly, tempName } from "../cache/_files.ts";
+import { CircuitBreaker } from "../cache/s3/breaker.ts";
+import { type ObjectStore, StoreError } from "../cache/s3/object_store.ts";
+import { type UploadEntry, UploadQueue } from "../cache/s3/uploads.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { errorMessage } from "../util/mod.ts";
 
 /** A local file opened for serving. */
 export interface OpenedFile {
@@ -28,6 +46,18 @@ export interface ModuleStoreOptions {
   metrics?: Metrics;
   /** Deadline of a background upload, in ms. @default {60000} */
   uploadTimeoutMs?: number;
+  /** Deadline of a remote lookup (until the object's headers), in ms. @default {10000} */
+  getTimeoutMs?: number;
+  /** Deadline of a whole remote fill, body included, in ms. @default {60000} */
+  fillTimeoutMs?: number;
+  /** Uploads running at once. @default {navigator.hardwareConcurrency} */
+  uploadConcurrency?: number;
+  /** How long `close()` waits for pending uploads, in ms. @default {60000} */
+  closeTimeoutMs?: number;
+  /** Where uploads still owed are recorded. @default {`${dir}/.pending`} */
+  pendingDir?: string;
+  /** How long the breaker stays open before one fill may try again, in ms. @default {30000} */
+  breakerCooldownMs?: number;
 }
 
 /** Thrown when a body is larger than its cap; nothing is stored. */
@@ -42,28 +72,93 @@ export class TooLargeError extends RangeError {
   }
 }
 
+/** How a write is bounded and checked. */
+interface WriteOptions {
+  maxBytes: number;
+  check?: (path: string, size: number) => Promise<void>;
+}
+
 /**
  * Keys are validated relative paths such as `example.com/!hello/@v/v1.0.0.zip` or
  * `sumdb/sum.golang.org/tile/8/0/000`; the caller builds them from validated parts only.
+ *
+ * @example
+ * ```ts
+ * import { MemoryObjectStore } from "../cache/s3/object_store.ts";
+ * import { ModuleStore } from "./store.ts";
+ * const dir = await Deno.makeTempDir();
+ * const remote = new MemoryObjectStore();
+ * const store = new ModuleStore(dir, { store: remote });
+ * await store.writeBytes("example.com/@v/list", new TextEncoder().encode("v1.0.0\n"));
+ * store.upload("example.com/@v/list");
+ * await store.close();
+ * if (!remote.objects.has("example.com/@v/list")) throw new Error("expected the upload");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export class ModuleStore {
   readonly #dir: string;
   readonly #remote?: ObjectStore;
   readonly #log: Logger;
   readonly #metrics?: Metrics;
-  readonly #uploadTimeoutMs: number;
-  readonly #uploads = new Set<Promise<void>>();
+  readonly #getTimeoutMs: number;
+  readonly #fillTimeoutMs: number;
+  readonly #breaker: CircuitBreaker;
+  readonly #uploads?: UploadQueue;
+  readonly #resuming: Promise<unknown>;
 
   /**
    * @param dir The local root directory (created on demand).
-   * @param options Remote tier, logger, metrics.
+   * @param options Remote tier, logger, metrics, deadlines.
    */
   constructor(dir: string, options: ModuleStoreOptions = {}) {
     this.#dir = dir;
     this.#remote = options.store;
     this.#log = options.log ?? SILENT;
     this.#metrics = options.metrics;
-    this.#uploadTimeoutMs = options.uploadTimeoutMs ?? 60_000;
+    this.#getTimeoutMs = options.getTimeoutMs ?? 10_000;
+    this.#fillTimeoutMs = options.fillTimeoutMs ?? 60_000;
+    this.#breaker = new CircuitBreaker({
+      stallThreshold: 1,
+      cooldownMs: options.breakerCooldownMs,
+      probeMs: this.#getTimeoutMs,
+      log: this.#log,
+      logPrefix: "modproxy: ",
+      serving: "the local module cache and upstream",
+      metrics: this.#remote ? this.#metrics : undefined,
+      metricPrefix: "modproxy_store_breaker",
+    });
+    if (this.#remote) {
+      this.#uploads = new UploadQueue(this.#remote, {
+        breaker: this.#breaker,
+        pendingDir: options.pendingDir ?? join(dir, ".pending"),
+        concurrency: options.uploadConcurrency,
+        uploadTimeoutMs: options.uploadTimeoutMs,
+        headTimeoutMs: this.#getTimeoutMs,
+        closeTimeoutMs: options.closeTimeoutMs,
+        markerPattern: /^[0-9a-f]{64}$/,
+        noun: "module uploads",
+        onFailed: (entry, error) =>
+          this.#log.warn(
+            `Cannot upload module file ${JSON.stringify(entry.key)} to the object store: ${
+              errorMessage(error)
+            }`,
+          ),
+        log: this.#log,
+        metrics: this.#metrics,
+        names: {
+          done: "modproxy_store_puts",
+          skipped: "modproxy_store_put_skips",
+          failed: "modproxy_store_errors",
+          left: "modproxy_store_uploads_left",
+          resumed: "modproxy_store_uploads_resumed",
+          bytesUp: "modproxy_store_bytes_up",
+        },
+      });
+    }
+    // Uploads an earlier session owed; close() waits for this to have queued them.
+    this.#resuming = this.#uploads?.resume((marker, text) => this.#rebuild(marker, text))
+      .catch(() => 0) ?? Promise.resolve();
   }
 
   /** Whether a remote tier is configured. */
@@ -139,11 +234,11 @@ export class ModuleStore {
   async writeStream(
     key: string,
     body: ReadableStream<Uint8Array>,
-    options: { maxBytes: number; check?: (path: string, size: number) => Promise<void> },
+    options: WriteOptions,
   ): Promise<number> {
     const target = this.localPath(key);
     await Deno.mkdir(dirname(target), { recursive: true });
-    const temp = `${dirname(target)}/.tmp-${crypto.randomUUID()}`;
+    const temp = tempName(target);
     let size = 0;
     try {
       const file = await Deno.open(temp, { write: true, createNew: true });
@@ -159,7 +254,7 @@ export class ModuleStore {
       await Deno.rename(temp, target);
       return size;
     } catch (error) {
-      await Deno.remove(temp).catch(() => {});
+      await removeQuietly(temp);
       throw error;
     }
   }
@@ -171,7 +266,7 @@ export class ModuleStore {
    * @param bytes The content.
    */
   async writeBytes(key: string, bytes: Uint8Array): Promise<void> {
-    await this.writeStream(key, ReadableStream.from([bytes]), { maxBytes: bytes.length });
+    await atomicWrite(this.localPath(key), bytes);
   }
 
   /**
@@ -186,42 +281,39 @@ export class ModuleStore {
   }
 
   /**
-   * Copies an entry from the remote tier into the local directory.
+   * Copies an entry from the remote tier into the local directory. Skipped at once while the
+   * breaker is open; a remote failure counts toward it.
    *
    * @param key A validated key.
    * @param options `maxBytes` cap and an optional check, as in {@linkcode writeStream}.
-   * @returns `true` when the entry now exists locally, `false` when the remote has no copy or
-   * cannot be read (a warning is logged).
+   * @returns `true` when the entry now exists locally, `false` when the remote has no copy, is
+   * paused, or cannot be read (a warning is logged).
    */
-  async fillFromRemote(
-    key: string,
-    options: { maxBytes: number; check?: (path: string, size: number) => Promise<void> },
-  ): Promise<boolean> {
+  async fillFromRemote(key: string, options: WriteOptions): Promise<boolean> {
     if (!this.#remote) return false;
+    await this.#breaker.ready();
+    if (!this.#breaker.allow()) {
+      this.#metrics?.add("modproxy_store_skipped");
+      return false;
+    }
+    const started = performance.now();
+    const trip = this.#breaker.signal;
     try {
-      const object = await this.#remote.get(key, { signal: AbortSignal.timeout(60_000) });
-      if (!object) return false;
-      if (object.size > options.maxBytes) {
-        await object.body.cancel();
-        throw new TooLargeError(key, options.maxBytes);
-      }
-      const size = await this.writeStream(key, object.body, {
-        maxBytes: options.maxBytes,
-        check: async (path, size) => {
-          if (size !== object.size) {
-            throw new RangeError(`got ${size} bytes, expected ${object.size}`);
-          }
-          await options.check?.(path, size);
-        },
-      });
+      const size = await this.#fill(this.#remote, key, options, trip);
+      if (size === undefined) return false;
       this.#metrics?.add("modproxy_store_fills");
       this.#metrics?.add("modproxy_store_fill_bytes", size);
       return true;
     } catch (error) {
       this.#metrics?.add("modproxy_store_errors");
+      // Only the bucket's failures are evidence about it (not a check, a cap or the disk); one
+      // cut short by the breaker is not new evidence.
+      if (error instanceof StoreError && !trip.aborted) {
+        this.#breaker.failed(error, performance.now() - started);
+      }
       this.#log.warn(
         `Cannot read module file ${JSON.stringify(key)} from the object store: ${
-          error instanceof Error ? error.message : String(error)
+          errorMessage(error)
         }`,
       );
       return false;
@@ -229,36 +321,107 @@ export class ModuleStore {
   }
 
   /**
-   * Uploads a local entry to the remote tier in the background (own deadline); failures are
-   * logged and counted. {@linkcode close} waits for pending uploads.
+   * Uploads a local entry to the remote tier in the background (bounded queue, own deadline);
+   * failures are logged and counted, and recorded for the next session. {@linkcode close} waits
+   * for pending uploads, bounded.
    *
    * @param key A validated key whose local file exists.
    */
   upload(key: string): void {
-    const remote = this.#remote;
-    if (!remote) return;
-    const task = (async () => {
-      const opened = await this.open(key);
-      if (!opened) return;
-      await remote.put(key, opened.file.readable, {
-        size: opened.size,
-        signal: AbortSignal.timeout(this.#uploadTimeoutMs),
-      });
-      this.#metrics?.add("modproxy_store_puts");
-    })().catch((error) => {
-      this.#metrics?.add("modproxy_store_errors");
-      this.#log.warn(
-        `Cannot upload module file ${JSON.stringify(key)} to the object store: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
-      );
-    });
-    this.#uploads.add(task);
-    task.finally(() => this.#uploads.delete(task));
+    this.#uploads?.enqueue(this.#entry(key));
   }
 
-  /** Waits for pending background uploads. */
+  /** Waits for pending background uploads (bounded; what is left is recorded as owed). */
   async close(): Promise<void> {
-    while (this.#uploads.size > 0) await Promise.all([...this.#uploads]);
+    await this.#resuming;
+    await this.#uploads?.close();
   }
+
+  /** The fill itself: the size written, or `undefined` when the bucket has no copy. */
+  async #fill(
+    remote: ObjectStore,
+    key: string,
+    options: WriteOptions,
+    trip: AbortSignal,
+  ): Promise<number | undefined> {
+    // The lookup gets a lookup's deadline, the body the rest of the fill's.
+    const lookup = new AbortController();
+    const signal = AbortSignal.any([AbortSignal.timeout(this.#fillTimeoutMs), trip, lookup.signal]);
+    const timer = setTimeout(
+      () => lookup.abort(new DOMException("lookup deadline exceeded", "TimeoutError")),
+      this.#getTimeoutMs,
+    );
+    const object = await remote.get(key, { signal }).finally(() => clearTimeout(timer));
+    this.#breaker.succeeded(); // the bucket answered
+    if (!object) return undefined;
+    if (object.size > options.maxBytes) {
+      await object.body.cancel();
+      throw new TooLargeError(key, options.maxBytes);
+    }
+    return await this.writeStream(key, remoteBody(object.body, key, signal), {
+      maxBytes: options.maxBytes,
+      check: async (path, size) => {
+        if (size !== object.size) {
+          throw new RangeError(`got ${size} bytes, expected ${object.size}`);
+        }
+        await options.check?.(path, size);
+      },
+    });
+  }
+
+  /** The upload of a key: its file as it is when the upload starts. */
+  #entry(key: string): UploadEntry {
+    return { marker: markerOf(key), markerText: key, key, path: this.localPath(key) };
+  }
+
+  /** The entry a marker of an earlier session names; `undefined` when nothing is left to send. */
+  async #rebuild(marker: string, text: () => Promise<string>): Promise<UploadEntry | undefined> {
+    const key = await text();
+    if (markerOf(key) !== marker || !isRelativeKey(key)) return undefined;
+    const info = await Deno.stat(this.localPath(key)).catch(() => undefined);
+    return info?.isFile ? this.#entry(key) : undefined;
+  }
+}
+
+/** The marker of a key's owed upload: its SHA-256, hex. */
+function markerOf(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
+}
+
+/** A key read back from disk: relative, no empty, `.` or `..` segments, no backslashes. */
+function isRelativeKey(key: string): boolean {
+  return key !== "" && !key.includes("\\") &&
+    key.split("/").every((part) => part !== "" && part !== "." && part !== "..");
+}
+
+/**
+ * A remote body whose read failures are the bucket's ({@linkcode StoreError}), so that the
+ * breaker counts them and not a failed check or a full disk.
+ */
+function remoteBody(
+  body: ReadableStream<Uint8Array>,
+  key: string,
+  signal: AbortSignal,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (error) {
+        const reason = signal.aborted ? "deadline exceeded" : errorMessage(error);
+        throw new StoreError(
+          `Cannot read S3 object ${JSON.stringify(key)}: ${reason}`,
+          signal.aborted ? "timeout" : "other",
+          { cause: error },
+        );
+      }
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }

@@ -1,7 +1,8 @@
 /**
  * A minimal AWS Signature Version 4 signer for the S3 data path (GET, HEAD, PUT of one object):
  * header-based auth, no query parameters, `x-amz-content-sha256: UNSIGNED-PAYLOAD` by default.
- * Private to the S3 tier; `aws_store.ts` uses it with credentials from the SDK's provider chain.
+ * Private to the S3 tier: `_connection.ts` makes the signer for the bucket's region and
+ * `_signed_fetch.ts` signs each request with credentials from the connection.
  *
  * @module
  */

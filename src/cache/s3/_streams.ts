@@ -1,12 +1,12 @@
 /**
- * Stream helpers of the tiered cache: verifying a download while it is written, bounding a
- * stalled body, reading a file for upload, reading a small record.
+ * Stream helpers of the S3 tier: verifying a download while it is written, bounding a stalled
+ * body, reading a file for upload (the upload queue), reading a small record.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
-import { StoreError } from "./aws_store.ts";
+import { StoreError } from "./object_store.ts";
 
 /** A remote entry that must not be served: counted as `s3_corrupt`, not as a failure. */
 export class CorruptError extends Error {
@@ -81,15 +81,24 @@ export class AbortOnStream extends TransformStream<Uint8Array, Uint8Array> {
  * finishes first, so no stream ever sees its file closed under it.
  *
  * @param path The local file.
- * @param size Bytes to send.
- * @returns The stream and its idempotent `close`.
+ * @param size Bytes to send; `undefined` for the size of the file as opened (a file that may be
+ * replaced by a rename meanwhile: the opened one is sent whole).
+ * @returns The stream, its size and its idempotent `close`.
+ * @throws {Deno.errors.NotFound} When the file is gone.
  */
 export async function fileBody(
   path: string,
-  size: number,
-): Promise<{ stream: ReadableStream<Uint8Array>; close(): void }> {
+  size?: number,
+): Promise<{ stream: ReadableStream<Uint8Array>; size: number; close(): void }> {
   const file = await Deno.open(path, { read: true });
-  let left = size;
+  let total: number;
+  try {
+    total = size ?? (await file.stat()).size;
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+  let left = total;
   let reading = false;
   let closed = false;
   let closeRequested = false;
@@ -126,7 +135,7 @@ export async function fileBody(
       if (n === null) {
         close();
         controller.error(
-          new RangeError(`Cannot upload ${JSON.stringify(path)}: file is shorter than ${size}`),
+          new RangeError(`Cannot upload ${JSON.stringify(path)}: file is shorter than ${total}`),
         );
         return;
       }
@@ -141,7 +150,7 @@ export async function fileBody(
       close();
     },
   }, { highWaterMark: 0 });
-  return { stream, close };
+  return { stream, size: total, close };
 }
 
 /**

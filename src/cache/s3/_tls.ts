@@ -13,7 +13,7 @@
  * @module
  */
 
-import { StoreError } from "./aws_store.ts";
+import { StoreError } from "./object_store.ts";
 
 /** Where a CA bundle was named. */
 interface BundleSource {

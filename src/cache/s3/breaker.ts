@@ -2,7 +2,9 @@
  * The S3 tier's circuit breaker: after repeated failures it stops remote calls for a cool-down,
  * then lets one probe through. Its state can be shared through a small file in the cache
  * directory, so that in direct mode (one process per go command) a dead or slow bucket costs one
- * deadline per cool-down, not one per go command.
+ * deadline per cool-down, not one per go command. The build cache (`tiered.ts`) and the module
+ * proxy's store (`src/modproxy/store.ts`) each have one; the upload queue (`uploads.ts`) asks
+ * its owner's.
  *
  * ## Shared state
  *
@@ -24,13 +26,16 @@
  */
 
 import type { Logger } from "../../log/mod.ts";
-import { StoreError, type StoreErrorKind } from "./aws_store.ts";
+import { StoreError, type StoreErrorKind } from "./object_store.ts";
 import { TooSlowError } from "./_throughput.ts";
 
 /** Why a remote call failed, for the breaker: a store error's kind, or a too-slow transfer. */
 export type FailureKind = StoreErrorKind | "slow";
 
-/** The counters the breaker reports: `s3_breaker_trips`, `s3_breaker_open`, `s3_breaker_shared`. */
+/**
+ * The counters the breaker reports: `s3_breaker_trips`, `s3_breaker_open`, `s3_breaker_shared`
+ * (another prefix with {@linkcode CircuitBreakerOptions.metricPrefix}).
+ */
 export interface BreakerMetrics {
   add(name: string, value?: number): void;
   set(name: string, value: number): void;
@@ -44,6 +49,12 @@ export interface CircuitBreakerOptions {
    * @default {5}
    */
   threshold?: number;
+  /**
+   * Consecutive missed deadlines or too-slow transfers that open the breaker (at most
+   * `threshold`): each of them cost a wait.
+   * @default {2}
+   */
+  stallThreshold?: number;
   /** How long the breaker stays open before one call may try again, in ms. @default {30000} */
   cooldownMs?: number;
   /** The file that shares the breaker's state between processes. @default not shared */
@@ -58,8 +69,14 @@ export interface CircuitBreakerOptions {
   probeMs?: number;
   /** Where the pause (warn, once) and other transitions (info) go. @default silent */
   log?: Logger;
+  /** Starts every log line, such as `"modproxy: "`. @default {""} */
+  logPrefix?: string;
+  /** What the log lines say is served while S3 is paused. @default {"the local tier"} */
+  serving?: string;
   /** Counters. @default not counted */
   metrics?: BreakerMetrics;
+  /** The counters' prefix: `<prefix>_trips`, `_open`, `_shared`. @default {"s3_breaker"} */
+  metricPrefix?: string;
 }
 
 /** What the shared file holds. */
@@ -82,7 +99,7 @@ const COSTLY_MS = 1000;
  * @example
  * ```ts
  * import { CircuitBreaker } from "./breaker.ts";
- * import { StoreError } from "./aws_store.ts";
+ * import { StoreError } from "./object_store.ts";
  * const breaker = new CircuitBreaker({ threshold: 1 });
  * await breaker.ready();
  * if (breaker.allow()) breaker.failed(new StoreError("connect ECONNREFUSED", "unreachable"));
@@ -91,11 +108,15 @@ const COSTLY_MS = 1000;
  */
 export class CircuitBreaker {
   #threshold: number;
+  #stallThreshold: number;
   #cooldownMs: number;
   #probeMs: number;
   #shared?: { path: string; scope: string };
   #log?: Logger;
+  #prefix: string;
+  #serving: string;
   #metrics?: BreakerMetrics;
+  #names: { trips: string; open: string; shared: string };
   #failures = 0;
   /** The current run of failures includes one that cost waiting. */
   #costly = false;
@@ -116,12 +137,17 @@ export class CircuitBreaker {
   /** @param options Threshold, cool-down, shared file, logging and metrics. */
   constructor(options: CircuitBreakerOptions = {}) {
     this.#threshold = Math.max(1, options.threshold ?? 5);
+    this.#stallThreshold = Math.max(1, Math.min(options.stallThreshold ?? 2, this.#threshold));
     this.#cooldownMs = options.cooldownMs ?? 30_000;
     this.#probeMs = options.probeMs ?? 10_000;
     if (options.stateFile) this.#shared = { path: options.stateFile, scope: options.scope ?? "" };
     this.#log = options.log;
+    this.#prefix = options.logPrefix ?? "";
+    this.#serving = options.serving ?? "the local tier";
     this.#metrics = options.metrics;
-    this.#metrics?.set("s3_breaker_open", 0);
+    const names = options.metricPrefix ?? "s3_breaker";
+    this.#names = { trips: `${names}_trips`, open: `${names}_open`, shared: `${names}_shared` };
+    this.#metrics?.set(this.#names.open, 0);
   }
 
   /**
@@ -176,8 +202,8 @@ export class CircuitBreaker {
     if (this.#openUntil !== 0) {
       this.#openUntil = 0;
       this.#probing = false;
-      this.#metrics?.set("s3_breaker_open", 0);
-      this.#log?.info("S3 answers again: breaker closed");
+      this.#metrics?.set(this.#names.open, 0);
+      this.#log?.info(`${this.#prefix}S3 answers again: breaker closed`);
     }
     if (this.#fileMayExist) this.#schedule(undefined);
   }
@@ -195,24 +221,25 @@ export class CircuitBreaker {
     const text = error instanceof Error ? error.message : String(error);
     this.#failures++;
     this.#reason = text;
-    this.#log?.info(`S3 failure ${this.#failures} (${kind}): ${text}`);
+    this.#log?.info(`${this.#prefix}S3 failure ${this.#failures} (${kind}): ${text}`);
     if (kind === "config") {
       if (this.#disabled) return;
       this.#disabled = true;
-      this.#metrics?.add("s3_breaker_trips");
+      this.#metrics?.add(this.#names.trips);
       this.#cutShort();
-      this.#metrics?.set("s3_breaker_open", 1);
-      this.#log?.warn(`S3 tier disabled: ${text}; serving the local tier only`);
+      this.#metrics?.set(this.#names.open, 1);
+      this.#log?.warn(`${this.#prefix}S3 tier disabled: ${text}; serving ${this.#serving} only`);
       return;
     }
     if (kind === "timeout" || kind === "slow" || elapsedMs >= COSTLY_MS) this.#costly = true;
     const wasOpen = this.#openUntil !== 0;
     // A refused connection opens the breaker at once, and stalls or crawling transfers (each
-    // costing a deadline or a grace period) after two: waiting on them is what slows the build.
+    // costing a deadline or a grace period) after two (`stallThreshold`): waiting on them is what
+    // slows the build.
     const threshold = kind === "unreachable"
       ? 1
       : kind === "timeout" || kind === "slow"
-      ? Math.min(2, this.#threshold)
+      ? this.#stallThreshold
       : this.#threshold;
     if (!wasOpen && this.#failures < threshold) {
       if (this.#costly) this.#persist(0);
@@ -220,14 +247,14 @@ export class CircuitBreaker {
     }
     this.#openUntil = Date.now() + this.#cooldownMs;
     this.#probing = false;
-    this.#metrics?.set("s3_breaker_open", 1);
+    this.#metrics?.set(this.#names.open, 1);
     if (this.#costly) this.#persist(this.#openUntil);
     if (wasOpen) return; // a failed probe: stay open for another cool-down
-    this.#metrics?.add("s3_breaker_trips");
+    this.#metrics?.add(this.#names.trips);
     this.#cutShort();
-    const line = `S3 tier paused for ${Math.round(this.#cooldownMs / 1000)}s ` +
+    const line = `${this.#prefix}S3 tier paused for ${Math.round(this.#cooldownMs / 1000)}s ` +
       `after ${this.#failures} consecutive failure${this.#failures === 1 ? "" : "s"}: ${text}; ` +
-      `serving the local tier`;
+      `serving ${this.#serving}`;
     if (this.#warned) {
       this.#log?.info(line);
     } else {
@@ -270,11 +297,12 @@ export class CircuitBreaker {
       this.#costly = true;
       this.#reason = state.reason;
       if (now < state.openUntil) {
-        this.#metrics?.add("s3_breaker_shared");
-        this.#metrics?.set("s3_breaker_open", 1);
+        this.#metrics?.add(this.#names.shared);
+        this.#metrics?.set(this.#names.open, 1);
         this.#log?.info(
-          `S3 tier paused for another ${Math.ceil((state.openUntil - now) / 1000)}s, as an ` +
-            `earlier session found: ${state.reason}; serving the local tier`,
+          `${this.#prefix}S3 tier paused for another ` +
+            `${Math.ceil((state.openUntil - now) / 1000)}s, as an earlier session found: ` +
+            `${state.reason}; serving ${this.#serving}`,
         );
       }
     } else if (now - state.updated < this.#cooldownMs) {

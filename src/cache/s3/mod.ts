@@ -1,6 +1,30 @@
 /**
  * The S3 tier: a bucket behind the local cache directory, bucket-compatible with tailscale's
- * go-cache-plugin, so either program reads what the other wrote.
+ * go-cache-plugin, so either program reads what the other wrote. Its breaker and upload queue
+ * also serve the module proxy's store (`src/modproxy/store.ts`).
+ *
+ * ## Where to start reading
+ *
+ * - `object_store.ts`: the narrow {@linkcode ObjectStore} interface every other part uses, its
+ *   {@linkcode StoreError} (with the failure's kind) and an in-memory store for tests.
+ * - `tiered.ts`: {@linkcode TieredCache}, the build cache's local-then-bucket handler (lookups,
+ *   verified remote hits, puts).
+ * - `breaker.ts`: {@linkcode CircuitBreaker}, which stops calls to a failing bucket (state
+ *   optionally shared between processes); `uploads.ts`: {@linkcode UploadQueue}, bounded
+ *   background uploads with a pending directory for a later session.
+ * - `layout.ts`: the bucket's keys and action record format (below).
+ * - `aws_store.ts`: {@linkcode AwsObjectStore}, the adapter on a real bucket, with its private
+ *   parts `_connection.ts` (CA bundle, credentials, region, endpoint; the SDK only when needed),
+ *   `_signed_fetch.ts` (one SigV4-signed request: `fetch`, or node:https for big stream PUTs),
+ *   `_errors.ts` (classification into kinds), `_sigv4.ts` and `_tls.ts`.
+ * - `_streams.ts` and `_throughput.ts`: stream helpers (verify, deadlines, file bodies, the
+ *   download throughput floor).
+ *
+ * Imports inside the folder point one way: `tiered.ts` → `uploads.ts` → `breaker.ts` →
+ * `object_store.ts`, and `aws_store.ts` → `_connection.ts`, `_signed_fetch.ts` → `_errors.ts` →
+ * `object_store.ts`. Within `src/`, only this file and the wiring (`src/cli/s3_stack.ts`) import
+ * the adapter; the module proxy uses `object_store.ts`, `breaker.ts` and `uploads.ts`. The
+ * adapter imports the SDK dynamically, only when its first call needs it.
  *
  * ## Cache layout
  *
@@ -22,8 +46,9 @@
  * mtime), which is the path go is handed.
  *
  * In the local cache directory the tier keeps `s3-pending/` (one empty file per action whose
- * upload is still owed, sent by a later session) and `s3-breaker` (the circuit breaker's state,
- * shared between processes; see `breaker.ts`).
+ * upload is still owed, sent by a later session; see `uploads.ts`) and `s3-breaker` (the circuit
+ * breaker's state, shared between processes; see `breaker.ts`). The module proxy keeps its own
+ * owed uploads in `module/.pending/` (see `src/modproxy/store.ts`).
  *
  * @example
  * ```ts ignore
@@ -39,7 +64,9 @@
 
 export * from "./object_store.ts";
 export * from "./aws_store.ts";
+export { classify } from "./_errors.ts";
 export * from "./tiered.ts";
+export * from "./uploads.ts";
 export { actionKey, outputKey, parseActionRecord } from "./layout.ts";
 export * from "./breaker.ts";
 export { TooSlowError } from "./_throughput.ts";

@@ -1,9 +1,34 @@
 /**
- * The narrow interface the S3 tier and the module proxy need from a bucket, and an in-memory
- * implementation for unit tests. The SDK adapter lives in `aws_store.ts`.
+ * The narrow interface the S3 tier and the module proxy need from a bucket, the error its calls
+ * reject with ({@linkcode StoreError}, whose kind the circuit breaker reads), and an in-memory
+ * implementation for unit tests. The SDK adapter lives in `aws_store.ts`; nothing needs to import
+ * it for the error type.
  *
  * @module
  */
+
+/**
+ * Why a remote call failed, so the tiered cache can tell a misconfiguration (stop for the
+ * session) from an unreachable endpoint (pause) and from a one-off failure (count it).
+ */
+export type StoreErrorKind = "config" | "unreachable" | "timeout" | "other";
+
+/** A failed store call, with its {@linkcode StoreErrorKind}. */
+export class StoreError extends Error {
+  override name = "StoreError";
+  /** What kind of failure this is. */
+  readonly kind: StoreErrorKind;
+
+  /**
+   * @param message One line: what failed and why.
+   * @param kind The failure's kind.
+   * @param options The underlying error as `cause`.
+   */
+  constructor(message: string, kind: StoreErrorKind, options?: ErrorOptions) {
+    super(message, options);
+    this.kind = kind;
+  }
+}
 
 /** An object read from a store. */
 export interface StoredObject {
@@ -18,7 +43,10 @@ export interface StoreCallOptions {
   signal?: AbortSignal;
 }
 
-/** A flat key/value store of immutable-ish objects (an S3 bucket under a prefix). */
+/**
+ * A flat key/value store of immutable-ish objects (an S3 bucket under a prefix). Failures reject,
+ * with a {@linkcode StoreError} where the store can tell their kind.
+ */
 export interface ObjectStore {
   /** Reads an object; `undefined` when it does not exist. Other failures reject. */
   get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined>;

@@ -3,7 +3,8 @@
  * only ever turn a miss into a hit: any remote failure is a miss plus a counted event, never an
  * error reply; a download slower than the throughput floor is given up on; and a circuit breaker
  * (`breaker.ts`, its state optionally shared between processes) stops asking a bucket that keeps
- * failing.
+ * failing. Puts are uploaded in the background by an {@linkcode UploadQueue} (`uploads.ts`),
+ * which records what it could not send under `s3-pending/`.
  *
  * @module
  */
@@ -13,7 +14,8 @@ import type { Logger } from "../../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../../protocol/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
 import { CircuitBreaker } from "./breaker.ts";
-import { AbortOnStream, CorruptError, fileBody, readSmall, VerifyStream } from "./_streams.ts";
+import { type UploadEntry, UploadQueue } from "./uploads.ts";
+import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
 import { ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 import { actionKey, HEX_ID, outputKey, parseActionRecord } from "./layout.ts";
 
@@ -80,19 +82,6 @@ const PENDING_DIR = "s3-pending";
 /** Remote objects up to this size are read whole before they are written locally. */
 const SMALL_OBJECT = 1 << 16;
 
-/** One upload: the local entry to send. */
-interface Upload {
-  actionId: string;
-  outputId: string;
-  size: number;
-  diskPath: string;
-  time: Date;
-  /** Came from `s3-pending/`: remove its marker once done. */
-  resumed?: boolean;
-  /** Its marker is written. */
-  remembered?: boolean;
-}
-
 /**
  * A {@linkcode CacheHandler} serving from a {@linkcode LocalCache} and filling it from an
  * {@linkcode ObjectStore} laid out like tailscale's plugin (`action/<xx>/<id>`,
@@ -115,17 +104,12 @@ export class TieredCache implements CacheHandler {
   readonly local: LocalCache;
   #store: ObjectStore;
   #options: Required<
-    Omit<
-      TieredCacheOptions,
-      "log" | "metrics" | "breakerThreshold" | "breakerCooldownMs" | "breakerFile" | "breakerScope"
-    >
+    Pick<TieredCacheOptions, "minUploadSize" | "getTimeoutMs" | "minDownloadRate" | "slowGraceMs">
   >;
   #log?: Logger;
   #metrics?: TieredMetrics;
   #inflight = new Map<string, Promise<CacheHit | undefined>>();
-  #queue: Upload[] = [];
-  #active = new Set<Upload>();
-  #idle: (() => void)[] = [];
+  #uploads: UploadQueue;
   #breaker: CircuitBreaker;
   /** Corrupt remote entries seen; only the first is a warning. */
   #corrupt = 0;
@@ -143,13 +127,7 @@ export class TieredCache implements CacheHandler {
     this.#metrics = options.metrics;
     this.#options = {
       minUploadSize: options.minUploadSize ?? 0,
-      uploadConcurrency: Math.max(
-        1,
-        options.uploadConcurrency ?? navigator.hardwareConcurrency ?? 4,
-      ),
-      uploadTimeoutMs: options.uploadTimeoutMs ?? 60_000,
       getTimeoutMs: options.getTimeoutMs ?? 10_000,
-      closeTimeoutMs: options.closeTimeoutMs ?? 60_000,
       minDownloadRate: options.minDownloadRate ?? 1 << 20,
       slowGraceMs: options.slowGraceMs ?? 1_500,
     };
@@ -162,11 +140,22 @@ export class TieredCache implements CacheHandler {
       log: options.log,
       metrics: options.metrics,
     });
+    this.#uploads = new UploadQueue(store, {
+      breaker: this.#breaker,
+      pendingDir: `${local.root}/${PENDING_DIR}`,
+      concurrency: options.uploadConcurrency,
+      uploadTimeoutMs: options.uploadTimeoutMs,
+      headTimeoutMs: this.#options.getTimeoutMs,
+      closeTimeoutMs: options.closeTimeoutMs,
+      markerPattern: HEX_ID,
+      log: options.log,
+      metrics: options.metrics,
+    });
   }
 
   /** Uploads queued or running. */
   get pendingUploads(): number {
-    return this.#queue.length + this.#active.size;
+    return this.#uploads.pending;
   }
 
   /**
@@ -203,7 +192,9 @@ export class TieredCache implements CacheHandler {
       this.#metrics?.add("uploads_skipped");
       this.#metrics?.add("uploads_small");
     } else {
-      this.#enqueue({ actionId: object.actionId, outputId: object.outputId, size, diskPath, time });
+      this.#uploads.enqueue(
+        uploadEntry(object.actionId, { outputId: object.outputId, size, time }, diskPath),
+      );
     }
     return diskPath;
   }
@@ -214,39 +205,12 @@ export class TieredCache implements CacheHandler {
    * breaker's shared state, if any.
    */
   async close(): Promise<void> {
-    await this.#drainUploads();
+    await this.#uploads.close();
     if (!this.#closed && this.#corrupt > 1) {
       this.#log?.info(`ignored ${this.#corrupt} corrupt S3 entries this session (see s3_corrupt)`);
     }
     this.#closed = true;
     await this.#breaker.flush();
-  }
-
-  async #drainUploads(): Promise<void> {
-    if (this.pendingUploads === 0) return;
-    const started = performance.now();
-    this.#log?.info(`waiting for ${this.pendingUploads} uploads`);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const done = await Promise.race([
-      new Promise<boolean>((resolve) => this.#idle.push(() => resolve(true))),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), this.#options.closeTimeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (done) {
-      this.#log?.info(`uploads complete in ${(performance.now() - started).toFixed(0)}ms`);
-      return;
-    }
-    const left = [...this.#active, ...this.#queue];
-    this.#metrics?.add("uploads_left", left.length);
-    this.#log?.warn(
-      `${left.length} uploads to S3 left undone after ${this.#options.closeTimeoutMs}ms; ` +
-        `the next session retries them`,
-    );
-    // Queued uploads will not start; running ones end at their own deadline.
-    this.#queue.length = 0;
-    await Promise.all(left.map((upload) => this.#remember(upload)));
   }
 
   /**
@@ -256,35 +220,11 @@ export class TieredCache implements CacheHandler {
    * @param limit At most this many. @default {1000}
    * @returns How many were queued.
    */
-  async resumePending(limit = 1000): Promise<number> {
-    const dir = `${this.local.root}/${PENDING_DIR}`;
-    let names: string[];
-    try {
-      names = (await Array.fromAsync(Deno.readDir(dir))).filter((e) => HEX_ID.test(e.name))
-        .slice(0, limit).map((e) => e.name);
-    } catch {
-      return 0;
-    }
-    if (names.length === 0) return 0;
-    await this.#breaker.ready();
-    if (this.#breaker.paused) return 0; // still owed; a later session sends them
-    let queued = 0;
-    for (const actionId of names) {
+  resumePending(limit = 1000): Promise<number> {
+    return this.#uploads.resume(async (actionId) => {
       const record = await this.local.readAction(actionId);
-      if (!record) {
-        await Deno.remove(`${dir}/${actionId}`).catch(() => {});
-        continue;
-      }
-      const { outputId, size, time } = record;
-      const diskPath = this.local.outputPath(outputId);
-      this.#enqueue({ actionId, outputId, size, diskPath, time, resumed: true });
-      queued++;
-    }
-    if (queued > 0) {
-      this.#metrics?.add("uploads_resumed", queued);
-      this.#log?.info(`resuming ${queued} uploads an earlier session left undone`);
-    }
-    return queued;
+      return record && uploadEntry(actionId, record, this.local.outputPath(record.outputId));
+    }, limit);
   }
 
   async #fetch(actionId: string): Promise<CacheHit | undefined> {
@@ -369,93 +309,22 @@ export class TieredCache implements CacheHandler {
     await this.local.writeAction(actionId, local);
     return { outputId, size: object.size, diskPath, time, timeNanos: nanos };
   }
+}
 
-  #enqueue(upload: Upload): void {
-    this.#queue.push(upload);
-    this.#pump();
-  }
-
-  #pump(): void {
-    while (this.#active.size < this.#options.uploadConcurrency && this.#queue.length > 0) {
-      const upload = this.#queue.shift()!;
-      this.#active.add(upload);
-      this.#upload(upload).finally(() => {
-        this.#active.delete(upload);
-        this.#pump();
-        if (this.pendingUploads === 0) {
-          for (const resolve of this.#idle.splice(0)) resolve();
-        }
-      });
-    }
-  }
-
-  async #upload(upload: Upload): Promise<void> {
-    const { actionId, outputId, size, diskPath, time } = upload;
-    await this.#breaker.ready();
-    if (!this.#breaker.allow()) {
-      this.#metrics?.add("uploads_failed");
-      this.#log?.info(`not uploading ${actionId}: S3 tier paused or disabled`);
-      await this.#remember(upload);
-      return;
-    }
-    const started = performance.now();
-    // The breaker opening cuts uploads short too: close() must not wait on a bucket that failed.
-    const trip = this.#breaker.signal;
-    const signal = AbortSignal.any([AbortSignal.timeout(this.#options.uploadTimeoutMs), trip]);
-    // The HEAD is a lookup: it gets a lookup's deadline, so a black-holed bucket costs that.
-    const headSignal = AbortSignal.any([
-      signal,
-      AbortSignal.timeout(Math.min(this.#options.getTimeoutMs, this.#options.uploadTimeoutMs)),
-    ]);
-    try {
-      const present = await this.#store.has(outputKey(outputId), { signal: headSignal });
-      this.#breaker.succeeded();
-      if (present) {
-        this.#metrics?.add("uploads_skipped");
-      } else {
-        const body = await fileBody(diskPath, size);
-        try {
-          await this.#store.put(outputKey(outputId), body.stream, { size, signal });
-        } finally {
-          body.close();
-        }
-        this.#metrics?.add("s3_bytes_up", size);
-      }
-      const nanos = BigInt(time.getTime()) * 1_000_000n;
-      const record = new TextEncoder().encode(`${outputId} ${nanos}`);
-      await this.#store.put(actionKey(actionId), record, { size: record.length, signal });
-      this.#metrics?.add("s3_bytes_up", record.length);
-      this.#metrics?.add("uploads_done");
-      this.#breaker.succeeded();
-      if (upload.resumed) await this.#forget(actionId);
-    } catch (error) {
-      this.#metrics?.add("uploads_failed");
-      if (error instanceof Deno.errors.NotFound) {
-        // go moved the file away (`go build -o` outside $GOCACHE): nothing left to upload.
-        this.#log?.info(`not uploading ${outputId}: local file is gone`);
-        this.#breaker.cancelProbe();
-        if (upload.resumed) await this.#forget(actionId);
-        return;
-      }
-      if (!trip.aborted) this.#breaker.failed(error, performance.now() - started);
-      await this.#remember(upload);
-    }
-  }
-
-  /** Records an upload for a later session (best effort). */
-  async #remember(upload: Upload): Promise<void> {
-    if (upload.resumed || upload.remembered) return;
-    upload.remembered = true;
-    const dir = `${this.local.root}/${PENDING_DIR}`;
-    try {
-      await Deno.mkdir(dir, { recursive: true });
-      await Deno.writeFile(`${dir}/${upload.actionId}`, new Uint8Array(0));
-    } catch {
-      // the entry stays local-only
-    }
-  }
-
-  async #forget(actionId: string): Promise<void> {
-    await Deno.remove(`${this.local.root}/${PENDING_DIR}/${actionId}`).catch(() => {});
-  }
+/**
+ * The upload of one put: the object (skipped when the bucket has it), then the action record.
+ * The marker in `s3-pending/` is the action id.
+ */
+function uploadEntry(actionId: string, record: ActionRecord, diskPath: string): UploadEntry {
+  const { outputId, size, time } = record;
+  const nanos = BigInt(time.getTime()) * 1_000_000n;
+  return {
+    marker: actionId,
+    label: actionId,
+    key: outputKey(outputId),
+    path: diskPath,
+    size,
+    skipIfPresent: true,
+    record: { key: actionKey(actionId), bytes: new TextEncoder().encode(`${outputId} ${nanos}`) },
+  };
 }

@@ -1,0 +1,207 @@
+/**
+ * ModuleStore on the shared store core, against an in-memory bucket: atomic local writes, the
+ * breaker in front of remote fills, and uploads through the bounded queue with resume.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  MemoryObjectStore,
+  type StoreCallOptions,
+  type StoredObject,
+  StoreError,
+} from "../../src/cache/s3/object_store.ts";
+import type { Logger } from "../../src/log/mod.ts";
+import { Metrics } from "../../src/metrics/mod.ts";
+import { ModuleStore, type ModuleStoreOptions, TooLargeError } from "../../src/modproxy/store.ts";
+
+const encoder = new TextEncoder();
+const LIST = "example.com/!hello/@v/list";
+const ZIP = "example.com/!hello/@v/v1.0.0.zip";
+
+/** A store whose GETs can stall until their signal aborts, and whose PUTs can fail. */
+class TestStore extends MemoryObjectStore {
+  calls: string[] = [];
+  stall = false;
+  failPuts?: StoreError;
+
+  override async get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
+    this.calls.push(`GET ${key}`);
+    if (this.stall) {
+      await new Promise<void>((_, reject) => {
+        options?.signal?.addEventListener("abort", () => {
+          reject(new StoreError(`Cannot GET ${key}: deadline exceeded`, "timeout"));
+        }, { once: true });
+      });
+    }
+    return super.get(key, options);
+  }
+
+  override async put(
+    key: string,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    options: StoreCallOptions & { size: number },
+  ): Promise<void> {
+    this.calls.push(`PUT ${key}`);
+    if (this.failPuts) {
+      if (body instanceof ReadableStream) await body.cancel();
+      throw this.failPuts;
+    }
+    return super.put(key, body, options);
+  }
+}
+
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (line) => void lines.push(line),
+    warn: (line) => void lines.push(`warn: ${line}`),
+    trace: () => undefined,
+  };
+}
+
+async function setup(options: ModuleStoreOptions = {}) {
+  const dir = await Deno.makeTempDir({ prefix: "gcp-modstore-" });
+  const remote = new TestStore();
+  const metrics = new Metrics();
+  const log = recordingLogger();
+  const open = (more: ModuleStoreOptions = {}) =>
+    new ModuleStore(join(dir, "module"), { store: remote, metrics, log, ...options, ...more });
+  const store = open();
+  return {
+    dir,
+    remote,
+    metrics,
+    log,
+    store,
+    open,
+    async pending(): Promise<string[]> {
+      const entries = await Array.fromAsync(Deno.readDir(join(dir, "module", ".pending")))
+        .catch(() => []);
+      return entries.map((e) => e.name);
+    },
+    async [Symbol.asyncDispose]() {
+      await store.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("ModuleStore.writeStream() renames a checked temp file into place, else leaves nothing", async () => {
+  await using t = await setup();
+  const size = await t.store.writeStream(LIST, ReadableStream.from([encoder.encode("v1.0.0\n")]), {
+    maxBytes: 100,
+  });
+  assert.equal(size, 7);
+  assert.equal(await Deno.readTextFile(t.store.localPath(LIST)), "v1.0.0\n");
+  await assert.rejects(
+    t.store.writeStream(ZIP, ReadableStream.from([new Uint8Array(11)]), { maxBytes: 10 }),
+    TooLargeError,
+  );
+  await assert.rejects(
+    t.store.writeStream(ZIP, ReadableStream.from([new Uint8Array(5)]), {
+      maxBytes: 10,
+      check: () => Promise.reject(new RangeError("bad zip")),
+    }),
+    /bad zip/,
+  );
+  const names = await Array.fromAsync(Deno.readDir(join(t.dir, "module/example.com/!hello/@v")));
+  assert.deepEqual(names.map((e) => e.name), ["list"]);
+});
+
+Deno.test("ModuleStore.fillFromRemote() copies an entry and checks its size", async () => {
+  await using t = await setup();
+  t.remote.objects.set(ZIP, encoder.encode("zip bytes"));
+  assert.equal(await t.store.fillFromRemote(ZIP, { maxBytes: 100 }), true);
+  assert.equal(await Deno.readTextFile(t.store.localPath(ZIP)), "zip bytes");
+  assert.equal(t.metrics.get("modproxy_store_fills"), 1);
+  assert.equal(await t.store.fillFromRemote(LIST, { maxBytes: 100 }), false, "not in the bucket");
+  assert.equal(await t.store.fillFromRemote(ZIP, { maxBytes: 4 }), false, "over the cap");
+  assert.match(t.log.lines.join("\n"), /warn: Cannot read module file .*larger than 4 bytes/);
+});
+
+Deno.test("ModuleStore: one missed lookup deadline opens the breaker; later fills skip the bucket", async () => {
+  await using t = await setup({ getTimeoutMs: 100 });
+  t.remote.stall = true;
+  const started = performance.now();
+  assert.equal(await t.store.fillFromRemote(ZIP, { maxBytes: 100 }), false);
+  const first = performance.now() - started;
+  assert.ok(first >= 90 && first < 1_000, `first fill took ${first.toFixed(0)}ms`);
+  assert.equal(t.metrics.get("modproxy_store_breaker_trips"), 1);
+  assert.equal(t.metrics.get("modproxy_store_breaker_open"), 1);
+  assert.match(t.log.lines.join("\n"), /warn: modproxy: S3 tier paused for 30s after 1/);
+
+  const later = performance.now();
+  for (let n = 0; n < 5; n++) {
+    assert.equal(
+      await t.store.fillFromRemote(`example.com/m${n}/@v/v1.0.0.mod`, { maxBytes: 9 }),
+      false,
+    );
+  }
+  assert.ok(performance.now() - later < 100);
+  assert.deepEqual(t.remote.calls, [`GET ${ZIP}`]);
+  assert.equal(t.metrics.get("modproxy_store_skipped"), 5);
+});
+
+Deno.test("ModuleStore: a failed check or cap is not the bucket's failure", async () => {
+  await using t = await setup();
+  t.remote.objects.set(ZIP, encoder.encode("zip bytes"));
+  const check = () => Promise.reject(new RangeError("zip contradicts the checksum database"));
+  for (let n = 0; n < 8; n++) {
+    assert.equal(await t.store.fillFromRemote(ZIP, { maxBytes: 100, check }), false);
+  }
+  assert.equal(t.metrics.get("modproxy_store_breaker_trips"), 0);
+  assert.equal(t.remote.calls.length, 8, "every fill still asked the bucket");
+  await assert.rejects(Deno.stat(t.store.localPath(ZIP)), Deno.errors.NotFound);
+});
+
+Deno.test("ModuleStore.upload() sends the local file through the queue", async () => {
+  await using t = await setup();
+  await t.store.writeBytes(LIST, encoder.encode("v1.0.0\n"));
+  t.store.upload(LIST);
+  await t.store.close();
+  assert.equal(new TextDecoder().decode(t.remote.objects.get(LIST)), "v1.0.0\n");
+  assert.equal(t.metrics.get("modproxy_store_puts"), 1);
+  assert.equal(t.metrics.get("modproxy_store_bytes_up"), 7);
+});
+
+Deno.test("ModuleStore records uploads it could not do; the next one sends them", async () => {
+  await using t = await setup();
+  t.remote.failPuts = new StoreError("Cannot PUT: InternalError (HTTP 500)", "other");
+  for (const key of [LIST, ZIP]) {
+    await t.store.writeBytes(key, encoder.encode(key));
+    t.store.upload(key);
+  }
+  await t.store.close();
+  assert.equal(t.metrics.get("modproxy_store_errors"), 2);
+  assert.match(t.log.lines.join("\n"), /warn: Cannot upload module file ".*" to the object store/);
+  const markers = await t.pending();
+  assert.equal(markers.length, 2);
+  assert.ok(markers.every((name) => /^[0-9a-f]{64}$/.test(name)), markers.join(" "));
+  // A marker that does not match its key is dropped, not sent.
+  await Deno.writeTextFile(join(t.dir, "module/.pending", "0".repeat(64)), "../../etc/passwd");
+
+  t.remote.failPuts = undefined;
+  const metrics = new Metrics();
+  const next = t.open({ metrics });
+  await next.close();
+  assert.equal(metrics.get("modproxy_store_uploads_resumed"), 2);
+  assert.equal(metrics.get("modproxy_store_puts"), 2);
+  assert.equal(new TextDecoder().decode(t.remote.objects.get(ZIP)), ZIP);
+  assert.deepEqual(await t.pending(), []);
+});
+
+Deno.test("ModuleStore without a remote tier stays local", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "gcp-modstore-" });
+  try {
+    const store = new ModuleStore(dir);
+    assert.equal(store.hasRemote, false);
+    assert.equal(await store.fillFromRemote(ZIP, { maxBytes: 10 }), false);
+    await store.writeBytes(LIST, encoder.encode("x"));
+    store.upload(LIST);
+    await store.close();
+    assert.deepEqual(await store.readLocal(LIST), encoder.encode("x"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
