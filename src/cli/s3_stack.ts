@@ -93,6 +93,7 @@ function describe(metrics: Metrics): void {
     "s3_get_collapsed": "Gets that joined a lookup of the same action already in flight",
     "s3_corrupt": "Remote entries rejected: malformed action record or SHA-256 mismatch",
     "s3_too_slow": "Remote downloads given up on: slower than the throughput floor (1 MiB/s)",
+    "s3_get_sluggish": "Remote lookups answered, but too slowly (counted toward the breaker)",
     "s3_bytes_down": "Output bytes fetched from S3",
     "s3_bytes_up": "Bytes uploaded to S3 (objects and action records)",
     "s3_wait_ms": "Milliseconds gets spent waiting on S3",

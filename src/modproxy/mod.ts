@@ -82,8 +82,9 @@
  * sumdb/<name>/latest                                    mutable
  * ```
  *
- * Temp files are `.tmp-<uuid>` next to their target. Mutable entries are uploaded to the object
- * store only when their content changed.
+ * Temp files are `<name>.<8 hex>.tmp` next to their target. Mutable entries are uploaded to the
+ * object store only when their content changed; uploads owed when a session ended are marked under
+ * `.pending/` (a name no module path element can have) and sent by the next session.
  *
  * ## Debug lines (`--debug=2`)
  *
@@ -97,7 +98,9 @@
  * `_upstream_errors`, `_bytes_served`; totals `modproxy_upstream_fetches`,
  * `modproxy_upstream_bytes`, `modproxy_upstream_errors`, `modproxy_bytes_served`,
  * `modproxy_verify_failures`, `modproxy_evictions`, `modproxy_store_fills`, `modproxy_store_puts`,
- * `modproxy_store_errors`.
+ * `modproxy_store_errors`; the store's bucket: `modproxy_store_skipped`, `modproxy_store_bytes_up`,
+ * `modproxy_store_breaker_trips`, `modproxy_store_breaker_open`, `modproxy_store_uploads_left`,
+ * `modproxy_store_uploads_resumed`.
  *
  * @example Serve the proxy on a loopback port
  * ```ts ignore

@@ -237,7 +237,18 @@ export class TieredCache implements CacheHandler {
     const trip = this.#breaker.signal;
     try {
       const hit = await this.#fetchRemote(actionId, trip);
-      this.#breaker.succeeded();
+      const elapsed = performance.now() - started;
+      if (elapsed > this.#sluggishAfterMs(hit?.size ?? 0)) {
+        // Answered, but slower than compiling would be: evidence against asking this bucket,
+        // though the bytes are good and go gets them.
+        this.#metrics?.add("s3_get_sluggish");
+        this.#breaker.failed(
+          new TooSlowError(`S3 lookup of ${actionId.slice(0, 12)} took ${Math.round(elapsed)}ms`),
+          elapsed,
+        );
+      } else {
+        this.#breaker.succeeded();
+      }
       if (hit) {
         this.#metrics?.add("s3_get_hits");
         this.#metrics?.add("s3_bytes_down", hit.size);
@@ -263,6 +274,17 @@ export class TieredCache implements CacheHandler {
     } finally {
       this.#metrics?.add("s3_wait_ms", Math.round(performance.now() - started));
     }
+  }
+
+  /**
+   * How long a whole lookup (record, then object of `size` bytes) may take before it counts as
+   * sluggish: the grace period twice over, plus the object at the throughput floor. A bucket a
+   * few milliseconds away answers in tens of milliseconds; one that needs seconds per entry makes
+   * the build slower than compiling.
+   */
+  #sluggishAfterMs(size: number): number {
+    const rate = this.#options.minDownloadRate;
+    return 2 * this.#options.slowGraceMs + (rate > 0 ? (size / rate) * 1000 : 0);
   }
 
   async #fetchRemote(actionId: string, trip: AbortSignal): Promise<CacheHit | undefined> {

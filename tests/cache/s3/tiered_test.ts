@@ -324,6 +324,28 @@ Deno.test("TieredCache: repeated slowness opens the breaker, which cuts the othe
   assert.equal(t.store.calls.length, calls);
 });
 
+Deno.test("TieredCache: lookups answered but slower than compiling open the breaker; the hits still count", async () => {
+  await using t = await setup({ slowGraceMs: 40, breakerCooldownMs: 60_000 });
+  for (let n = 30; n < 34; n++) await seed(t.store, id(n), encoder.encode(`out ${n}`), 1n);
+  t.store.delayMs = 60; // two calls per lookup: 120 ms, past 2 × 40 ms
+  assert.ok(await t.cache.get(id(30)), "a sluggish hit is still a hit");
+  assert.ok(await t.cache.get(id(31)));
+  assert.equal(t.metrics.get("s3_get_sluggish"), 2);
+  assert.equal(t.metrics.get("s3_breaker_trips"), 1);
+  const calls = t.store.calls.length;
+  assert.equal(await t.cache.get(id(32)), undefined, "paused: compiling beats waiting");
+  assert.equal(t.store.calls.length, calls, "no call while the breaker is open");
+});
+
+Deno.test("TieredCache: a quick bucket never counts as sluggish", async () => {
+  await using t = await setup({ slowGraceMs: 200 });
+  for (let n = 40; n < 46; n++) await seed(t.store, id(n), encoder.encode(`out ${n}`), 1n);
+  t.store.delayMs = 5;
+  for (let n = 40; n < 46; n++) assert.ok(await t.cache.get(id(n)));
+  assert.equal(t.metrics.get("s3_get_sluggish"), 0);
+  assert.equal(t.metrics.get("s3_breaker_trips"), 0);
+});
+
 Deno.test("TieredCache.get() collapses concurrent lookups of the same action", async () => {
   await using t = await setup();
   const outputId = await seed(t.store, id(7), encoder.encode("shared"), 9n);
