@@ -4,10 +4,10 @@
  * @module
  */
 
-import type { Logger } from "../log/mod.ts";
+import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
 import { Metrics } from "../metrics/mod.ts";
-import { serve } from "../protocol/mod.ts";
-import { DEBUG_BUILD_CACHE } from "../log/mod.ts";
+import type { ByteSink, ByteSource } from "../protocol/io.ts";
+import { serve } from "../protocol/server.ts";
 import type { Config } from "./config.ts";
 import { openCacheStack, pruneIfDue } from "./stack.ts";
 
@@ -21,14 +21,16 @@ import { openCacheStack, pruneIfDue } from "./stack.ts";
 export async function runDirect(config: Config, log: Logger): Promise<number> {
   const metrics = new Metrics();
   const stack = await openCacheStack(config, { log, metrics });
-  const stdout = stdoutWritable();
   let status = 0;
   try {
-    const result = await serve(Deno.stdin.readable, stdout, stack.handler, {
+    const result = await serve(STDIN, STDOUT, stack.handler, {
       handshake: false,
       maxRequests: config.concurrency,
       metrics,
       trace: log.trace(DEBUG_BUILD_CACHE),
+      // With the local tier alone nothing runs in the background, so waiting for go's next
+      // request may block the process: the fastest way back to a request once it is written.
+      blockingReads: !config.bucket,
     });
     log.info(result.closed ? "go sent close" : "input ended without close");
   } catch (error) {
@@ -37,26 +39,31 @@ export async function runDirect(config: Config, log: Logger): Promise<number> {
   }
   await stack.shutdown();
   // go waits for stdout to close, not for this process: release it before pruning.
-  await stdout.close().catch(() => {});
+  try {
+    Deno.stdout.close();
+  } catch {
+    // already closed
+  }
   if (status === 0) await pruneIfDue(stack.local, config, log).catch(() => {});
   if (config.metrics || config.verbose) log.warn(`metrics ${JSON.stringify(metrics.counters())}`);
   return status;
 }
 
+/** Standard input read straight into the session's buffer, with a blocking form for idle waits. */
+const STDIN: ByteSource = {
+  read: (buffer) => Deno.stdin.read(buffer),
+  readSync: (buffer) => Deno.stdin.readSync(buffer),
+};
+
 /**
- * Standard output as a stream whose writes are direct system calls. go waits for every reply, and
+ * Standard output written with direct system calls. go waits for every reply, and
  * `Deno.stdout.writable` sends each write through the runtime's blocking thread pool; a reply is
- * a few hundred bytes that a pipe takes at once. Closing it closes file descriptor 1, which is
- * what tells go the session is over.
+ * a few hundred bytes that a pipe takes at once. Closing file descriptor 1 is what tells go the
+ * session is over.
  */
-function stdoutWritable(): WritableStream<Uint8Array> {
-  return new WritableStream({
-    write(chunk) {
-      let offset = 0;
-      while (offset < chunk.length) offset += Deno.stdout.writeSync(chunk.subarray(offset));
-    },
-    close() {
-      Deno.stdout.close();
-    },
-  });
-}
+const STDOUT: ByteSink = {
+  write(bytes) {
+    let offset = 0;
+    while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+  },
+};

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { ByteSink } from "./io.ts";
 import { encodeResponse, type WireResponse } from "./wire.ts";
 
 /**
@@ -15,7 +16,8 @@ import { encodeResponse, type WireResponse } from "./wire.ts";
  * stops), broken (the peer has gone or stopped reading: lines are dropped, nothing waits).
  */
 export class ReplyWriter {
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #writer?: WritableStreamDefaultWriter<Uint8Array>;
+  #sink: ByteSink;
   #queued: string[] = [];
   #state: "idle" | "writing" | "broken" = "idle";
   #idle: Promise<void> = Promise.resolve();
@@ -24,9 +26,15 @@ export class ReplyWriter {
   #writeStarted = 0;
   #encoder = new TextEncoder();
 
-  /** Takes `writable`'s writer until {@linkcode ReplyWriter.done}. */
-  constructor(writable: WritableStream<Uint8Array>) {
-    this.#writer = writable.getWriter();
+  /** Takes `output`'s writer (a stream's) until {@linkcode ReplyWriter.done}. */
+  constructor(output: WritableStream<Uint8Array> | ByteSink) {
+    if (output instanceof WritableStream) {
+      const writer = output.getWriter();
+      this.#writer = writer;
+      this.#sink = { write: (bytes) => writer.write(bytes), abort: () => void writer.abort() };
+    } else {
+      this.#sink = output;
+    }
   }
 
   /** Queues one response. */
@@ -50,7 +58,8 @@ export class ReplyWriter {
         const batch = this.#queued.length === 1 ? this.#queued[0]! : this.#queued.join("");
         this.#queued = [];
         this.#writeStarted = performance.now();
-        await this.#writer.write(this.#encoder.encode(batch));
+        const writing = this.#sink.write(this.#encoder.encode(batch));
+        if (writing) await writing;
         this.#writeStarted = 0;
       }
     } catch {
@@ -74,7 +83,11 @@ export class ReplyWriter {
     const wasWriting = this.#state === "writing";
     this.#state = "broken";
     this.#queued = [];
-    this.#writer.abort().catch(() => {});
+    try {
+      this.#sink.abort?.();
+    } catch {
+      // already gone
+    }
     if (!wasWriting) return;
     // The stuck write may never settle, even aborted: do not let anyone wait for it.
     this.#writeStarted = 0;
@@ -86,10 +99,10 @@ export class ReplyWriter {
     return this.#idle;
   }
 
-  /** Waits for queued replies and releases the writable (it is not closed). */
+  /** Waits for queued replies and releases a stream's writer (the stream is not closed). */
   async done(): Promise<void> {
     await this.#idle;
     if (this.#state === "broken") return; // an aborted writer stays locked; nothing uses it
-    this.#writer.releaseLock();
+    this.#writer?.releaseLock();
   }
 }

@@ -7,6 +7,7 @@
 import type { FrameParser } from "./framing.ts";
 import type { ReplyWriter } from "./_replies.ts";
 import { ProtocolError } from "./wire.ts";
+import type { InputPort } from "./io.ts";
 
 /** The deadlines of `ServeOptions`, documented there; 0 or absent means none. */
 export interface WatchdogOptions {
@@ -25,7 +26,7 @@ export class Watchdog {
   #options: WatchdogOptions;
   #parser: FrameParser;
   #replies: ReplyWriter;
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #input: InputPort;
   #readSince = 0;
   #timer: ReturnType<typeof setInterval>;
 
@@ -33,12 +34,12 @@ export class Watchdog {
     options: WatchdogOptions,
     parser: FrameParser,
     replies: ReplyWriter,
-    reader: ReadableStreamDefaultReader<Uint8Array>,
+    input: InputPort,
   ) {
     this.#options = options;
     this.#parser = parser;
     this.#replies = replies;
-    this.#reader = reader;
+    this.#input = input;
     const shortest = Math.min(
       options.stallTimeoutMs ?? Infinity,
       options.idleTimeoutMs ?? Infinity,
@@ -53,12 +54,12 @@ export class Watchdog {
     options: WatchdogOptions,
     parser: FrameParser,
     replies: ReplyWriter,
-    reader: ReadableStreamDefaultReader<Uint8Array>,
+    input: InputPort,
   ): Watchdog | undefined {
     if (!options.stallTimeoutMs && !options.idleTimeoutMs && !options.writeTimeoutMs) {
       return undefined;
     }
-    return new Watchdog(options, parser, replies, reader);
+    return new Watchdog(options, parser, replies, input);
   }
 
   /** Marks the start (true) or end (false) of a wait for input. */
@@ -95,7 +96,7 @@ export class Watchdog {
   #expire(reason: string): void {
     if (this.expired) return;
     this.expired = new ProtocolError(`Ending the session: ${reason}`);
-    this.#reader.cancel().catch(() => {});
+    void this.#input.cancel();
   }
 }
 

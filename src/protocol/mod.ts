@@ -19,3 +19,4 @@ export * from "./framing.ts";
 export * from "./server.ts";
 export * from "./relay.ts";
 export * from "./budget.ts";
+export type { ByteSink, ByteSource } from "./io.ts";

@@ -19,6 +19,7 @@ import {
   type WireResponse,
 } from "./wire.ts";
 import { errorMessage } from "../util/mod.ts";
+import { type ByteSink, type ByteSource, InputPort } from "./io.ts";
 
 /** A cache hit as a handler reports it. */
 export interface CacheHit {
@@ -45,6 +46,13 @@ export interface PutObject {
 export interface CacheHandler {
   /** Looks up an action; `undefined` is a miss. */
   get(actionId: string): Promise<CacheHit | undefined>;
+  /**
+   * Answers a lookup at once when it can without waiting: a hit, `null` for a definite miss, or
+   * `undefined` when only {@linkcode CacheHandler.get} can tell (a remote tier). A local hit then
+   * costs no promise between reading the request and writing its reply.
+   * @default always `undefined`
+   */
+  getNow?(actionId: string): CacheHit | null | undefined;
   /** Stores an output; resolves to the absolute path of a file holding it. */
   put(object: PutObject): Promise<string>;
   /** Finishes pending work when go sends `close`. */
@@ -92,6 +100,14 @@ export interface ServeOptions {
    */
   bodyBudget?: ByteBudget;
   /**
+   * Read with a blocking system call whenever no request is pending and every reply is written:
+   * the lowest latency per request when nothing else runs in the process (direct mode with the
+   * local tier alone). Never with background work such as uploads, which would stall meanwhile.
+   * Needs a {@linkcode ByteSource} with `readSync`.
+   * @default {false}
+   */
+  blockingReads?: boolean;
+  /**
    * Ends the session when input stops inside a request (a partial header or body) for this long.
    * @default no deadline
    */
@@ -119,16 +135,17 @@ export interface ServeResult {
  * Runs one protocol session: writes the handshake, answers requests concurrently (replies may be
  * out of order, each written whole), and returns after `close` is answered or input ends.
  *
- * @param readable The bytes go writes (stdin or a connection).
- * @param writable Where replies go (stdout or the connection).
+ * @param readable The bytes go writes (stdin or a connection): a stream, or a reader filled into a
+ *   reused buffer.
+ * @param writable Where replies go (stdout or the connection): a stream, or a sink of whole writes.
  * @param handler The cache.
  * @param options Concurrency, metrics and tracing.
  * @returns Whether the session ended with `close`.
  * @throws {ProtocolError} When the input cannot be framed; pending requests finish first.
  */
 export async function serve(
-  readable: ReadableStream<Uint8Array>,
-  writable: WritableStream<Uint8Array>,
+  readable: ReadableStream<Uint8Array> | ByteSource,
+  writable: WritableStream<Uint8Array> | ByteSink,
   handler: CacheHandler,
   options: ServeOptions = {},
 ): Promise<ServeResult> {
@@ -138,26 +155,36 @@ export async function serve(
   const pending = new Set<Promise<void>>();
   const session = new Session(handler, replies, options);
   const parser = new FrameParser({ maxBodySize: options.maxBodySize });
-  const reader = readable.getReader();
-  const watchdog = Watchdog.start(options, parser, replies, reader);
+  const input = new InputPort(readable);
+  const blocking = (options.blockingReads ?? false) && input.canBlock;
+  const watchdog = Watchdog.start(options, parser, replies, input);
   /** Budget held for the body being read (and then for its put), by request id. */
   const held = new Map<number, () => void>();
   try {
     for (;;) {
       watchdog?.reading(true);
-      const { value, done } = await reader.read();
+      let value: Uint8Array | null;
+      if (blocking && pending.size === 0) {
+        // Nothing is left to do until go writes again: every reply must be out first.
+        await replies.flushed();
+        value = input.nextSync();
+      } else {
+        value = await input.next();
+      }
+      const done = value === null;
       watchdog?.reading(false);
       if (watchdog?.expired) throw watchdog.expired;
-      const frames = done ? parser.end() : parser.push(value);
+      const frames = done ? parser.end() : parser.push(value!);
       for (const { request, body } of frames) {
         if (request.command === "close") {
           await Promise.all(pending);
           await session.close(request);
           // Cancelling `readable` closes a socket, so the replies must be written first.
           await replies.flushed();
-          await reader.cancel().catch(() => {});
+          await input.cancel();
           return { closed: true };
         }
+        if (request.command === "get" && session.answerNow(request)) continue;
         while (pending.size >= limit) await Promise.race(pending);
         const release = held.get(request.id);
         held.delete(request.id);
@@ -178,14 +205,14 @@ export async function serve(
     return { closed: false };
   } catch (error) {
     await Promise.allSettled(pending);
-    await reader.cancel().catch(() => {});
+    await input.cancel();
     throw error instanceof ProtocolError ? error : new ProtocolError(
       `Cannot read requests: ${error instanceof Error ? error.message : String(error)}`,
       { cause: error },
     );
   } finally {
     for (const release of held.values()) release();
-    reader.releaseLock();
+    input.release();
     await replies.done();
     watchdog?.stop();
   }
@@ -203,6 +230,29 @@ class Session {
     this.#replies = replies;
     this.#metrics = options.metrics;
     this.#trace = options.trace;
+  }
+
+  /**
+   * Answers a get without waiting when the handler can (see `CacheHandler.getNow`).
+   *
+   * @returns True when the reply is written; false when {@linkcode Session.handle} must run.
+   */
+  answerNow(request: CacheRequest): boolean {
+    const getNow = this.#handler.getNow;
+    if (!getNow || request.actionId.length !== 64) return false;
+    const trace = this.#trace;
+    const started = trace ? performance.now() : 0;
+    let hit: CacheHit | null | undefined;
+    try {
+      hit = getNow.call(this.#handler, request.actionId);
+    } catch {
+      return false; // let the ordinary path report it
+    }
+    if (hit === undefined) return false;
+    trace?.(`B GET R:${request.id} A:${request.actionId}`);
+    this.#metrics?.add("get_requests");
+    this.#finish(request, this.#getResponse(request, hit ?? undefined), started);
+    return true;
   }
 
   async handle(request: CacheRequest, body: Uint8Array | undefined): Promise<void> {
@@ -229,8 +279,12 @@ class Session {
         Err: `${request.command} ${request.actionId}: ${errorMessage(error)}`,
       };
     }
-    trace?.(
-      `E ${op} R:${request.id} A:${request.actionId}` +
+    this.#finish(request, response, started);
+  }
+
+  #finish(request: CacheRequest, response: WireResponse, started: number): void {
+    this.#trace?.(
+      `E ${request.command.toUpperCase()} R:${request.id} A:${request.actionId}` +
         (response.Miss ? " M:1" : "") +
         (response.Err ? ` err=${JSON.stringify(response.Err)}` : "") +
         (response.DiskPath ? ` DP:${JSON.stringify(response.DiskPath)}` : "") +
@@ -257,7 +311,10 @@ class Session {
       this.#metrics?.add("get_errors");
       return { ID: request.id, Err: "get: invalid ActionID" };
     }
-    const hit = await this.#handler.get(request.actionId);
+    return this.#getResponse(request, await this.#handler.get(request.actionId));
+  }
+
+  #getResponse(request: CacheRequest, hit: CacheHit | undefined): WireResponse {
     if (!hit) {
       this.#metrics?.add("get_misses");
       return { ID: request.id, Miss: true };
