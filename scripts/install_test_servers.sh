@@ -10,6 +10,12 @@ MINIO_MODULE=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 TOXIPROXY_PACKAGE=github.com/Shopify/toxiproxy/v2/cmd/server
 TOXIPROXY_VERSION=v2.5.0
+# The mc client (user and policy set-up in tests/e2e/trust_tiers_test.ts): the version the
+# pinned MinIO's go.mod requires.
+MC_MODULE=github.com/minio/mc
+MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
+ACTIONLINT_PACKAGE=github.com/rhysd/actionlint/cmd/actionlint
+ACTIONLINT_VERSION=v1.7.12
 
 tools="${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}"
 bin="$tools/bin"
@@ -41,3 +47,5 @@ install() {
 
 install minio "$MINIO_MODULE@$MINIO_VERSION" minio
 install toxiproxy-server "$TOXIPROXY_PACKAGE@$TOXIPROXY_VERSION" server
+install mc "$MC_MODULE@$MC_VERSION" mc
+install actionlint "$ACTIONLINT_PACKAGE@$ACTIONLINT_VERSION" actionlint

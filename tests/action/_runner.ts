@@ -1,0 +1,186 @@
+/**
+ * A simulated GitHub Actions runner for tests of the action's scripts (scripts/action/): temporary
+ * `GITHUB_ENV`, `GITHUB_OUTPUT`, `GITHUB_PATH` and `GITHUB_STEP_SUMMARY` files, `RUNNER_*` facts,
+ * and a local directory standing in for the release download (tests/action/standin.sh: a wrapper
+ * named like the release asset that execs scripts/go-cache-plugin, and its `SHA256SUMS`).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { PLUGIN, ROOT } from "../_util/go.ts";
+import { DENO_DIR } from "../_util/serve.ts";
+
+/** The version the stand-in is named for. */
+export const VERSION = "v0.0.0-test";
+/** The stand-in's name: the Linux x64 asset of {@linkcode VERSION}. */
+export const ASSET: string = `go-cache-plugin-${VERSION}-x86_64-unknown-linux-gnu`;
+
+/** A simulated GitHub Actions runner: its directories, files and the scripts' environment. */
+export interface Runner {
+  root: string;
+  assets: string;
+  files: { env: string; output: string; path: string; summary: string };
+  env: Record<string, string>;
+}
+
+/**
+ * Makes a simulated runner under `root`: empty GitHub command files, `RUNNER_TEMP`,
+ * `RUNNER_TOOL_CACHE`, and the release stand-in (tests/action/standin.sh) for Linux x64.
+ *
+ * @param root An empty directory.
+ * @param env Variables to add or override (inputs, `RUNNER_*`).
+ * @returns The runner; its `env` is the whole environment of a script run.
+ */
+export async function simulatedRunner(
+  root: string,
+  env: Record<string, string> = {},
+): Promise<Runner> {
+  const files = {
+    env: `${root}/github_env`,
+    output: `${root}/github_output`,
+    path: `${root}/github_path`,
+    summary: `${root}/step_summary`,
+  };
+  for (const file of Object.values(files)) await Deno.writeTextFile(file, "");
+  await Deno.mkdir(`${root}/temp`);
+  await Deno.mkdir(`${root}/tool-cache`);
+  const assets = `${root}/assets`;
+  const standin = await new Deno.Command("bash", {
+    args: [`${ROOT}/tests/action/standin.sh`, assets, VERSION],
+    env: { RUNNER_OS: "Linux", RUNNER_ARCH: "X64" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(standin.code, 0, new TextDecoder().decode(standin.stderr));
+  return {
+    root,
+    assets,
+    files,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      DENO_DIR, // the stand-in runs main.ts through Deno: keep its module cache
+      GITHUB_ENV: files.env,
+      GITHUB_OUTPUT: files.output,
+      GITHUB_PATH: files.path,
+      GITHUB_STEP_SUMMARY: files.summary,
+      GITHUB_EVENT_NAME: "push",
+      GITHUB_REPOSITORY: "example/go-cache-plugin",
+      GITHUB_ACTION_PATH: ROOT,
+      RUNNER_OS: "Linux",
+      RUNNER_ARCH: "X64",
+      RUNNER_TEMP: `${root}/temp`,
+      RUNNER_TOOL_CACHE: `${root}/tool-cache`,
+      INPUT_VERSION: VERSION,
+      INPUT_MODULE_PROXY: "true",
+      GCP_ACTION_DOWNLOAD_BASE: `file://${assets}`,
+      GOPROXY: "off", // the module proxy's upstream: no network in tests
+      ...env,
+    },
+  };
+}
+
+/** What a script did. */
+export interface ScriptResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs scripts/action/<name>.sh as a composite step would: bash, with exactly `env`. */
+export async function runScript(name: string, env: Record<string, string>): Promise<ScriptResult> {
+  const output = await new Deno.Command("bash", {
+    args: [`${ROOT}/scripts/action/${name}.sh`],
+    cwd: env.RUNNER_TEMP,
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(180_000),
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** Parses a `GITHUB_ENV`/`GITHUB_OUTPUT` file (`NAME=value` and `NAME<<DELIM` blocks); last wins. */
+export async function readCommandFile(path: string): Promise<Record<string, string>> {
+  const values: Record<string, string> = {};
+  const lines = (await Deno.readTextFile(path)).split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const heredoc = line.match(/^([^=<]+)<<(.+)$/);
+    if (heredoc) {
+      const end = lines.indexOf(heredoc[2]!, i + 1);
+      values[heredoc[1]!] = lines.slice(i + 1, end).join("\n");
+      i = end;
+    } else if (line.includes("=")) {
+      values[line.slice(0, line.indexOf("="))] = line.slice(line.indexOf("=") + 1);
+    }
+  }
+  return values;
+}
+
+/** The `::<level> ...` workflow commands a script printed. */
+export function annotations(stdout: string, level: string): string[] {
+  return stdout.split("\n").filter((line) => line.startsWith(`::${level} `));
+}
+
+/** A script's status and output, for assertion messages. */
+export function describe(result: ScriptResult): string {
+  return `exit ${result.code}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+}
+
+/** The server's counters; a name never counted reads 0. */
+export async function counters(http: string): Promise<(name: string) => number> {
+  const values: Record<string, number> = (await (await fetch(`http://${http}/debug/vars`)).json())
+    .counters;
+  const read = (name: string) => values[name] ?? 0;
+  read.toString = () => JSON.stringify(values);
+  return read;
+}
+
+/**
+ * Whether a process runs: it exists and is not a zombie (an orphan waits for init to reap it, so
+ * `kill -0` alone would still see it).
+ */
+export async function alive(pid: string): Promise<boolean> {
+  const out = await new Deno.Command("ps", {
+    args: ["-o", "stat=", "-p", pid],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const state = new TextDecoder().decode(out.stdout).trim();
+  return out.success && state !== "" && !state.includes("Z");
+}
+
+/** The pid in the state file setup.sh wrote, if any. */
+export async function serverPid(runner: Runner): Promise<string | undefined> {
+  try {
+    const state = await Deno.readTextFile(`${runner.root}/temp/go-cache-plugin-action/state`);
+    return state.match(/^pid=(\d+)$/m)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kills a server a failed test left running. */
+export async function killServer(pid: string | undefined): Promise<void> {
+  if (pid && await alive(pid)) {
+    await new Deno.Command("kill", { args: ["-KILL", pid], stderr: "null" }).output();
+  }
+}
+
+/** Whether the plugin under test knows the trust-tier flags (another issue adds them). */
+export async function pluginHasReadOnly(): Promise<boolean> {
+  const out = await new Deno.Command(PLUGIN, {
+    args: ["help", "environment"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(out.stdout).includes("GOCACHE_READ_ONLY");
+}
