@@ -4,7 +4,7 @@
 # tests/cli/permissions_test.ts checks that with --dry-run). Writes dist/SHA256SUMS.
 #
 # Usage: scripts/release.sh [--dry-run] [VERSION]
-#   VERSION defaults to $GITHUB_REF_NAME (the pushed tag), else the version in src/cli/help.ts.
+#   VERSION defaults to $GITHUB_REF_NAME (the pushed tag), else the version in src/cli/version.ts.
 #   --dry-run prints the commands instead of running them.
 # deno compile downloads the denort runtime for each target, so this needs that host reachable.
 set -euo pipefail
@@ -18,7 +18,7 @@ if [ "${1:-}" = "--dry-run" ]; then
 fi
 version=${1:-${GITHUB_REF_NAME:-}}
 if [ -z "$version" ]; then
-  version=v$(sed -n 's/^export const VERSION = "\(.*\)";$/\1/p' src/cli/help.ts)
+  version=v$(sed -n 's/^export const VERSION = "\(.*\)";$/\1/p' src/cli/version.ts)
 fi
 
 targets=(

@@ -11,7 +11,8 @@ cd "$root"
 # and every go command the tests run).
 unset GOCACHEPROG
 scripts/deno --version >/dev/null            # installs Deno on a fresh machine
-if [ -x scripts/install_test_servers.sh ]; then
+# GCP_SKIP_TEST_SERVERS=1: unit tests only (`deno task test:unit`), which need no servers.
+if [ "${GCP_SKIP_TEST_SERVERS:-}" != 1 ] && [ -x scripts/install_test_servers.sh ]; then
   scripts/install_test_servers.sh
 fi
 export GCP_TOOLS_DIR="${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}"
