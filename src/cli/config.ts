@@ -4,14 +4,12 @@
  * read from its spelling, else its `GOCACHE_*` variable, else its default, and checked by its
  * kind (`_values.ts`). What is left here is the command line's shape (subcommand and positional
  * arguments, Go's `-flag` spellings) and the rules that span several flags: the cache directory's
- * resolution, `serve`'s listen targets, `--modproxy` needing `--http`, and the S3 endpoint check
- * (only with a bucket).
+ * resolution, `serve`'s listen targets, `--modproxy` needing `--http`, `stats`' address and
+ * format, and the S3 endpoint check (only with a bucket).
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { errorMessage } from "../util/mod.ts";
 import { type Command, HELP_FLAGS, SUBCOMMANDS } from "./commands.ts";
 import { defaultOf, type FlagField, FLAGS, type FlagSpec, type FlagValue } from "./flags.ts";
 import {
@@ -23,11 +21,20 @@ import {
   toDuration,
   toInt,
   toList,
+  toSize,
   UsageError,
 } from "./_values.ts";
 
 export type { Command } from "./commands.ts";
-export { parseGoDuration, UsageError } from "./_values.ts";
+export { parseGoDuration, parseSize, UsageError } from "./_values.ts";
+
+/** What `stats --format` takes. */
+export type StatsFormat = "text" | "markdown" | "json";
+
+const STATS_FORMATS: readonly StatsFormat[] = ["text", "markdown", "json"];
+
+/** Where `stats` asks when neither `--http` nor `GOCACHE_HTTP` is set. */
+export const DEFAULT_STATS_HTTP = "127.0.0.1:5970";
 
 /** The parsed configuration; frozen. */
 export interface Config {
@@ -45,16 +52,26 @@ export interface Config {
   endpoint: string;
   pathStyle: boolean;
   prefix: string;
+  /** `--read-prefixes`: looked up in order after a miss under `prefix`, never written. */
+  readPrefixes: string[];
+  /** `--read-only`: nothing is written to the bucket. */
+  readOnly: boolean;
   minUploadSize: number;
   concurrency: number;
   s3Concurrency: number;
   metrics: boolean;
   /** Milliseconds; 0 keeps everything. */
   expiryMs: number;
+  /** Bytes the local tier's entries are kept under; 0 means no limit. */
+  maxSize: number;
   verbose: boolean;
   debug: number;
   /** `connect`: milliseconds of server silence, with requests waiting, before falling back. */
   replyTimeoutMs: number;
+  /** `stats`: how to print the counters. */
+  statsFormat: StatsFormat;
+  /** `stats`: the server's HTTP address, `host:port`. */
+  statsAddress: string;
   serve: {
     plugin: string;
     http: string;
@@ -68,7 +85,7 @@ export interface Config {
 /** The top-level fields one flag each fills; the rest come from the positionals. */
 type FromFlags = Omit<
   Config,
-  "command" | "helpTopic" | "connectTarget" | "cacheDirSource" | "serve"
+  "command" | "helpTopic" | "connectTarget" | "cacheDirSource" | "statsAddress" | "serve"
 >;
 
 /** True when A and B are the same set of names. */
@@ -95,8 +112,12 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
   const rest = command === "direct" ? positionals : positionals.slice(1);
   checkPositionals(command, rest);
   for (const spec of FLAGS) {
-    if (values[spec.flag] !== undefined && spec.scope && spec.scope !== command) {
-      throw new UsageError(`Flag --${spec.flag} is only for the ${spec.scope} command`);
+    const scope = spec.scope as readonly string[] | undefined;
+    if (values[spec.flag] !== undefined && scope && !scope.includes(command)) {
+      const names = scope.length === 1
+        ? `the ${scope[0]} command`
+        : `the ${scope.slice(0, -1).join(", ")} and ${scope.at(-1)} commands`;
+      throw new UsageError(`Flag --${spec.flag} is only for ${names}`);
     }
   }
 
@@ -123,11 +144,21 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     if (serve.http) checkHttpAddress(serve.http);
   }
   if (command === "connect") checkListenTarget("connect", rest[0]!);
+  if (!STATS_FORMATS.includes(flags.statsFormat)) {
+    throw new UsageError(
+      `Invalid value ${
+        JSON.stringify(flags.statsFormat)
+      } for --format: want text, markdown or json`,
+    );
+  }
+  const statsAddress = command === "stats" ? serve.http || DEFAULT_STATS_HTTP : "";
+  if (command === "stats") checkHttpAddress(statsAddress);
   if (flags.bucket && flags.endpoint) checkEndpoint(flags.endpoint);
   return Object.freeze({
     command,
     helpTopic: command === "help" ? rest.join(" ") : "",
     connectTarget: command === "connect" ? rest[0]! : "",
+    statsAddress,
     ...flags,
     cacheDir: cacheDir.path,
     cacheDirSource: cacheDir.source,
@@ -146,6 +177,8 @@ function readValue(spec: FlagSpec, text: string): FlagValue {
       return toInt(spec.flag, text, spec.min);
     case "duration":
       return toDuration(spec.flag, text);
+    case "size":
+      return toSize(spec.flag, text);
     case "list":
       return toList(text);
   }
@@ -158,7 +191,7 @@ function checkPositionals(command: Command, rest: string[]): void {
   if (command === "connect" && rest.length !== 1) {
     throw new UsageError(`connect needs exactly one argument, a port or a socket path`);
   }
-  if ((command === "serve" || command === "version") && rest.length > 0) {
+  if (["serve", "version", "stats", "clean"].includes(command) && rest.length > 0) {
     throw new UsageError(`${command} takes no arguments, got ${JSON.stringify(rest[0])}`);
   }
 }
@@ -166,20 +199,23 @@ function checkPositionals(command: Command, rest: string[]): void {
 function parseFlags(
   args: string[],
 ): { values: Record<string, string | undefined>; positionals: string[] } {
-  // Go's flag package accepts -name and --name alike, and -name=value for booleans.
-  const normalized: string[] = [];
-  const booleans: Record<string, string> = {};
+  // Go's flag package's spellings: -name and --name alike, -name=value, -name value (the next
+  // argument, whatever it looks like), and a bare -name for booleans. Hand-written because
+  // node:util's parser costs several milliseconds to load, paid before go's first reply.
+  const values: Record<string, string | undefined> = {};
+  const positionals: string[] = [];
   let onlyPositionals = false;
-  for (const arg of args) {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
     const match = onlyPositionals ? null : /^--?([A-Za-z][\w-]*)(=(.*))?$/s.exec(arg);
-    if (arg === "--") onlyPositionals = true;
     if (!match) {
-      normalized.push(arg);
+      if (arg === "--" && !onlyPositionals) onlyPositionals = true;
+      else positionals.push(arg);
       continue;
     }
     const [, name, hasValue, value] = match;
     if (HELP_FLAGS.includes(name!)) {
-      normalized.push("help");
+      positionals.push("help");
       continue;
     }
     const spec = FLAGS.find((s) => s.flag === name);
@@ -188,22 +224,17 @@ function parseFlags(
         `Unknown flag ${JSON.stringify(arg.split("=")[0])}: see "help environment"`,
       );
     }
-    if (spec.kind === "bool") booleans[name!] = hasValue ? value! : "true";
-    else normalized.push(hasValue ? `--${name}=${value}` : `--${name}`);
+    if (hasValue) {
+      values[name!] = value!;
+    } else if (spec.kind === "bool") {
+      values[name!] = "true";
+    } else if (i + 1 < args.length) {
+      values[name!] = args[++i]!;
+    } else {
+      throw new UsageError(`Flag ${arg} needs a value: see "help environment"`);
+    }
   }
-  const options = Object.fromEntries(
-    FLAGS.filter((s) => s.kind !== "bool").map((s) => [s.flag, { type: "string" as const }]),
-  );
-  let parsed;
-  try {
-    parsed = parseArgs({ args: normalized, options, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError(errorMessage(error).split("\n")[0]!, { cause: error });
-  }
-  return {
-    values: { ...parsed.values as Record<string, string | undefined>, ...booleans },
-    positionals: parsed.positionals,
-  };
+  return { values, positionals };
 }
 
 /** The cache directory: as given (absolute), else under GOCACHE, else the user cache directory. */

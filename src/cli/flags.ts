@@ -12,10 +12,13 @@
  * @module
  */
 
-import { formatGoDuration } from "./_values.ts";
+import { formatGoDuration, formatSize } from "./_values.ts";
 
 /** The value kinds a flag can take. */
-export type FlagKind = "string" | "bool" | "int" | "duration" | "list";
+export type FlagKind = "string" | "bool" | "int" | "duration" | "size" | "list";
+
+/** The commands a flag can be limited to. */
+export type FlagScope = "serve" | "connect" | "stats";
 
 /** What a computed default may look at. */
 export interface DefaultContext {
@@ -43,14 +46,18 @@ export type FlagField =
   | "endpoint"
   | "pathStyle"
   | "prefix"
+  | "readPrefixes"
+  | "readOnly"
   | "minUploadSize"
   | "concurrency"
   | "s3Concurrency"
   | "metrics"
   | "expiryMs"
+  | "maxSize"
   | "verbose"
   | "debug"
   | "replyTimeoutMs"
+  | "statsFormat"
   | "serve.plugin"
   | "serve.http"
   | "serve.modproxy"
@@ -69,8 +76,11 @@ interface FlagCommon {
   shown: string;
   /** One line for `help environment`. */
   help: string;
-  /** The only command the flag is meaningful with; given explicitly with another it is an error. */
-  scope?: "serve" | "connect";
+  /**
+   * The only commands the flag is meaningful with; given explicitly with another it is an error.
+   * @default every command
+   */
+  scope?: readonly FlagScope[];
 }
 
 /** One flag: its spelling, its environment twin, how to read it and what it defaults to. */
@@ -91,6 +101,11 @@ export type FlagSpec =
   | FlagCommon & {
     kind: "duration";
     /** Milliseconds. */
+    default: FlagDefault<number>;
+  }
+  | FlagCommon & {
+    kind: "size";
+    /** Bytes. */
     default: FlagDefault<number>;
   }
   | FlagCommon & { kind: "list"; default: FlagDefault<readonly string[]> };
@@ -157,6 +172,22 @@ const ROWS: readonly FlagRow[] = [
     help: "S3 key prefix",
   },
   {
+    flag: "read-prefixes",
+    env: "GOCACHE_READ_PREFIXES",
+    kind: "list",
+    field: "readPrefixes",
+    default: [],
+    help: "Prefixes also looked up, in order, after a miss under --prefix; never written",
+  },
+  {
+    flag: "read-only",
+    env: "GOCACHE_READ_ONLY",
+    kind: "bool",
+    field: "readOnly",
+    default: false,
+    help: "Never write to the bucket: no uploads, owed uploads neither sent nor recorded",
+  },
+  {
     flag: "min-upload-size",
     env: "GOCACHE_MIN_SIZE",
     kind: "int",
@@ -203,6 +234,15 @@ const ROWS: readonly FlagRow[] = [
     help: "Prune local entries not used within this period (Go duration, e.g. 72h)",
   },
   {
+    flag: "max-size",
+    env: "GOCACHE_MAX_SIZE",
+    kind: "size",
+    field: "maxSize",
+    default: 0,
+    help:
+      "Keep the local cache under this size, least recently used first out; 0: no limit (K/M/G)",
+  },
+  {
     flag: "v",
     env: "GOCACHE_VERBOSE",
     kind: "bool",
@@ -226,7 +266,7 @@ const ROWS: readonly FlagRow[] = [
     field: "replyTimeoutMs",
     default: 60_000,
     help: "connect: answer locally when the server leaves requests unanswered this long",
-    scope: "connect",
+    scope: ["connect"],
   },
   {
     flag: "plugin",
@@ -236,7 +276,7 @@ const ROWS: readonly FlagRow[] = [
     default: "",
     shown: "(required)",
     help: "Plugin port on 127.0.0.1, or a Unix socket path",
-    scope: "serve",
+    scope: ["serve"],
   },
   {
     flag: "http",
@@ -244,8 +284,9 @@ const ROWS: readonly FlagRow[] = [
     kind: "string",
     field: "serve.http",
     default: "",
-    help: "HTTP address [host]:port for status, metrics and the module proxy",
-    scope: "serve",
+    help:
+      "HTTP address [host]:port for status, metrics and the module proxy (stats: 127.0.0.1:5970)",
+    scope: ["serve", "stats"],
   },
   {
     flag: "modproxy",
@@ -254,7 +295,7 @@ const ROWS: readonly FlagRow[] = [
     field: "serve.modproxy",
     default: false,
     help: "Serve a caching Go module proxy under /mod/ (needs --http)",
-    scope: "serve",
+    scope: ["serve"],
   },
   {
     flag: "sumdb",
@@ -263,7 +304,7 @@ const ROWS: readonly FlagRow[] = [
     field: "serve.sumdb",
     default: ["sum.golang.org"],
     help: "Checksum databases to proxy under /mod/sumdb/ (comma-separated)",
-    scope: "serve",
+    scope: ["serve"],
   },
   {
     flag: "upstream",
@@ -274,7 +315,16 @@ const ROWS: readonly FlagRow[] = [
     default: "",
     shown: "GOPROXY, else go env GOPROXY",
     help: "Module proxy upstream, a GOPROXY-style list",
-    scope: "serve",
+    scope: ["serve"],
+  },
+  {
+    flag: "format",
+    env: "GOCACHE_STATS_FORMAT",
+    kind: "string",
+    field: "statsFormat",
+    default: "text",
+    help: "stats: text (a table), markdown (for a CI job summary) or json",
+    scope: ["stats"],
   },
 ];
 
@@ -294,8 +344,8 @@ export function defaultOf(spec: FlagSpec, context: DefaultContext): FlagValue {
 }
 
 /**
- * A plain default as `help environment` shows it: `""` for the empty string, a list joined with
- * commas, a duration in Go syntax.
+ * A plain default as `help environment` shows it: `""` for the empty string (and an empty list),
+ * a list joined with commas, a duration in Go syntax.
  *
  * @param kind The flag's kind.
  * @param value The default.
@@ -306,7 +356,8 @@ export function showDefault(
   value: string | number | boolean | readonly string[],
 ): string {
   if (kind === "duration") return formatGoDuration(value as number);
-  if (Array.isArray(value)) return value.join(",");
+  if (kind === "size") return formatSize(value as number);
+  if (Array.isArray(value)) return value.length > 0 ? value.join(",") : '""';
   return value === "" ? '""' : String(value);
 }
 

@@ -4,11 +4,14 @@
  * after the handshake; the SDK itself loads on the first remote call, so a slow or unreachable S3
  * never delays the first reply.
  *
+ * The trust tiers (`--read-prefixes`, `--read-only`) are one {@linkcode ReadThroughStore} for the
+ * build cache and one under `module/` for the module proxy, on one client and connection.
+ *
  * @module
  */
 
 import type { LocalCache } from "../cache/local.ts";
-import { AwsObjectStore, TieredCache } from "../cache/s3/mod.ts";
+import { AwsObjectStore, ReadThroughStore, TieredCache } from "../cache/s3/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { DEBUG_S3 } from "../log/mod.ts";
@@ -20,10 +23,12 @@ import type { CacheStack } from "./cache_stack.ts";
  * reports it in one line on stderr and the local tier keeps serving.
  *
  * @param local The local tier.
- * @param config Bucket, prefix, region, endpoint, path style, upload policy.
+ * @param config Bucket, prefix, read prefixes, read-only mode, region, endpoint, path style,
+ * upload policy.
  * @param options Logger and metrics.
- * @returns The stack; `moduleStore` holds keys under `[prefix/]module/` (the module proxy puts
- * its own breaker and upload queue in front of it, see `src/modproxy/store.ts`).
+ * @returns The stack; `moduleStore` holds keys under `[prefix/]module/`, reading through
+ * `<read prefix>/module/` (the module proxy puts its own breaker and upload queue in front of it,
+ * see `src/modproxy/store.ts`).
  */
 export function openS3Stack(
   local: LocalCache,
@@ -31,14 +36,21 @@ export function openS3Stack(
   options: { log: Logger; metrics: Metrics },
 ): Promise<CacheStack> {
   const { log, metrics } = options;
-  const store = new AwsObjectStore({
+  const bucket = new AwsObjectStore({
     bucket: config.bucket,
-    prefix: config.prefix,
     region: config.region,
     endpoint: config.endpoint,
     pathStyle: config.pathStyle,
     observe: (name, seconds) => metrics.observe(name, seconds),
     trace: log.trace(DEBUG_S3),
+  });
+  const readPrefixes = readPrefixesOf(config);
+  const own = bucket.withPrefix(config.prefix);
+  const reads = readPrefixes.map((prefix) => bucket.withPrefix(prefix));
+  const store = new ReadThroughStore(own, { readStores: reads, readOnly: config.readOnly });
+  const moduleStore = new ReadThroughStore(own.withPrefix("module"), {
+    readStores: reads.map((read) => read.withPrefix("module")),
+    readOnly: config.readOnly,
   });
   const handler = new TieredCache(local, store, {
     minUploadSize: config.minUploadSize,
@@ -52,20 +64,46 @@ export function openS3Stack(
   });
   describe(metrics);
   containStrayErrors(log, metrics);
-  // Uploads an earlier session owed (s3-pending/), queued in the background once set up.
-  setTimeout(() => void handler.resumePending().catch(() => {}), 0);
+  // Uploads an earlier session owed (s3-pending/), queued in the background once set up; never
+  // when read-only (the directory is not even read).
+  if (!config.readOnly) setTimeout(() => void handler.resumePending().catch(() => {}), 0);
   log.info(
     `S3 tier: bucket ${JSON.stringify(config.bucket)}` +
       (config.prefix ? ` prefix ${JSON.stringify(config.prefix)}` : "") +
+      (readPrefixes.length > 0
+        ? ` read prefixes ${readPrefixes.map((p) => JSON.stringify(p || "/")).join(", ")}`
+        : "") +
       (config.region ? ` region ${config.region}` : " (region looked up on first use)") +
       (config.endpoint ? ` endpoint ${config.endpoint}` : ""),
   );
+  if (config.readOnly) {
+    log.info(
+      "S3 tier is read-only (--read-only): nothing is written to the bucket; puts stay local " +
+        "and owed uploads are neither sent nor recorded",
+    );
+  }
   return Promise.resolve({
     handler,
     local,
     shutdown: () => handler.close(),
-    moduleStore: store.withPrefix("module"),
+    moduleStore,
   });
+}
+
+/**
+ * The read prefixes in lookup order: slashes trimmed (`/` alone names the bucket's root), each
+ * once, and never the own prefix, which is always looked up first.
+ */
+function readPrefixesOf(config: Config): string[] {
+  const seen = new Set([config.prefix]);
+  const prefixes: string[] = [];
+  for (const raw of config.readPrefixes) {
+    const prefix = raw.replace(/^\/+|\/+$/g, "");
+    if (seen.has(prefix)) continue;
+    seen.add(prefix);
+    prefixes.push(prefix);
+  }
+  return prefixes;
 }
 
 /**
@@ -91,6 +129,8 @@ function describe(metrics: Metrics): void {
     "s3_get_errors": "Remote lookups that failed (answered as misses)",
     "s3_get_skipped": "Remote lookups not made because the S3 tier was paused or disabled",
     "s3_get_collapsed": "Gets that joined a lookup of the same action already in flight",
+    "s3_read_prefix_hits":
+      "Gets answered from a --read-prefixes prefix after a miss under --prefix",
     "s3_corrupt": "Remote entries rejected: malformed action record or SHA-256 mismatch",
     "s3_too_slow": "Remote downloads given up on: slower than the throughput floor (1 MiB/s)",
     "s3_get_sluggish": "Remote lookups answered, but too slowly (counted toward the breaker)",
@@ -100,6 +140,7 @@ function describe(metrics: Metrics): void {
     "uploads_done": "Entries whose action record reached S3",
     "uploads_skipped": "Objects not sent: already in the bucket, or below --min-upload-size",
     "uploads_small": "Outputs below --min-upload-size kept local",
+    "uploads_skipped_read_only": "Puts kept local because the S3 tier is read-only",
     "uploads_failed": "Uploads that failed or were dropped while S3 was paused",
     "uploads_left": "Uploads still pending when the wait at close ran out",
     "uploads_resumed": "Uploads an earlier session left undone, queued again",
@@ -112,6 +153,9 @@ function describe(metrics: Metrics): void {
     "modproxy_store_breaker_trips": "Times the module proxy's S3 circuit breaker opened",
     "modproxy_store_breaker_open": "1 while the module proxy's S3 tier is paused or disabled",
     "modproxy_store_bytes_up": "Module file bytes uploaded to S3",
+    "modproxy_store_read_prefix_hits": "Module fills from a --read-prefixes prefix",
+    "modproxy_store_uploads_skipped_read_only":
+      "Module files not uploaded because the S3 tier is read-only",
     "modproxy_store_uploads_left": "Module uploads still pending when the wait at close ran out",
     "modproxy_store_uploads_resumed": "Module uploads an earlier session left undone, queued again",
   };

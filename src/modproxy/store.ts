@@ -15,6 +15,11 @@
  * compiling instead), so one missed deadline opens it. While it is open, fills skip the bucket
  * and go to upstream at once, and uploads are recorded as owed.
  *
+ * Given a {@linkcode ReadThroughStore}, the trust tiers apply as in the build cache: a fill that
+ * misses under the own prefix tries each read prefix in order (every copy is checked the same
+ * way), uploads go to the own prefix only, and read-only there is no upload queue at all:
+ * nothing is uploaded, and `.pending/` is neither read nor written.
+ *
  * @module
  */
 
@@ -23,6 +28,7 @@ import { dirname, join } from "node:path";
 import { atomicWrite, removeQuietly, tempName } from "../cache/_files.ts";
 import { CircuitBreaker } from "../cache/s3/breaker.ts";
 import { type ObjectStore, StoreError } from "../cache/s3/object_store.ts";
+import { ReadThroughStore } from "../cache/s3/read_through.ts";
 import { type UploadEntry, UploadQueue } from "../cache/s3/uploads.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
@@ -38,7 +44,11 @@ export interface OpenedFile {
 
 /** Options for {@linkcode ModuleStore}. */
 export interface ModuleStoreOptions {
-  /** The remote tier; keys are the same relative keys. @default {undefined} (local only) */
+  /**
+   * The remote tier; keys are the same relative keys. A {@linkcode ReadThroughStore} adds read
+   * prefixes and read-only mode.
+   * @default {undefined} (local only)
+   */
   store?: ObjectStore;
   /** Where warnings go. @default {SILENT} */
   log?: Logger;
@@ -98,7 +108,8 @@ interface WriteOptions {
  */
 export class ModuleStore {
   readonly #dir: string;
-  readonly #remote?: ObjectStore;
+  /** The own prefix first, then the read prefixes; empty without a remote tier. */
+  readonly #remotes: readonly ObjectStore[];
   readonly #log: Logger;
   readonly #metrics?: Metrics;
   readonly #getTimeoutMs: number;
@@ -113,7 +124,8 @@ export class ModuleStore {
    */
   constructor(dir: string, options: ModuleStoreOptions = {}) {
     this.#dir = dir;
-    this.#remote = options.store;
+    const view = options.store && ReadThroughStore.of(options.store);
+    this.#remotes = view?.lookupOrder ?? [];
     this.#log = options.log ?? SILENT;
     this.#metrics = options.metrics;
     this.#getTimeoutMs = options.getTimeoutMs ?? 10_000;
@@ -125,11 +137,11 @@ export class ModuleStore {
       log: this.#log,
       logPrefix: "modproxy: ",
       serving: "the local module cache and upstream",
-      metrics: this.#remote ? this.#metrics : undefined,
+      metrics: view ? this.#metrics : undefined,
       metricPrefix: "modproxy_store_breaker",
     });
-    if (this.#remote) {
-      this.#uploads = new UploadQueue(this.#remote, {
+    if (view && !view.readOnly) {
+      this.#uploads = new UploadQueue(view.own, {
         breaker: this.#breaker,
         pendingDir: options.pendingDir ?? join(dir, ".pending"),
         concurrency: options.uploadConcurrency,
@@ -163,7 +175,7 @@ export class ModuleStore {
 
   /** Whether a remote tier is configured. */
   get hasRemote(): boolean {
-    return this.#remote !== undefined;
+    return this.#remotes.length > 0;
   }
 
   /**
@@ -281,8 +293,9 @@ export class ModuleStore {
   }
 
   /**
-   * Copies an entry from the remote tier into the local directory. Skipped at once while the
-   * breaker is open; a remote failure counts toward it.
+   * Copies an entry from the remote tier into the local directory: the own prefix, then each
+   * read prefix in turn (counted in `modproxy_store_read_prefix_hits`). Skipped at once while
+   * the breaker is open; a remote failure counts toward it.
    *
    * @param key A validated key.
    * @param options `maxBytes` cap and an optional check, as in {@linkcode writeStream}.
@@ -290,7 +303,7 @@ export class ModuleStore {
    * paused, or cannot be read (a warning is logged).
    */
   async fillFromRemote(key: string, options: WriteOptions): Promise<boolean> {
-    if (!this.#remote) return false;
+    if (this.#remotes.length === 0) return false;
     await this.#breaker.ready();
     if (!this.#breaker.allow()) {
       this.#metrics?.add("modproxy_store_skipped");
@@ -299,7 +312,13 @@ export class ModuleStore {
     const started = performance.now();
     const trip = this.#breaker.signal;
     try {
-      const size = await this.#fill(this.#remote, key, options, trip);
+      let size: number | undefined;
+      for (const [index, remote] of this.#remotes.entries()) {
+        size = await this.#fill(remote, key, options, trip);
+        if (size === undefined) continue;
+        if (index > 0) this.#metrics?.add("modproxy_store_read_prefix_hits");
+        break;
+      }
       if (size === undefined) return false;
       this.#metrics?.add("modproxy_store_fills");
       this.#metrics?.add("modproxy_store_fill_bytes", size);
@@ -323,12 +342,14 @@ export class ModuleStore {
   /**
    * Uploads a local entry to the remote tier in the background (bounded queue, own deadline);
    * failures are logged and counted, and recorded for the next session. {@linkcode close} waits
-   * for pending uploads, bounded.
+   * for pending uploads, bounded. Read-only, nothing is sent (counted in
+   * `modproxy_store_uploads_skipped_read_only`).
    *
    * @param key A validated key whose local file exists.
    */
   upload(key: string): void {
-    this.#uploads?.enqueue(this.#entry(key));
+    if (this.#uploads) this.#uploads.enqueue(this.#entry(key));
+    else if (this.hasRemote) this.#metrics?.add("modproxy_store_uploads_skipped_read_only");
   }
 
   /** Waits for pending background uploads (bounded; what is left is recorded as owed). */

@@ -8,6 +8,10 @@
  * The binary comes from `scripts/install_test_servers.sh` (`$GCP_TOOLS_DIR/bin/minio`, by default
  * `~/.cache/go-cache-plugin-tools/bin/minio`); `MINIO_BIN` overrides the path.
  *
+ * {@linkcode MinioAdmin} drives the server's admin interface through MinIO's own client `mc`
+ * (installed beside it, `MC_BIN` overrides): users with IAM policies, and `mc admin trace` to
+ * see every request the server answered.
+ *
  * @module
  */
 
@@ -383,5 +387,199 @@ export async function startMinio(options: MinioOptions = {}): Promise<Minio> {
     throw error;
   } finally {
     client?.close();
+  }
+}
+
+/** The mc binary path, or `undefined` when it is not installed. */
+export async function findMc(): Promise<string | undefined> {
+  const path = Deno.env.get("MC_BIN") ?? toolsBin("mc");
+  try {
+    return (await Deno.stat(path)).isFile ? path : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An IAM policy document (AWS's JSON grammar, which MinIO reads). */
+export interface PolicyDocument {
+  Version: "2012-10-17";
+  Statement: {
+    Effect: "Allow" | "Deny";
+    Action: string[];
+    Resource: string[];
+    Condition?: Record<string, Record<string, string[]>>;
+  }[];
+}
+
+/** A MinIO user made by {@linkcode MinioAdmin.addUser}. */
+export interface MinioUser {
+  accessKey: string;
+  secretKey: string;
+  /** Environment for a plugin process using this user's credentials. */
+  env(): Record<string, string>;
+}
+
+/** One request the server answered, from `mc admin trace --json`. */
+export interface TracedCall {
+  /** `s3.GetObject`, `s3.PutObject`, `s3.HeadObject`, … */
+  api: string;
+  /** `/<bucket>/<key>`. */
+  path: string;
+  statusCode: number;
+}
+
+/** A running `mc admin trace`. */
+export interface Trace {
+  /** Stops tracing and returns the calls seen since it started (its own probes left out). */
+  stop(): Promise<TracedCall[]>;
+}
+
+/**
+ * MinIO's admin interface through `mc`, with a configuration directory of its own (an alias
+ * `t` for the server's root credentials).
+ */
+export class MinioAdmin {
+  readonly #minio: Minio;
+  readonly #bin: string;
+  readonly #configDir: string;
+
+  private constructor(minio: Minio, bin: string, configDir: string) {
+    this.#minio = minio;
+    this.#bin = bin;
+    this.#configDir = configDir;
+  }
+
+  /**
+   * Sets up `mc` for a server.
+   *
+   * @param minio The server.
+   * @returns The admin client; dispose it to remove its configuration.
+   * @throws {Error} When mc is missing or cannot reach the server.
+   */
+  static async open(minio: Minio): Promise<MinioAdmin> {
+    const bin = await findMc();
+    if (!bin) throw new Error("Cannot run mc: run scripts/install_test_servers.sh first");
+    const admin = new MinioAdmin(minio, bin, await Deno.makeTempDir({ prefix: "gcp-mc-" }));
+    await admin.mc("alias", "set", "t", minio.endpoint, minio.accessKey, minio.secretKey);
+    return admin;
+  }
+
+  /**
+   * Runs one mc command against the configuration directory.
+   *
+   * @param args The arguments, e.g. `admin`, `user`, `list`, `t`.
+   * @returns Its stdout.
+   * @throws {Error} With mc's output when it fails.
+   */
+  async mc(...args: string[]): Promise<string> {
+    const out = await new Deno.Command(this.#bin, {
+      args: ["--config-dir", this.#configDir, "--no-color", "--disable-pager", ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decoder = new TextDecoder();
+    if (!out.success) {
+      throw new Error(
+        `mc ${args.slice(0, 4).join(" ")} exited ${out.code}: ${decoder.decode(out.stdout)}${
+          decoder.decode(out.stderr)
+        }`,
+      );
+    }
+    return decoder.decode(out.stdout);
+  }
+
+  /**
+   * Creates a user with a policy of its own (`mc admin user add`, `mc admin policy create`,
+   * `mc admin policy attach`).
+   *
+   * @param name The user's access key (and the policy's name).
+   * @param policy What the user may do.
+   * @returns The user's credentials.
+   */
+  async addUser(name: string, policy: PolicyDocument): Promise<MinioUser> {
+    const secretKey = `sk${randomToken(30)}`;
+    await this.mc("admin", "user", "add", "t", name, secretKey);
+    const file = `${this.#configDir}/${name}.json`;
+    await Deno.writeTextFile(file, JSON.stringify(policy));
+    await this.mc("admin", "policy", "create", "t", name, file);
+    await this.mc("admin", "policy", "attach", "t", name, "--user", name);
+    return {
+      accessKey: name,
+      secretKey,
+      env: () => ({
+        AWS_ACCESS_KEY_ID: name,
+        AWS_SECRET_ACCESS_KEY: secretKey,
+        AWS_REGION: "us-east-1",
+      }),
+    };
+  }
+
+  /**
+   * Starts `mc admin trace --json` (S3 calls) and waits until it sees requests: it sends
+   * anonymous probes until one shows up in its output.
+   *
+   * @returns The trace; stop it to read the calls.
+   * @throws {Error} When the trace shows nothing within 20 s.
+   */
+  async trace(): Promise<Trace> {
+    const child = new Deno.Command(this.#bin, {
+      args: ["--config-dir", this.#configDir, "--no-color", "admin", "trace", "--json", "t"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let text = "";
+    const reading = child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (chunk) => void (text += chunk) }),
+    ).catch(() => {});
+    child.stderr.cancel().catch(() => {});
+    const marker = `trace-probe-${randomToken(8)}`;
+    const minioUrl = `${this.#minio.endpoint}/${this.#minio.bucket}`;
+    const stop = async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      await child.status;
+      await reading;
+    };
+    const deadline = Date.now() + 20_000;
+    while (!text.includes(marker)) {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`Cannot trace MinIO: mc admin trace showed nothing in 20 s: ${text}`);
+      }
+      const probe = await fetch(`${minioUrl}/${marker}`, {
+        method: "HEAD",
+        signal: AbortSignal.timeout(1000),
+      }).catch(() => undefined);
+      await probe?.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    return {
+      async stop() {
+        // A last probe marks the end: every call before it has been printed.
+        const end = `${marker}-end`;
+        const until = Date.now() + 10_000;
+        while (!text.includes(end) && Date.now() < until) {
+          await fetch(`${minioUrl}/${end}`, { method: "HEAD" }).then((r) => r.body?.cancel())
+            .catch(() => {});
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        await stop();
+        // One JSON object per call, on one line or (some mc versions) indented over several.
+        return text.split(/\n(?=\{)/).filter((chunk) => chunk.trim().startsWith("{"))
+          .map((chunk) => JSON.parse(chunk) as TracedCall)
+          .filter((call) => call.api && !call.path.includes(marker))
+          .map(({ api, path, statusCode }) => ({ api, path, statusCode }));
+      },
+    };
+  }
+
+  /** Removes the configuration directory. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Deno.remove(this.#configDir, { recursive: true }).catch(() => {});
   }
 }

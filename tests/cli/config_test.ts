@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { type Config, parseConfig, parseGoDuration, UsageError } from "../../src/cli/config.ts";
+import {
+  type Config,
+  parseConfig,
+  parseGoDuration,
+  parseSize,
+  UsageError,
+} from "../../src/cli/config.ts";
 import { NOT_DIRECT, SUBCOMMANDS } from "../../src/cli/commands.ts";
 import { defaultOf, FLAGS, type FlagSpec, showDefault } from "../../src/cli/flags.ts";
 import { helpText } from "../../src/cli/help.ts";
@@ -113,6 +119,7 @@ Deno.test("parseConfig() rejects bad flags and values with one-line UsageErrors"
     [["connect"], /exactly one argument/],
     [["connect", "nonsense"], /neither a port nor a socket path/],
     [["frobnicate"], /Unknown command "frobnicate"/],
+    [["--cache-dir"], /Flag --cache-dir needs a value/],
     [["serve", "--plugin=5930", "--http=notanaddr"], /not \[host\]:port/],
     [["serve", "--plugin=5930", "--http=127.0.0.1:99999"], /out of range/],
     [["--bucket=b", "--s3-endpoint-url=ftp://x"], /must start with http:\/\/ or https:\/\//],
@@ -168,10 +175,12 @@ function fieldOf(config: Config, spec: FlagSpec): unknown {
   return record[tail ?? head];
 }
 
-/** Arguments that make a flag's command valid: serve needs a plugin, connect a target. */
+/** Arguments that make a flag's (first) command valid: serve needs a plugin, connect a target. */
 function commandFor(spec: FlagSpec): string[] {
-  if (spec.scope === "serve") return spec.flag === "plugin" ? ["serve"] : ["serve", "--plugin=1"];
-  return spec.scope === "connect" ? ["connect", "1"] : [];
+  const command = spec.scope?.[0];
+  if (command === "serve") return spec.flag === "plugin" ? ["serve"] : ["serve", "--plugin=1"];
+  if (command === "connect") return ["connect", "1"];
+  return command ? [command] : [];
 }
 
 Deno.test("helpText() lists every FLAGS entry with its variable, kind, default and scope", () => {
@@ -241,5 +250,75 @@ Deno.test("NOT_DIRECT holds exactly the arguments parseConfig() reads as another
   for (const arg of ["-h", "--h", "-help", "--help"]) {
     assert.equal(parseConfig([arg], env(base)).command, "help", arg);
     assert.ok(NOT_DIRECT.has(arg), arg);
+  }
+});
+
+Deno.test("parseSize() reads bytes with K, M and G suffixes, base 1024", () => {
+  assert.equal(parseSize("0"), 0);
+  assert.equal(parseSize("4096"), 4096);
+  assert.equal(parseSize("512K"), 512 * 1024);
+  assert.equal(parseSize("512k"), 512 * 1024);
+  assert.equal(parseSize("100M"), 100 * 1024 ** 2);
+  assert.equal(parseSize("10G"), 10 * 1024 ** 3);
+  assert.equal(parseSize("1.5G"), 1.5 * 1024 ** 3);
+  assert.equal(parseSize("2GiB"), 2 * 1024 ** 3);
+  assert.equal(parseSize("3MB"), 3 * 1024 ** 2);
+  assert.equal(parseSize("7B"), 7);
+  for (const bad of ["", "-1", "1T", "ten", "1 0M", "1e3", "M", "0x10"]) {
+    assert.throws(() => parseSize(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("parseConfig() reads --max-size and GOCACHE_MAX_SIZE, 0 meaning no limit", () => {
+  assert.equal(parseConfig([], env(base)).maxSize, 0);
+  assert.equal(parseConfig(["--max-size=2G"], env(base)).maxSize, 2 * 1024 ** 3);
+  assert.equal(parseConfig([], env({ ...base, GOCACHE_MAX_SIZE: "300M" })).maxSize, 300 << 20);
+  assert.equal(
+    parseConfig(["-max-size", "1K"], env({ ...base, GOCACHE_MAX_SIZE: "300M" })).maxSize,
+    1024,
+  );
+  const served = parseConfig(["serve", "--plugin=1", "--max-size=64M"], env(base));
+  assert.equal(served.maxSize, 64 << 20);
+  assert.throws(
+    () => parseConfig(["--max-size=lots"], env(base)),
+    (error: unknown) =>
+      error instanceof UsageError && /Invalid value "lots" for --max-size/.test(error.message),
+  );
+});
+
+Deno.test("parseConfig() parses stats and clean", () => {
+  const stats = parseConfig(["stats"], env(base));
+  assert.deepEqual([stats.command, stats.statsAddress, stats.statsFormat], [
+    "stats",
+    "127.0.0.1:5970",
+    "text",
+  ]);
+  const fromEnv = parseConfig(["stats"], env({ ...base, GOCACHE_HTTP: ":6000" }));
+  assert.equal(fromEnv.statsAddress, ":6000");
+  const given = parseConfig(["stats", "--http=127.0.0.1:7000", "--format=markdown"], env(base));
+  assert.deepEqual([given.statsAddress, given.statsFormat], ["127.0.0.1:7000", "markdown"]);
+  assert.equal(parseConfig(["stats", "-format", "json"], env(base)).statsFormat, "json");
+  assert.equal(parseConfig(["serve", "--plugin=1"], env(base)).statsAddress, "");
+  const clean = parseConfig(["clean", "--cache-dir=/c"], env(base));
+  assert.deepEqual([clean.command, clean.cacheDir], ["clean", "/c"]);
+});
+
+Deno.test("parseConfig() rejects bad stats and clean arguments with one-line UsageErrors", () => {
+  const cases: [string[], RegExp][] = [
+    [["stats", "--format=html"], /Invalid value "html" for --format: want text, markdown or json/],
+    [["stats", "--http=nowhere"], /not \[host\]:port/],
+    [["stats", "extra"], /stats takes no arguments/],
+    [["clean", "now"], /clean takes no arguments/],
+    [["--format=json"], /only for the stats command/],
+    [["--http=:1"], /only for the serve and stats commands/],
+    [["clean", "--plugin=5930"], /only for the serve command/],
+  ];
+  for (const [args, pattern] of cases) {
+    assert.throws(() => parseConfig(args, env(base)), (error: unknown) => {
+      assert.ok(error instanceof UsageError, args.join(" "));
+      assert.match(error.message, pattern);
+      assert.ok(!error.message.includes("\n"));
+      return true;
+    });
   }
 });

@@ -10,6 +10,7 @@ import {
   type StoredObject,
   StoreError,
 } from "../../src/cache/s3/object_store.ts";
+import { ReadThroughStore } from "../../src/cache/s3/read_through.ts";
 import type { Logger } from "../../src/log/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { ModuleStore, type ModuleStoreOptions, TooLargeError } from "../../src/modproxy/store.ts";
@@ -204,4 +205,68 @@ Deno.test("ModuleStore without a remote tier stays local", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** A bucket prefix that also records HEADs. */
+class PrefixStore extends TestStore {
+  override has(key: string, options?: StoreCallOptions): Promise<boolean> {
+    this.calls.push(`HEAD ${key}`);
+    return super.has(key, options);
+  }
+}
+
+Deno.test("ModuleStore with read prefixes fills from them in order, uploads to the own prefix only", async () => {
+  const own = new PrefixStore();
+  const a = new PrefixStore();
+  const b = new PrefixStore();
+  b.objects.set(ZIP, encoder.encode("b's zip"));
+  a.objects.set(LIST, encoder.encode("a's list\n"));
+  b.objects.set(LIST, encoder.encode("b's list\n"));
+  await using t = await setup({ store: new ReadThroughStore(own, { readStores: [a, b] }) });
+  assert.equal(t.store.hasRemote, true);
+  assert.equal(await t.store.fillFromRemote(ZIP, { maxBytes: 100 }), true);
+  assert.equal(await Deno.readTextFile(t.store.localPath(ZIP)), "b's zip");
+  assert.equal(await t.store.fillFromRemote(LIST, { maxBytes: 100 }), true);
+  assert.equal(await Deno.readTextFile(t.store.localPath(LIST)), "a's list\n");
+  assert.deepEqual([own.calls, a.calls, b.calls], [
+    [`GET ${ZIP}`, `GET ${LIST}`],
+    [`GET ${ZIP}`, `GET ${LIST}`],
+    [`GET ${ZIP}`],
+  ]);
+  assert.equal(t.metrics.get("modproxy_store_read_prefix_hits"), 2);
+  // A check applies to a read prefix's copy as to any other.
+  const check = () => Promise.reject(new RangeError("zip contradicts the checksum database"));
+  await t.store.removeLocal(ZIP);
+  assert.equal(await t.store.fillFromRemote(ZIP, { maxBytes: 100, check }), false);
+
+  t.store.upload(LIST);
+  await t.store.close();
+  assert.deepEqual(own.calls.slice(-1), [`PUT ${LIST}`]);
+  assert.equal(new TextDecoder().decode(own.objects.get(LIST)), "a's list\n");
+  assert.equal(a.calls.filter((c) => !c.startsWith("GET ")).length, 0);
+  assert.equal(b.calls.filter((c) => !c.startsWith("GET ")).length, 0);
+});
+
+Deno.test("ModuleStore read-only: fills read through, not one PUT or HEAD, .pending left alone", async () => {
+  const own = new PrefixStore();
+  const main = new PrefixStore();
+  main.objects.set(ZIP, encoder.encode("main's zip"));
+  const view = new ReadThroughStore(own, { readStores: [main], readOnly: true });
+  await using t = await setup({ store: view });
+  // A writing session left an owed upload behind.
+  await t.store.writeBytes(LIST, encoder.encode("v1.0.0\n"));
+  const marker = join(t.dir, "module/.pending", "1".repeat(64));
+  await Deno.mkdir(join(t.dir, "module/.pending"));
+  await Deno.writeTextFile(marker, LIST);
+  const next = t.open();
+  assert.equal(await next.fillFromRemote(ZIP, { maxBytes: 100 }), true);
+  next.upload(LIST);
+  next.upload(ZIP);
+  await next.close();
+  assert.deepEqual([...own.calls, ...main.calls], [`GET ${ZIP}`, `GET ${ZIP}`]);
+  assert.equal(t.metrics.get("modproxy_store_uploads_skipped_read_only"), 2);
+  assert.equal(t.metrics.get("modproxy_store_uploads_resumed"), 0);
+  assert.equal(t.metrics.get("modproxy_store_puts"), 0);
+  assert.deepEqual(await t.pending(), ["1".repeat(64)]);
+  assert.equal(own.objects.size, 0);
 });

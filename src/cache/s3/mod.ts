@@ -9,6 +9,8 @@
  *   {@linkcode StoreError} (with the failure's kind) and an in-memory store for tests.
  * - `tiered.ts`: {@linkcode TieredCache}, the build cache's local-then-bucket handler (lookups,
  *   verified remote hits, puts).
+ * - `read_through.ts`: {@linkcode ReadThroughStore}, the trust tiers: the own prefix, read
+ *   prefixes looked up after a miss under it, and read-only mode (see "Trust tiers" below).
  * - `breaker.ts`: {@linkcode CircuitBreaker}, which stops calls to a failing bucket (state
  *   optionally shared between processes); `uploads.ts`: {@linkcode UploadQueue}, bounded
  *   background uploads with a pending directory for a later session.
@@ -21,9 +23,10 @@
  *   download throughput floor).
  *
  * Imports inside the folder point one way: `tiered.ts` → `uploads.ts` → `breaker.ts` →
- * `object_store.ts`, and `aws_store.ts` → `_connection.ts`, `_signed_fetch.ts` → `_errors.ts` →
+ * `object_store.ts`, `tiered.ts` → `read_through.ts` → `object_store.ts`, and `aws_store.ts` → `_connection.ts`, `_signed_fetch.ts` → `_errors.ts` →
  * `object_store.ts`. Within `src/`, only this file and the wiring (`src/cli/s3_stack.ts`) import
- * the adapter; the module proxy uses `object_store.ts`, `breaker.ts` and `uploads.ts`. The
+ * the adapter; the module proxy uses `object_store.ts`, `breaker.ts`, `uploads.ts` and
+ * `read_through.ts`. The
  * adapter imports the SDK dynamically, only when its first call needs it.
  *
  * ## Cache layout
@@ -44,6 +47,20 @@
  * A remote hit is verified before go sees it: the object's SHA-256 must equal the output id. It
  * is then written to the local tier (object, then action record with the recorded time as its
  * mtime), which is the path go is handed.
+ *
+ * ## Trust tiers
+ *
+ * Whoever can write an action record decides what later builds link in, so writes are limited
+ * by prefix. `--read-prefixes=a,b` adds prefixes looked up, in order and in the same layout
+ * (`a/action/<xx>/<id>`, then `a/output/<xx>/<id>`), after a miss under `--prefix`; the record
+ * and the object of a hit come from the same prefix, and a hit is verified and stored locally like
+ * any other. Nothing is ever written under a read prefix: uploads, and the HEAD that may skip
+ * one, go to `--prefix` alone, so an object a read prefix holds is still uploaded to the own one.
+ * A miss under the own prefix costs one more lookup (one GET of an action record) per read
+ * prefix; a hit under the own prefix costs nothing extra. `--read-only` writes nothing at all:
+ * no PUT, no HEAD before one, and `s3-pending/` is neither read nor written (puts are counted in
+ * `uploads_skipped_read_only`). The module proxy's files follow the same rules under
+ * `<prefix>/module/`.
  *
  * In the local cache directory the tier keeps `s3-pending/` (one empty file per action whose
  * upload is still owed, sent by a later session; see `uploads.ts`) and `s3-breaker` (the circuit
@@ -67,6 +84,7 @@ export * from "./aws_store.ts";
 export { classify } from "./_errors.ts";
 export * from "./tiered.ts";
 export * from "./uploads.ts";
+export * from "./read_through.ts";
 export { actionKey, outputKey, parseActionRecord } from "./layout.ts";
 export * from "./breaker.ts";
 export { TooSlowError } from "./_throughput.ts";

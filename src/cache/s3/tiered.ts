@@ -6,6 +6,11 @@
  * failing. Puts are uploaded in the background by an {@linkcode UploadQueue} (`uploads.ts`),
  * which records what it could not send under `s3-pending/`.
  *
+ * Given a {@linkcode ReadThroughStore} (`read_through.ts`), a lookup that misses under the own
+ * prefix goes on to each read prefix in order (record and object from the same prefix, verified
+ * the same way), and uploads go to the own prefix only. Read-only, the cache has no upload queue
+ * at all: puts stay local, and owed uploads are neither sent nor recorded.
+ *
  * @module
  */
 
@@ -15,6 +20,7 @@ import type { CacheHandler, CacheHit, PutObject } from "../../protocol/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
 import { CircuitBreaker } from "./breaker.ts";
 import { type UploadEntry, UploadQueue } from "./uploads.ts";
+import { ReadThroughStore } from "./read_through.ts";
 import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
 import { ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 import { actionKey, HEX_ID, outputKey, parseActionRecord } from "./layout.ts";
@@ -55,6 +61,14 @@ export interface TieredCacheOptions {
   minDownloadRate?: number;
   /** How long a download runs before its rate is judged, in ms. @default {1500} */
   slowGraceMs?: number;
+  /**
+   * How long a whole lookup of a small entry may take, in ms, before it counts as sluggish (a hit
+   * all the same, but evidence toward the breaker); larger objects get their size at
+   * `minDownloadRate` on top. A healthy bucket answers in tens of milliseconds, and a lookup that
+   * takes longer than compiling the package would is a loss.
+   * @default {750}
+   */
+  sluggishLookupMs?: number;
   /**
    * Consecutive remote failures that open the circuit breaker. A refused connection opens it at
    * once, and missed deadlines after two.
@@ -102,14 +116,19 @@ const SMALL_OBJECT = 1 << 16;
 export class TieredCache implements CacheHandler {
   /** The local tier. */
   readonly local: LocalCache;
-  #store: ObjectStore;
+  /** The own prefix first, then the read prefixes. */
+  #stores: readonly ObjectStore[];
   #options: Required<
-    Pick<TieredCacheOptions, "minUploadSize" | "getTimeoutMs" | "minDownloadRate" | "slowGraceMs">
+    Pick<
+      TieredCacheOptions,
+      "minUploadSize" | "getTimeoutMs" | "minDownloadRate" | "slowGraceMs" | "sluggishLookupMs"
+    >
   >;
   #log?: Logger;
   #metrics?: TieredMetrics;
   #inflight = new Map<string, Promise<CacheHit | undefined>>();
-  #uploads: UploadQueue;
+  /** None when read-only: nothing can be uploaded. */
+  #uploads?: UploadQueue;
   #breaker: CircuitBreaker;
   /** Corrupt remote entries seen; only the first is a warning. */
   #corrupt = 0;
@@ -117,12 +136,14 @@ export class TieredCache implements CacheHandler {
 
   /**
    * @param local The local tier; it answers first and holds every remote hit.
-   * @param store The bucket, keys relative to the configured prefix.
+   * @param store The bucket, keys relative to the configured prefix; a
+   * {@linkcode ReadThroughStore} adds read prefixes and read-only mode.
    * @param options Upload policy, deadlines, breaker, logging and metrics.
    */
   constructor(local: LocalCache, store: ObjectStore, options: TieredCacheOptions = {}) {
     this.local = local;
-    this.#store = store;
+    const view = ReadThroughStore.of(store);
+    this.#stores = view.lookupOrder;
     this.#log = options.log;
     this.#metrics = options.metrics;
     this.#options = {
@@ -130,6 +151,7 @@ export class TieredCache implements CacheHandler {
       getTimeoutMs: options.getTimeoutMs ?? 10_000,
       minDownloadRate: options.minDownloadRate ?? 1 << 20,
       slowGraceMs: options.slowGraceMs ?? 1_500,
+      sluggishLookupMs: options.sluggishLookupMs ?? 750,
     };
     this.#breaker = new CircuitBreaker({
       threshold: options.breakerThreshold,
@@ -140,7 +162,7 @@ export class TieredCache implements CacheHandler {
       log: options.log,
       metrics: options.metrics,
     });
-    this.#uploads = new UploadQueue(store, {
+    this.#uploads = view.readOnly ? undefined : new UploadQueue(view.own, {
       breaker: this.#breaker,
       pendingDir: `${local.root}/${PENDING_DIR}`,
       concurrency: options.uploadConcurrency,
@@ -155,7 +177,7 @@ export class TieredCache implements CacheHandler {
 
   /** Uploads queued or running. */
   get pendingUploads(): number {
-    return this.#uploads.pending;
+    return this.#uploads?.pending ?? 0;
   }
 
   /**
@@ -180,15 +202,29 @@ export class TieredCache implements CacheHandler {
   }
 
   /**
+   * A local hit at once; `undefined` when the local tier misses, so that {@linkcode
+   * TieredCache.get} asks the bucket.
+   */
+  getNow(actionId: string): CacheHit | undefined {
+    const hit = this.local.getNow(actionId);
+    if (!hit) return undefined;
+    this.#metrics?.add("local_hits");
+    return hit;
+  }
+
+  /**
    * Stores an output locally and resolves as soon as that is durable; the upload to the bucket
-   * (object first, then action record) runs in the background.
+   * (object first, then action record) runs in the background. Read-only, nothing is uploaded
+   * (counted in `uploads_skipped_read_only`).
    */
   async put(object: PutObject): Promise<string> {
     const time = new Date();
     const size = object.body.length;
     const diskPath = await this.local.writeObject(object.outputId, object.body);
     await this.local.writeAction(object.actionId, { outputId: object.outputId, size, time });
-    if (size < this.#options.minUploadSize) {
+    if (!this.#uploads) {
+      this.#metrics?.add("uploads_skipped_read_only");
+    } else if (size < this.#options.minUploadSize) {
       this.#metrics?.add("uploads_skipped");
       this.#metrics?.add("uploads_small");
     } else {
@@ -205,7 +241,7 @@ export class TieredCache implements CacheHandler {
    * breaker's shared state, if any.
    */
   async close(): Promise<void> {
-    await this.#uploads.close();
+    await this.#uploads?.close();
     if (!this.#closed && this.#corrupt > 1) {
       this.#log?.info(`ignored ${this.#corrupt} corrupt S3 entries this session (see s3_corrupt)`);
     }
@@ -215,12 +251,14 @@ export class TieredCache implements CacheHandler {
 
   /**
    * Queues the uploads an earlier session could not finish (failed, dropped while S3 was
-   * paused, or left at exit), recorded under `s3-pending/` in the cache directory.
+   * paused, or left at exit), recorded under `s3-pending/` in the cache directory. Read-only,
+   * nothing is queued and the directory is not read: they stay owed to a writing session.
    *
    * @param limit At most this many. @default {1000}
    * @returns How many were queued.
    */
   resumePending(limit = 1000): Promise<number> {
+    if (!this.#uploads) return Promise.resolve(0);
     return this.#uploads.resume(async (actionId) => {
       const record = await this.local.readAction(actionId);
       return record && uploadEntry(actionId, record, this.local.outputPath(record.outputId));
@@ -236,9 +274,10 @@ export class TieredCache implements CacheHandler {
     const started = performance.now();
     const trip = this.#breaker.signal;
     try {
-      const hit = await this.#fetchRemote(actionId, trip);
+      const asked = { prefixes: 0 };
+      const hit = await this.#fetchRemote(actionId, trip, asked);
       const elapsed = performance.now() - started;
-      if (elapsed > this.#sluggishAfterMs(hit?.size ?? 0)) {
+      if (elapsed > this.#sluggishAfterMs(hit?.size ?? 0, asked.prefixes)) {
         // Answered, but slower than compiling would be: evidence against asking this bucket,
         // though the bytes are good and go gets them.
         this.#metrics?.add("s3_get_sluggish");
@@ -259,12 +298,7 @@ export class TieredCache implements CacheHandler {
     } catch (error) {
       if (error instanceof CorruptError) {
         this.#breaker.succeeded();
-        this.#metrics?.add("s3_corrupt");
-        if (++this.#corrupt === 1) {
-          this.#log?.warn(`${error.message}; further corrupt S3 entries are only counted`);
-        } else {
-          this.#log?.info(error.message);
-        }
+        this.#reportCorrupt(error);
         return undefined;
       }
       this.#metrics?.add(error instanceof TooSlowError ? "s3_too_slow" : "s3_get_errors");
@@ -278,18 +312,62 @@ export class TieredCache implements CacheHandler {
 
   /**
    * How long a whole lookup (record, then object of `size` bytes) may take before it counts as
-   * sluggish: the grace period twice over, plus the object at the throughput floor. A bucket a
-   * few milliseconds away answers in tens of milliseconds; one that needs seconds per entry makes
-   * the build slower than compiling.
+   * sluggish: `sluggishLookupMs`, plus the object at the throughput floor. Each read prefix asked
+   * after the own one adds half of `sluggishLookupMs`: one more request, a record's GET.
    */
-  #sluggishAfterMs(size: number): number {
+  #sluggishAfterMs(size: number, prefixes: number): number {
     const rate = this.#options.minDownloadRate;
-    return 2 * this.#options.slowGraceMs + (rate > 0 ? (size / rate) * 1000 : 0);
+    const lookup = this.#options.sluggishLookupMs * (1 + Math.max(0, prefixes - 1) / 2);
+    return lookup + (rate > 0 ? (size / rate) * 1000 : 0);
   }
 
-  async #fetchRemote(actionId: string, trip: AbortSignal): Promise<CacheHit | undefined> {
+  /** Counts a corrupt remote entry; only the first of a session is a warning. */
+  #reportCorrupt(error: CorruptError): void {
+    this.#metrics?.add("s3_corrupt");
+    if (++this.#corrupt === 1) {
+      this.#log?.warn(`${error.message}; further corrupt S3 entries are only counted`);
+    } else {
+      this.#log?.info(error.message);
+    }
+  }
+
+  /**
+   * Looks the action up under the own prefix, then under each read prefix in turn: the first
+   * prefix holding both the record and its (verified) object answers. A corrupt entry under one
+   * prefix is counted and the next one asked; a failed call ends the lookup (same bucket).
+   * `asked.prefixes` counts the prefixes asked.
+   */
+  async #fetchRemote(
+    actionId: string,
+    trip: AbortSignal,
+    asked: { prefixes: number },
+  ): Promise<CacheHit | undefined> {
+    const last = this.#stores.length - 1;
+    for (const [index, store] of this.#stores.entries()) {
+      asked.prefixes++;
+      let hit: CacheHit | undefined;
+      try {
+        hit = await this.#fetchFrom(store, actionId, trip);
+      } catch (error) {
+        if (!(error instanceof CorruptError) || index === last) throw error;
+        this.#reportCorrupt(error);
+        continue;
+      }
+      if (hit) {
+        if (index > 0) this.#metrics?.add("s3_read_prefix_hits");
+        return hit;
+      }
+    }
+    return undefined;
+  }
+
+  async #fetchFrom(
+    store: ObjectStore,
+    actionId: string,
+    trip: AbortSignal,
+  ): Promise<CacheHit | undefined> {
     const signal = AbortSignal.any([AbortSignal.timeout(this.#options.getTimeoutMs), trip]);
-    const record = await this.#store.get(actionKey(actionId), { signal });
+    const record = await store.get(actionKey(actionId), { signal });
     if (!record) return undefined;
     const text = await readSmall(record.body, record.size, signal);
     const parsed = parseActionRecord(text);
@@ -304,7 +382,7 @@ export class TieredCache implements CacheHandler {
       signal,
       AbortSignal.timeout(this.#options.getTimeoutMs),
     ]);
-    const object = await this.#store.get(outputKey(outputId), { signal: bodySignal });
+    const object = await store.get(outputKey(outputId), { signal: bodySignal });
     if (!object) return undefined; // the action was written but its object is gone
     const bodyDeadline = AbortSignal.timeout(
       this.#options.getTimeoutMs + Math.ceil(object.size / 1048576) * 1000,

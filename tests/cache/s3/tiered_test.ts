@@ -325,9 +325,9 @@ Deno.test("TieredCache: repeated slowness opens the breaker, which cuts the othe
 });
 
 Deno.test("TieredCache: lookups answered but slower than compiling open the breaker; the hits still count", async () => {
-  await using t = await setup({ slowGraceMs: 40, breakerCooldownMs: 60_000 });
+  await using t = await setup({ sluggishLookupMs: 80, breakerCooldownMs: 60_000 });
   for (let n = 30; n < 34; n++) await seed(t.store, id(n), encoder.encode(`out ${n}`), 1n);
-  t.store.delayMs = 60; // two calls per lookup: 120 ms, past 2 × 40 ms
+  t.store.delayMs = 60; // two calls per lookup: 120 ms, past 80 ms
   assert.ok(await t.cache.get(id(30)), "a sluggish hit is still a hit");
   assert.ok(await t.cache.get(id(31)));
   assert.equal(t.metrics.get("s3_get_sluggish"), 2);
@@ -338,7 +338,7 @@ Deno.test("TieredCache: lookups answered but slower than compiling open the brea
 });
 
 Deno.test("TieredCache: a quick bucket never counts as sluggish", async () => {
-  await using t = await setup({ slowGraceMs: 200 });
+  await using t = await setup({ sluggishLookupMs: 200 });
   for (let n = 40; n < 46; n++) await seed(t.store, id(n), encoder.encode(`out ${n}`), 1n);
   t.store.delayMs = 5;
   for (let n = 40; n < 46; n++) assert.ok(await t.cache.get(id(n)));
