@@ -40,11 +40,13 @@ export async function main(args: string[]): Promise<number> {
       return await (await import("./src/cli/serve.ts")).runServe(config, log);
     case "connect":
       return await (await import("./src/cli/connect.ts")).runConnect(config, log);
+    case "stats":
+      return await (await import("./src/cli/stats.ts")).runStats(config, log);
+    case "clean":
+      return await (await import("./src/cli/clean.ts")).runClean(config, log);
     case "help":
-    case "version": {
-      const { printHelp } = await import("./src/cli/help.ts");
-      return await printHelp(config, log);
-    }
+    case "version":
+      return await (await import("./src/cli/help.ts")).printHelp(config, log);
   }
 }
 

@@ -93,28 +93,42 @@ export interface TrimResult {
   outputs: number;
   /** Their bytes. */
   bytes: number;
-  /** Action records naming a removed output. */
+  /** Action records naming a removed output (or, counting records, a missing one). */
   actions: number;
   /** Stale temporary files. */
   temps: number;
 }
 
+/** Options for {@linkcode trimToSize}. */
+export interface TrimOptions {
+  /** The cap in bytes. */
+  maxBytes: number;
+  /** Files used (mtime) within this period are kept even over the cap. */
+  graceMs: number;
+  /**
+   * Count action records toward the cap as well as outputs (and remove records whose output is
+   * gone). @default {false}: outputs only
+   */
+  countRecords?: boolean;
+  /** Outputs kept whatever their age: handed out in a session still running. @default none */
+  inUse?: (outputId: string) => boolean;
+}
+
 /**
- * Keeps a cache directory's outputs under `maxBytes` by removing the least recently used (oldest
- * mtime: a hit refreshes it) and the action records that name them. Files used within `graceMs`
- * are kept even over the cap: a go command still running may be reading them.
+ * Keeps a cache directory's outputs (and, with `countRecords`, its action records) under
+ * `maxBytes` by removing the least recently used outputs (oldest mtime: a hit refreshes it) and
+ * the action records that name them. Files used within `graceMs`, and outputs `inUse` names, are
+ * kept even over the cap: a go command still running may be reading them. Each candidate is
+ * stat'ed again just before it goes, so a hit that refreshed it meanwhile keeps it.
  *
  * @param root The cache directory.
- * @param options The cap and the grace period.
+ * @param options The cap, the grace period, what counts and what is in use.
  * @returns What was removed.
  */
-export async function trimToSize(
-  root: string,
-  options: { maxBytes: number; graceMs: number },
-): Promise<TrimResult> {
+export async function trimToSize(root: string, options: TrimOptions): Promise<TrimResult> {
   const result: TrimResult = { outputs: 0, bytes: 0, actions: 0, temps: 0 };
   const tempCutoff = Date.now() - TEMP_MAX_AGE_MS;
-  const outputs: { path: string; size: number; mtime: number }[] = [];
+  const outputs: { path: string; id: string; size: number; mtime: number }[] = [];
   let total = 0;
   for await (const path of walk(`${root}/output`)) {
     if (isTempName(path)) {
@@ -123,29 +137,55 @@ export async function trimToSize(
     }
     const info = await statOrUndefined(path);
     if (!info) continue;
-    outputs.push({ path, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+    const id = path.slice(path.lastIndexOf("/") + 1);
+    outputs.push({ path, id, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
     total += info.size;
   }
+  // With countRecords, the bytes of the records naming each output go with it.
+  const recordBytes = new Map<string, number>();
+  if (options.countRecords) {
+    for await (const path of walk(`${root}/action`)) {
+      if (isTempName(path)) continue;
+      const text = await Deno.readTextFile(path).catch(() => undefined);
+      if (text === undefined) continue;
+      const outputId = text.split(" ")[0]!;
+      recordBytes.set(outputId, (recordBytes.get(outputId) ?? 0) + text.length);
+      total += text.length;
+    }
+  }
   const removed = new Set<string>();
-  if (total > options.maxBytes) {
+  const over = total > options.maxBytes;
+  if (over) {
     const graceCutoff = Date.now() - options.graceMs;
     outputs.sort((a, b) => a.mtime - b.mtime);
     for (const output of outputs) {
       if (total <= options.maxBytes || output.mtime >= graceCutoff) break;
-      if (!await removeQuietly(output.path)) continue;
-      total -= output.size;
-      result.outputs++;
-      result.bytes += output.size;
-      removed.add(output.path.slice(output.path.lastIndexOf("/") + 1));
+      if (options.inUse?.(output.id)) continue;
+      const now = await statOrUndefined(output.path);
+      if (now && (now.mtime?.getTime() ?? 0) >= graceCutoff) continue; // a hit just used it
+      if (now && !await removeQuietly(output.path)) continue;
+      total -= output.size + (recordBytes.get(output.id) ?? 0);
+      if (now) {
+        result.outputs++;
+        result.bytes += output.size;
+      }
+      removed.add(output.id);
     }
   }
+  // Over the cap and counting records, records whose output is gone (a miss for ever) go too.
+  const present = options.countRecords && over ? new Set(outputs.map((o) => o.id)) : undefined;
   for await (const path of walk(`${root}/action`)) {
     if (isTempName(path)) {
       if (await removeTempIfStale(path, tempCutoff)) result.temps++;
-    } else if (removed.size > 0) {
-      const text = await Deno.readTextFile(path).catch(() => "");
-      if (removed.has(text.split(" ")[0]!) && await removeQuietly(path)) result.actions++;
+      continue;
     }
+    if (removed.size === 0 && !present) continue;
+    const text = await Deno.readTextFile(path).catch(() => "");
+    const outputId = text.split(" ")[0]!;
+    const dead = removed.has(outputId) ||
+      (present !== undefined && !present.has(outputId) &&
+        !await statOrUndefined(`${root}/output/${outputId.slice(0, 2)}/${outputId}`));
+    if (dead && await removeQuietly(path)) result.actions++;
   }
   return result;
 }
@@ -186,19 +226,30 @@ export async function atomicWrite(
     atomicWriteSync(path, body, options);
     return;
   }
-  makeParent(path, options.madeDirs);
-  const temp = tempName(path);
-  try {
-    if (body instanceof Uint8Array) {
-      await Deno.writeFile(temp, body, { mode: 0o644 });
-    } else {
-      await writeStream(temp, body, options.size ?? 0, options.progress ?? { started: false });
+  const progress = options.progress ?? { started: false };
+  const write = async () => {
+    const temp = tempName(path);
+    try {
+      if (body instanceof Uint8Array) {
+        await Deno.writeFile(temp, body, { mode: 0o644 });
+      } else {
+        await writeStream(temp, body, options.size ?? 0, progress);
+      }
+      if (options.mtime) await Deno.utime(temp, options.mtime, options.mtime);
+      await Deno.rename(temp, path);
+    } catch (error) {
+      await removeQuietly(temp);
+      throw error;
     }
-    if (options.mtime) await Deno.utime(temp, options.mtime, options.mtime);
-    await Deno.rename(temp, path);
+  };
+  makeParent(path, options.madeDirs);
+  try {
+    await write();
   } catch (error) {
-    await removeQuietly(temp);
-    throw error;
+    // A stream read in part cannot be written again.
+    if (!vanished(error) || progress.started) throw error;
+    remakeParent(path, options.madeDirs);
+    await write();
   }
 }
 
@@ -215,19 +266,28 @@ export function atomicWriteSync(
   body: Uint8Array,
   options: Pick<AtomicWriteOptions, "mtime" | "madeDirs"> = {},
 ): void {
-  makeParent(path, options.madeDirs);
-  const temp = tempName(path);
-  try {
-    Deno.writeFileSync(temp, body, { mode: 0o644 });
-    if (options.mtime) Deno.utimeSync(temp, options.mtime, options.mtime);
-    Deno.renameSync(temp, path);
-  } catch (error) {
+  const write = () => {
+    const temp = tempName(path);
     try {
-      Deno.removeSync(temp);
-    } catch {
-      // never created
+      Deno.writeFileSync(temp, body, { mode: 0o644 });
+      if (options.mtime) Deno.utimeSync(temp, options.mtime, options.mtime);
+      Deno.renameSync(temp, path);
+    } catch (error) {
+      try {
+        Deno.removeSync(temp);
+      } catch {
+        // never created
+      }
+      throw error;
     }
-    throw error;
+  };
+  makeParent(path, options.madeDirs);
+  try {
+    write();
+  } catch (error) {
+    if (!vanished(error)) throw error;
+    remakeParent(path, options.madeDirs);
+    write();
   }
 }
 
@@ -236,6 +296,19 @@ function makeParent(path: string, madeDirs: Set<string> | undefined): void {
   if (madeDirs?.has(dir)) return;
   Deno.mkdirSync(dir, { recursive: true });
   madeDirs?.add(dir);
+}
+
+/**
+ * The target's directory went away after it was made (`clean`, or a trim that emptied it, in
+ * another process): make it again, whatever `madeDirs` remembers.
+ */
+function remakeParent(path: string, madeDirs: Set<string> | undefined): void {
+  madeDirs?.delete(path.slice(0, path.lastIndexOf("/")));
+  makeParent(path, madeDirs);
+}
+
+function vanished(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound;
 }
 
 /** Errors that came from a streamed body rather than the disk: never a reason to fall back. */

@@ -1,7 +1,8 @@
 /**
- * The local tier's upkeep, off the request path: pruning by age (`--expiry`) and the background
- * trim that keeps a directory with a byte cap under it. The directory walks and the trim itself
- * are in `_files.ts`.
+ * The local tier's upkeep, off the request path: pruning by age (`--expiry`), the trim that
+ * keeps a directory with a byte cap under it (in the background as writes add bytes, or when
+ * asked), and emptying the directory (`clean`). The directory walks and the trim itself are in
+ * `_files.ts`.
  *
  * @module
  */
@@ -93,58 +94,90 @@ export async function pruneCache(cache: PruneTarget, maxAgeMs: number): Promise<
   return result;
 }
 
+/** How a capped directory is trimmed (see {@linkcode BackgroundTrim}). */
+export interface TrimPolicy {
+  /** Count action records toward the cap, not only outputs. @default {false} */
+  countRecords?: boolean;
+  /**
+   * Start trims as writes add bytes. When false, writes are only counted and trims run when
+   * {@linkcode BackgroundTrim.trimIfDue} is called (direct mode: after go has its last reply).
+   * @default {true}
+   */
+  onWrite?: boolean;
+  /** Outputs kept whatever their age: handed out in a session still running. @default none */
+  inUse?: (outputId: string) => boolean;
+}
+
 /**
- * Starts trims of a capped cache directory as writes add bytes: on the first write of a process
- * (unless another process trimmed within ten minutes, as its `.last-trim` marker tells), then
- * each time an eighth of the cap was written. One trim at a time.
+ * Trims a capped cache directory as writes add bytes: on the first write of a process (unless
+ * another process trimmed within ten minutes, as its `.last-trim` marker tells), then each time
+ * an eighth of the cap was written; or, with `onWrite` false, only when asked. One trim at a time
+ * per directory, across processes: a trim holds an exclusive lock on `.last-trim`, and a process
+ * that finds it held leaves the trim to its holder.
  */
 export class BackgroundTrim {
   readonly #root: string;
   readonly #maxBytes: number;
   readonly #log: Logger;
+  readonly #policy: TrimPolicy;
   #writtenSinceTrim = 0;
   #trimStarted = false;
-  #trimming?: Promise<void>;
+  #trimming?: Promise<TrimResult | undefined>;
 
   /**
    * @param root The cache directory.
    * @param maxBytes Its cap; `Infinity` never trims.
    * @param log Where a trim's result (or failure) is logged.
+   * @param policy What counts, when to trim, what is in use.
    */
-  constructor(root: string, maxBytes: number, log: Logger) {
+  constructor(root: string, maxBytes: number, log: Logger, policy: TrimPolicy = {}) {
     this.#root = root;
     this.#maxBytes = maxBytes;
     this.#log = log;
+    this.#policy = policy;
   }
 
   /**
-   * Trims the directory to `maxBytes` now (see {@linkcode trimToSize}).
+   * Trims the directory to `maxBytes` now (see {@linkcode trimToSize}), without the lock.
    *
    * @param maxBytes The cap. @default the cap given to the constructor
    * @returns What was removed.
    */
   trim(maxBytes: number = this.#maxBytes): Promise<TrimResult> {
-    return trimToSize(this.#root, { maxBytes, graceMs: TRIM_GRACE_MS });
+    return trimToSize(this.#root, {
+      maxBytes,
+      graceMs: TRIM_GRACE_MS,
+      countRecords: this.#policy.countRecords,
+      inUse: this.#policy.inUse,
+    });
   }
 
   /**
-   * Counts bytes written; past an eighth of the cap (or on the first write) starts a trim.
+   * Counts bytes written; with `onWrite`, past an eighth of the cap (or on the first write)
+   * starts a trim.
    *
    * @param bytes The size of the write.
    */
   wrote(bytes: number): void {
     if (this.#maxBytes === Infinity) return;
     this.#writtenSinceTrim += bytes;
-    if (this.#trimming) return;
+    if (this.#policy.onWrite === false || this.#trimming) return;
     if (this.#trimStarted && this.#writtenSinceTrim < this.#maxBytes / 8) return;
     const first = !this.#trimStarted;
     this.#trimStarted = true;
-    this.#writtenSinceTrim = 0;
-    this.#trimming = this.#trimIfDue(first)
-      .catch((error) =>
-        this.#log.info(`Cannot trim ${JSON.stringify(this.#root)}: ${reason(error)}`)
-      )
-      .finally(() => this.#trimming = undefined);
+    this.#start(first);
+  }
+
+  /**
+   * Trims when this process wrote an eighth of the cap since its last trim, or no process
+   * trimmed within ten minutes; at most one trim at a time (joins a running one).
+   *
+   * @returns What was removed; `undefined` when no trim was due or another process holds it.
+   */
+  trimIfDue(): Promise<TrimResult | undefined> {
+    if (this.#maxBytes === Infinity) return Promise.resolve(undefined);
+    if (this.#trimming) return this.#trimming;
+    return this.#start(this.#writtenSinceTrim < this.#maxBytes / 8);
   }
 
   /** Resolves when the running trim, if any, ends. */
@@ -152,19 +185,148 @@ export class BackgroundTrim {
     await this.#trimming;
   }
 
-  async #trimIfDue(first: boolean): Promise<void> {
+  #start(onlyIfStale: boolean): Promise<TrimResult | undefined> {
+    this.#writtenSinceTrim = 0;
+    const trimming = this.#trimLocked(onlyIfStale)
+      .catch((error) => {
+        this.#log.info(`Cannot trim ${JSON.stringify(this.#root)}: ${reason(error)}`);
+        return undefined;
+      })
+      .finally(() => this.#trimming = undefined);
+    this.#trimming = trimming;
+    return trimming;
+  }
+
+  async #trimLocked(onlyIfStale: boolean): Promise<TrimResult | undefined> {
     const marker = `${this.#root}/.last-trim`;
-    if (first) {
+    if (onlyIfStale) {
       const info = await statOrUndefined(marker);
-      if (info && Date.now() - (info.mtime?.getTime() ?? 0) < TRIM_EVERY_MS) return;
+      if (info && Date.now() - (info.mtime?.getTime() ?? 0) < TRIM_EVERY_MS) return undefined;
     }
-    await Deno.writeTextFile(marker, new Date().toISOString());
-    const result = await this.trim();
-    if (result.outputs > 0) {
-      this.#log.info(
-        `trimmed ${JSON.stringify(this.#root)} to its ${this.#maxBytes}-byte cap: removed ` +
-          `${result.outputs} outputs (${result.bytes} bytes)`,
-      );
+    using file = await Deno.open(marker, { read: true, write: true, create: true });
+    if (!await file.tryLock(true)) return undefined; // another process is trimming
+    try {
+      await file.truncate(0);
+      await file.write(new TextEncoder().encode(new Date().toISOString()));
+      const result = await this.trim();
+      if (result.outputs > 0) {
+        this.#log.info(
+          `trimmed ${JSON.stringify(this.#root)} to its ${this.#maxBytes}-byte cap: removed ` +
+            `${result.outputs} outputs (${result.bytes} bytes)`,
+        );
+      }
+      return result;
+    } finally {
+      await file.unlock().catch(() => {});
     }
   }
+}
+
+/** What {@linkcode cleanCache} removed and kept. */
+export interface CleanResult {
+  /** Files removed. */
+  files: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Entries kept: in use by a running go command, or a temporary file still being written. */
+  kept: number;
+}
+
+/** Options for {@linkcode cleanCache}. */
+export interface CleanOptions {
+  /**
+   * Keep entries used within this period (and the action records naming kept outputs): go
+   * commands that may still read them are running.
+   * @default {0}: remove every entry
+   */
+  keepUsedWithinMs?: number;
+  /**
+   * Other parts of the directory to empty: the files under `dir` (relative to the cache
+   * directory) whose path relative to `dir` `match` accepts; nothing else there is touched.
+   * @default none
+   */
+  also?: readonly { dir: string; match(relative: string): boolean }[];
+  /** Files directly in the cache directory to remove as well (markers). @default none */
+  files?: readonly string[];
+}
+
+const SHARD_ENTRY = /^[0-9a-f]{2}\/[0-9a-f]{64}(\.[0-9a-f]{8}\.tmp)?$/;
+
+/**
+ * Empties a cache directory of its entries: the files of `action/` and `output/` in the cache
+ * layout (nothing else found there), `.last-trim`, and what `options` adds; then the directories
+ * that became empty. A temporary file written to within the hour is kept (a writer may be about
+ * to rename it), and with `keepUsedWithinMs` so are recently used entries.
+ *
+ * @param root The cache directory.
+ * @param options What else to remove, and what to keep.
+ * @returns What was removed and kept.
+ */
+export async function cleanCache(root: string, options: CleanOptions = {}): Promise<CleanResult> {
+  const result: CleanResult = { files: 0, bytes: 0, kept: 0 };
+  const keepCutoff = (options.keepUsedWithinMs ?? 0) > 0
+    ? Date.now() - options.keepUsedWithinMs!
+    : Infinity;
+  const tempCutoff = Date.now() - TEMP_MAX_AGE_MS;
+  const keptOutputs = new Set<string>();
+  /** Removes one file unless it is a live temporary file or used since the cut-off. */
+  const clean = async (path: string, keep?: () => Promise<boolean>): Promise<boolean> => {
+    const info = await statOrUndefined(path);
+    if (!info) return false;
+    const mtime = info.mtime?.getTime() ?? 0;
+    if (
+      (isTempName(path) && mtime >= tempCutoff) || mtime >= keepCutoff || await keep?.()
+    ) {
+      result.kept++;
+      return true;
+    }
+    if (await removeQuietly(path)) {
+      result.files++;
+      result.bytes += info.size;
+    }
+    return false;
+  };
+  const inLayout = (base: string, path: string) => SHARD_ENTRY.test(path.slice(base.length + 1));
+  for await (const path of walk(`${root}/output`)) {
+    if (inLayout(`${root}/output`, path) && await clean(path) && !isTempName(path)) {
+      keptOutputs.add(path.slice(path.lastIndexOf("/") + 1));
+    }
+  }
+  const records = keepCutoff === Infinity ? undefined : keptOutputs;
+  for await (const path of walk(`${root}/action`)) {
+    if (!inLayout(`${root}/action`, path)) continue;
+    await clean(path, async () => {
+      if (!records || records.size === 0 || isTempName(path)) return false;
+      const text = await Deno.readTextFile(path).catch(() => "");
+      return records.has(text.split(" ")[0]!);
+    });
+  }
+  for (const { dir, match } of options.also ?? []) {
+    const base = `${root}/${dir}`;
+    for await (const path of walk(base)) {
+      if (match(path.slice(base.length + 1))) await clean(path);
+    }
+  }
+  for (const name of [".last-trim", ...options.files ?? []]) {
+    const info = await statOrUndefined(`${root}/${name}`);
+    if (info?.isFile && await removeQuietly(`${root}/${name}`)) result.files++;
+  }
+  for (const dir of ["action", "output", ...(options.also ?? []).map((a) => a.dir)]) {
+    await removeEmptyDirs(`${root}/${dir}`);
+  }
+  return result;
+}
+
+/** Removes `dir` and the directories under it that are empty (or become so); never a file. */
+async function removeEmptyDirs(dir: string): Promise<void> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (entry.isDirectory) await removeEmptyDirs(`${dir}/${entry.name}`);
+  }
+  await Deno.remove(dir).catch(() => {}); // not empty: something else lives there
 }

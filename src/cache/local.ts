@@ -20,12 +20,20 @@ import type { Logger } from "../log/mod.ts";
 import { SILENT } from "../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../protocol/mod.ts";
 import { atomicWrite, sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
-import { BackgroundTrim, pruneCache, type PruneResult } from "./_upkeep.ts";
+import {
+  BackgroundTrim,
+  cleanCache,
+  type CleanOptions,
+  type CleanResult,
+  pruneCache,
+  type PruneResult,
+  type TrimPolicy,
+} from "./_upkeep.ts";
 import { WriteFallback } from "./_write_fallback.ts";
 import type { FallbackOptions } from "./fallback.ts";
 
 export type { FallbackOptions } from "./fallback.ts";
-export type { PruneResult } from "./_upkeep.ts";
+export type { CleanOptions, CleanResult, PruneResult, TrimPolicy } from "./_upkeep.ts";
 export type { TrimResult } from "./_files.ts";
 
 /** Options for {@linkcode LocalCache}. */
@@ -47,6 +55,12 @@ export interface LocalCacheOptions {
    * @default {Infinity} (no cap)
    */
   maxBytes?: number;
+  /**
+   * How the cap is kept: whether action records count, whether writes start trims or only
+   * {@linkcode LocalCache.trimIfDue} does, which outputs are in use.
+   * @default outputs only, trims started by writes, nothing in use
+   */
+  trimPolicy?: TrimPolicy;
   /** Where the one warning about the fallback goes. @default silent */
   log?: Logger;
 }
@@ -103,7 +117,7 @@ export class LocalCache implements CacheHandler {
           }),
       });
     }
-    this.#trim = new BackgroundTrim(root, options.maxBytes ?? Infinity, log);
+    this.#trim = new BackgroundTrim(root, options.maxBytes ?? Infinity, log, options.trimPolicy);
   }
 
   /**
@@ -142,6 +156,11 @@ export class LocalCache implements CacheHandler {
     return Promise.resolve(this.#getNow(actionId));
   }
 
+  /** {@linkcode LocalCache.get} without the promise: a hit, or `null` for a miss. */
+  getNow(actionId: string): CacheHit | null {
+    return this.#getNow(actionId) ?? null;
+  }
+
   // Lookups use synchronous file calls on purpose: go waits for every get, the files are tiny and
   // local, and a sync stat costs a fifth of a round trip through the runtime's thread pool.
   #getNow(actionId: string): CacheHit | undefined {
@@ -160,12 +179,24 @@ export class LocalCache implements CacheHandler {
       return undefined;
     }
     if (!info.isFile || info.size !== record.size) return undefined;
-    const mtime = info.mtime?.getTime() ?? 0;
-    if (Date.now() - mtime > this.#touchAfterMs) {
-      const now = new Date();
-      Deno.utime(diskPath, now, now).catch(() => {}); // best effort: it only steers pruning
-    }
+    this.#touchIfStale(diskPath, info);
     return { outputId: record.outputId, size: record.size, diskPath, time: record.time };
+  }
+
+  /**
+   * Refreshes an output's mtime (its last use) once it is older than the touch interval: one
+   * `utime` per output per period, not per use. Synchronous, before the reply, so a trim or
+   * `clean` in another process sees the file in use before go reads it. Best effort: it only
+   * steers pruning.
+   */
+  #touchIfStale(path: string, info: Deno.FileInfo): void {
+    if (Date.now() - (info.mtime?.getTime() ?? 0) <= this.#touchAfterMs) return;
+    const now = new Date();
+    try {
+      Deno.utimeSync(path, now, now);
+    } catch {
+      // read-only, or gone: go re-checks the file
+    }
   }
 
   // A miss here: the fallback may hold the action, the output, or both (a read-only directory
@@ -257,8 +288,11 @@ export class LocalCache implements CacheHandler {
     const path = this.outputPath(outputId);
     const size = body instanceof Uint8Array ? body.length : options.size;
     if (size === undefined) throw new TypeError("Cannot write a streamed output: size is required");
-    if (sameSizeFileAt(path, size)) {
+    const existing = sameSizeFileAt(path, size);
+    if (existing) {
       if (body instanceof ReadableStream) await body.cancel();
+      // Put again now (the output of another action, such as the empty one): a use, like a hit.
+      if (!options.mtime) this.#touchIfStale(path, existing);
       return path;
     }
     const progress = { started: false };
@@ -312,6 +346,29 @@ export class LocalCache implements CacheHandler {
     return sweepTemps(this.root, TEMP_MAX_AGE_MS);
   }
 
+  /**
+   * Trims to the cap when this process wrote an eighth of it since its last trim, or no process
+   * trimmed the directory within ten minutes (see `_upkeep.ts`); one trim at a time across
+   * processes.
+   *
+   * @returns What was removed; `undefined` without a cap, when no trim was due, or when another
+   * process is trimming.
+   */
+  trimIfDue(): Promise<TrimResult | undefined> {
+    return this.#trim.trimIfDue();
+  }
+
+  /**
+   * Empties the directory of its entries (`action/`, `output/` in the cache layout, and what
+   * `options` adds), leaving anything else in it alone; see `_upkeep.ts` for what is kept.
+   *
+   * @param options Other parts to empty, and whether running go commands keep recent entries.
+   * @returns What was removed and kept.
+   */
+  clean(options?: CleanOptions): Promise<CleanResult> {
+    return cleanCache(this.root, options);
+  }
+
   /** Resolves when the background trims started by earlier writes (here and in the fallback) end. */
   async idle(): Promise<void> {
     await this.#trim.idle();
@@ -330,12 +387,12 @@ export class LocalCache implements CacheHandler {
   }
 }
 
-function sameSizeFileAt(path: string, size: number): boolean {
+function sameSizeFileAt(path: string, size: number): Deno.FileInfo | undefined {
   try {
     const info = Deno.statSync(path);
-    return info.isFile && info.size === size;
+    return info.isFile && info.size === size ? info : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

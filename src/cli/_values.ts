@@ -110,6 +110,64 @@ export function toDuration(flag: string, value: string): number {
   }
 }
 
+const SIZE_UNITS: Readonly<Record<string, number>> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/**
+ * Parses a byte size: a whole number, optionally followed by `K`, `M` or `G` (base 1024, either
+ * case, an optional `B` or `iB` after it): `0`, `4096`, `512M`, `10G`, `1.5GiB`.
+ *
+ * @param text The size.
+ * @returns Bytes, rounded down to a whole byte.
+ * @throws {SyntaxError} When the text is not such a size.
+ */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(?:([KMGkmg])(?:i?[Bb])?|[Bb])?$/.exec(text.trim());
+  const bytes = match
+    ? Math.floor(Number(match[1]) * SIZE_UNITS[(match[2] ?? "").toUpperCase()]!)
+    : NaN;
+  if (!Number.isSafeInteger(bytes)) {
+    throw new SyntaxError(
+      `Cannot parse size ${JSON.stringify(text)}: use bytes or a K, M or G suffix such as 512M`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * Writes bytes as {@linkcode parseSize} reads them back: the largest unit that divides them.
+ *
+ * @param bytes Bytes, not negative.
+ * @returns The size text, such as `512M` or `0`.
+ */
+export function formatSize(bytes: number): string {
+  for (const unit of ["G", "M", "K"]) {
+    const size = SIZE_UNITS[unit]!;
+    if (bytes > 0 && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
+}
+
+/**
+ * Reads a byte size (see {@linkcode parseSize}).
+ *
+ * @param flag The flag's name, for the message.
+ * @param value Its text.
+ * @returns Bytes.
+ * @throws {UsageError} For anything but a size.
+ */
+export function toSize(flag: string, value: string): number {
+  try {
+    return parseSize(value);
+  } catch (error) {
+    throw new UsageError(
+      `Invalid value ${
+        JSON.stringify(value)
+      } for --${flag}: want bytes or a size such as 512M or 10G`,
+      { cause: error },
+    );
+  }
+}
+
 /**
  * Reads a comma-separated list; blanks around and between items are dropped.
  *

@@ -7,12 +7,14 @@
  */
 
 /** What to run: `direct` when no subcommand is named. */
-export type Command = "direct" | "serve" | "connect" | "help" | "version";
+export type Command = "direct" | "serve" | "connect" | "stats" | "clean" | "help" | "version";
 
 /** The subcommands a first positional argument may name. */
 export const SUBCOMMANDS: readonly Command[] = Object.freeze([
   "serve",
   "connect",
+  "stats",
+  "clean",
   "help",
   "version",
 ]);

@@ -21,6 +21,8 @@ Usage:
   go-cache-plugin [flags]               serve the protocol on stdin/stdout (run by go as GOCACHEPROG)
   go-cache-plugin serve --plugin=PORT   serve many go commands from one process
   go-cache-plugin connect PORT          bridge stdin/stdout to a serve process
+  go-cache-plugin stats [--http=ADDR]   print a server's counters (--format=text|markdown|json)
+  go-cache-plugin clean                 empty the local cache directory (not while serve uses it)
   go-cache-plugin help [topic]          topics: configure, environment, direct-mode, serve-mode,
                                         module-proxy, debug, permissions
   go-cache-plugin version
@@ -46,7 +48,13 @@ AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files, or instance/container roles
 another S3-compatible server, set --s3-endpoint-url and usually --s3-path-style.
 
 When S3 is slow, down or misconfigured the plugin keeps serving the local tier: a remote error
-is a miss, never a failed build.`,
+is a miss, never a failed build.
+
+--max-size=10G keeps the local directory's entries under 10 GiB (K, M, G: base 1024), least
+recently used out first; entries used within the last hour stay even over the cap. A server
+trims as it writes; in direct mode a go command trims after it has its last reply. --expiry
+works beside it. "clean" empties the directory (never the bucket: use lifecycle rules there);
+it refuses while a serve process uses the directory.`,
   environment: environmentTable,
   "direct-mode": () =>
     `Run the plugin as a subprocess of each go command (the default).
@@ -65,8 +73,10 @@ or with variables:
 
 --plugin takes a port on 127.0.0.1 or a Unix socket path (connect takes the same). Only the server
 needs S3 credentials. If connect cannot reach the server it serves the local tier itself and
-warns once. --http=ADDR adds /debug/vars, /metrics (Prometheus) and a status page at /.
-SIGINT or SIGTERM stops accepting, lets sessions finish, flushes uploads and exits 0.`,
+warns once. --http=ADDR adds /debug/vars, /metrics (Prometheus) and a status page at /;
+"go-cache-plugin stats --http=ADDR" prints the same summary (--format=markdown for a CI job
+summary, --format=json). SIGINT or SIGTERM stops accepting, lets sessions finish, flushes
+uploads and exits 0.`,
   "module-proxy": () =>
     `Run a caching Go module proxy and checksum-database proxy.
 
@@ -117,7 +127,7 @@ function environmentTable(): string {
   const rows = FLAGS.map((spec) => {
     const flag = (spec.flag.length === 1 ? "-" : "--") + spec.flag;
     return `  ${flag.padEnd(19)} ${spec.env.padEnd(24)} ${spec.kind.padEnd(9)} ${spec.shown}` +
-      (spec.scope ? `  (${spec.scope})` : "") +
+      (spec.scope ? `  (${spec.scope.join(",")})` : "") +
       `\n      ${spec.help}`;
   });
   return `Flags and their environment variables (a flag wins over its variable).

@@ -1,6 +1,6 @@
 /**
  * The command line: reads the configuration and wires the components below into one of three
- * modes. `cli/` is the only place that reads {@linkcode Config} and the only importer of
+ * modes, or runs one of the maintenance commands. `cli/` is the only place that reads {@linkcode Config} and the only importer of
  * everything under it (`server/`, `modproxy/`, `cache/`, `protocol/`, and `log/`, `metrics/`,
  * `util/`); nothing under `src/` imports `cli/`. Components take plain options.
  *
@@ -10,6 +10,10 @@
  *   runs GOCACHEPROG), `serve.ts` ({@linkcode runServe}: one long-lived server for many go
  *   commands, with the HTTP side and the module proxy), `connect.ts` ({@linkcode runConnect}:
  *   bridges stdin/stdout to a server, serving the local tier itself when there is none).
+ * - Maintenance: `stats.ts` ({@linkcode runStats}: a running server's counters as a table,
+ *   Markdown or JSON, from its `/debug/vars`), `clean.ts` ({@linkcode runClean}: empties the
+ *   local cache directory, refusing while a server uses it), `_dir_locks.ts` (the locks in the
+ *   cache directory that tell `clean` who uses it).
  * - Configuration: `flags.ts` ({@linkcode FLAGS}, the one flag table: spelling, `GOCACHE_*`
  *   variable, kind, default, scope, and the `Config` field each fills), `config.ts`
  *   ({@linkcode parseConfig}: the table read in order flag > variable > default, plus the rules
@@ -18,8 +22,8 @@
  * - Help: `help.ts` (`help [topic]`, with `help environment` generated from the flag table),
  *   `version.ts` ({@linkcode VERSION}).
  * - Wiring the cache: `stack.ts` ({@linkcode openCacheStack}: the local tier, its fallback
- *   directory and pruning), `s3_stack.ts` (the S3 tier on top, loaded only with `--bucket`),
- *   `cache_stack.ts` (the {@linkcode CacheStack} type both build).
+ *   directory, pruning and the `--max-size` trim), `s3_stack.ts` (the S3 tier on top, loaded
+ *   only with `--bucket`), `cache_stack.ts` (the {@linkcode CacheStack} type both build).
  *
  * This file re-exports the public entry points for readers and tests. `main.ts` does not import
  * it: go waits for the handshake on every build step, so `main.ts` imports `commands.ts` alone
@@ -38,12 +42,21 @@
  */
 
 export { type Command, NOT_DIRECT, SUBCOMMANDS } from "./commands.ts";
-export { type Config, parseConfig, parseGoDuration, UsageError } from "./config.ts";
+export {
+  type Config,
+  parseConfig,
+  parseGoDuration,
+  parseSize,
+  type StatsFormat,
+  UsageError,
+} from "./config.ts";
 export { type FlagKind, FLAGS, type FlagSpec } from "./flags.ts";
 export { helpText, printHelp } from "./help.ts";
 export { VERSION } from "./version.ts";
 export { runDirect } from "./direct.ts";
 export { runServe, runServer, type ServerOptions } from "./serve.ts";
 export { runConnect } from "./connect.ts";
+export { formatSummary, runStats } from "./stats.ts";
+export { runClean } from "./clean.ts";
 export type { CacheStack } from "./cache_stack.ts";
-export { openCacheStack, pruneIfDue } from "./stack.ts";
+export { openCacheStack, type OpenStackOptions, pruneIfDue } from "./stack.ts";

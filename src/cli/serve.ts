@@ -1,9 +1,11 @@
 /**
  * `serve --plugin`: one long-lived process that many go commands share through `connect`. This
- * file wires the configuration to the server's parts (the plugin listener, the HTTP side, the
- * module proxy) and runs the lifecycle: open the cache stack, listen, prune the local tier every
- * so often with `--expiry`, and on SIGINT/SIGTERM stop accepting, let sessions finish (bounded),
- * flush uploads (bounded) and exit 0.
+ * file wires the configuration to the server's parts (the plugin listener with its session log,
+ * the HTTP side, the module proxy) and runs the lifecycle: open the cache stack, take the serve
+ * lock of the cache directory (so `clean` refuses while it runs), listen, keep the local tier
+ * pruned (`--expiry`) and under its cap (`--max-size`: as writes add bytes and on a timer,
+ * never removing what a running session was handed), and on SIGINT/SIGTERM stop accepting, let
+ * sessions finish (bounded), flush uploads (bounded) and exit 0.
  *
  * @example
  * ```ts ignore
@@ -15,11 +17,14 @@
  */
 
 import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
-import type { Metrics } from "../metrics/mod.ts";
 import { errorMessage, settledWithin } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 import { VERSION } from "./version.ts";
-import { type CacheStack, openCacheStack, pruneIfDue } from "./stack.ts";
+import { type CacheStack, openCacheStack, type OpenStackOptions, pruneIfDue } from "./stack.ts";
+import { holdServeLock, type Release } from "./_dir_locks.ts";
+
+/** With `--max-size`, how often the server looks whether a trim is due. */
+const TRIM_CHECK_MS = 300_000;
 
 /** Options for {@linkcode runServer}. */
 export interface ServerOptions {
@@ -28,7 +33,7 @@ export interface ServerOptions {
   /** Called once everything listens, with the addresses. @default none */
   onReady?(ready: { plugin: string; http?: string }): void;
   /** Opens the cache. @default {openCacheStack} */
-  openStack?(config: Config, options: { log: Logger; metrics: Metrics }): Promise<CacheStack>;
+  openStack?(config: Config, options: OpenStackOptions): Promise<CacheStack>;
   /** How long sessions may run on after the signal. @default {10000} */
   sessionGraceMs?: number;
   /** How long the upload flush may take. @default {120000} */
@@ -74,18 +79,30 @@ export async function runServer(
   log: Logger,
   options: ServerOptions,
 ): Promise<number> {
-  const [{ PluginListener }, http] = await Promise.all([
+  const [{ PluginListener }, http, { SessionLog }] = await Promise.all([
     import("../server/listener.ts"),
     import("../server/http.ts"),
+    import("../server/session_log.ts"),
   ]);
   const metrics = new http.ServerMetrics();
   const startedAt = Date.now();
-  const stack = await (options.openStack ?? openCacheStack)(config, { log, metrics });
+  const sessions = new SessionLog({ metrics });
+  const stack = await (options.openStack ?? openCacheStack)(config, {
+    log,
+    metrics,
+    trimWhileServing: true,
+    inUse: (outputId) => sessions.inUse(outputId),
+  });
   const closers: (() => Promise<unknown>)[] = [];
   let pruneTimer: ReturnType<typeof setInterval> | undefined;
   let pruning: Promise<void> | undefined;
   let clean = false;
+  let releaseServeLock: Release | undefined;
   try {
+    releaseServeLock = await holdServeLock(
+      stack.local.root,
+      () => log.warn(`waiting for "clean" of ${stack.local.root} to finish`),
+    );
     let modproxy:
       | { handle(request: Request): Promise<Response>; close(): Promise<void> }
       | undefined;
@@ -110,16 +127,24 @@ export async function runServer(
       handler: stack.handler,
       maxRequests: config.concurrency,
       metrics,
+      sessions,
       log,
       trace: log.trace(DEBUG_BUILD_CACHE),
     });
     closers.unshift(() => listener.drain(0));
     let httpServer: Awaited<ReturnType<typeof http.startHttpServer>> | undefined;
     if (config.serve.http) {
+      const uploads = stack.handler as { pendingUploads?: unknown };
       const handler = http.createHttpHandler({
         metrics,
         modproxy,
         startedAt,
+        sessions,
+        refresh: () => {
+          if (typeof uploads.pendingUploads === "number") {
+            metrics.set("uploads_pending", uploads.pendingUploads);
+          }
+        },
         status: {
           pluginAddress: listener.address,
           cacheDir: stack.local.root,
@@ -134,15 +159,22 @@ export async function runServer(
     announce(config, log, stack, listener.address, httpServer?.url);
     options.onReady?.({ plugin: listener.address, http: httpServer?.address });
 
-    if (config.expiryMs > 0) {
+    if (config.expiryMs > 0 || config.maxSize > 0) {
       const prune = () => {
         pruning ??= pruneIfDue(stack.local, config, log)
           .catch((error) => log.warn(`Cannot prune the local tier: ${errorMessage(error)}`))
           .finally(() => pruning = undefined);
       };
       prune();
-      // pruneIfDue acts at most once per min(expiry/4, 1h); look twice as often.
-      pruneTimer = setInterval(prune, Math.max(1000, Math.min(config.expiryMs / 4, 3_600_000) / 2));
+      // pruneIfDue prunes at most once per min(expiry/4, 1h): look twice as often. A trim is due
+      // when no process trimmed for ten minutes (writes start one sooner).
+      const pruneEvery = config.expiryMs > 0
+        ? Math.max(1000, Math.min(config.expiryMs / 4, 3_600_000) / 2)
+        : Infinity;
+      pruneTimer = setInterval(
+        prune,
+        Math.min(pruneEvery, config.maxSize > 0 ? TRIM_CHECK_MS : Infinity),
+      );
     }
 
     await new Promise<void>((resolve) => {
@@ -163,6 +195,7 @@ export async function runServer(
     const flushed = await settledWithin(stack.shutdown(), flushMs);
     if (!flushed) log.warn(`uploads still pending after ${flushMs / 1000}s; exiting anyway`);
     await pruning;
+    await stack.local.idle();
     log.info("stopped");
     if (config.metrics || config.verbose) {
       log.warn(`metrics ${JSON.stringify(metrics.counters())}`);
@@ -170,6 +203,7 @@ export async function runServer(
     return 0;
   } finally {
     clearInterval(pruneTimer);
+    releaseServeLock?.();
     if (!clean) {
       // A start-up failure: release what was opened, and flush what was stored.
       for (const close of closers) await close().catch(() => {});

@@ -3,6 +3,12 @@
  * top of it when `--bucket` is set. The S3 code (and its SDK) is imported only then, and only
  * after the handshake has been written.
  *
+ * With `--max-size` the local tier is kept under the cap by removing the least recently used
+ * outputs and their action records (`cache/_upkeep.ts`): in `serve` as writes add bytes and on a
+ * timer, never touching what a running session was handed; in direct mode only after go has its
+ * last reply ({@linkcode pruneIfDue}). Hits then refresh an output's mtime at least every five
+ * minutes, so the hour-long grace of a trim covers every file another process handed out.
+ *
  * A cache directory that refuses writes (full, read-only, no permission) keeps serving what it
  * holds while puts go to its fallback directory in the system temp directory (see
  * `cache/fallback.ts`); one that cannot be created is replaced by that fallback directory. Either
@@ -17,8 +23,28 @@ import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import type { CacheStack } from "./cache_stack.ts";
 import type { Config } from "./config.ts";
+import { holdSessionLock } from "./_dir_locks.ts";
 
 export type { CacheStack } from "./cache_stack.ts";
+
+/** Options for {@linkcode openCacheStack}. */
+export interface OpenStackOptions {
+  /** Where logs go. */
+  log: Logger;
+  /** The registry the tiers count in. */
+  metrics: Metrics;
+  /**
+   * With `--max-size`: trim as writes add bytes (a server), rather than only when
+   * {@linkcode pruneIfDue} is called after the session (direct mode).
+   * @default {false}
+   */
+  trimWhileServing?: boolean;
+  /** Outputs a trim must keep whatever their age: handed out in a running session. @default none */
+  inUse?: (outputId: string) => boolean;
+}
+
+/** How often hits refresh an output's mtime when `--max-size` is set. */
+const CAPPED_TOUCH_MS = 300_000;
 
 /**
  * Opens the local tier and, with a bucket, the S3 tier. Writes the cache directory refuses go to
@@ -30,22 +56,35 @@ export type { CacheStack } from "./cache_stack.ts";
  */
 export async function openCacheStack(
   config: Config,
-  options: { log: Logger; metrics: Metrics },
+  options: OpenStackOptions,
 ): Promise<CacheStack> {
   const { log } = options;
-  const touchAfterMs = config.expiryMs > 0 ? Math.min(3_600_000, config.expiryMs / 4) : undefined;
+  let touchAfterMs = config.expiryMs > 0 ? Math.min(3_600_000, config.expiryMs / 4) : undefined;
+  if (config.maxSize > 0) touchAfterMs = Math.min(touchAfterMs ?? Infinity, CAPPED_TOUCH_MS);
   let local: LocalCache;
   try {
     local = await LocalCache.open(config.cacheDir, {
       touchAfterMs,
       fallback: systemFallback(config.cacheDir),
+      maxBytes: config.maxSize > 0 ? config.maxSize : undefined,
+      trimPolicy: {
+        countRecords: true,
+        onWrite: options.trimWhileServing ?? false,
+        inUse: options.inUse,
+      },
       log,
     });
     log.info(`local cache at ${config.cacheDir} (${config.cacheDirSource})`);
   } catch (error) {
     local = await openInstead(config.cacheDir, error, { touchAfterMs, log });
   }
-  const stopSweeps = scheduleSweeps(local, log);
+  // While a session holds it, `clean` keeps what the session may still read (_dir_locks.ts).
+  const releaseLock = await holdSessionLock(local.root);
+  const sweeps = scheduleSweeps(local, log);
+  const stopSweeps = async () => {
+    await sweeps();
+    releaseLock();
+  };
   if (!config.bucket) {
     log.info("no --bucket: serving the local tier alone");
     return { handler: local, local, shutdown: stopSweeps };
@@ -55,8 +94,8 @@ export async function openCacheStack(
   return {
     ...stack,
     shutdown: async () => {
-      await stopSweeps();
       await stack.shutdown();
+      await stopSweeps();
     },
   };
 }
@@ -87,20 +126,25 @@ async function openInstead(
 }
 
 /**
- * Prunes the local tier when `--expiry` is set, at most about once per quarter period, so
- * frequent short go commands do not each walk the whole directory. Without `--expiry` it removes
- * the temporary files killed writers left behind (at most once a day; see
- * {@linkcode sweepIfDue}). Direct mode calls it after go has its last reply.
+ * The local tier's upkeep: with `--expiry`, prunes entries not used within the period, at most
+ * about once per quarter period, so frequent short go commands do not each walk the whole
+ * directory; without it, removes the temporary files killed writers left behind (at most once a
+ * day; see {@linkcode sweepIfDue}). With `--max-size`, then trims to the cap when due (see
+ * {@linkcode LocalCache.trimIfDue}). Direct mode calls it after go has its last reply, `serve` on
+ * a timer.
  *
  * @param local The local tier.
- * @param config `expiryMs` and the logger's verbosity.
+ * @param config `expiryMs`, `maxSize` and the logger's verbosity.
  * @param log Where to report what was removed.
  */
 export async function pruneIfDue(local: LocalCache, config: Config, log: Logger): Promise<void> {
-  if (config.expiryMs <= 0) {
-    await sweepIfDue(local, log);
-    return;
-  }
+  if (config.expiryMs > 0) await pruneByAge(local, config, log);
+  else await sweepIfDue(local, log);
+  // The trim logs what it removed (-v).
+  if (config.maxSize > 0) await local.trimIfDue();
+}
+
+async function pruneByAge(local: LocalCache, config: Config, log: Logger): Promise<void> {
   const marker = `${local.root}/.last-prune`;
   try {
     const info = await Deno.stat(marker);

@@ -7,7 +7,8 @@
  *   upstream.
  * - mutable (`ttlMs` set): served while fresh, then fetched upstream first; when upstream fails
  *   the stale copy is served (local, else the object store's copy, made stale at once).
- * - negative: a 404/410 from upstream is remembered in memory for `negativeTtlMs`.
+ * - negative: a 404/410 from upstream is remembered in memory for `negativeTtlMs`, and counted
+ *   as `modproxy_<class>_not_found` (an answer), never as `_upstream_errors` (a failure).
  *
  * Concurrent misses of one key share one fetch (single flight). Only complete bodies that pass
  * the resource's check are stored.
@@ -179,6 +180,9 @@ export class CacheCore {
     const signal = AbortSignal.timeout(resource.timeoutMs);
     const result = await resource.fetch(signal);
     if (result.kind === "notfound") {
+      // An answer, not a failure: counted apart from `_upstream_errors`.
+      this.#metrics?.add(`modproxy_${cls}_not_found`);
+      this.#metrics?.add("modproxy_upstream_not_found");
       this.#remember(key, result.message);
       return { kind: "notfound", message: `Not found: ${result.message}` };
     }

@@ -179,7 +179,11 @@ class ProxyHandler implements ModuleProxy {
     } catch (error) {
       response = errorResponse(error, this.#log);
     }
-    if (response.status >= 400) this.#metrics?.add("modproxy_errors");
+    // 404 and 410 are answers (go probes module paths that do not exist, `go mod tidy` many),
+    // counted apart from failures.
+    if (response.status === 404 || response.status === 410) {
+      this.#metrics?.add("modproxy_not_found");
+    } else if (response.status >= 400) this.#metrics?.add("modproxy_errors");
     this.#trace?.(
       `E mod R:${id} ${label || "bad-path"} ${response.status} ${
         (performance.now() - start).toFixed(1)

@@ -1,34 +1,28 @@
 /**
- * The HTTP side of `serve --http=ADDR`: a status page at `/`, `/debug/vars` (JSON),
- * `/metrics` (Prometheus text exposition, generated from the shared {@linkcode Metrics}
+ * The HTTP side of `serve --http=ADDR`: a status page at `/` (`_status_page.ts`), `/debug/vars`
+ * (JSON), `/metrics` (Prometheus text exposition, generated from the shared {@linkcode Metrics}
  * registry), and the module proxy under `/mod/` when it is on. Only GET and HEAD are allowed.
  *
  * Every counter `x` is exported as `go_cache_plugin_x`; names written with `Metrics.set` (or ever
  * lowered) are gauges, the others counters. Histograms get `_bucket{le=…}`, `_sum` and `_count`.
+ *
+ * `/debug/vars` holds `cmdline`, `uptime_seconds`, `memstats`, `counters`, `histograms`, and
+ * `server` (`version`, `bucket` and `modproxy` as booleans); with a session log also
+ * `miss_to_put` (`measured`, `median_ms`, `saved_hits`, `saved_ms`; null before the first), `recent_sessions` and
+ * `hit_rate_by_minute`. `stats` reads it.
  *
  * @module
  */
 
 import { Metrics } from "../metrics/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
+import { type SessionView, type StatusInfo, statusPage } from "./_status_page.ts";
+
+export type { SessionView, StatusInfo } from "./_status_page.ts";
 
 /** The module proxy as the HTTP side sees it. */
 export interface ModuleProxyHandler {
   handle(request: Request): Promise<Response>;
-}
-
-/** What the status page shows besides metrics. */
-export interface StatusInfo {
-  /** Where `connect` reaches the plugin listener. */
-  pluginAddress: string;
-  /** The local tier's directory. */
-  cacheDir: string;
-  /** The S3 bucket, or "" for the local tier alone. */
-  bucket: string;
-  /** Whether `/mod/` is served. */
-  modproxy: boolean;
-  /** The program's version. */
-  version: string;
 }
 
 /** Options for {@linkcode createHttpHandler}. */
@@ -41,6 +35,10 @@ export interface HttpHandlerOptions {
   modproxy?: ModuleProxyHandler;
   /** Start time for `uptime_seconds`. @default {Date.now() at creation} */
   startedAt?: number;
+  /** The recent sessions and miss-to-put measurements. @default none: not shown */
+  sessions?: SessionView;
+  /** Called before each page, `/metrics` or `/debug/vars` is made, to update gauges. @default none */
+  refresh?: () => void;
 }
 
 /** Options for {@linkcode startHttpServer}. */
@@ -148,6 +146,7 @@ export function createHttpHandler(
       });
     }
     const path = rawPath(request.url);
+    if (!path.startsWith("/mod")) options.refresh?.();
     let response: Response;
     if (path === "/mod" || path.startsWith("/mod/")) {
       response = options.modproxy
@@ -158,11 +157,15 @@ export function createHttpHandler(
         "content-type": "text/plain; version=0.0.4; charset=utf-8",
       });
     } else if (path === "/debug/vars") {
-      response = new Response(JSON.stringify(debugVars(options.metrics, startedAt), null, 1), {
+      response = new Response(JSON.stringify(debugVars(options, startedAt), null, 1), {
         headers: { "content-type": "application/json; charset=utf-8" },
       });
     } else if (path === "/" || path === "/index.html") {
-      response = new Response(statusPage(options.metrics, options.status, startedAt), {
+      const page = statusPage(options.metrics, options.status, {
+        startedAt,
+        sessions: options.sessions,
+      });
+      response = new Response(page, {
         headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
       });
     } else {
@@ -235,55 +238,42 @@ export function parseHttpAddress(address: string): { hostname: string; port: num
   return { hostname: match[1] || match[2] || "127.0.0.1", port };
 }
 
-function debugVars(metrics: Metrics, startedAt: number): Record<string, unknown> {
-  return {
+function debugVars(options: HttpHandlerOptions, startedAt: number): Record<string, unknown> {
+  const { metrics, status, sessions } = options;
+  const vars: Record<string, unknown> = {
     cmdline: ["go-cache-plugin", ...Deno.args],
-    uptime_seconds: (Date.now() - startedAt) / 1000,
+    "uptime_seconds": (Date.now() - startedAt) / 1000,
     memstats: Deno.memoryUsage(),
     counters: metrics.counters(),
     histograms: metrics.histograms(),
+    server: { version: status.version, bucket: status.bucket !== "", modproxy: status.modproxy },
   };
-}
-
-function statusPage(metrics: Metrics, status: StatusInfo, startedAt: number): string {
-  const m = (name: string) => metrics.get(name);
-  const gets = m("get_requests");
-  const hitRate = gets > 0 ? `${(100 * m("get_hits") / gets).toFixed(1)}%` : "no requests yet";
-  let s3: string;
-  if (!status.bucket) {
-    s3 = "off (local tier only: start serve with --bucket to add S3)";
-  } else if (m("s3_breaker_open") > 0) {
-    s3 = `<b class="bad">DOWN</b>: circuit breaker open, serving the local tier (bucket ${
-      escapeHtml(status.bucket)
-    })`;
-  } else {
-    s3 = `<b class="ok">OK</b> (bucket ${escapeHtml(status.bucket)})`;
+  if (sessions) {
+    const measured = sessions.missToPut();
+    vars["miss_to_put"] = measured
+      ? {
+        measured: measured.measured,
+        "median_ms": measured.medianMs,
+        "saved_hits": measured.savedHits,
+        "saved_ms": measured.savedMs,
+      }
+      : null;
+    vars["recent_sessions"] = sessions.recent().map((r) => ({
+      id: r.id,
+      start: new Date(r.start).toISOString(),
+      "duration_ms": r.durationMs ?? null,
+      gets: r.gets,
+      hits: r.hits,
+      puts: r.puts,
+      end: r.end ?? null,
+    }));
+    vars["hit_rate_by_minute"] = sessions.hitRateByMinute().map((m) => ({
+      minute: new Date(m.minute).toISOString(),
+      gets: m.gets,
+      hits: m.hits,
+    }));
   }
-  const rows: [string, string][] = [
-    ["Hit rate", `${hitRate} (${m("get_hits")} hits, ${m("get_misses")} misses)`],
-    ["Bytes saved", `${formatBytes(m("get_hit_bytes"))} served from the cache`],
-    ["Stored", `${m("put_requests")} puts, ${formatBytes(m("put_bytes"))}`],
-    ["S3", s3],
-    ["S3 errors", `${m("s3_get_errors")} failed lookups, ${m("uploads_failed")} failed uploads`],
-    ["Sessions", `${m("sessions")} now, ${m("sessions_total")} since start`],
-    ["Errors", `${m("get_errors")} get, ${m("put_errors")} put, ${m("session_errors")} session`],
-    ["Plugin", `<code>${escapeHtml(status.pluginAddress)}</code>`],
-    ["Cache directory", `<code>${escapeHtml(status.cacheDir)}</code>`],
-    ["Module proxy", status.modproxy ? `on at <a href="/mod/">/mod/</a>` : "off"],
-    ["Uptime", formatDuration(Date.now() - startedAt)],
-  ];
-  return `<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>go-cache-plugin</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em}td{padding:.2em 1em .2em 0}
-th{text-align:left;padding-right:1em}.ok{color:#080}.bad{color:#c00}</style></head>
-<body><h1>go-cache-plugin ${escapeHtml(status.version)}</h1>
-<table>
-${rows.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("\n")}
-</table>
-<p><a href="/metrics">/metrics</a> · <a href="/debug/vars">/debug/vars</a></p>
-</body></html>
-`;
+  return vars;
 }
 
 function rawPath(url: string): string {
@@ -318,26 +308,4 @@ function formatNumber(value: number): string {
   if (value === Infinity) return "+Inf";
   if (value === -Infinity) return "-Inf";
   return String(value);
-}
-
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-
-function formatDuration(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h > 0 ? `${h}h${m}m` : m > 0 ? `${m}m${s % 60}s` : `${s}s`;
-}
-
-function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -34,6 +34,36 @@ export interface PluginListenerOptions {
   maxBodyBytes?: number;
   /** Session deadlines (see `ServeOptions`); a session ended by one is logged and counted. */
   deadlines?: SessionDeadlines;
+  /** Told when each session starts and ends, and may wrap the cache it sees. @default none */
+  sessions?: SessionObserver;
+}
+
+/** Watches sessions (see `session_log.ts`): told when one starts, it returns that session's watch. */
+export interface SessionObserver {
+  /**
+   * A session starts.
+   *
+   * @param id The session's number in this listener.
+   * @returns What sees the session's requests and its end.
+   */
+  begin(id: number): SessionWatch;
+}
+
+/** One session as a {@linkcode SessionObserver} sees it. */
+export interface SessionWatch {
+  /**
+   * The cache this session uses: the shared one, wrapped.
+   *
+   * @param handler The shared cache (without `close`).
+   * @returns What the session calls instead.
+   */
+  wrap(handler: CacheHandler): CacheHandler;
+  /**
+   * The session ended.
+   *
+   * @param how `close`, `end of input`, or `error`.
+   */
+  end(how: "close" | "end of input" | "error"): void;
 }
 
 /** How long a session may stall, idle, or leave replies unread before the server ends it. */
@@ -188,10 +218,13 @@ export class PluginListener implements AsyncDisposable {
     metrics?.add("sessions_total");
     metrics?.set("sessions", this.#sessions.size);
     this.#log.info(`session ${id} started`);
+    const watch = this.#options.sessions?.begin(id);
+    const handler = watch ? watch.wrap(this.#handler) : this.#handler;
+    let how: "close" | "end of input" | "error" = "error";
     session.done = (async () => {
       try {
         const deadlines = this.#options.deadlines;
-        const result = await serve(readableOf(conn), conn.writable, this.#handler, {
+        const result = await serve(readableOf(conn), conn.writable, handler, {
           maxRequests: this.#options.maxRequests,
           metrics,
           trace: trace && ((line) => trace(`S:${id} ${line}`)),
@@ -200,11 +233,13 @@ export class PluginListener implements AsyncDisposable {
           idleTimeoutMs: deadlines?.idleTimeoutMs ?? 1_800_000,
           writeTimeoutMs: deadlines?.writeTimeoutMs ?? 30_000,
         });
-        this.#log.info(`session ${id} ended (${result.closed ? "close" : "end of input"})`);
+        how = result.closed ? "close" : "end of input";
+        this.#log.info(`session ${id} ended (${how})`);
       } catch (error) {
         metrics?.add("session_errors");
         this.#log.warn(`session ${id} ended: ${errorMessage(error)}`);
       } finally {
+        watch?.end(how);
         await linger(conn);
         this.#sessions.delete(id);
         metrics?.set("sessions", this.#sessions.size);

@@ -351,3 +351,47 @@ Deno.test("handle() answers 504 when upstream headers take too long", async () =
     /Cannot use checksum database entry/,
   );
 });
+
+Deno.test("handle() counts upstream 404/410 as not found, apart from failures", async (t) => {
+  await t.step("404 and 410 from upstream are answers", async () => {
+    await using h = await harness();
+    // go mod tidy probes module paths that do not exist: each is a 404 from upstream.
+    for (const path of ["example.com/%21hello/sub/@v/list", "example.com/nope/@v/v1.0.0.mod"]) {
+      const r = await h.text(`/mod/${path}`);
+      assert.equal(r.status, 404, path);
+    }
+    assert.equal((await h.text("/mod/example.com/nope/@v/v1.0.0.mod")).status, 404, "remembered");
+    await using gone = await harness({ upstreamList: (u) => `${u}/410` });
+    assert.equal((await gone.text("/mod/example.com/%21hello/@v/v1.0.0.info")).status, 404);
+    for (const metrics of [h.metrics, gone.metrics]) {
+      assert.equal(metrics.get("modproxy_errors"), 0);
+      assert.equal(metrics.get("modproxy_upstream_errors"), 0);
+    }
+    assert.equal(h.metrics.get("modproxy_not_found"), 3);
+    assert.equal(h.metrics.get("modproxy_upstream_not_found"), 2);
+    assert.equal(h.metrics.get("modproxy_mutable_not_found"), 1);
+    assert.equal(h.metrics.get("modproxy_immutable_not_found"), 1);
+    assert.equal(h.metrics.get("modproxy_immutable_negative_hits"), 1);
+    assert.equal(gone.metrics.get("modproxy_not_found"), 1);
+    assert.equal(gone.metrics.get("modproxy_immutable_not_found"), 1);
+  });
+
+  await t.step("a 500 or an unreachable upstream is an error", async () => {
+    await using h = await harness({ upstreamList: (u) => `${u}/500` });
+    assert.equal((await h.text("/mod/example.com/%21hello/@v/v1.0.0.info")).status, 502);
+    assert.equal(h.metrics.get("modproxy_errors"), 1);
+    assert.equal(h.metrics.get("modproxy_upstream_errors"), 1);
+    assert.equal(h.metrics.get("modproxy_immutable_upstream_errors"), 1);
+    assert.equal(h.metrics.get("modproxy_not_found"), 0);
+    assert.equal(h.metrics.get("modproxy_upstream_not_found"), 0);
+  });
+
+  await t.step("bad requests are errors; paths go cannot have are not found", async () => {
+    await using h = await harness();
+    assert.equal((await h.get("/mod/example.com/%21hello/@v/list", "POST")).status, 405);
+    assert.equal((await h.get("/mod/example.com/Hello/@v/list")).status, 404);
+    assert.equal(h.metrics.get("modproxy_errors"), 1);
+    assert.equal(h.metrics.get("modproxy_not_found"), 1);
+    assert.deepEqual(h.upstream.requests, []);
+  });
+});

@@ -8,6 +8,8 @@ import {
   type StatusInfo,
 } from "../../src/server/http.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
+import { SessionLog } from "../../src/server/session_log.ts";
+import { summarize, summaryInputOf, summaryJson } from "../../src/server/summary.ts";
 
 const STATUS: StatusInfo = {
   pluginAddress: "127.0.0.1:5930",
@@ -256,4 +258,203 @@ Deno.test("parseHttpAddress() takes [host]:port, host:port, :port and port", () 
   assert.deepEqual(parseHttpAddress("localhost:8080"), { hostname: "localhost", port: 8080 });
   assert.throws(() => parseHttpAddress("localhost"), TypeError);
   assert.throws(() => parseHttpAddress("h:99999"), TypeError);
+});
+
+/** A session log with two finished sessions: 10 gets with 4 misses, each put 30 ms later. */
+async function sampleSessions(metrics: Metrics): Promise<SessionLog> {
+  const sessions = new SessionLog({ metrics });
+  const outputs = new Map<string, string>();
+  const cache = {
+    get: (actionId: string) => {
+      const outputId = outputs.get(actionId);
+      return Promise.resolve(
+        outputId ? { outputId, size: 1, diskPath: `/c/${outputId}`, time: new Date() } : undefined,
+      );
+    },
+    put: (object: { actionId: string; outputId: string }) => {
+      outputs.set(object.actionId, object.outputId);
+      return Promise.resolve(`/c/${object.outputId}`);
+    },
+  };
+  for (const id of [1, 2]) {
+    const watch = sessions.begin(id);
+    const wrapped = watch.wrap(cache);
+    for (let i = 0; i < 5; i++) {
+      const actionId = String(i).repeat(64);
+      if (!await wrapped.get(actionId)) {
+        await new Promise((r) => setTimeout(r, 30));
+        await wrapped.put({
+          actionId,
+          outputId: String(9 - i).repeat(64),
+          body: new Uint8Array(1),
+        });
+      }
+    }
+    if (id === 1) watch.end("close");
+  }
+  return sessions;
+}
+
+Deno.test("SessionLog counts each session, the minutes and miss-to-put, and what is in use", async () => {
+  const metrics = new Metrics();
+  const sessions = await sampleSessions(metrics);
+  const [running, done] = sessions.recent();
+  assert.deepEqual(
+    [done!.id, done!.gets, done!.hits, done!.puts, done!.end],
+    [1, 5, 0, 5, "close"],
+  );
+  assert.ok(done!.durationMs! >= 150);
+  assert.deepEqual([running!.id, running!.gets, running!.hits, running!.durationMs], [
+    2,
+    5,
+    5,
+    undefined,
+  ]);
+  const minutes = sessions.hitRateByMinute();
+  assert.equal(minutes.reduce((n, m) => n + m.gets, 0), 10);
+  assert.equal(minutes.reduce((n, m) => n + m.hits, 0), 5);
+  const measured = sessions.missToPut()!;
+  assert.equal(measured.measured, 5);
+  assert.ok(measured.medianMs >= 25 && measured.medianMs < 1000, String(measured.medianMs));
+  assert.equal(metrics.histograms().miss_to_put_seconds?.count, 5);
+  // Session 2's five hits are on the actions session 1 produced: their cost is what they saved.
+  assert.equal(measured.savedHits, 5);
+  assert.ok(measured.savedMs >= 125, String(measured.savedMs));
+  assert.ok(sessions.inUse("9".repeat(64)), "handed to the running session");
+  assert.ok(!sessions.inUse("1".repeat(64)));
+});
+
+Deno.test("summarize() shows every figure stats prints, and says how time saved is estimated", () => {
+  const counters = {
+    "sessions_total": 3,
+    "get_requests": 200,
+    "get_hits": 150,
+    "get_misses": 50,
+    "get_hit_bytes": 5 << 20,
+    "local_hits": 120,
+    "s3_get_hits": 30,
+    "s3_bytes_down": 1 << 20,
+    "s3_bytes_up": 2 << 20,
+    "s3_wait_ms": 1500,
+    "uploads_pending": 2,
+    "s3_breaker_trips": 1,
+    "modproxy_immutable_hits": 7,
+    "modproxy_mutable_misses": 4,
+    "modproxy_not_found": 3,
+    "modproxy_errors": 1,
+  };
+  const missToPut = { measured: 40, medianMs: 200, savedHits: 100, savedMs: 50_000 };
+  const rows = summarize({ counters, missToPut });
+  const text = Object.fromEntries(rows.map((r) => [r.label, r.text]));
+  assert.equal(text["Go commands served"], "3");
+  assert.equal(text["Hit rate"], "75.0% (150 hits, 50 misses)");
+  assert.equal(text["Remote hits"], "30 from S3");
+  assert.equal(text["Served from cache"], "5.0 MiB");
+  assert.equal(text["Waited on S3"], "1.5 s");
+  assert.match(text["Uploads left"]!, /^2 queued or running/);
+  assert.match(text["Module proxy misses"]!, /^4 .*3 answered not found, 1 errors/);
+  assert.match(
+    text["Build time saved"]!,
+    /^about 1m00s \(100 hits measured, 50\.0 s: what go took from the miss to the put of each same action earlier on this server; 50 hits on actions this server did not see produced, estimated at the median miss-to-put, 200 ms \(over the last 40 misses\); compute time/,
+  );
+  const json = summaryJson(rows);
+  assert.equal(json.hit_rate, 0.75);
+  assert.equal(json.time_saved_ms, 60_000);
+  assert.equal(json.time_saved_measured_hits, 100);
+  assert.equal(json.modproxy_hits, 7);
+  assert.equal(json.modproxy_not_found, 3);
+  assert.equal(json.bytes_uploaded, 2 << 20);
+
+  const local = summaryJson(
+    summarize({ counters: { "get_requests": 4, "get_hits": 3 }, bucket: false }),
+  );
+  assert.equal(local.local_hits, 3, "without a bucket every hit is local");
+  const unmeasured = summarize({ counters, missToPut: null }).at(-1)!;
+  assert.match(unmeasured.text, /^not estimated: this server does not measure/);
+  assert.equal(unmeasured.json.time_saved_ms, null);
+  const exact = summarize({
+    counters,
+    missToPut: { measured: 40, medianMs: 200, savedHits: 150, savedMs: 45_000 },
+  }).at(-1)!;
+  assert.match(exact.text, /^45\.0 s \(150 hits measured, 45\.0 s: /);
+  const few = summarize({
+    counters,
+    missToPut: { measured: 3, medianMs: 10, savedHits: 0, savedMs: 0 },
+  }).at(-1)!;
+  assert.match(few.text, /^not estimated yet: no hit on an action produced here yet, and 3 misses/);
+  const part = summarize({
+    counters,
+    missToPut: { measured: 3, medianMs: 10, savedHits: 5, savedMs: 900 },
+  }).at(-1)!;
+  assert.match(
+    part.text,
+    /^at least 900 ms \(5 hits measured, .*; 145 hits on actions this server did not see produced, not counted;/,
+  );
+});
+
+Deno.test("createHttpHandler() with a session log: /debug/vars, the chart and the recent commands", async () => {
+  const metrics = sampleMetrics();
+  const sessions = await sampleSessions(metrics);
+  let refreshed = 0;
+  const handle = createHttpHandler({
+    metrics,
+    status: STATUS,
+    sessions,
+    refresh: () => refreshed++,
+  });
+  const vars = await (await handle(new Request("http://x/debug/vars"))).json();
+  assert.equal(vars.miss_to_put.measured, 5);
+  assert.equal(vars.recent_sessions.length, 2);
+  assert.equal(vars.recent_sessions[1].end, "close");
+  assert.equal(vars.recent_sessions[0].duration_ms, null, "still running");
+  assert.equal(
+    vars.hit_rate_by_minute.reduce((n: number, m: { gets: number }) => n + m.gets, 0),
+    10,
+  );
+  assert.deepEqual(vars.server, { version: "9.9.9", bucket: false, modproxy: false });
+  const input = summaryInputOf(vars);
+  assert.deepEqual(input.missToPut, sessions.missToPut());
+  assert.equal(summaryInputOf({ counters: {} }).missToPut, null, "an older server");
+
+  const page = await (await handle(new Request("http://x/"))).text();
+  assert.match(page, /Hit rate<\/th><td>70\.0%/);
+  assert.match(page, /<svg [^>]*role="img"/);
+  // One bar per minute with gets (two, when the sessions straddle a minute).
+  assert.match(page, /<rect [^>]*><title>\d\d:\d\d: [\d.]+% of \d+ gets<\/title><\/rect>/);
+  assert.match(page, /Recent go commands/);
+  assert.match(
+    page,
+    /<tr><td>2<\/td><td>[\d-]+T[\d:]+Z<\/td><td>running<\/td><td>5<\/td><td>100\.0%/,
+  );
+  // 7 hits in the counters, 5 of them on actions produced here: at least those 5.
+  assert.match(page, /Build time saved<\/th><td>at least \d+ ms \(5 hits measured, /);
+  assert.ok(!/<script|https?:\/\/(?!www\.w3\.org)/.test(page), "no scripts or external assets");
+  assert.equal(refreshed, 2);
+  await (await handle(new Request("http://x/metrics"))).text();
+  assert.equal(refreshed, 3);
+});
+
+Deno.test("SessionLog keeps a cache's answer-at-once lookups, and counts them", () => {
+  const sessions = new SessionLog();
+  const hit = { outputId: "a".repeat(64), size: 1, diskPath: "/c/a" };
+  const watch = sessions.begin(1);
+  const plain = watch.wrap({
+    get: () => Promise.resolve(undefined),
+    put: () => Promise.resolve("/c/x"),
+  });
+  assert.equal(plain.getNow, undefined, "none to keep");
+  const fast = watch.wrap({
+    get: () => Promise.resolve(undefined),
+    getNow: (actionId) =>
+      actionId === "1".repeat(64) ? hit : actionId === "2".repeat(64) ? null : undefined,
+    put: () => Promise.resolve("/c/x"),
+  });
+  assert.equal(fast.getNow!("1".repeat(64)), hit);
+  assert.equal(fast.getNow!("2".repeat(64)), null);
+  assert.equal(fast.getNow!("3".repeat(64)), undefined, "not known at once: get will tell");
+  const [record] = sessions.recent();
+  assert.deepEqual([record!.gets, record!.hits], [2, 1]);
+  assert.ok(sessions.inUse(hit.outputId));
+  watch.end("close");
+  assert.ok(!sessions.inUse(hit.outputId), "released when the session ends");
 });
