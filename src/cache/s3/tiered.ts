@@ -401,10 +401,9 @@ export class TieredCache implements CacheHandler {
     // Most outputs are small: take them whole (verified) and let the local tier write them with
     // its cheap synchronous path; stream the large ones to disk.
     const body = object.size <= SMALL_OBJECT ? await new Response(verified).bytes() : verified;
-    const diskPath = await this.local.writeObject(outputId, body, {
-      size: object.size,
-      mtime: time,
-    });
+    // The output's file time is its last use (pruning and --max-size go by it): now. Only the
+    // action record carries the original put time, which go gets back as Time.
+    const diskPath = await this.local.writeObject(outputId, body, { size: object.size });
     const local: ActionRecord = { outputId, size: object.size, time };
     await this.local.writeAction(actionId, local);
     return { outputId, size: object.size, diskPath, time, timeNanos: nanos };
