@@ -50,6 +50,11 @@ another S3-compatible server, set --s3-endpoint-url and usually --s3-path-style.
 When S3 is slow, down or misconfigured the plugin keeps serving the local tier: a remote error
 is a miss, never a failed build.
 
+Trust tiers: --prefix is where this build reads first and writes; --read-prefixes=a,b are read
+after a miss there, never written; --read-only writes nothing to the bucket. Whoever can write a
+prefix decides what builds reading it link in: see the README's "Security model" for bucket
+policies (main writes main/, pull requests read it).
+
 --max-size=10G keeps the local directory's entries under 10 GiB (K, M, G: base 1024), least
 recently used out first; entries used within the last hour stay even over the cap. A server
 trims as it writes; in direct mode a go command trims after it has its last reply. --expiry
