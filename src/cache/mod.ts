@@ -37,7 +37,9 @@
  * and {@linkcode LocalCache.sweepTemps} once nothing has written to it for an hour.
  *
  * A directory with a byte cap also holds `.last-trim` (its mtime: when a process last trimmed
- * it). The S3 tier keeps `s3-pending/` and `s3-breaker` in the directory (see `s3/mod.ts`); the
+ * it; held locked while one trims, so two never trim at once). Processes serving go from the
+ * directory hold a shared lock on `.in-use`, and `serve` one on `.serve.pid` (its pid), so that
+ * `clean` can tell; neither file is ever removed. The S3 tier keeps `s3-pending/` and `s3-breaker` in the directory (see `s3/mod.ts`); the
  * module proxy keeps its files under `module/` (see `modproxy/mod.ts`).
  *
  * @example Open a cache directory and look up an action

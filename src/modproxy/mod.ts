@@ -100,7 +100,10 @@
  * `modproxy_verify_failures`, `modproxy_evictions`, `modproxy_store_fills`, `modproxy_store_puts`,
  * `modproxy_store_errors`; the store's bucket: `modproxy_store_skipped`, `modproxy_store_bytes_up`,
  * `modproxy_store_breaker_trips`, `modproxy_store_breaker_open`, `modproxy_store_uploads_left`,
- * `modproxy_store_uploads_resumed`.
+ * `modproxy_store_uploads_resumed`, `modproxy_store_read_prefix_hits`,
+ * `modproxy_store_uploads_skipped_read_only`. A 404 or 410 from the upstream is an answer, counted
+ * in `modproxy_not_found`, `modproxy_<class>_not_found` and `modproxy_upstream_not_found`, never in
+ * `modproxy_errors` or `_upstream_errors`.
  *
  * @example Serve the proxy on a loopback port
  * ```ts ignore
