@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the servers the end-to-end tests start on 127.0.0.1, at pinned versions, with
-# `go install` from the Go module proxy: MinIO (S3) and toxiproxy (latency and stalls).
+# `go install` from the Go module proxy: MinIO (S3), toxiproxy (latency and stalls), MinIO's admin
+# client mc (users and policies for the trust-tier tests) and actionlint (the workflow checks).
 # Idempotent: a binary already present is kept. Installs into
-#   ${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}/bin   (names: minio, toxiproxy-server)
+#   ${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}/bin
+#   (names: minio, toxiproxy-server, mc, actionlint)
 # Usage: scripts/install_test_servers.sh        (MinIO takes about 3 minutes to build)
 set -euo pipefail
 

@@ -16,7 +16,11 @@ if [ "${1:-}" = "--quick" ]; then n=3 ncold=1 seconds=3; fi
 timeout 900 "${run[@]}" scripts/bench/handshake.ts --n=21
 # 2-4. builds: cold (with uploads), warm local, empty local + warm bucket, server mode
 timeout 5400 "${run[@]}" scripts/bench/build.ts --scenarios=cold,warm,s3warm,server --n="$n" --n-cold="$ncold"
+# 1b. per-request cost: sequential get round trips, session spawn-to-exit
+timeout 900 "${run[@]}" scripts/bench/get_rtt.ts --n="$n"
 # 5. module proxy
 timeout 1800 "${run[@]}" scripts/bench/modproxy.ts --n="$n" --n-cold="$ncold" --seconds="$seconds"
+# 6. read prefixes: the extra round trip only on a miss under the own prefix
+timeout 900 "${run[@]}" scripts/bench/read_prefixes.ts --n=300 --rounds="$n"
 # micro-benchmarks
 timeout 600 scripts/deno task bench
