@@ -96,7 +96,7 @@ export class Watchdog {
   #expire(reason: string): void {
     if (this.expired) return;
     this.expired = new ProtocolError(`Ending the session: ${reason}`);
-    void this.#input.cancel();
+    void this.#input.abort();
   }
 }
 

@@ -13,7 +13,7 @@ export interface ByteSource {
   read(buffer: Uint8Array): Promise<number | null>;
   /** The same as a blocking call, for `ServeOptions.blockingReads`. @default not offered */
   readSync?(buffer: Uint8Array): number | null;
-  /** Stops a read in flight (a deadline passed). @default nothing to stop */
+  /** Stops a read in flight because a deadline passed (may close the source). @default nothing */
   cancel?(): void;
 }
 
@@ -67,8 +67,16 @@ export class InputPort {
     return n === null ? null : this.#buffer!.subarray(0, n);
   }
 
-  /** Stops reading: a stream is cancelled (a read in flight ends), a source told to stop. */
+  /**
+   * Stops reading at the end of a session: a stream is cancelled; a source is left as it is (its
+   * owner closes it, after the replies have had time to arrive).
+   */
   async cancel(): Promise<void> {
+    if (this.#reader) await this.#reader.cancel().catch(() => {});
+  }
+
+  /** Ends a read in flight because a deadline passed: a stream is cancelled, a source told. */
+  async abort(): Promise<void> {
     if (this.#reader) await this.#reader.cancel().catch(() => {});
     else this.#source!.cancel?.();
   }

@@ -9,10 +9,16 @@
  * @module
  */
 
-import { ByteBudget, type CacheHandler, serve } from "../protocol/mod.ts";
+import {
+  ByteBudget,
+  type ByteSink,
+  type ByteSource,
+  type CacheHandler,
+  serve,
+} from "../protocol/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
-import { errorMessage } from "../util/mod.ts";
+import { errorMessage, writeAll } from "../util/mod.ts";
 
 /** Options for {@linkcode PluginListener.listen}. */
 export interface PluginListenerOptions {
@@ -111,6 +117,7 @@ export class PluginListener implements AsyncDisposable {
       get: (actionId) => shared.get(actionId),
       put: (object) => shared.put(object),
     };
+    if (shared.getNow) this.#handler.getNow = (actionId) => shared.getNow!(actionId);
     const addr = listener.addr;
     if (addr.transport === "unix") {
       this.address = addr.path;
@@ -224,7 +231,7 @@ export class PluginListener implements AsyncDisposable {
     session.done = (async () => {
       try {
         const deadlines = this.#options.deadlines;
-        const result = await serve(readableOf(conn), conn.writable, handler, {
+        const result = await serve(sourceOf(conn), sinkOf(conn), handler, {
           maxRequests: this.#options.maxRequests,
           metrics,
           trace: trace && ((line) => trace(`S:${id} ${line}`)),
@@ -249,19 +256,17 @@ export class PluginListener implements AsyncDisposable {
 }
 
 /**
- * The connection's input as a stream whose cancellation leaves the connection open: `serve()`
- * stops reading at `close` while replies may still be queued, and cancelling `conn.readable`
- * would close the socket under them.
+ * The connection's input, read into the session's reused buffer. A deadline that passes closes
+ * the connection (the session is over); a session's normal end leaves it open for
+ * {@linkcode linger}, since replies may still be on their way.
  */
-function readableOf(conn: Deno.Conn): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const buffer = new Uint8Array(64 * 1024);
-      const n = await conn.read(buffer);
-      if (n === null) controller.close();
-      else controller.enqueue(buffer.subarray(0, n));
-    },
-  }, { highWaterMark: 0 });
+function sourceOf(conn: Deno.Conn): ByteSource {
+  return { read: (buffer) => conn.read(buffer), cancel: () => closeQuietly(conn) };
+}
+
+/** Replies written straight to the connection; giving up on them closes it. */
+function sinkOf(conn: Deno.Conn): ByteSink {
+  return { write: (bytes) => writeAll(conn, bytes), abort: () => closeQuietly(conn) };
 }
 
 /** How long a finished session waits for its client to hang up. */
