@@ -63,6 +63,13 @@ export interface LocalCacheOptions {
   trimPolicy?: TrimPolicy;
   /** Where the one warning about the fallback goes. @default silent */
   log?: Logger;
+  /**
+   * Remember up to this many action records in memory (a long-lived server): a hit then reads
+   * no record file, only the `stat` of its output that shows it is still there with its size,
+   * so a file moved or pruned behind this process's back is never handed out.
+   * @default {0} (read the record file on every lookup)
+   */
+  rememberActions?: number;
 }
 
 /** A recorded action: which output it produced, how big, and when it was put. */
@@ -100,6 +107,7 @@ export class LocalCache implements CacheHandler {
   #madeDirs = new Set<string>();
   #fallback?: WriteFallback<LocalCache>;
   #trim: BackgroundTrim;
+  #actions: ActionMemory;
 
   private constructor(root: string, options: LocalCacheOptions) {
     this.root = root;
@@ -118,6 +126,7 @@ export class LocalCache implements CacheHandler {
       });
     }
     this.#trim = new BackgroundTrim(root, options.maxBytes ?? Infinity, log, options.trimPolicy);
+    this.#actions = new ActionMemory(options.rememberActions ?? 0);
   }
 
   /**
@@ -164,8 +173,15 @@ export class LocalCache implements CacheHandler {
   // Lookups use synchronous file calls on purpose: go waits for every get, the files are tiny and
   // local, and a sync stat costs a fifth of a round trip through the runtime's thread pool.
   #getNow(actionId: string): CacheHit | undefined {
+    const remembered = this.#actions.get(actionId);
+    if (remembered) {
+      const hit = this.#hitFor(remembered);
+      if (hit) return hit;
+      this.#actions.forget(actionId); // gone or changed: ask the disk again
+    }
     const record = this.#readActionNow(actionId);
     const hit = record && this.#hitFor(record);
+    if (hit) this.#actions.remember(actionId, record!);
     if (hit || !this.#fallback) return hit;
     return this.#getFromFallback(this.#fallback, actionId, record);
   }
@@ -268,6 +284,7 @@ export class LocalCache implements CacheHandler {
       (spill) => spill.writeAction(actionId, record),
       () => true,
     );
+    this.#actions.remember(actionId, record);
   }
 
   /**
@@ -404,4 +421,34 @@ function checkId(id: string, kind: string): void {
 
 function isAbsolute(path: string): boolean {
   return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path) || path.startsWith("\\\\");
+}
+
+/**
+ * Action records kept in memory, at most `capacity`, the least recently remembered dropped
+ * first. Only a cache: the output's `stat` on every hit is what makes an entry true.
+ */
+class ActionMemory {
+  #records = new Map<string, ActionRecord>();
+  #capacity: number;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  get(actionId: string): ActionRecord | undefined {
+    return this.#capacity > 0 ? this.#records.get(actionId) : undefined;
+  }
+
+  remember(actionId: string, record: ActionRecord): void {
+    if (this.#capacity <= 0) return;
+    this.#records.delete(actionId);
+    this.#records.set(actionId, record);
+    if (this.#records.size > this.#capacity) {
+      this.#records.delete(this.#records.keys().next().value!);
+    }
+  }
+
+  forget(actionId: string): void {
+    this.#records.delete(actionId);
+  }
 }

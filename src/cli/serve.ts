@@ -91,6 +91,8 @@ export async function runServer(
     log,
     metrics,
     trimWhileServing: true,
+    // A server lives long: keep action records in memory (about 25 MB for 100k of them).
+    rememberActions: 100_000,
     inUse: (outputId) => sessions.inUse(outputId),
   });
   const closers: (() => Promise<unknown>)[] = [];

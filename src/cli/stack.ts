@@ -41,6 +41,11 @@ export interface OpenStackOptions {
   trimWhileServing?: boolean;
   /** Outputs a trim must keep whatever their age: handed out in a running session. @default none */
   inUse?: (outputId: string) => boolean;
+  /**
+   * Action records to keep in memory (a long-lived server), so hits read no record file.
+   * @default {0}
+   */
+  rememberActions?: number;
 }
 
 /** How often hits refresh an output's mtime when `--max-size` is set. */
@@ -72,6 +77,7 @@ export async function openCacheStack(
         onWrite: options.trimWhileServing ?? false,
         inUse: options.inUse,
       },
+      rememberActions: options.rememberActions,
       log,
     });
     log.info(`local cache at ${config.cacheDir} (${config.cacheDirSource})`);
