@@ -29,6 +29,11 @@ import type { Logger } from "../../log/mod.ts";
 import { StoreError, type StoreErrorKind } from "./object_store.ts";
 import { TooSlowError } from "./_throughput.ts";
 
+/** Slow failures (sluggish lookups, too-slow downloads) within this many ms count together. */
+const SLOW_WINDOW_MS = 20_000;
+/** How many slow failures within the window open the breaker, quick answers between or not. */
+const SLOW_BURST = 3;
+
 /** Why a remote call failed, for the breaker: a store error's kind, or a too-slow transfer. */
 export type FailureKind = StoreErrorKind | "slow";
 
@@ -109,6 +114,8 @@ const COSTLY_MS = 1000;
 export class CircuitBreaker {
   #threshold: number;
   #stallThreshold: number;
+  /** When recent slow failures happened (ms since the epoch), within {@linkcode SLOW_WINDOW_MS}. */
+  #slowAt: number[] = [];
   #cooldownMs: number;
   #probeMs: number;
   #shared?: { path: string; scope: string };
@@ -241,7 +248,10 @@ export class CircuitBreaker {
       : kind === "timeout" || kind === "slow"
       ? this.#stallThreshold
       : this.#threshold;
-    if (!wasOpen && this.#failures < threshold) {
+    // Slow answers between quick ones (small objects arrive, large ones crawl) reset the count
+    // of consecutive failures; three within a short window are as telling as two in a row.
+    const slowBurst = kind === "slow" && this.#noteSlow() >= SLOW_BURST;
+    if (!wasOpen && this.#failures < threshold && !slowBurst) {
       if (this.#costly) this.#persist(0);
       return;
     }
@@ -261,6 +271,14 @@ export class CircuitBreaker {
       this.#warned = true;
       this.#log?.warn(line);
     }
+  }
+
+  /** Notes a slow failure now; returns how many fell within the last {@linkcode SLOW_WINDOW_MS}. */
+  #noteSlow(): number {
+    const now = Date.now();
+    this.#slowAt = this.#slowAt.filter((at) => now - at < SLOW_WINDOW_MS);
+    this.#slowAt.push(now);
+    return this.#slowAt.length;
   }
 
   /**

@@ -162,6 +162,17 @@ Deno.test("CircuitBreaker continues a run of slow failures across processes", as
   assert.ok(Date.parse(JSON.parse(await Deno.readTextFile(t.file)).openUntil) > Date.now());
 });
 
+Deno.test("CircuitBreaker opens on three slow failures close together, quick answers between", () => {
+  const breaker = new CircuitBreaker({ cooldownMs: 60_000 });
+  for (let i = 0; i < 2; i++) {
+    breaker.failed(new TooSlowError("S3 lookup took 1400ms"));
+    breaker.succeeded(); // a small object arrived quickly in between
+    assert.equal(breaker.allow(), true, `${i + 1} slow answers are not yet enough`);
+  }
+  breaker.failed(new TooSlowError("S3 lookup took 1500ms"));
+  assert.equal(breaker.allow(), false, "the third within the window opens it");
+});
+
 Deno.test("CircuitBreaker does not share fast failures or configuration errors", async () => {
   await using t = await stateDir();
   const refused = await breakerOn(t.file);
