@@ -53,7 +53,13 @@ export async function runConnect(config: Config, log: Logger): Promise<number> {
   }
   await bridge(conn, {
     read: (buffer) => Deno.stdin.read(buffer),
-    write: (bytes) => writeAll(Deno.stdout, bytes),
+    // A direct system call: go reads its stdout all the time, and an async write would cost a
+    // round trip through the runtime's thread pool on every reply.
+    write: (bytes) => {
+      let offset = 0;
+      while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+      return Promise.resolve();
+    },
     fallback,
     handshakeSent: true,
     replyTimeoutMs: config.replyTimeoutMs,
