@@ -307,7 +307,7 @@ export class LocalCache implements CacheHandler {
     if (size === undefined) throw new TypeError("Cannot write a streamed output: size is required");
     const existing = sameSizeFileAt(path, size);
     if (existing) {
-      if (body instanceof ReadableStream) await body.cancel();
+      if (!(body instanceof Uint8Array)) await body.cancel();
       // Put again now (the output of another action, such as the empty one): a use, like a hit.
       if (!options.mtime) this.#touchIfStale(path, existing);
       return path;

@@ -86,7 +86,10 @@ export async function openCacheStack(
   }
   // While a session holds it, `clean` keeps what the session may still read (_dir_locks.ts).
   const releaseLock = await holdSessionLock(local.root);
-  const sweeps = scheduleSweeps(local, log);
+  // A server sweeps on a timer; a go command's process sweeps after its last reply (pruneIfDue),
+  // and arming a timer it would unref loads the runtime's node:timers (milliseconds, before the
+  // first reply).
+  const sweeps = options.trimWhileServing ? scheduleSweeps(local, log) : () => Promise.resolve();
   const stopSweeps = async () => {
     await sweeps();
     releaseLock();

@@ -28,7 +28,7 @@ export class ReplyWriter {
 
   /** Takes `output`'s writer (a stream's) until {@linkcode ReplyWriter.done}. */
   constructor(output: WritableStream<Uint8Array> | ByteSink) {
-    if (output instanceof WritableStream) {
+    if ("getWriter" in output) { // by shape: see InputPort in io.ts
       const writer = output.getWriter();
       this.#writer = writer;
       this.#sink = { write: (bytes) => writer.write(bytes), abort: () => void writer.abort() };

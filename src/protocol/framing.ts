@@ -147,33 +147,6 @@ export class FrameParser {
 }
 
 /**
- * {@linkcode FrameParser} as a `TransformStream`.
- *
- * @example
- * ```ts
- * import { FrameDecoderStream } from "./framing.ts";
- * const bytes = new TextEncoder().encode('{"ID":1,"Command":"close"}\n\n');
- * const frames = await Array.fromAsync(ReadableStream.from([bytes]).pipeThrough(new FrameDecoderStream()));
- * if (frames[0]?.request.command !== "close") throw new Error("unexpected frame");
- * ```
- */
-export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
-  /** Creates a decoder. */
-  constructor(options: FrameDecoderOptions = {}) {
-    const parser = new FrameParser(options);
-    super({
-      transform(chunk, controller) {
-        for (const frame of parser.push(chunk)) controller.enqueue(frame);
-        if (parser.error) throw parser.error;
-      },
-      flush(controller) {
-        for (const frame of parser.end()) controller.enqueue(frame);
-      },
-    });
-  }
-}
-
-/**
  * Decodes one put body, a JSON string of standard base64, as its bytes arrive: whitespace, the
  * opening quote, base64 (decoded in 4-character groups into the final buffer), the closing quote,
  * then the rest of the line.

@@ -16,6 +16,7 @@
 
 export * from "./wire.ts";
 export * from "./framing.ts";
+export * from "./frame_stream.ts";
 export * from "./server.ts";
 export * from "./relay.ts";
 export * from "./budget.ts";

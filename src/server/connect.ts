@@ -126,7 +126,7 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
       failover(new Error(`no reply from the server for ${Math.round(replyTimeoutMs / 1000)}s`));
     }
   }, Math.max(10, Math.min(1000, replyTimeoutMs / 4)));
-  if (watchdog !== undefined) Deno.unrefTimer(watchdog);
+  // Not unref'd: it is cleared when the bridge ends, and Deno.unrefTimer loads node:timers.
 
   const pumpRequests = async (): Promise<void> => {
     let buffer = new Uint8Array(CHUNK);
