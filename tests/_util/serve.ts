@@ -69,3 +69,41 @@ export class Server implements AsyncDisposable {
     await this.exit();
   }
 }
+
+/** What a plugin command printed, and its exit status. */
+export interface PluginRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the launcher (`stats`, `clean`, …) to completion with a clean environment.
+ *
+ * @param args Its arguments.
+ * @param env Extra variables.
+ */
+export async function runPlugin(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<PluginRun> {
+  const output = await new Deno.Command(PLUGIN, {
+    args,
+    env: {
+      ...env,
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      DENO_DIR,
+    },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}

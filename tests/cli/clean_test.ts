@@ -9,35 +9,17 @@ import {
   copyModule,
   goEnv,
   mustGo,
-  PLUGIN,
   pluginCommand,
   runGo,
   tempDir,
 } from "../_util/go.ts";
 import { freePort } from "../_util/net.ts";
-import { DENO_DIR, Server } from "../_util/serve.ts";
+import { type PluginRun, runPlugin, Server } from "../_util/serve.ts";
 
 const HEX = "ab".repeat(32);
 
-async function clean(cacheDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(PLUGIN, {
-    args: ["clean", `--cache-dir=${cacheDir}`],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/tmp",
-      DENO_DIR,
-    },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function clean(cacheDir: string): Promise<PluginRun> {
+  return runPlugin(["clean", `--cache-dir=${cacheDir}`]);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -5,33 +5,9 @@
 import assert from "node:assert/strict";
 import { canRun, copyModule, goEnv, mustGo, PLUGIN, tempDir } from "../_util/go.ts";
 import { freePort } from "../_util/net.ts";
-import { DENO_DIR, Server } from "../_util/serve.ts";
+import { runPlugin, Server } from "../_util/serve.ts";
 
-/** Runs the launcher with a clean environment. */
-async function plugin(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(PLUGIN, {
-    args,
-    env: {
-      ...env,
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/tmp",
-      DENO_DIR,
-    },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
+const plugin = runPlugin;
 
 Deno.test({
   name: "stats prints a running server's counters as a table, Markdown and JSON",

@@ -14,8 +14,8 @@ import {
   TieredCache,
   TooSlowError,
 } from "../../../src/cache/s3/mod.ts";
-import type { Logger } from "../../../src/log/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
+import { recordingLogger } from "../../_util/logger.ts";
 
 const encoder = new TextEncoder();
 const TIMEOUT = new StoreError("Cannot GET action/aa/aa: deadline exceeded", "timeout");
@@ -31,18 +31,6 @@ async function sha256(bytes: Uint8Array): Promise<string> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function recordingLogger(): Logger & { warnings: string[]; infos: string[] } {
-  const warnings: string[] = [];
-  const infos: string[] = [];
-  return {
-    warnings,
-    infos,
-    info: (line) => void infos.push(line),
-    warn: (line) => void warnings.push(line),
-    trace: () => undefined,
-  };
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -16,8 +16,8 @@ import {
   type TieredCacheOptions,
 } from "../../../src/cache/s3/mod.ts";
 import { ThroughputFloorStream, TooSlowError } from "../../../src/cache/s3/_throughput.ts";
-import type { Logger } from "../../../src/log/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
+import { recordingLogger } from "../../_util/logger.ts";
 
 const encoder = new TextEncoder();
 
@@ -109,18 +109,6 @@ class TestStore extends MemoryObjectStore {
     await this.#before("PUT", key, options);
     return super.put(key, body, options);
   }
-}
-
-function recordingLogger(): Logger & { warnings: string[]; infos: string[] } {
-  const warnings: string[] = [];
-  const infos: string[] = [];
-  return {
-    warnings,
-    infos,
-    info: (line) => void infos.push(line),
-    warn: (line) => void warnings.push(line),
-    trace: () => undefined,
-  };
 }
 
 async function setup(options: TieredCacheOptions = {}) {

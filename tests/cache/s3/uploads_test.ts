@@ -13,8 +13,8 @@ import {
   UploadQueue,
   type UploadQueueOptions,
 } from "../../../src/cache/s3/mod.ts";
-import type { Logger } from "../../../src/log/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
+import { recordingLogger } from "../../_util/logger.ts";
 
 const encoder = new TextEncoder();
 
@@ -59,18 +59,6 @@ class TestStore extends MemoryObjectStore {
     await this.#before("PUT", key, options);
     return super.put(key, body, options);
   }
-}
-
-function recordingLogger(): Logger & { warnings: string[]; infos: string[] } {
-  const warnings: string[] = [];
-  const infos: string[] = [];
-  return {
-    warnings,
-    infos,
-    info: (line) => void infos.push(line),
-    warn: (line) => void warnings.push(line),
-    trace: () => undefined,
-  };
 }
 
 async function setup(
