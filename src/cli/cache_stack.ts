@@ -18,6 +18,11 @@ export interface CacheStack {
   local: LocalCache;
   /** Waits (bounded) for background work such as uploads; called once at exit. */
   shutdown(): Promise<void>;
+  /**
+   * Work after the last reply (direct mode calls it once stdout is closed): the warm-up
+   * manifest. Bounded; never rejects.
+   */
+  finish?(): Promise<void>;
   /** With a bucket: the store under `[prefix/]module/`, for the module proxy. */
   moduleStore?: ObjectStore;
 }

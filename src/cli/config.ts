@@ -57,6 +57,12 @@ export interface Config {
   /** `--read-only`: nothing is written to the bucket. */
   readOnly: boolean;
   minUploadSize: number;
+  /** `--warm-key`: "" derives it from the working directory, `off` disables the warm-up. */
+  warmKey: string;
+  /** `--warm-bytes`: bytes the warm-up fetches at most. */
+  warmBytes: number;
+  /** `--warm-concurrency`: warm-up fetches at once. */
+  warmConcurrency: number;
   concurrency: number;
   s3Concurrency: number;
   metrics: boolean;

@@ -9,7 +9,7 @@
 
 import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
 import { writeHandshake } from "../protocol/wire.ts";
-import { errorMessage, writeAll } from "../util/mod.ts";
+import { errorMessage } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 
 /**

@@ -44,6 +44,7 @@ export async function runDirect(config: Config, log: Logger): Promise<number> {
   } catch {
     // already closed
   }
+  await stack.finish?.();
   if (status === 0) await pruneIfDue(stack.local, config, log).catch(() => {});
   if (config.metrics || config.verbose) log.warn(`metrics ${JSON.stringify(metrics.counters())}`);
   return status;

@@ -49,6 +49,9 @@ export type FlagField =
   | "readPrefixes"
   | "readOnly"
   | "minUploadSize"
+  | "warmKey"
+  | "warmBytes"
+  | "warmConcurrency"
   | "concurrency"
   | "s3Concurrency"
   | "metrics"
@@ -186,6 +189,34 @@ const ROWS: readonly FlagRow[] = [
     field: "readOnly",
     default: false,
     help: "Never write to the bucket: no uploads, owed uploads neither sent nor recorded",
+  },
+  {
+    flag: "warm-key",
+    env: "GOCACHE_WARM_KEY",
+    kind: "string",
+    field: "warmKey",
+    // "auto" is resolved by the S3 wiring from the working directory (the go command's).
+    default: "",
+    shown: "off",
+    help: "Working-set manifest key for the warm-up from S3 (auto: the working directory); " +
+      "off or empty: no warm-up",
+  },
+  {
+    flag: "warm-bytes",
+    env: "GOCACHE_WARM_BYTES",
+    kind: "size",
+    field: "warmBytes",
+    default: 1 << 30,
+    help: "Bytes the warm-up fetches at most (K/M/G)",
+  },
+  {
+    flag: "warm-concurrency",
+    env: "GOCACHE_WARM_CONCURRENCY",
+    kind: "int",
+    field: "warmConcurrency",
+    default: 16,
+    min: 1,
+    help: "Warm-up fetches at once",
   },
   {
     flag: "min-upload-size",

@@ -131,13 +131,13 @@ export function helpText(topic: string): string {
 function environmentTable(): string {
   const rows = FLAGS.map((spec) => {
     const flag = (spec.flag.length === 1 ? "-" : "--") + spec.flag;
-    return `  ${flag.padEnd(19)} ${spec.env.padEnd(24)} ${spec.kind.padEnd(9)} ${spec.shown}` +
+    return `  ${flag.padEnd(19)} ${spec.env.padEnd(25)} ${spec.kind.padEnd(9)} ${spec.shown}` +
       (spec.scope ? `  (${spec.scope.join(",")})` : "") +
       `\n      ${spec.help}`;
   });
   return `Flags and their environment variables (a flag wins over its variable).
 
-  flag                variable                 kind      default
+  flag                variable                  kind      default
 ${rows.join("\n")}
 
 Also read: GOCACHE (the default cache directory's parent), AWS_REGION / AWS_DEFAULT_REGION,

@@ -11,7 +11,13 @@
  */
 
 import type { LocalCache } from "../cache/local.ts";
-import { AwsObjectStore, ReadThroughStore, TieredCache } from "../cache/s3/mod.ts";
+import {
+  AwsObjectStore,
+  ReadThroughStore,
+  TieredCache,
+  type TieredWarmOptions,
+  warmKeyHash,
+} from "../cache/s3/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { DEBUG_S3 } from "../log/mod.ts";
@@ -30,7 +36,7 @@ import type { CacheStack } from "./cache_stack.ts";
  * `<read prefix>/module/` (the module proxy puts its own breaker and upload queue in front of it,
  * see `src/modproxy/store.ts`).
  */
-export function openS3Stack(
+export async function openS3Stack(
   local: LocalCache,
   config: Config,
   options: { log: Logger; metrics: Metrics },
@@ -61,6 +67,7 @@ export function openS3Stack(
     breakerScope: `${config.endpoint || "aws"} ${config.bucket}`,
     log,
     metrics,
+    warm: await warmOptions(config, log),
   });
   describe(metrics);
   containStrayErrors(log, metrics);
@@ -82,12 +89,65 @@ export function openS3Stack(
         "and owed uploads are neither sent nor recorded",
     );
   }
-  return Promise.resolve({
+  // The warm-up runs in the background from now on; a server warms once for all connections.
+  setTimeout(() => void handler.startWarmUp(), 0);
+  if (config.command === "serve") {
+    // A server writes its manifest when something changed, every minute and at shutdown.
+    const timer = setInterval(() => {
+      if (handler.warmChanged) void handler.finishSession();
+    }, MANIFEST_EVERY_MS);
+    Deno.unrefTimer(timer);
+    return {
+      handler,
+      local,
+      shutdown: async () => {
+        clearInterval(timer);
+        handler.stopWarmUp();
+        await handler.close();
+        await handler.finishSession();
+      },
+      moduleStore,
+    };
+  }
+  return {
     handler,
     local,
+    // Direct mode: go waits for close (uploads), and the manifest is written after stdout closes.
     shutdown: () => handler.close(),
+    finish: async () => {
+      handler.stopWarmUp();
+      await handler.finishSession();
+    },
     moduleStore,
-  });
+  };
+}
+
+/** How often a server writes its warm-up manifest when entries were used. */
+const MANIFEST_EVERY_MS = 60_000;
+
+/**
+ * The warm-up settings: the warm key as given, or derived from the working directory (the go
+ * command's, in direct mode) for `auto`. Off unless asked for: the warm-up is new, and a plugin
+ * must never make a build slower than it was.
+ */
+async function warmOptions(config: Config, log: Logger): Promise<TieredWarmOptions | undefined> {
+  let key = config.warmKey;
+  if (key === "" || key === "off") return undefined;
+  if (key === "auto") {
+    try {
+      key = `dir:${Deno.cwd()}`;
+    } catch {
+      return undefined;
+    }
+  }
+  const keyHash = await warmKeyHash(key);
+  log.info(`warm key ${JSON.stringify(key)} (warm/${keyHash}/)`);
+  return {
+    key,
+    keyHash,
+    maxBytes: config.warmBytes,
+    concurrency: config.warmConcurrency,
+  };
 }
 
 /**
@@ -148,6 +208,18 @@ function describe(metrics: Metrics): void {
     "s3_breaker_open": "1 while the S3 tier is paused or disabled",
     "s3_breaker_shared": "1 when the session found the S3 tier paused by an earlier session",
     "s3_request_seconds": "Latency of S3 requests",
+    "warm_entries": "Entries the warm-up wrote to the local tier (outputs verified)",
+    "warm_bytes": "Bytes the warm-up fetched (outputs and packs)",
+    "warm_hits": "Gets answered from the warm-up: filled ahead, or joined its fetch",
+    "warm_jumped": "Gets for a manifest entry not fetched yet, fetched at once (no action GET)",
+    "warm_wasted_bytes": "Bytes the warm-up fetched that go never asked for this session",
+    "warm_ms": "Milliseconds the warm-up ran",
+    "warm_requests": "S3 requests the warm-up made (manifest, packs, outputs)",
+    "warm_manifest_writes": "Warm-up manifests written to S3",
+    "warm_manifest_entries": "Entries in the last manifest written",
+    "warm_manifest_errors": "Warm-up manifests that could not be written",
+    "warm_manifest_corrupt": "Warm-up manifests ignored: not gzip JSON of version 1",
+    "warm_packs_written": "Packs of small outputs written to S3",
     "s3_uncaught": "Stray errors from the S3 client contained instead of ending the process",
     "modproxy_store_skipped": "Module fills that skipped S3 because its breaker was open",
     "modproxy_store_breaker_trips": "Times the module proxy's S3 circuit breaker opened",

@@ -146,7 +146,7 @@ Deno.test({
           assert.equal(final.uploads_left ?? 0, 0, log);
           assert.equal(final.uploads_failed ?? 0, 0, log);
           const keys = await minio.listKeys(minio.bucket, "ci/");
-          for (const key of keys) assert.match(key, /^ci\/(action|output|module)\//);
+          for (const key of keys) assert.match(key, /^ci\/(action|output|module|warm)\//);
           assert.ok(final.uploads_done > 50, log);
           // Flushed: every action record on the server's disk is in the bucket.
           const cacheDir = outputs["cache-dir"]!;

@@ -4,15 +4,7 @@
  * runs while `clean` runs again and again still succeeds.
  */
 import assert from "node:assert/strict";
-import {
-  canRun,
-  copyModule,
-  goEnv,
-  mustGo,
-  pluginCommand,
-  runGo,
-  tempDir,
-} from "../_util/go.ts";
+import { canRun, copyModule, goEnv, mustGo, pluginCommand, runGo, tempDir } from "../_util/go.ts";
 import { freePort } from "../_util/net.ts";
 import { type PluginRun, runPlugin, Server } from "../_util/serve.ts";
 

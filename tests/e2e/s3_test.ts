@@ -113,7 +113,9 @@ Deno.test({
       const keys = await minio.listKeys();
       const actions = keys.filter((k) => k.startsWith("action/")).length;
       assert.ok(actions >= total(metrics, "uploads_done") - 5, `${actions} action records`);
-      for (const key of keys) assert.match(key, /^(action|output)\/[0-9a-f]{2}\/[0-9a-f]{64}$/);
+      for (const key of keys) {
+        assert.match(key, /^((action|output)\/[0-9a-f]{2}\/[0-9a-f]{64}|warm\/[0-9a-f]{16}\/)/);
+      }
     });
 
     await t.step(

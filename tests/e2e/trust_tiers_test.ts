@@ -191,7 +191,7 @@ Deno.test({
       assert.equal(total(metrics, "uploads_failed"), 0, build.stderr + test.stderr);
       mainKeys = await minio.listKeys();
       assert.ok(mainKeys.length > 200);
-      for (const key of mainKeys) assert.match(key, /^main\/(action|output)\/[0-9a-f]{2}\//);
+      for (const key of mainKeys) assert.match(key, /^main\/(action\/|output\/|warm\/)/);
     });
 
     await t.step(
@@ -265,7 +265,7 @@ Deno.test({
         assert.deepEqual(keys.filter((k) => k.startsWith("main/")), mainKeys, "main/ unchanged");
         const own = keys.filter((k) => !k.startsWith("main/"));
         assert.ok(own.length > 0);
-        for (const key of own) assert.match(key, /^pr\/1\/(action|output)\/[0-9a-f]{2}\//);
+        for (const key of own) assert.match(key, /^pr\/1\/(action\/|output\/|warm\/)/);
         // Each prefix holds its own copies: every record under pr/1/ has its object there too,
         // even an object main/ already had.
         for (const key of own.filter((k) => k.startsWith("pr/1/action/"))) {

@@ -87,4 +87,8 @@ export * from "./uploads.ts";
 export * from "./read_through.ts";
 export { actionKey, outputKey, parseActionRecord } from "./layout.ts";
 export * from "./breaker.ts";
+export * from "./manifest.ts";
+export * from "./packs.ts";
+export * from "./warm.ts";
+export * from "./warm_session.ts";
 export { TooSlowError } from "./_throughput.ts";

@@ -24,6 +24,8 @@ import { ReadThroughStore } from "./read_through.ts";
 import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
 import { ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 import { actionKey, HEX_ID, outputKey, parseActionRecord } from "./layout.ts";
+import { WarmUp } from "./warm.ts";
+import { WarmSession } from "./warm_session.ts";
 
 /** Counters and histograms the tiered cache reports (a subset of `Metrics`). */
 export interface TieredMetrics {
@@ -89,7 +91,31 @@ export interface TieredCacheOptions {
   log?: Logger;
   /** Counters. @default not counted */
   metrics?: TieredMetrics;
+  /**
+   * The working-set warm-up (`warm.ts`) and manifest (`warm_session.ts`) of a warm key; the
+   * warm-up starts with {@linkcode TieredCache.startWarmUp}, the manifest is written by
+   * {@linkcode TieredCache.finishSession}. Read-only, the manifest is read but never written.
+   * @default off
+   */
+  warm?: TieredWarmOptions;
 }
+
+/** The warm-up settings of a {@linkcode TieredCache}. */
+export interface TieredWarmOptions {
+  /** The warm key as given (or derived). */
+  key: string;
+  /** Its hash, `warm/<keyHash>/` in the bucket. */
+  keyHash: string;
+  /** Bytes the warm-up fetches at most. @default {1 GiB} */
+  maxBytes?: number;
+  /** Warm-up fetches at once. @default {16} */
+  concurrency?: number;
+  /** How long the warm-up runs at most, in ms. @default {120000} */
+  timeoutMs?: number;
+}
+
+/** How long a get waits on the warm-up's fetch of its entry before fetching it itself. */
+const WARM_JOIN_MS = 1_500;
 
 /** Directory in the cache dir naming actions whose upload is still owed. */
 const PENDING_DIR = "s3-pending";
@@ -133,6 +159,9 @@ export class TieredCache implements CacheHandler {
   /** Corrupt remote entries seen; only the first is a warning. */
   #corrupt = 0;
   #closed = false;
+  #warmUp?: WarmUp;
+  /** None when read-only or without a warm key: no manifest is written. */
+  #session?: WarmSession;
 
   /**
    * @param local The local tier; it answers first and holds every remote hit.
@@ -173,6 +202,73 @@ export class TieredCache implements CacheHandler {
       log: options.log,
       metrics: options.metrics,
     });
+    const warm = options.warm;
+    if (warm) {
+      this.#warmUp = new WarmUp(local, {
+        keyHash: warm.keyHash,
+        maxBytes: warm.maxBytes,
+        concurrency: warm.concurrency,
+        timeoutMs: warm.timeoutMs,
+        requestTimeoutMs: this.#options.getTimeoutMs,
+        breaker: this.#breaker,
+        log: options.log,
+        metrics: options.metrics,
+      });
+      if (!view.readOnly) {
+        this.#session = new WarmSession(local, view.own, {
+          key: warm.key,
+          keyHash: warm.keyHash,
+          log: options.log,
+          metrics: options.metrics,
+        });
+      }
+    }
+  }
+
+  /**
+   * Starts the warm-up in the background (once): the warm key's manifest, then its outputs into
+   * the local tier. Never delays a get; never rejects.
+   *
+   * @returns When the warm-up has ended.
+   */
+  startWarmUp(): Promise<void> {
+    const warm = this.#warmUp;
+    if (!warm) return Promise.resolve();
+    this.#warmStarted ??= warm.start(this.#stores);
+    return this.#warmStarted;
+  }
+
+  #warmStarted?: Promise<void>;
+
+  /**
+   * Ends the session's warm-up part: stops the warm-up, reports its wasted bytes, and writes
+   * the manifest when something was used since the last write (never read-only). Bounded by
+   * `timeoutMs`; never rejects. Direct mode calls it after go has its last reply; a server
+   * periodically and at shutdown.
+   *
+   * @param timeoutMs The deadline of the write. @default {30000}
+   */
+  async finishSession(timeoutMs = 30_000): Promise<void> {
+    const warm = this.#warmUp;
+    if (!warm) return;
+    if (this.#warmStarted) {
+      // A manifest still loading is the merge base: wait for it, briefly.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([warm.loaded, new Promise((r) => timer = setTimeout(r, 2_000))]);
+      clearTimeout(timer);
+    }
+    this.#metrics?.set("warm_wasted_bytes", warm.wastedBytes);
+    await this.#session?.write(warm, AbortSignal.timeout(timeoutMs));
+  }
+
+  /** Stops the warm-up's own fetches (a get may still start one). */
+  stopWarmUp(): void {
+    this.#warmUp?.stop();
+  }
+
+  /** Whether entries were used since the manifest was last written. */
+  get warmChanged(): boolean {
+    return this.#session?.changed ?? false;
   }
 
   /** Uploads queued or running. */
@@ -188,9 +284,29 @@ export class TieredCache implements CacheHandler {
     const hit = await this.local.get(actionId);
     if (hit) {
       this.#metrics?.add("local_hits");
+      this.#used(actionId, hit);
       return hit;
     }
     if (!HEX_ID.test(actionId)) return undefined;
+    const warm = this.#warmUp?.join(actionId);
+    if (warm) {
+      // A get never waits on the warm-up longer than an ordinary lookup would take: past that
+      // (a large pack still arriving) it asks for its own entry.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const warmHit = await Promise.race([
+        warm,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), WARM_JOIN_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (warmHit) {
+        this.#warmUp!.claim(actionId);
+        this.#metrics?.add("warm_hits");
+        this.#session?.record(sessionEntry(actionId, warmHit));
+        return warmHit;
+      }
+    }
     let pending = this.#inflight.get(actionId);
     if (!pending) {
       pending = this.#fetch(actionId).finally(() => this.#inflight.delete(actionId));
@@ -198,7 +314,15 @@ export class TieredCache implements CacheHandler {
     } else {
       this.#metrics?.add("s3_get_collapsed");
     }
-    return await pending;
+    const remote = await pending;
+    if (remote) this.#session?.record(sessionEntry(actionId, remote));
+    return remote;
+  }
+
+  /** A local hit: recorded for the manifest, and a warm hit when the warm-up put it there. */
+  #used(actionId: string, hit: CacheHit): void {
+    if (this.#warmUp?.claim(actionId)) this.#metrics?.add("warm_hits");
+    this.#session?.record(sessionEntry(actionId, hit));
   }
 
   /**
@@ -209,6 +333,7 @@ export class TieredCache implements CacheHandler {
     const hit = this.local.getNow(actionId);
     if (!hit) return undefined;
     this.#metrics?.add("local_hits");
+    this.#used(actionId, hit);
     return hit;
   }
 
@@ -231,6 +356,12 @@ export class TieredCache implements CacheHandler {
       this.#uploads.enqueue(
         uploadEntry(object.actionId, { outputId: object.outputId, size, time }, diskPath),
       );
+      this.#session?.record({
+        actionId: object.actionId,
+        outputId: object.outputId,
+        size,
+        nanos: BigInt(time.getTime()) * 1_000_000n,
+      });
     }
     return diskPath;
   }
@@ -408,6 +539,12 @@ export class TieredCache implements CacheHandler {
     await this.local.writeAction(actionId, local);
     return { outputId, size: object.size, diskPath, time, timeNanos: nanos };
   }
+}
+
+/** The manifest's view of a hit. */
+function sessionEntry(actionId: string, hit: CacheHit) {
+  const nanos = hit.timeNanos ?? BigInt(hit.time?.getTime() ?? Date.now()) * 1_000_000n;
+  return { actionId, outputId: hit.outputId, size: hit.size, nanos };
 }
 
 /**

@@ -1,0 +1,150 @@
+/**
+ * Packs: the small outputs of a working-set manifest (`manifest.ts`) back to back in a few large
+ * objects, `[prefix/]warm/<keyHash>/packs/<sha256>.pack`, so a fresh machine fetches thousands of
+ * them with a handful of GETs. A pack is the plain concatenation of outputs; the manifest says
+ * where each one is (`pack`, `offset`, and the entry's `size`), and a reader checks each slice's
+ * SHA-256 against its output id before using it, so a damaged pack costs misses, never a wrong
+ * hit. Packs are named by their own SHA-256 and never rewritten: a new manifest keeps the packs
+ * most of whose bytes it still wants, and packs only its new small outputs.
+ *
+ * @module
+ */
+
+import type { PackInfo, WarmEntry } from "./manifest.ts";
+
+/** Options for {@linkcode planPacks}. */
+export interface PackPolicy {
+  /**
+   * Outputs up to this size (bytes) are packed: below about a round trip's worth of transfer
+   * (1 MiB is 10 ms at 100 MB/s), a request costs more than its bytes.
+   * @default {1 MiB}
+   */
+  maxEntrySize?: number;
+  /** A new pack is closed at about this size. @default {16 MiB} */
+  packBytes?: number;
+  /** A pack is kept while at least this share of its bytes is still wanted. @default {0.5} */
+  keepShare?: number;
+  /** New packs are made only for at least this many unpacked small outputs. @default {16} */
+  minNewEntries?: number;
+}
+
+/** What {@linkcode planPacks} decided. */
+export interface PackPlan {
+  /** The entries, with places in dropped packs removed. */
+  entries: WarmEntry[];
+  /** The packs kept. */
+  keep: PackInfo[];
+  /** Small entries to put into new packs (in manifest order). */
+  toPack: WarmEntry[];
+}
+
+/** A pack made by {@linkcode buildPacks}. */
+export interface BuiltPack {
+  info: PackInfo;
+  bytes: Uint8Array;
+  /** Where each output went, by action id. */
+  offsets: Map<string, number>;
+}
+
+/**
+ * Decides which packs a new manifest keeps and which small outputs go into new packs.
+ *
+ * @param entries The new manifest's entries (some with places in earlier packs).
+ * @param packs The earlier manifest's packs.
+ * @param policy Sizes and the keep threshold.
+ * @returns The plan.
+ */
+export function planPacks(
+  entries: readonly WarmEntry[],
+  packs: readonly PackInfo[],
+  policy: PackPolicy = {},
+): PackPlan {
+  const maxEntrySize = policy.maxEntrySize ?? 1 << 20;
+  const keepShare = policy.keepShare ?? 0.5;
+  const wanted = new Map<string, number>();
+  for (const entry of entries) {
+    if (entry.pack) wanted.set(entry.pack, (wanted.get(entry.pack) ?? 0) + entry.size);
+  }
+  const keep = packs.filter((p) => (wanted.get(p.name) ?? 0) >= p.size * keepShare && p.size > 0);
+  const kept = new Set(keep.map((p) => p.name));
+  const out: WarmEntry[] = [];
+  const toPack: WarmEntry[] = [];
+  for (const entry of entries) {
+    if (entry.pack && kept.has(entry.pack)) {
+      out.push(entry);
+      continue;
+    }
+    const { pack: _pack, offset: _offset, ...bare } = entry;
+    out.push(bare);
+    if (bare.size > 0 && bare.size <= maxEntrySize) toPack.push(bare);
+  }
+  return {
+    entries: out,
+    keep,
+    toPack: toPack.length >= (policy.minNewEntries ?? 16) ? toPack : [],
+  };
+}
+
+/**
+ * Builds packs of the given outputs, each closed at about `packBytes`. An output that cannot be
+ * read (gone, or another size) is left out.
+ *
+ * @param entries The outputs to pack.
+ * @param read Reads an output's bytes, `undefined` when it is not there.
+ * @param policy `packBytes`.
+ * @returns The packs, named by their SHA-256.
+ */
+export async function buildPacks(
+  entries: readonly WarmEntry[],
+  read: (entry: WarmEntry) => Promise<Uint8Array | undefined>,
+  policy: PackPolicy = {},
+): Promise<BuiltPack[]> {
+  const packBytes = policy.packBytes ?? 16 << 20;
+  const built: BuiltPack[] = [];
+  let parts: Uint8Array[] = [];
+  let offsets = new Map<string, number>();
+  let size = 0;
+  const close = async () => {
+    if (parts.length === 0) return;
+    const bytes = new Uint8Array(size);
+    let at = 0;
+    for (const part of parts) {
+      bytes.set(part, at);
+      at += part.length;
+    }
+    const name = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
+    built.push({ info: { name, size }, bytes, offsets });
+    parts = [];
+    offsets = new Map();
+    size = 0;
+  };
+  const seen = new Set<string>();
+  for (let i = 0; i < entries.length; i += 32) {
+    const batch = entries.slice(i, i + 32);
+    const bodies = await Promise.all(batch.map((e) => read(e).catch(() => undefined)));
+    for (const [j, entry] of batch.entries()) {
+      const body = bodies[j];
+      if (!body || body.length !== entry.size || seen.has(entry.actionId)) continue;
+      seen.add(entry.actionId);
+      offsets.set(entry.actionId, size);
+      parts.push(body);
+      size += body.length;
+      if (size >= packBytes) await close();
+    }
+  }
+  await close();
+  return built;
+}
+
+/**
+ * The bytes of one output in a pack, if the pack is long enough.
+ *
+ * @param pack The pack's bytes.
+ * @param entry The entry (`offset` and `size`).
+ * @returns A view on the bytes, unchecked; the caller verifies them.
+ */
+export function slicePack(pack: Uint8Array, entry: WarmEntry): Uint8Array | undefined {
+  const offset = entry.offset ?? -1;
+  if (offset < 0 || offset + entry.size > pack.length) return undefined;
+  return pack.subarray(offset, offset + entry.size);
+}

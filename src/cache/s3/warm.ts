@@ -1,0 +1,380 @@
+/**
+ * The warm-up: at the start of a session, in the background, the working-set manifest of the
+ * warm key (`manifest.ts`) is fetched and the local tier filled from it: outputs in the order go
+ * asked for them last time, small ones a pack (`packs.ts`) at a time, with a concurrency of their
+ * own. Action records come from the manifest itself (no GET per action), and one is written
+ * locally only after its output is there and verified (SHA-256 equals the output id).
+ *
+ * go's gets come first: {@linkcode WarmUp.join} hands a get the fetch of its entry when one is
+ * running (or done), and starts one at once for an entry not reached yet, which skips the action
+ * record's GET. A get that the warm-up cannot answer (output gone, bytes corrupt, S3 failing)
+ * goes on to the ordinary lookup, so the warm-up never turns a hit into a miss or a miss into a
+ * wrong hit. It is bounded in bytes and time, stops when the breaker opens, and stops early when
+ * the first entries are already local (a warm machine has nothing to gain).
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import type { LocalCache } from "../local.ts";
+import type { Logger } from "../../log/mod.ts";
+import type { CacheHit } from "../../protocol/mod.ts";
+import type { ObjectStore } from "./object_store.ts";
+import type { CircuitBreaker } from "./breaker.ts";
+import { outputKey } from "./layout.ts";
+import {
+  decodeManifest,
+  manifestKey,
+  type PackInfo,
+  packKey,
+  type WarmEntry,
+  type WarmManifest,
+} from "./manifest.ts";
+import { slicePack } from "./packs.ts";
+import { CorruptError, VerifyStream } from "./_streams.ts";
+
+/** Counters the warm-up reports. */
+export interface WarmMetrics {
+  add(name: string, value?: number): void;
+  set(name: string, value: number): void;
+}
+
+/** Options for {@linkcode WarmUp}. */
+export interface WarmUpOptions {
+  /** The warm key's hash (`warm/<keyHash>/`). */
+  keyHash: string;
+  /** Stop starting fetches after this many bytes. @default {1 GiB} */
+  maxBytes?: number;
+  /** Fetches at once. @default {16} */
+  concurrency?: number;
+  /** Stop after this long, in ms. @default {120000} */
+  timeoutMs?: number;
+  /** Deadline of one request, in ms (a body gets one more second per MiB). @default {10000} */
+  requestTimeoutMs?: number;
+  /** Stop when the first this many entries are all local already. @default {64} */
+  warmStreak?: number;
+  /** The breaker: the warm-up stops while it is open, and reports failures to it. */
+  breaker: CircuitBreaker;
+  /** Problems (info only: the warm-up is an optimisation). @default silent */
+  log?: Logger;
+  /** Counters. @default not counted */
+  metrics?: WarmMetrics;
+}
+
+/** SHA-256 of no bytes. */
+const EMPTY_ID = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+type Job = { entry: WarmEntry } | { pack: PackInfo; entries: WarmEntry[] };
+
+/** One session's warm-up of the local tier from a manifest. */
+export class WarmUp {
+  readonly #local: LocalCache;
+  readonly #options: WarmUpOptions;
+  readonly #metrics?: WarmMetrics;
+  #store?: ObjectStore;
+  /** Manifest entries by action id. */
+  readonly #entries = new Map<string, WarmEntry>();
+  /** Fetches started, by action id: what a get joins. */
+  readonly #started = new Map<string, Promise<CacheHit | undefined>>();
+  /** Filled by the warm-up and not asked for yet: their bytes are wasted unless go asks. */
+  readonly #filled = new Map<string, number>();
+  readonly #stop = new AbortController();
+  #bytes = 0;
+  #packWaste = 0;
+  #checked = 0;
+  #present = 0;
+  /** The manifest found, and whether under the own prefix. */
+  manifest?: WarmManifest;
+  /** The manifest came from the own prefix (its packs may be reused). */
+  fromOwn = false;
+  /** Settles when the manifest has been looked up (found or not). */
+  readonly loaded: Promise<void>;
+  #loaded!: () => void;
+  /** Settles when the warm-up has ended. */
+  done: Promise<void> = Promise.resolve();
+
+  /**
+   * @param local The local tier to fill.
+   * @param options Key, bounds, breaker, logging and metrics.
+   */
+  constructor(local: LocalCache, options: WarmUpOptions) {
+    this.#local = local;
+    this.#options = options;
+    this.#metrics = options.metrics;
+    this.loaded = new Promise((resolve) => this.#loaded = resolve);
+  }
+
+  /**
+   * Starts the warm-up in the background: the manifest from the first store that has one, then
+   * the fetches. Never rejects.
+   *
+   * @param stores The own prefix first, then the read prefixes.
+   * @returns The warm-up's end (also {@linkcode done}).
+   */
+  start(stores: readonly ObjectStore[]): Promise<void> {
+    const started = performance.now();
+    this.done = this.#run(stores).catch((error) => {
+      this.#options.log?.info(`warm-up stopped: ${message(error)}`);
+    }).finally(() => {
+      this.#loaded();
+      this.#metrics?.set("warm_ms", Math.round(performance.now() - started));
+    });
+    return this.done;
+  }
+
+  /** Stops starting fetches; running ones are cut short. */
+  stop(): void {
+    this.#stop.abort();
+  }
+
+  /**
+   * The warm-up's answer for a get that missed locally: the running (or finished) fetch of its
+   * entry, or one started at once for an entry not reached yet. `undefined` when the manifest
+   * does not name the action or S3 is paused; a fetch that resolves `undefined` (gone, corrupt,
+   * failed) leaves the get to the ordinary lookup.
+   *
+   * @param actionId The action go asked for.
+   * @returns The fetch, or `undefined`.
+   */
+  join(actionId: string): Promise<CacheHit | undefined> | undefined {
+    const started = this.#started.get(actionId);
+    if (started) return started;
+    const entry = this.#entries.get(actionId);
+    if (!entry || !this.#store || this.#options.breaker.paused) return undefined;
+    this.#metrics?.add("warm_jumped");
+    return this.#begin(entry, () => this.#fetchOne(entry, false));
+  }
+
+  /**
+   * Notes a local hit: true when the warm-up put the entry there this session (a warm hit).
+   *
+   * @param actionId The action.
+   * @returns Whether it was filled by the warm-up.
+   */
+  claim(actionId: string): boolean {
+    return this.#filled.delete(actionId);
+  }
+
+  /** Bytes fetched and never asked for so far: filled outputs go did not get, unused pack bytes. */
+  get wastedBytes(): number {
+    let bytes = this.#packWaste;
+    for (const size of this.#filled.values()) bytes += size;
+    return bytes;
+  }
+
+  async #run(stores: readonly ObjectStore[]): Promise<void> {
+    const { breaker } = this.#options;
+    await breaker.ready();
+    for (const [index, store] of stores.entries()) {
+      if (breaker.paused) return;
+      const object = await this.#request(
+        () => store.get(manifestKey(this.#options.keyHash), { signal: this.#signal() }),
+      );
+      if (!object) continue;
+      const bytes = await new Response(object.body).bytes();
+      const manifest = await decodeManifest(bytes);
+      if (!manifest) {
+        this.#metrics?.add("warm_manifest_corrupt");
+        this.#options.log?.info(`ignoring a malformed warm-up manifest under prefix #${index}`);
+        continue;
+      }
+      this.manifest = manifest;
+      this.fromOwn = index === 0;
+      this.#store = store;
+      break;
+    }
+    const manifest = this.manifest;
+    if (!manifest) return;
+    for (const entry of manifest.entries) this.#entries.set(entry.actionId, entry);
+    this.#loaded();
+    const jobs = jobsOf(manifest);
+    const deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
+    let next = 0;
+    const worker = async () => {
+      while (next < jobs.length) {
+        if (this.#stop.signal.aborted || deadline.aborted || breaker.paused) return;
+        if (this.#bytes >= (this.#options.maxBytes ?? 2 ** 30)) return;
+        const job = jobs[next++]!;
+        if ("pack" in job) await this.#warmPack(job.pack, job.entries);
+        else await this.#warmOne(job.entry);
+      }
+    };
+    const workers = Math.max(1, this.#options.concurrency ?? 16);
+    await Promise.all(Array.from({ length: workers }, worker));
+  }
+
+  /** Whether the machine turned out to be warm already: the first entries are all local. */
+  #warmAlready(): boolean {
+    const streak = this.#options.warmStreak ?? 64;
+    if (this.#checked >= streak && this.#present === this.#checked) {
+      if (!this.#stop.signal.aborted) this.#options.log?.info("warm-up: local tier already warm");
+      this.#stop.abort();
+      return true;
+    }
+    return false;
+  }
+
+  /** Whether an entry is already a local hit (counted toward the warm-machine check). */
+  async #isLocal(entry: WarmEntry): Promise<boolean> {
+    const hit = await this.#local.get(entry.actionId).catch(() => undefined);
+    this.#checked++;
+    if (hit) this.#present++;
+    return hit !== undefined;
+  }
+
+  async #warmOne(entry: WarmEntry): Promise<void> {
+    if (this.#started.has(entry.actionId)) return;
+    if (await this.#isLocal(entry) || this.#warmAlready()) return;
+    if (this.#started.has(entry.actionId)) return;
+    await this.#begin(entry, () => this.#fetchOne(entry, true));
+  }
+
+  /** An empty output needs no request: its bytes are known (its id must be their hash). */
+  async #fillEmpty(entry: WarmEntry, ahead: boolean): Promise<CacheHit | undefined> {
+    if (entry.outputId !== EMPTY_ID) return undefined;
+    return await this.#fill(entry, new Uint8Array(0), ahead);
+  }
+
+  async #warmPack(pack: PackInfo, entries: WarmEntry[]): Promise<void> {
+    const candidates = entries.filter((e) => !this.#started.has(e.actionId));
+    const local = await Promise.all(candidates.map((e) => this.#isLocal(e)));
+    if (this.#warmAlready()) return;
+    const missing = candidates.filter((e, i) => !local[i] && !this.#started.has(e.actionId));
+    if (missing.length === 0) return;
+    const results = new Map<string, (hit: CacheHit | undefined) => void>();
+    for (const entry of missing) {
+      void this.#begin(entry, () => new Promise((resolve) => results.set(entry.actionId, resolve)));
+    }
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await this.#request(async () => {
+        const signal = this.#signal(pack.size);
+        const object = await this.#store!.get(packKey(this.#options.keyHash, pack.name), {
+          signal,
+        });
+        return object && await new Response(object.body).bytes();
+      });
+    } catch {
+      bytes = undefined;
+    }
+    let used = 0;
+    for (const entry of missing) {
+      const resolve = results.get(entry.actionId)!;
+      const slice = bytes && slicePack(bytes, entry);
+      if (!slice || createHash("sha256").update(slice).digest("hex") !== entry.outputId) {
+        if (bytes) this.#metrics?.add("s3_corrupt");
+        resolve(undefined);
+        continue;
+      }
+      try {
+        used += entry.size;
+        resolve(await this.#fill(entry, slice.slice(), true));
+      } catch {
+        resolve(undefined);
+      }
+    }
+    if (bytes) {
+      this.#bytes += bytes.length;
+      this.#metrics?.add("warm_bytes", bytes.length);
+      this.#packWaste += bytes.length - used;
+    }
+  }
+
+  /** Registers an entry's fetch, so gets join it; a failed fetch is a miss for the warm-up. */
+  #begin(
+    entry: WarmEntry,
+    fetch: () => Promise<CacheHit | undefined>,
+  ): Promise<CacheHit | undefined> {
+    const promise = fetch().catch(() => undefined);
+    this.#started.set(entry.actionId, promise);
+    return promise;
+  }
+
+  /** Fetches one output from `output/<xx>/<id>`, verified, and writes the entry locally. */
+  async #fetchOne(entry: WarmEntry, ahead: boolean): Promise<CacheHit | undefined> {
+    if (entry.size === 0) return await this.#fillEmpty(entry, ahead);
+    const key = outputKey(entry.outputId);
+    const signal = this.#signal(entry.size, !ahead);
+    const object = await this.#request(() => this.#store!.get(key, { signal }));
+    if (!object) return undefined;
+    if (object.size !== entry.size) {
+      await object.body.cancel();
+      return undefined;
+    }
+    const body = object.body.pipeThrough(new VerifyStream(entry.outputId, entry.size, key));
+    const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
+    this.#bytes += entry.size;
+    this.#metrics?.add("warm_bytes", entry.size);
+    return await this.#fill(entry, bytes, ahead);
+  }
+
+  /** Writes a verified output, then its action record, locally. */
+  async #fill(
+    entry: WarmEntry,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    ahead: boolean,
+  ): Promise<CacheHit> {
+    const diskPath = await this.#local.writeObject(entry.outputId, body, { size: entry.size });
+    const time = new Date(Number(entry.nanos / 1_000_000n));
+    await this.#local.writeAction(entry.actionId, {
+      outputId: entry.outputId,
+      size: entry.size,
+      time,
+    });
+    this.#metrics?.add("warm_entries");
+    if (ahead) this.#filled.set(entry.actionId, entry.size);
+    return { outputId: entry.outputId, size: entry.size, diskPath, time, timeNanos: entry.nanos };
+  }
+
+  /** One request of the warm-up: counted, and its failure reported to the breaker. */
+  async #request<T>(call: () => Promise<T>): Promise<T> {
+    this.#metrics?.add("warm_requests");
+    const started = performance.now();
+    try {
+      const result = await call();
+      this.#options.breaker.succeeded();
+      return result;
+    } catch (error) {
+      if (error instanceof CorruptError) {
+        this.#metrics?.add("s3_corrupt");
+      } else if (!this.#stop.signal.aborted) {
+        this.#options.breaker.failed(error, performance.now() - started);
+      }
+      throw error;
+    }
+  }
+
+  /** A request's deadline (plus a second per MiB of body); warm-up fetches also end on stop. */
+  #signal(size = 0, asked = false): AbortSignal {
+    const ms = (this.#options.requestTimeoutMs ?? 10_000) + Math.ceil(size / 1048576) * 1000;
+    const signals = [AbortSignal.timeout(ms), this.#options.breaker.signal];
+    if (!asked) signals.push(this.#stop.signal);
+    return AbortSignal.any(signals);
+  }
+}
+
+/** The manifest's work in its order: each pack at its first entry, other entries one by one. */
+function jobsOf(manifest: WarmManifest): Job[] {
+  const packs = new Map(manifest.packs.map((p) => [p.name, p]));
+  const byPack = new Map<string, WarmEntry[]>();
+  const jobs: Job[] = [];
+  for (const entry of manifest.entries) {
+    const pack = entry.pack !== undefined ? packs.get(entry.pack) : undefined;
+    if (!pack) {
+      jobs.push({ entry });
+      continue;
+    }
+    let list = byPack.get(pack.name);
+    if (!list) {
+      list = [];
+      byPack.set(pack.name, list);
+      jobs.push({ pack, entries: list });
+    }
+    list.push(entry);
+  }
+  return jobs;
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

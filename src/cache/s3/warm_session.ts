@@ -1,0 +1,220 @@
+/**
+ * The other half of the warm-up (`warm.ts`): a {@linkcode WarmSession} records the entries a
+ * session served or stored, in the order go first asked for them, and at the session's end
+ * writes the warm key's manifest (`manifest.ts`): this session's entries merged with the
+ * manifest before it, bounded, with its small outputs in packs (`packs.ts`).
+ *
+ * The merge base is the bucket's manifest as the warm-up fetched it (never fetched twice), joined
+ * with this machine's copy of the last manifest it wrote, `<cache-dir>/warm/<keyHash>.json.gz`,
+ * which is written before the bucket's. So go commands run one after another on one machine
+ * (`go build`, `go vet`, `go test`) end with one manifest covering all of them, even when the
+ * next command started before the last one's upload finished. Two jobs writing the same key at
+ * once: the last writer wins, and the other job's new entries wait for its next run.
+ *
+ * @module
+ */
+
+import type { LocalCache } from "../local.ts";
+import type { Logger } from "../../log/mod.ts";
+import type { ObjectStore } from "./object_store.ts";
+import {
+  decodeManifest,
+  encodeManifest,
+  type ManifestBounds,
+  manifestKey,
+  mergeEntries,
+  packKey,
+  type SessionEntry,
+  unionManifests,
+  type WarmEntry,
+  type WarmManifest,
+} from "./manifest.ts";
+import { buildPacks, type PackPolicy, planPacks } from "./packs.ts";
+import type { WarmMetrics } from "./warm.ts";
+
+/** Options for {@linkcode WarmSession}. */
+export interface WarmSessionOptions {
+  /** The warm key as given. */
+  key: string;
+  /** Its hash (`warm/<keyHash>/`). */
+  keyHash: string;
+  /** Bounds of the manifest. @default see {@linkcode ManifestBounds} */
+  bounds?: ManifestBounds;
+  /** Packing policy. @default see {@linkcode PackPolicy} */
+  packs?: PackPolicy;
+  /** Problems and what was written (info). @default silent */
+  log?: Logger;
+  /** Counters. @default not counted */
+  metrics?: WarmMetrics;
+}
+
+/** What a session used, and the writer of its manifest. */
+export class WarmSession {
+  readonly #local: LocalCache;
+  readonly #store: ObjectStore;
+  readonly #options: WarmSessionOptions;
+  readonly #used = new Map<string, SessionEntry>();
+  #changed = false;
+  #session?: number;
+  #writing?: Promise<void>;
+
+  /**
+   * @param local The local tier (the outputs packed, and the manifest's local copy).
+   * @param store The own prefix, where the manifest and packs go.
+   * @param options Key, bounds, packing, logging and metrics.
+   */
+  constructor(local: LocalCache, store: ObjectStore, options: WarmSessionOptions) {
+    this.#local = local;
+    this.#store = store;
+    this.#options = options;
+  }
+
+  /** Whether something was recorded since the last write. */
+  get changed(): boolean {
+    return this.#changed;
+  }
+
+  /** The entries recorded, in the order first used. */
+  get used(): readonly SessionEntry[] {
+    return [...this.#used.values()];
+  }
+
+  /**
+   * Records an entry this session served or stored (the first use keeps its place; a later put
+   * of the same action takes the new output).
+   *
+   * @param entry The entry.
+   */
+  record(entry: SessionEntry): void {
+    const known = this.#used.get(entry.actionId);
+    if (known && known.outputId === entry.outputId) return;
+    const max = this.#options.bounds?.maxEntries ?? 50_000;
+    if (!known && this.#used.size >= max) return;
+    this.#used.set(entry.actionId, entry);
+    this.#changed = true;
+  }
+
+  /** The path of this machine's copy of the manifest. */
+  get localCopy(): string {
+    return `${this.#local.root}/warm/${this.#options.keyHash}.json.gz`;
+  }
+
+  /**
+   * Writes the manifest: merged with `base` and this machine's copy, its packs first, then the
+   * manifest itself. Nothing when nothing was recorded since the last write. Never rejects:
+   * failures are logged and counted (`warm_manifest_errors`).
+   *
+   * @param base The bucket's manifest the warm-up found, and whether under the own prefix (only
+   * then are its packs reused).
+   * @param signal Ends the write (a deadline).
+   */
+  write(base: { manifest?: WarmManifest; fromOwn: boolean }, signal: AbortSignal): Promise<void> {
+    if (!this.#changed) return this.#writing ?? Promise.resolve();
+    this.#changed = false;
+    const previous = this.#writing ?? Promise.resolve();
+    this.#writing = previous.then(() => this.#write(base, signal)).catch((error) => {
+      this.#options.metrics?.add("warm_manifest_errors");
+      this.#options.log?.info(
+        `Cannot write the warm-up manifest: ${error instanceof Error ? error.message : error}`,
+      );
+    });
+    return this.#writing;
+  }
+
+  async #write(base: { manifest?: WarmManifest; fromOwn: boolean }, signal: AbortSignal) {
+    const { keyHash, metrics } = this.#options;
+    const remote = base.manifest && !base.fromOwn ? withoutPacks(base.manifest) : base.manifest;
+    const mine = await this.#readLocalCopy();
+    const union = unionManifests(remote, mine);
+    this.#session ??= (union?.session ?? 0) + 1;
+    const entries = mergeEntries(union?.entries ?? [], this.#used.values(), {
+      ...this.#options.bounds,
+      session: this.#session,
+    });
+    const plan = planPacks(entries, union?.packs ?? [], this.#options.packs);
+    const manifest: WarmManifest = {
+      key: this.#options.key,
+      session: this.#session,
+      entries: plan.entries,
+      packs: plan.keep,
+    };
+    // First this machine's copy, for the next go command; then the bucket's.
+    await this.#writeLocalCopy(manifest);
+    const built = await buildPacks(plan.toPack, (entry) => this.#readOutput(entry), {
+      ...this.#options.packs,
+    });
+    const placed = new Map<string, { pack: string; offset: number }>();
+    for (const pack of built) {
+      signal.throwIfAborted();
+      try {
+        await this.#store.put(packKey(keyHash, pack.info.name), pack.bytes, {
+          size: pack.bytes.length,
+          signal,
+        });
+      } catch (error) {
+        this.#options.log?.info(
+          `Cannot upload warm-up pack ${pack.info.name.slice(0, 12)}: ${
+            error instanceof Error ? error.message : error
+          }`,
+        );
+        continue;
+      }
+      metrics?.add("warm_packs_written");
+      metrics?.add("s3_bytes_up", pack.bytes.length);
+      manifest.packs.push(pack.info);
+      for (const [actionId, offset] of pack.offsets) {
+        placed.set(actionId, { pack: pack.info.name, offset });
+      }
+    }
+    manifest.entries = manifest.entries.map((e) => {
+      const place = placed.get(e.actionId);
+      return place ? { ...e, ...place } : e;
+    });
+    const bytes = await encodeManifest(manifest);
+    await this.#store.put(manifestKey(keyHash), bytes, { size: bytes.length, signal });
+    metrics?.add("warm_manifest_writes");
+    metrics?.set("warm_manifest_entries", manifest.entries.length);
+    metrics?.add("s3_bytes_up", bytes.length);
+    if (placed.size > 0) await this.#writeLocalCopy(manifest, bytes);
+    this.#options.log?.info(
+      `warm-up manifest written: ${manifest.entries.length} entries, ` +
+        `${manifest.packs.length} packs (${built.length} new), session ${manifest.session}`,
+    );
+  }
+
+  async #readOutput(entry: WarmEntry): Promise<Uint8Array | undefined> {
+    try {
+      return await Deno.readFile(this.#local.outputPath(entry.outputId));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #readLocalCopy(): Promise<WarmManifest | undefined> {
+    try {
+      return await decodeManifest(await Deno.readFile(this.localCopy));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #writeLocalCopy(manifest: WarmManifest, encoded?: Uint8Array): Promise<void> {
+    try {
+      const bytes = encoded ?? await encodeManifest(manifest);
+      await Deno.mkdir(`${this.#local.root}/warm`, { recursive: true });
+      const temp = `${this.localCopy}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+      await Deno.writeFile(temp, bytes);
+      await Deno.rename(temp, this.localCopy);
+    } catch {
+      // A directory that takes no writes: the bucket's copy still counts.
+    }
+  }
+}
+
+function withoutPacks(manifest: WarmManifest): WarmManifest {
+  return {
+    ...manifest,
+    packs: [],
+    entries: manifest.entries.map(({ pack: _p, offset: _o, ...entry }) => entry),
+  };
+}

@@ -1,0 +1,313 @@
+/**
+ * The warm-up against an in-memory bucket: manifest merge, bounds and order, packs (slicing,
+ * verification, reuse), a get joining a running warm-up fetch and a get jumping the queue, and
+ * TieredCache writing one manifest across sessions.
+ */
+import assert from "node:assert/strict";
+import { LocalCache } from "../../../src/cache/local.ts";
+import {
+  actionKey,
+  buildPacks,
+  decodeManifest,
+  encodeManifest,
+  manifestKey,
+  MemoryObjectStore,
+  mergeEntries,
+  outputKey,
+  packKey,
+  planPacks,
+  slicePack,
+  type StoreCallOptions,
+  type StoredObject,
+  TieredCache,
+  type WarmEntry,
+  warmKeyHash,
+} from "../../../src/cache/s3/mod.ts";
+import { Metrics } from "../../../src/metrics/mod.ts";
+
+const encoder = new TextEncoder();
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
+    .toHex();
+}
+
+function id(n: number): string {
+  return n.toString(16).padStart(4, "0").repeat(16);
+}
+
+function entry(n: number, seen = 1, size = 10): WarmEntry {
+  return { actionId: id(n), outputId: id(n + 5000), size, nanos: 1000n * BigInt(n), seen };
+}
+
+/** A store that counts GETs and can hold them back. */
+class CountingStore extends MemoryObjectStore {
+  gets: string[] = [];
+  hold?: Promise<void>;
+  override async get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
+    this.gets.push(key);
+    if (this.hold && key.startsWith("output/")) await this.hold;
+    return super.get(key, options);
+  }
+}
+
+/** Puts `count` entries in the bucket (tailscale's layout) and returns them. */
+async function seed(store: MemoryObjectStore, count: number, size = 100) {
+  const entries: WarmEntry[] = [];
+  for (let n = 0; n < count; n++) {
+    const body = encoder.encode(`output ${n} `.padEnd(size, "x"));
+    const outputId = await sha256(body);
+    const actionId = id(n);
+    store.objects.set(outputKey(outputId), body);
+    store.objects.set(actionKey(actionId), encoder.encode(`${outputId} ${1000n + BigInt(n)}`));
+    entries.push({ actionId, outputId, size, nanos: 1000n + BigInt(n), seen: 1 });
+  }
+  return entries;
+}
+
+async function withCache(
+  store: MemoryObjectStore,
+  fn: (cache: TieredCache, metrics: Metrics, dir: string) => Promise<void>,
+  options: { readOnly?: boolean; dir?: string } = {},
+) {
+  const dir = options.dir ?? await Deno.makeTempDir();
+  const metrics = new Metrics();
+  const keyHash = await warmKeyHash("test");
+  const cache = new TieredCache(await LocalCache.open(dir), store, {
+    metrics,
+    warm: { key: "test", keyHash },
+  });
+  try {
+    await fn(cache, metrics, dir);
+  } finally {
+    await cache.close();
+    if (!options.dir) await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("mergeEntries() puts this session first in asked order, keeps packs, drops idle ones", () => {
+  const previous = [
+    { ...entry(1, 5), pack: "p", offset: 0 },
+    entry(2, 4),
+    entry(3, 1),
+    entry(4, 5),
+  ];
+  const used = [entry(4), entry(1), entry(9)].map(({ seen: _, ...e }) => e);
+  const merged = mergeEntries(previous, used, { session: 10, maxIdleSessions: 8 });
+  assert.deepEqual(merged.map((e) => e.actionId), [id(4), id(1), id(9), id(2)]);
+  assert.deepEqual(merged.map((e) => e.seen), [10, 10, 10, 4]);
+  assert.equal(merged[1]!.pack, "p", "an unchanged output keeps its pack place");
+  const capped = mergeEntries(previous, used, { session: 10, maxEntries: 2 });
+  assert.equal(capped.length, 2);
+  const byBytes = mergeEntries(previous, used, { session: 10, maxBytes: 25 });
+  assert.equal(byBytes.length, 2);
+});
+
+Deno.test("encodeManifest() and decodeManifest() round-trip; malformed entries are left out", async () => {
+  const manifest = {
+    key: "k",
+    session: 3,
+    entries: [{ ...entry(1), pack: "ab".repeat(32), offset: 7 }, entry(2)],
+    packs: [{ name: "ab".repeat(32), size: 17 }],
+  };
+  const decoded = await decodeManifest(await encodeManifest(manifest));
+  assert.deepEqual(decoded, manifest);
+  assert.equal(await decodeManifest(encoder.encode("{}")), undefined);
+  const bad = new Response(
+    ReadableStream.from([encoder.encode(JSON.stringify({
+      version: 1,
+      entries: [{ action: "zz", output: id(1), size: 1, time: "1" }, {
+        action: id(1),
+        output: id(2),
+        size: 1,
+        time: "5",
+        pack: "cd".repeat(32), // not a listed pack: the place is dropped
+        offset: 0,
+      }],
+    }))]).pipeThrough(new CompressionStream("gzip")),
+  );
+  const partial = await decodeManifest(await bad.bytes());
+  assert.equal(partial?.entries.length, 1);
+  assert.equal(partial?.entries[0]?.pack, undefined);
+});
+
+Deno.test("planPacks() keeps mostly wanted packs and packs only new small outputs", () => {
+  const kept = { name: "aa".repeat(32), size: 30 };
+  const dropped = { name: "bb".repeat(32), size: 100 };
+  const entries = [
+    { ...entry(1), pack: kept.name, offset: 0 },
+    { ...entry(2), pack: kept.name, offset: 10 },
+    { ...entry(3), pack: dropped.name, offset: 0 },
+    entry(4),
+    entry(5, 1, (1 << 20) + 1), // too big for a pack
+  ];
+  const plan = planPacks(entries, [kept, dropped], { minNewEntries: 1 });
+  assert.deepEqual(plan.keep, [kept]);
+  assert.deepEqual(plan.toPack.map((e) => e.actionId), [id(3), id(4)]);
+  assert.equal(plan.entries[2]!.pack, undefined);
+});
+
+Deno.test("buildPacks() and slicePack(): every output comes back byte for byte", async () => {
+  const bodies = new Map<string, Uint8Array>();
+  const entries: WarmEntry[] = [];
+  for (let n = 0; n < 50; n++) {
+    const body = encoder.encode(`body ${n}`.repeat(n + 1));
+    const e = { ...entry(n), size: body.length };
+    bodies.set(e.actionId, body);
+    entries.push(e);
+  }
+  const packs = await buildPacks(entries, (e) => Promise.resolve(bodies.get(e.actionId)), {
+    packBytes: 2000,
+  });
+  assert.ok(packs.length > 1, "closed at about packBytes");
+  for (const pack of packs) {
+    assert.equal(pack.info.name, await sha256(pack.bytes));
+    for (const [actionId, offset] of pack.offsets) {
+      const e = entries.find((x) => x.actionId === actionId)!;
+      assert.deepEqual(slicePack(pack.bytes, { ...e, offset }), bodies.get(actionId));
+    }
+  }
+  assert.equal(slicePack(new Uint8Array(3), { ...entry(1), offset: 0 }), undefined);
+});
+
+Deno.test("TieredCache writes a manifest; a fresh machine warms from it with packs and no action GETs", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 200);
+  const keyHash = await warmKeyHash("test");
+  await withCache(store, async (cache, metrics) => {
+    for (const e of entries) assert.ok(await cache.get(e.actionId));
+    await cache.finishSession();
+    assert.equal(metrics.counters().warm_manifest_writes, 1);
+  });
+  const manifest = await decodeManifest(store.objects.get(manifestKey(keyHash))!);
+  assert.deepEqual(manifest?.entries.map((e) => e.actionId), entries.map((e) => e.actionId));
+  assert.ok(manifest!.packs.length >= 1);
+  assert.ok(manifest!.entries.every((e) => e.pack));
+  for (const p of manifest!.packs) assert.ok(store.objects.has(packKey(keyHash, p.name)));
+
+  store.gets = [];
+  await withCache(store, async (cache, metrics) => {
+    await cache.startWarmUp();
+    const c = metrics.counters();
+    assert.equal(c.warm_entries, 200);
+    assert.ok(store.gets.length <= 3, `${store.gets.length} GETs: ${store.gets.slice(0, 5)}`);
+    for (const e of entries) assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
+    assert.equal(metrics.counters().warm_hits, 200);
+    assert.equal(metrics.counters().s3_get_hits ?? 0, 0);
+    await cache.finishSession();
+    assert.equal(metrics.counters().warm_wasted_bytes, 0);
+  });
+});
+
+Deno.test("TieredCache warm-up: corrupt pack bytes and missing outputs are misses, never wrong hits", async () => {
+  const store = new MemoryObjectStore();
+  const entries = await seed(store, 40);
+  const keyHash = await warmKeyHash("test");
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
+  const pack = store.objects.get(packKey(keyHash, manifest.packs[0]!.name))!;
+  pack.fill(0x41, 0, 250); // the first entries' bytes are now wrong
+  // An output that is gone from both the pack's reach and the bucket: its action too.
+  const gone = entries[39]!;
+  store.objects.delete(actionKey(gone.actionId));
+  const damaged = { ...manifest, entries: manifest.entries.map((e) => ({ ...e })) };
+  damaged.entries[39]!.pack = undefined;
+  damaged.entries[39]!.offset = undefined;
+  store.objects.delete(outputKey(gone.outputId));
+  store.objects.set(manifestKey(keyHash), await encodeManifest(damaged));
+  await withCache(store, async (cache, metrics) => {
+    await cache.startWarmUp();
+    for (const e of entries) {
+      const hit = await cache.get(e.actionId);
+      if (e === gone) assert.equal(hit, undefined);
+      else {
+        assert.equal(hit?.outputId, e.outputId);
+        assert.equal(await sha256(await Deno.readFile(hit!.diskPath)), e.outputId);
+      }
+    }
+    assert.ok((metrics.counters().s3_corrupt ?? 0) >= 2);
+    assert.ok((metrics.counters().s3_get_hits ?? 0) >= 2, "corrupt slices fell back to the bucket");
+  });
+});
+
+Deno.test("TieredCache warm-up: a get joins a running fetch and jumps the queue", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 20, (1 << 20) + 16); // too big to pack: one GET each
+  const keyHash = await warmKeyHash("test");
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  let release!: () => void;
+  store.hold = new Promise((resolve) => release = resolve);
+  store.gets = [];
+  const dir = await Deno.makeTempDir();
+  const metrics = new Metrics();
+  const cache = new TieredCache(await LocalCache.open(dir), store, {
+    metrics,
+    warm: { key: "test", keyHash, concurrency: 2 },
+  });
+  const warming = cache.startWarmUp();
+  while (store.gets.filter((k) => k.startsWith("output/")).length < 2) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const first = cache.get(entries[0]!.actionId); // being fetched: joins
+  const last = cache.get(entries[19]!.actionId); // not reached: fetched at once
+  await new Promise((r) => setTimeout(r, 5));
+  assert.ok(store.gets.includes(outputKey(entries[19]!.outputId)), "jumped the queue");
+  assert.equal(store.gets.filter((k) => k.startsWith("action/")).length, 0, "no action GETs");
+  release();
+  assert.equal((await first)?.outputId, entries[0]!.outputId);
+  assert.equal((await last)?.outputId, entries[19]!.outputId);
+  await warming;
+  const outputGets = store.gets.filter((k) => k === outputKey(entries[0]!.outputId));
+  assert.equal(outputGets.length, 1, "the joined fetch was not repeated");
+  assert.equal(store.gets.filter((k) => k === outputKey(entries[19]!.outputId)).length, 1);
+  assert.equal(metrics.counters().warm_jumped, 1);
+  await cache.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("TieredCache: sessions one after another end with one manifest; read-only writes none", async () => {
+  const store = new MemoryObjectStore();
+  const entries = await seed(store, 30);
+  const keyHash = await warmKeyHash("test");
+  const dir = await Deno.makeTempDir();
+  for (const part of [entries.slice(0, 10), entries.slice(10, 20), entries.slice(20)]) {
+    await withCache(store, async (cache) => {
+      cache.startWarmUp();
+      for (const e of part) await cache.get(e.actionId);
+      await cache.finishSession();
+    }, { dir });
+  }
+  const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
+  assert.equal(manifest.session, 3);
+  assert.deepEqual(
+    new Set(manifest.entries.map((e) => e.actionId)),
+    new Set(entries.map((e) => e.actionId)),
+  );
+  assert.deepEqual(
+    manifest.entries.slice(0, 10).map((e) => e.actionId),
+    entries.slice(20).map((e) => e.actionId),
+  );
+  await Deno.remove(dir, { recursive: true });
+
+  const readOnly = new MemoryObjectStore();
+  await seed(readOnly, 5);
+  const { ReadThroughStore } = await import("../../../src/cache/s3/mod.ts");
+  const view = new ReadThroughStore(readOnly, { readOnly: true });
+  const before = readOnly.objects.size;
+  await withCache(view as unknown as MemoryObjectStore, async (cache) => {
+    await cache.startWarmUp();
+    await cache.put({
+      actionId: id(77),
+      outputId: await sha256(encoder.encode("x")),
+      body: encoder.encode("x"),
+    });
+    await cache.finishSession();
+  });
+  assert.equal(readOnly.objects.size, before, "nothing written");
+});
