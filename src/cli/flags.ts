@@ -9,6 +9,8 @@
  * `60s`, `sum.golang.org`); defaults computed from the environment or the machine carry their own
  * text.
  *
+ * Why one file of this size: it is the one table of every flag; splitting it would undo that.
+ *
  * @module
  */
 

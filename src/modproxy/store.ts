@@ -20,6 +20,10 @@
  * way), uploads go to the own prefix only, and read-only there is no upload queue at all:
  * nothing is uploaded, and `.pending/` is neither read nor written.
  *
+ * Why one file of this size: `ModuleStore` is one class (local files, the bucket's read
+ * prefixes, its breaker and upload queue wired together); the shared core it is built on lives in
+ * `cache/`.
+ *
  * @module
  */
 

@@ -22,6 +22,9 @@
  * removes the file. A file for another scope, an unreadable one, or one older than a cool-down
  * past its `openUntil` is ignored.
  *
+ * Why one file of this size: `CircuitBreaker` is one state machine, and half of it is keeping
+ * that state in a file several processes share.
+ *
  * @module
  */
 

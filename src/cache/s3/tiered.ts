@@ -11,6 +11,11 @@
  * the same way), and uploads go to the own prefix only. Read-only, the cache has no upload queue
  * at all: puts stay local, and owed uploads are neither sent nor recorded.
  *
+ * Why one file of this size: `TieredCache` is one class whose lookup path (local, the warm-up's
+ * fetch, the own and read prefixes, the verified remote fill) shares its state; the parts that
+ * stand alone already live apart (`breaker.ts`, `uploads.ts`, `read_through.ts`, `warm.ts`,
+ * `layout.ts`).
+ *
  * @module
  */
 
