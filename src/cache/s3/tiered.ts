@@ -165,6 +165,8 @@ export class TieredCache implements CacheHandler {
   #corrupt = 0;
   #closed = false;
   #warmUp?: WarmUp;
+  /** Actions getNow() found missing locally, whose get() follows: it skips the local lookup. */
+  #missedNow = new Set<string>();
   /** None when read-only or without a warm key: no manifest is written. */
   #session?: WarmSession;
 
@@ -286,7 +288,8 @@ export class TieredCache implements CacheHandler {
    * object equals its output id) and written to the local tier before it is returned.
    */
   async get(actionId: string): Promise<CacheHit | undefined> {
-    const hit = await this.local.get(actionId);
+    // getNow() has just looked locally and missed (the session calls get() next): not again.
+    const hit = this.#missedNow.delete(actionId) ? undefined : await this.local.get(actionId);
     if (hit) {
       this.#metrics?.add("local_hits");
       this.#used(actionId, hit);
@@ -336,7 +339,10 @@ export class TieredCache implements CacheHandler {
    */
   getNow(actionId: string): CacheHit | undefined {
     const hit = this.local.getNow(actionId);
-    if (!hit) return undefined;
+    if (!hit) {
+      this.#missedNow.add(actionId);
+      return undefined;
+    }
     this.#metrics?.add("local_hits");
     this.#used(actionId, hit);
     return hit;
