@@ -6,8 +6,6 @@
 import assert from "node:assert/strict";
 import {
   CircuitBreaker,
-  MemoryObjectStore,
-  type StoreCallOptions,
   StoreError,
   type UploadEntry,
   UploadQueue,
@@ -15,51 +13,9 @@ import {
 } from "../../../src/cache/s3/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { recordingLogger } from "../../_util/logger.ts";
+import { TestStore } from "../../_util/test_store.ts";
 
 const encoder = new TextEncoder();
-
-/** A store whose calls can be made to fail or stall, and that tracks how many run at once. */
-class TestStore extends MemoryObjectStore {
-  calls: string[] = [];
-  fail?: StoreError;
-  delayMs = 0;
-  running = 0;
-  peak = 0;
-
-  async #before(op: string, key: string, options?: StoreCallOptions): Promise<void> {
-    this.calls.push(`${op} ${key}`);
-    this.running++;
-    this.peak = Math.max(this.peak, this.running);
-    try {
-      if (this.delayMs) {
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(resolve, this.delayMs);
-          options?.signal?.addEventListener("abort", () => {
-            clearTimeout(timer);
-            reject(new StoreError(`Cannot ${op} ${key}: deadline exceeded`, "timeout"));
-          }, { once: true });
-        });
-      }
-      if (this.fail) throw this.fail;
-    } finally {
-      this.running--;
-    }
-  }
-
-  override async has(key: string, options?: StoreCallOptions): Promise<boolean> {
-    await this.#before("HEAD", key, options);
-    return super.has(key, options);
-  }
-
-  override async put(
-    key: string,
-    body: Uint8Array | ReadableStream<Uint8Array>,
-    options: StoreCallOptions & { size: number },
-  ): Promise<void> {
-    await this.#before("PUT", key, options);
-    return super.put(key, body, options);
-  }
-}
 
 async function setup(
   options: Partial<UploadQueueOptions> & { breakerThreshold?: number } = {},
