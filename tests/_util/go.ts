@@ -29,6 +29,22 @@ export function canRun(command: string): boolean {
   }
 }
 
+/**
+ * Whether a test must be skipped because `what` is missing: never in CI, where it runs and
+ * fails instead; elsewhere when `present` is false, saying so on stderr.
+ *
+ * @param what What the test needs, for the message.
+ * @param present Whether it is there (or a promise of it).
+ * @returns True to skip.
+ */
+export async function needs(what: string, present: Promise<unknown> | boolean): Promise<boolean> {
+  if (IN_CI) return false;
+  if (await present) return false;
+  // deno-lint-ignore no-console
+  console.error(`skipping: ${what} is not available (CI would fail instead)`);
+  return true;
+}
+
 /** Result of one go command. */
 export interface GoResult {
   code: number;

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import {
   canRun,
   goEnv,
-  IN_CI,
   mustGo,
+  needs,
   pluginCommand,
   pluginMetrics,
   tempDir,
@@ -17,14 +17,6 @@ import {
 } from "../_util/go.ts";
 import { findMinio, type Minio, startMinio } from "../_util/minio.ts";
 import { findToxiproxy, startToxiproxy, type Toxiproxy } from "../_util/toxiproxy.ts";
-
-async function needs(what: string, present: Promise<unknown> | boolean): Promise<boolean> {
-  if (IN_CI) return false;
-  if (await present) return false;
-  // deno-lint-ignore no-console
-  console.error(`skipping bucket fault e2e: ${what} is not available (CI would fail instead)`);
-  return true;
-}
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());

@@ -14,7 +14,7 @@ import type { Logger } from "../../src/log/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { createModuleProxy, type ModuleProxy } from "../../src/modproxy/mod.ts";
 import { startFakeUpstream } from "../_util/fake_upstream.ts";
-import { IN_CI } from "../_util/go.ts";
+import { needs } from "../_util/go.ts";
 import { findMinio, type Minio, startMinio } from "../_util/minio.ts";
 import { findToxiproxy, startToxiproxy } from "../_util/toxiproxy.ts";
 
@@ -22,13 +22,6 @@ const TREE = join(dirname(fileURLToPath(import.meta.url)), "../testdata/modproxy
 
 /** The module store's lookup deadline (its default): the first stalled fill may cost this. */
 const LOOKUP_DEADLINE_MS = 10_000;
-
-async function needs(what: string, present: Promise<unknown>): Promise<boolean> {
-  if (IN_CI || await present) return false;
-  // deno-lint-ignore no-console
-  console.error(`skipping modproxy stall e2e: ${what} is not available (CI would fail instead)`);
-  return true;
-}
 
 const skip = await needs("MinIO (scripts/install_test_servers.sh)", findMinio()) ||
   await needs("toxiproxy (scripts/install_test_servers.sh)", findToxiproxy());

@@ -7,8 +7,8 @@ import {
   canRun,
   copyModule,
   goEnv,
-  IN_CI,
   mustGo,
+  needs,
   PLUGIN,
   pluginCommand,
   pluginMetrics,
@@ -23,14 +23,6 @@ import { sha256Hex } from "../_util/bytes.ts";
 const WARM_MISSES = 1;
 /** tailscale's bucket and cache directory (see its README.md). */
 const FIXTURES_DIR = new URL("../testdata/tailscale-bucket", import.meta.url).pathname;
-
-async function needs(what: string, present: Promise<unknown> | boolean): Promise<boolean> {
-  if (IN_CI) return false;
-  if (await present) return false;
-  // deno-lint-ignore no-console
-  console.error(`skipping S3 e2e: ${what} is not available (CI would fail instead)`);
-  return true;
-}
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());

@@ -10,7 +10,7 @@ import {
   canRun,
   copyModule,
   goEnv,
-  IN_CI,
+  needs,
   pluginCommand,
   pluginMetrics,
   tempDir,
@@ -23,14 +23,6 @@ import { sha256Hex } from "../_util/bytes.ts";
 const BIG = 5 << 20;
 /** A go command that takes longer than this fails the test (and is killed). */
 const GO_DEADLINE_MS = 180_000;
-
-async function needs(what: string, present: Promise<unknown> | boolean): Promise<boolean> {
-  if (IN_CI) return false;
-  if (await present) return false;
-  // deno-lint-ignore no-console
-  console.error(`skipping S3 TLS e2e: ${what} is not available (CI would fail instead)`);
-  return true;
-}
 
 const skipGo = !canRun("go");
 const skipOpenssl = !canRun("openssl");

@@ -16,8 +16,8 @@ import {
   canRun,
   copyModule,
   goEnv,
-  IN_CI,
   mustGo,
+  needs,
   PLUGIN,
   pluginCommand,
   pluginMetrics,
@@ -45,14 +45,6 @@ const MODULE_FILES = [
   "example.com/!hello/@v/v1.0.0.mod",
   "example.com/!hello/@v/v1.0.0.zip",
 ];
-
-async function needs(what: string, present: Promise<unknown>): Promise<boolean> {
-  if (IN_CI) return false;
-  if (await present) return false;
-  // deno-lint-ignore no-console
-  console.error(`skipping trust tiers e2e: ${what} is not available (CI would fail instead)`);
-  return true;
-}
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());

@@ -9,8 +9,8 @@ import {
   canRun,
   copyModule,
   goEnv,
-  IN_CI,
   mustGo,
+  needs,
   pluginCommand,
   pluginMetrics,
   tempDir,
@@ -19,14 +19,6 @@ import {
 import { findMc, findMinio, type Minio, MinioAdmin, startMinio } from "../_util/minio.ts";
 import { sha256Hex } from "../_util/bytes.ts";
 import { decodeManifest, manifestKey, outputKey, warmKeyHash } from "../../src/cache/s3/mod.ts";
-
-async function needs(what: string, present: Promise<unknown> | boolean): Promise<boolean> {
-  if (IN_CI) return false;
-  if (await present) return false;
-  // deno-lint-ignore no-console
-  console.error(`skipping warm-up e2e: ${what} is not available (CI would fail instead)`);
-  return true;
-}
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());
