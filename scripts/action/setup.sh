@@ -7,10 +7,11 @@
 # GOCACHEPROG unset (go builds run without the plugin) and exits 0.
 #
 # Inputs (action.yml maps them): INPUT_BUCKET, INPUT_REGION, INPUT_ENDPOINT, INPUT_PATH_STYLE,
-# INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_MODULE_PROXY, INPUT_VERSION,
-# INPUT_CACHE_DIR; GCP_ACTION_REPOSITORY and GCP_ACTION_REF (the action's own repository and ref).
-# GitHub's files and facts: GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, RUNNER_OS, RUNNER_ARCH,
-# RUNNER_TEMP, RUNNER_TOOL_CACHE, GITHUB_EVENT_NAME, GITHUB_SERVER_URL, GITHUB_REPOSITORY.
+# INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_WARM_KEY, INPUT_MODULE_PROXY,
+# INPUT_VERSION, INPUT_CACHE_DIR; GCP_ACTION_REPOSITORY and GCP_ACTION_REF (the action's own
+# repository and ref). GitHub's files and facts: GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, RUNNER_OS,
+# RUNNER_ARCH, RUNNER_TEMP, RUNNER_TOOL_CACHE, GITHUB_EVENT_NAME, GITHUB_SERVER_URL,
+# GITHUB_REPOSITORY, GITHUB_WORKFLOW, GITHUB_JOB.
 # Any other plugin setting: its GOCACHE_* variable in the step's env (the server inherits it).
 #
 # Test hooks (tests/action/action_test.ts):
@@ -196,6 +197,21 @@ decide_trust() {
       gcp_annotation notice "go-cache-plugin $version has no --read-prefixes: read-prefixes ignored"
     fi
   fi
+  decide_warm_key
+}
+
+# Adds the warm key to the server's environment: the input, else one manifest per job and
+# platform (the server's working directory is this action's state dir, the same for every job,
+# so the plugin's own default would make all jobs of a runner share one). GOCACHE_WARM_KEY in
+# the step's env wins; a plugin without warm-up gets nothing.
+decide_warm_key() {
+  [ -z "${GOCACHE_WARM_KEY:-}" ] || return 0
+  "$exe" help environment 2>/dev/null | grep -q GOCACHE_WARM_KEY || return 0
+  local key=${INPUT_WARM_KEY:-}
+  if [ -z "$key" ]; then
+    key="${GITHUB_REPOSITORY:-repo}/${GITHUB_WORKFLOW:-workflow}/${GITHUB_JOB:-job}/${RUNNER_OS:-os}-${RUNNER_ARCH:-arch}"
+  fi
+  server_env+=("GOCACHE_WARM_KEY=$key")
 }
 
 # Prints a free TCP port on 127.0.0.1 (nothing answers a connection to it).

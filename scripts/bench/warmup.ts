@@ -5,11 +5,12 @@
  * warm-up, ours with `--warm-key=off` (one lookup per entry, as before), tailscale's plugin
  * (`TAILSCALE_PLUGIN`; skipped with the reason when unset), and our warm-local build (a warm
  * cache dir, fresh GOCACHE) for the "≤ 2× our own warm-local" target. Two links: loopback MinIO,
- * and toxiproxy adding `--latency` ms (default 10) on both directions. Rounds interleaved; the
+ * and toxiproxy adding `--latency` ms (default 10) each way (twice that on the answers). Rounds interleaved; the
  * median is shown. Times are until go exits (the plugin may still write its manifest after).
  *
  * Usage: scripts/deno run --frozen --allow-read --allow-write --allow-env --allow-net=127.0.0.1
  *        --allow-sys=osRelease --allow-run scripts/bench/warmup.ts [--n=3] [--latency=10]
+ *        [--log-dir=DIR] (each run's plugin log there, ours with `-v --metrics`)
  *
  * @module
  */
@@ -40,39 +41,49 @@ const latency = Number(flags.get("latency") ?? 10);
 const ts = tailscalePlugin();
 const pkgs = await prepareWorkload();
 
-/** Runs `go build` of the workload; milliseconds until go exits. */
+const logDir = flags.get("log-dir");
+let logged = 0;
+
+/**
+ * Runs `go build` of the workload; milliseconds until go exits. With `--log-dir`, go's stderr
+ * (the plugin's log and metrics; ours with `-v --metrics`) goes to a file there per run.
+ */
 async function build(argv: string[], s3: S3Target, gocache: string): Promise<number> {
-  const env = { ...goEnv(gocache, { gocacheprog: argv.join(" ") }), ...s3Env(s3) };
+  const ours = !argv[0]?.includes("tailscale") && argv[0] !== ts.path;
+  const plugin = logDir && ours ? [...argv, "-v", "--metrics"] : argv;
+  const env = { ...goEnv(gocache, { gocacheprog: plugin.join(" ") }), ...s3Env(s3) };
   const started = performance.now();
-  const status = await new Deno.Command("go", {
+  const child = new Deno.Command("go", {
     args: ["build", ...pkgs],
     cwd: WORK.dir,
     env,
     clearEnv: true,
     stdin: "null",
     stdout: "null",
-    stderr: "null",
-  }).spawn().status;
+    stderr: logDir ? "piped" : "null",
+  }).spawn();
+  const log = logDir
+    ? child.stderr.pipeTo(
+      (await Deno.open(`${logDir}/${String(++logged).padStart(2, "0")}.log`, {
+        write: true,
+        create: true,
+        truncate: true,
+      })).writable,
+    )
+    : undefined;
+  const status = await child.status;
   const elapsed = performance.now() - started;
+  await log; // the plugin may still be writing (its manifest) after go exits
   if (!status.success) throw new Error(`go build exited ${status.code}`);
   return elapsed;
 }
 
 await using minio = await startMinio({ bucket: "warm" });
 await using toxi = await startToxiproxy();
-const listen = await toxi.proxy("s3", minio.endpoint.replace(/^https?:\/\//, ""));
-for (const stream of ["downstream", "upstream"]) {
-  const response = await fetch(`${toxi.api}/proxies/s3/toxics`, {
-    method: "POST",
-    body: JSON.stringify({
-      name: `latency_${stream}`,
-      type: "latency",
-      stream,
-      attributes: { latency, jitter: 0 },
-    }),
-  });
-  if (!response.ok) throw new Error(`Cannot add latency: ${await response.text()}`);
-}
+const slowEndpoint = await toxi.proxy("s3", minio.endpoint.replace(/^https?:\/\//, ""));
+// Both directions' latency is added to the answers alone (toxiproxy delays each chunk it
+// forwards; a get's answer starts a round trip after the get was sent either way).
+await toxi.latency("s3", 2 * latency);
 const target = (endpoint: string): S3Target => ({
   endpoint,
   bucket: minio.bucket,
@@ -81,13 +92,25 @@ const target = (endpoint: string): S3Target => ({
 });
 const links = {
   loopback: target(minio.endpoint),
-  [`${latency} ms each way`]: target(`http://${listen}`),
+  [`${latency} ms each way`]: target(slowEndpoint),
 };
 
 progress("cold build of ours fills the bucket (objects, manifest, packs)");
 const seedDir = await freshDir("warm-seed");
-await build(directArgv("ours", `${seedDir}/cache`), links.loopback, `${seedDir}/gocache`);
-await new Promise((r) => setTimeout(r, 3_000)); // the manifest is written after go exits
+await build(
+  directArgv("ours", `${seedDir}/cache`, links.loopback),
+  links.loopback,
+  `${seedDir}/gocache`,
+);
+// The manifest is written after go exits: wait for it.
+for (
+  let waited = 0;
+  !(await minio.listKeys()).some((k) => k.endsWith("manifest.json.gz"));
+  waited++
+) {
+  if (waited > 600) throw new Error("the seed wrote no warm-up manifest within a minute");
+  await new Promise((r) => setTimeout(r, 100));
+}
 const localWarm: number[] = [];
 
 type Column = "ours (warm-up)" | "ours --warm-key=off" | "tailscale";
@@ -108,6 +131,22 @@ if (ts.path) {
   });
 }
 const times = new Map<string, number[]>();
+const fileCounts = new Map<string, number>();
+const seedFiles = await countFiles(`${seedDir}/cache`);
+
+/** Regular files under a directory, recursively. */
+async function countFiles(dir: string): Promise<number> {
+  let count = 0;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isDirectory) count += await countFiles(`${dir}/${entry.name}`);
+      else if (entry.isFile) count++;
+    }
+  } catch {
+    // gone or unreadable: nothing counted
+  }
+  return count;
+}
 for (let round = 0; round < rounds; round++) {
   for (const [link, s3] of Object.entries(links)) {
     for (const column of columns) {
@@ -115,14 +154,21 @@ for (let round = 0; round < rounds; round++) {
       const elapsed = await build(column.argv(`${dir}/cache`, s3), s3, `${dir}/gocache`);
       const key = `${link}|${column.name}`;
       times.set(key, [...(times.get(key) ?? []), elapsed]);
-      progress(`round ${round + 1} ${link} ${column.name}: ${ms(elapsed)}`);
+      // What each plugin fetched: all hits leave about as many files as the seed's directory.
+      const files = await countFiles(`${dir}/cache`);
+      fileCounts.set(key, files);
+      progress(`round ${round + 1} ${link} ${column.name}: ${ms(elapsed)}, ${files} files`);
       await new Promise((r) => setTimeout(r, 1_500)); // let the plugin's manifest write finish
       await removeDir(dir);
     }
   }
   const dir = await freshDir("warm-local");
   localWarm.push(
-    await build(directArgv("ours", `${seedDir}/cache`), links.loopback, `${dir}/gocache`),
+    await build(
+      directArgv("ours", `${seedDir}/cache`, links.loopback),
+      links.loopback,
+      `${dir}/gocache`,
+    ),
   );
   await removeDir(dir);
 }
@@ -137,6 +183,7 @@ for (const link of Object.keys(links)) {
       link,
       column.name,
       ms(value),
+      String(fileCounts.get(`${link}|${column.name}`) ?? 0),
       tsMs ? ratio(value, tsMs) : "—",
       ratio(value, local),
     ]);
@@ -145,8 +192,16 @@ for (const link of Object.keys(links)) {
 print(
   `### Fresh worker against a warm bucket (go build of ${pkgs.length} packages, n=${rounds})\n`,
 );
-print(table(["link", "plugin", "median", "vs tailscale", "vs our warm-local"], rows));
-print(`\nOur warm-local build (warm cache dir, fresh GOCACHE): ${ms(local)}`);
+print(
+  table(
+    ["link", "plugin", "median", "local files (last run)", "vs tailscale", "vs our warm-local"],
+    rows,
+  ),
+);
+print(`\nThe seed's cache directory (the cold build that filled the bucket): ${seedFiles} files.`);
+print(
+  `\nOur warm-local build (the seed's warm cache dir and --bucket, fresh GOCACHE): ${ms(local)}`,
+);
 if (!ts.path) print(`\ntailscale's columns skipped: ${ts.reason}`);
 const saved = await saveResults("warmup", {
   rounds,

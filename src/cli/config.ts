@@ -57,7 +57,7 @@ export interface Config {
   /** `--read-only`: nothing is written to the bucket. */
   readOnly: boolean;
   minUploadSize: number;
-  /** `--warm-key`: "" derives it from the working directory, `off` disables the warm-up. */
+  /** `--warm-key`: `auto` derives it from the working directory; `off` or "" disables it. */
   warmKey: string;
   /** `--warm-bytes`: bytes the warm-up fetches at most. */
   warmBytes: number;

@@ -198,8 +198,7 @@ const ROWS: readonly FlagRow[] = [
     kind: "string",
     field: "warmKey",
     // "auto" is resolved by the S3 wiring from the working directory (the go command's).
-    default: "",
-    shown: "off",
+    default: "auto",
     help: "Working-set manifest key for the warm-up from S3 (auto: the working directory); " +
       "off or empty: no warm-up",
   },

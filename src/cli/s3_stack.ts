@@ -127,8 +127,7 @@ const MANIFEST_EVERY_MS = 60_000;
 
 /**
  * The warm-up settings: the warm key as given, or derived from the working directory (the go
- * command's, in direct mode) for `auto`. Off unless asked for: the warm-up is new, and a plugin
- * must never make a build slower than it was.
+ * command's, in direct mode) for `auto`, the default; `off` or "" turns the warm-up off.
  */
 async function warmOptions(config: Config, log: Logger): Promise<TieredWarmOptions | undefined> {
   let key = config.warmKey;
@@ -212,6 +211,8 @@ function describe(metrics: Metrics): void {
     "warm_bytes": "Bytes the warm-up fetched (outputs and packs)",
     "warm_hits": "Gets answered from the warm-up: filled ahead, or joined its fetch",
     "warm_jumped": "Gets for a manifest entry not fetched yet, fetched at once (no action GET)",
+    "warm_hedged": "Gets that waited on a warm-up fetch past 150 ms and also looked up themselves",
+    "warm_manifest_skipped": "Sessions that wrote no manifest: nothing new since the last one",
     "warm_wasted_bytes": "Bytes the warm-up fetched that go never asked for this session",
     "warm_ms": "Milliseconds the warm-up ran",
     "warm_requests": "S3 requests the warm-up made (manifest, packs, outputs)",

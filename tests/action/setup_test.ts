@@ -104,6 +104,11 @@ Deno.test({
       INPUT_REGION: "us-east-1",
       INPUT_READ_PREFIXES: "main",
       INPUT_MODULE_PROXY: "false",
+      GITHUB_REPOSITORY: "acme/app",
+      GITHUB_WORKFLOW: "ci",
+      GITHUB_JOB: "test",
+      RUNNER_OS: "Linux",
+      RUNNER_ARCH: "X64",
       AWS_ACCESS_KEY_ID: "test",
       AWS_SECRET_ACCESS_KEY: "test",
     });
@@ -131,6 +136,11 @@ Deno.test({
         assert.deepEqual(notices, []);
         assert.ok(environ.includes("GOCACHE_READ_ONLY=true"), environ.join(" "));
         assert.ok(environ.includes("GOCACHE_READ_PREFIXES=main"), environ.join(" "));
+        // One warm-up manifest per job and platform, not one for every job of the runner.
+        assert.ok(
+          environ.includes("GOCACHE_WARM_KEY=acme/app/ci/test/Linux-X64"),
+          environ.join(" "),
+        );
       } else {
         assert.equal(outputs["read-only"], "false");
         assert.equal(notices.length, 2, describe(result));

@@ -213,7 +213,6 @@ Deno.test("parseConfig() defaults are the flag table's defaults, as help shows t
     c: navigator.hardwareConcurrency,
     u: navigator.hardwareConcurrency,
     expiry: 0,
-    "warm-key": "",
     plugin: "5930",
     upstream: "",
   };

@@ -11,12 +11,22 @@ import {
   goEnv,
   mustGo,
   needs,
+  PLUGIN,
   pluginCommand,
   pluginMetrics,
   tempDir,
   total,
 } from "../_util/go.ts";
-import { findMc, findMinio, type Minio, MinioAdmin, startMinio } from "../_util/minio.ts";
+import {
+  findMc,
+  findMinio,
+  type Minio,
+  MinioAdmin,
+  startMinio,
+  type TracedCall,
+} from "../_util/minio.ts";
+import { freePort } from "../_util/net.ts";
+import { Server } from "../_util/serve.ts";
 import { sha256Hex } from "../_util/bytes.ts";
 import { decodeManifest, manifestKey, outputKey, warmKeyHash } from "../../src/cache/s3/mod.ts";
 
@@ -123,6 +133,14 @@ Deno.test({
         for (const key of keys) {
           assert.match(key, /^((action|output)\/[0-9a-f]{2}\/[0-9a-f]{64}|warm\/)/);
         }
+        // Action records exactly as tailscale's plugin writes and parses them (see
+        // tests/testdata/tailscale-bucket): "<output hex> <unix nanos>", nothing else.
+        for (const entry of manifest.entries.slice(0, 50)) {
+          const record = new TextDecoder().decode(
+            (await minio.getObject(`action/${entry.actionId.slice(0, 2)}/${entry.actionId}`))!,
+          );
+          assert.equal(record, `${entry.outputId} ${entry.nanos}`);
+        }
       },
     );
 
@@ -142,6 +160,47 @@ Deno.test({
           `${gets.length} GETs for ${entries} entries: ${JSON.stringify(metrics)}`,
         );
         await assertOutputsVerified(b.cacheDir);
+      },
+    );
+
+    await t.step(
+      "a fresh server warms up once, and every connect after it is all hits",
+      async () => {
+        run++;
+        const cacheDir = `${work.path}/serve-${run}`;
+        const plugin = freePort();
+        const trace = await admin.trace();
+        const server = await Server.start([
+          `--plugin=${plugin}`,
+          `--cache-dir=${cacheDir}`,
+          ...minio.flags(),
+          "--metrics",
+          // The server's working directory is not the module's: the key is given as machine
+          // A's direct mode derived it.
+          `--warm-key=dir:${module}`,
+        ], minio.env());
+        let metrics: Record<string, number> = {};
+        let calls: TracedCall[] = [];
+        let stdout = "";
+        try {
+          const env = goEnv(`${work.path}/gocache-${run}`, `${PLUGIN} connect ${plugin}`);
+          for (const args of JOB) stdout += (await mustGo(args, { cwd: module, env })).stdout;
+        } finally {
+          calls = await trace.stop();
+          server.kill("SIGTERM");
+          assert.equal(await server.exit(), 0, server.stderr);
+          metrics = pluginMetrics(server.stderr)[0] ?? {};
+        }
+        assert.match(stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
+        assert.equal(metrics.put_bytes ?? 0, 0, `nothing recompiles: ${server.stderr}`);
+        assert.ok((metrics.warm_hits ?? 0) > 100, JSON.stringify(metrics));
+        const manifestGets = calls.filter((c) =>
+          c.api === "s3.GetObject" && c.path.endsWith(`/${manifestKey(keyHash)}`)
+        );
+        assert.equal(manifestGets.length, 1, "one warm-up for three go commands");
+        const gets = calls.filter((c) => c.api === "s3.GetObject");
+        assert.ok(gets.length < entries / 4, `${gets.length} GETs for ${entries} entries`);
+        await assertOutputsVerified(cacheDir);
       },
     );
 

@@ -20,7 +20,11 @@ export interface PackPolicy {
    * @default {1 MiB}
    */
   maxEntrySize?: number;
-  /** A new pack is closed at about this size. @default {16 MiB} */
+  /**
+   * A new pack is closed at about this size: small enough that a get joining its fetch soon has
+   * it, large enough that a working set of thousands of outputs is a few dozen requests.
+   * @default {4 MiB}
+   */
   packBytes?: number;
   /** A pack is kept while at least this share of its bytes is still wanted. @default {0.5} */
   keepShare?: number;
@@ -99,7 +103,7 @@ export async function buildPacks(
   read: (entry: WarmEntry) => Promise<Uint8Array | undefined>,
   policy: PackPolicy = {},
 ): Promise<BuiltPack[]> {
-  const packBytes = policy.packBytes ?? 16 << 20;
+  const packBytes = policy.packBytes ?? 4 << 20;
   const built: BuiltPack[] = [];
   let parts: Uint8Array[] = [];
   let offsets = new Map<string, number>();

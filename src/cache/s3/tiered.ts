@@ -117,10 +117,15 @@ export interface TieredWarmOptions {
   concurrency?: number;
   /** How long the warm-up runs at most, in ms. @default {120000} */
   timeoutMs?: number;
+  /** Pack bytes the warm-up holds in memory at once. @default {32 MiB} */
+  maxInFlightBytes?: number;
 }
 
-/** How long a get waits on the warm-up's fetch of its entry before fetching it itself. */
-const WARM_JOIN_MS = 1_500;
+/**
+ * How long a get waits on the warm-up's fetch of its entry before it also starts the ordinary
+ * lookup: about a small pack's transfer on a fast link, a few round trips on a slow one.
+ */
+const WARM_HEDGE_MS = 150;
 
 /** Directory in the cache dir naming actions whose upload is still owed. */
 const PENDING_DIR = "s3-pending";
@@ -216,6 +221,7 @@ export class TieredCache implements CacheHandler {
         maxBytes: warm.maxBytes,
         concurrency: warm.concurrency,
         timeoutMs: warm.timeoutMs,
+        maxInFlightBytes: warm.maxInFlightBytes,
         requestTimeoutMs: this.#options.getTimeoutMs,
         breaker: this.#breaker,
         log: options.log,
@@ -298,23 +304,24 @@ export class TieredCache implements CacheHandler {
     if (!HEX_ID.test(actionId)) return undefined;
     const warm = this.#warmUp?.join(actionId);
     if (warm) {
-      // A get never waits on the warm-up longer than an ordinary lookup would take: past that
-      // (a large pack still arriving) it asks for its own entry.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const warmHit = await Promise.race([
-        warm,
-        new Promise<undefined>((resolve) => {
-          timer = setTimeout(() => resolve(undefined), WARM_JOIN_MS);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (warmHit) {
-        this.#warmUp!.claim(actionId);
-        this.#metrics?.add("warm_hits");
-        this.#session?.record(sessionEntry(actionId, warmHit));
-        return warmHit;
+      const answer = await this.#hedged(actionId, warm);
+      if (answer.hit) {
+        if (answer.fromWarmUp) {
+          this.#warmUp!.claim(actionId);
+          this.#metrics?.add("warm_hits");
+        }
+        this.#session?.record(sessionEntry(actionId, answer.hit));
+        return answer.hit;
       }
+      if (answer.lookedUp) return undefined;
     }
+    const remote = await this.#lookup(actionId);
+    if (remote) this.#session?.record(sessionEntry(actionId, remote));
+    return remote;
+  }
+
+  /** The ordinary remote lookup (action record, then output); one at a time per action. */
+  #lookup(actionId: string): Promise<CacheHit | undefined> {
     let pending = this.#inflight.get(actionId);
     if (!pending) {
       pending = this.#fetch(actionId).finally(() => this.#inflight.delete(actionId));
@@ -322,9 +329,38 @@ export class TieredCache implements CacheHandler {
     } else {
       this.#metrics?.add("s3_get_collapsed");
     }
-    const remote = await pending;
-    if (remote) this.#session?.record(sessionEntry(actionId, remote));
-    return remote;
+    return pending;
+  }
+
+  /**
+   * The warm-up's fetch of an entry, hedged: when it has not answered within
+   * {@linkcode WARM_HEDGE_MS} (a pack still arriving), the ordinary lookup starts beside it and
+   * the first hit wins, so a get never waits on the warm-up much longer than it would without.
+   * No hit when the warm-up missed before the hedge (the caller looks up), or when neither had
+   * one (`lookedUp`: the ordinary lookup has been made).
+   */
+  async #hedged(
+    actionId: string,
+    warm: Promise<CacheHit | undefined>,
+  ): Promise<{ hit?: CacheHit; fromWarmUp: boolean; lookedUp?: boolean }> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const early = await Promise.race([
+      warm,
+      new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), WARM_HEDGE_MS)),
+    ]);
+    clearTimeout(timer);
+    if (early !== "late") return { hit: early, fromWarmUp: true };
+    this.#metrics?.add("warm_hedged");
+    const ordinary = this.#lookup(actionId);
+    return await new Promise((resolve) => {
+      let left = 2;
+      const settle = (hit: CacheHit | undefined, fromWarmUp: boolean) => {
+        if (hit) resolve({ hit, fromWarmUp });
+        else if (--left === 0) resolve({ fromWarmUp: false, lookedUp: true });
+      };
+      warm.then((hit) => settle(hit, true), () => settle(undefined, true));
+      ordinary.then((hit) => settle(hit, false), () => settle(undefined, false));
+    });
   }
 
   /** A local hit: recorded for the manifest, and a warm hit when the warm-up put it there. */

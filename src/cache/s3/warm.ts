@@ -18,7 +18,7 @@
 import { createHash } from "node:crypto";
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
-import type { CacheHit } from "../../protocol/mod.ts";
+import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
 import type { CircuitBreaker } from "./breaker.ts";
 import { outputKey } from "./layout.ts";
@@ -47,6 +47,8 @@ export interface WarmUpOptions {
   maxBytes?: number;
   /** Fetches at once. @default {16} */
   concurrency?: number;
+  /** Pack bytes held in memory at once (a larger pack still goes, alone). @default {32 MiB} */
+  maxInFlightBytes?: number;
   /** Stop after this long, in ms. @default {120000} */
   timeoutMs?: number;
   /** Deadline of one request, in ms (a body gets one more second per MiB). @default {10000} */
@@ -79,6 +81,8 @@ export class WarmUp {
   /** Filled by the warm-up and not asked for yet: their bytes are wasted unless go asks. */
   readonly #filled = new Map<string, number>();
   readonly #stop = new AbortController();
+  /** Pack bytes held in memory at once (the rest of the warm-up streams to disk). */
+  readonly #inFlight: ByteBudget;
   #bytes = 0;
   #packWaste = 0;
   #checked = 0;
@@ -101,6 +105,7 @@ export class WarmUp {
     this.#local = local;
     this.#options = options;
     this.#metrics = options.metrics;
+    this.#inFlight = new ByteBudget(options.maxInFlightBytes ?? 32 << 20);
     this.loaded = new Promise((resolve) => this.#loaded = resolve);
   }
 
@@ -236,6 +241,18 @@ export class WarmUp {
   }
 
   async #warmPack(pack: PackInfo, entries: WarmEntry[]): Promise<void> {
+    // Room first, then the entries are claimed: until then a get for one of them fetches it
+    // alone at once instead of waiting behind other packs.
+    const release = await this.#inFlight.acquire(pack.size);
+    try {
+      await this.#warmPackNow(pack, entries);
+    } finally {
+      release();
+    }
+  }
+
+  async #warmPackNow(pack: PackInfo, entries: WarmEntry[]): Promise<void> {
+    if (this.#stop.signal.aborted) return;
     const candidates = entries.filter((e) => !this.#started.has(e.actionId));
     const local = await Promise.all(candidates.map((e) => this.#isLocal(e)));
     if (this.#warmAlready()) return;

@@ -132,6 +132,11 @@ export class WarmSession {
       session: this.#session,
     });
     const plan = planPacks(entries, union?.packs ?? [], this.#options.packs);
+    if (union && !this.#addsTo(union) && plan.toPack.length === 0) {
+      // A warm machine re-running what it ran before: the manifest would say the same again.
+      metrics?.add("warm_manifest_skipped");
+      return;
+    }
     const manifest: WarmManifest = {
       key: this.#options.key,
       session: this.#session,
@@ -180,6 +185,22 @@ export class WarmSession {
       `warm-up manifest written: ${manifest.entries.length} entries, ` +
         `${manifest.packs.length} packs (${built.length} new), session ${manifest.session}`,
     );
+  }
+
+  /**
+   * Whether this session used something the manifest lacks: an entry it does not name, another
+   * output, or one it has not seen used for half the idle bound (refreshed so it does not age
+   * out while still in use).
+   */
+  #addsTo(manifest: WarmManifest): boolean {
+    const known = new Map(manifest.entries.map((e) => [e.actionId, e]));
+    const refresh = Math.ceil((this.#options.bounds?.maxIdleSessions ?? 8) / 2);
+    for (const entry of this.#used.values()) {
+      const before = known.get(entry.actionId);
+      if (!before || before.outputId !== entry.outputId) return true;
+      if (manifest.session - before.seen >= refresh) return true;
+    }
+    return false;
   }
 
   async #readOutput(entry: WarmEntry): Promise<Uint8Array | undefined> {

@@ -40,13 +40,26 @@ function entry(n: number, seen = 1, size = 10): WarmEntry {
   return { actionId: id(n), outputId: id(n + 5000), size, nanos: 1000n * BigInt(n), seen };
 }
 
-/** A store that counts GETs and can hold them back. */
+/** A store that counts GETs and can hold back or slow down those of outputs and packs. */
 class CountingStore extends MemoryObjectStore {
   gets: string[] = [];
   hold?: Promise<void>;
+  holdPacks?: Promise<void>;
+  packDelayMs = 0;
+  packsRunning = 0;
+  packsPeak = 0;
   override async get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
     this.gets.push(key);
     if (this.hold && key.startsWith("output/")) await this.hold;
+    if (key.endsWith(".pack")) {
+      this.packsPeak = Math.max(this.packsPeak, ++this.packsRunning);
+      try {
+        await this.holdPacks;
+        await new Promise((r) => setTimeout(r, this.packDelayMs));
+      } finally {
+        this.packsRunning--;
+      }
+    }
     return super.get(key, options);
   }
 }
@@ -68,14 +81,14 @@ async function seed(store: MemoryObjectStore, count: number, size = 100) {
 async function withCache(
   store: MemoryObjectStore,
   fn: (cache: TieredCache, metrics: Metrics, dir: string) => Promise<void>,
-  options: { readOnly?: boolean; dir?: string } = {},
+  options: { readOnly?: boolean; dir?: string; maxInFlightBytes?: number } = {},
 ) {
   const dir = options.dir ?? await Deno.makeTempDir();
   const metrics = new Metrics();
   const keyHash = await warmKeyHash("test");
   const cache = new TieredCache(await LocalCache.open(dir), store, {
     metrics,
-    warm: { key: "test", keyHash },
+    warm: { key: "test", keyHash, maxInFlightBytes: options.maxInFlightBytes },
   });
   try {
     await fn(cache, metrics, dir);
@@ -310,4 +323,89 @@ Deno.test("TieredCache: sessions one after another end with one manifest; read-o
     await cache.finishSession();
   });
   assert.equal(readOnly.objects.size, before, "nothing written");
+});
+
+Deno.test("TieredCache warm-up: a get waiting on a crawling pack looks up itself after the hedge", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 40);
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  let release!: () => void;
+  store.holdPacks = new Promise((resolve) => release = resolve);
+  store.gets = [];
+  await withCache(store, async (cache, metrics) => {
+    const warming = cache.startWarmUp();
+    while (!store.gets.some((k) => k.endsWith(".pack"))) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    const started = performance.now();
+    const hit = await cache.get(entries[0]!.actionId);
+    const waited = performance.now() - started;
+    assert.equal(hit?.outputId, entries[0]!.outputId);
+    assert.ok(waited < 1_000, `waited ${Math.round(waited)} ms on a pack that never came`);
+    assert.equal(metrics.counters().warm_hedged, 1);
+    assert.equal(metrics.counters().s3_get_hits, 1, "answered by its own lookup");
+    assert.equal(metrics.counters().warm_hits ?? 0, 0);
+    release();
+    await warming;
+    // The pack came in the end: the other entries are warm hits.
+    assert.equal((await cache.get(entries[1]!.actionId))?.outputId, entries[1]!.outputId);
+    assert.equal(metrics.counters().warm_hits, 1);
+  });
+});
+
+Deno.test("TieredCache warm-up: packs in memory stay within maxInFlightBytes", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 240, 50_000); // about 12 MB: three packs of about 4 MiB
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  const keyHash = await warmKeyHash("test");
+  const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
+  assert.equal(manifest.packs.length, 3);
+  store.packDelayMs = 30;
+  for (const [bound, peak] of [[undefined, 3], [1, 1]] as const) {
+    store.packsPeak = 0;
+    await withCache(store, async (cache, metrics) => {
+      await cache.startWarmUp();
+      assert.equal(metrics.counters().warm_entries, 240);
+    }, { maxInFlightBytes: bound });
+    assert.equal(store.packsPeak, peak, `bound ${bound}`);
+  }
+});
+
+Deno.test("TieredCache: a warm machine re-running the same build writes no new manifest", async () => {
+  const store = new MemoryObjectStore();
+  const entries = await seed(store, 30);
+  const keyHash = await warmKeyHash("test");
+  const dir = await Deno.makeTempDir();
+  const results: { writes: number; skipped: number }[] = [];
+  for (const extra of [undefined, undefined, 1, undefined]) {
+    let result = { writes: 0, skipped: 0 };
+    await withCache(store, async (cache, metrics) => {
+      cache.startWarmUp();
+      for (const e of entries) await cache.get(e.actionId);
+      if (extra !== undefined) {
+        const body = encoder.encode(`new ${extra}`);
+        await cache.put({ actionId: id(900 + extra), outputId: await sha256(body), body });
+      }
+      await cache.finishSession();
+      const c = metrics.counters();
+      result = { writes: c.warm_manifest_writes ?? 0, skipped: c.warm_manifest_skipped ?? 0 };
+    }, { dir });
+    results.push(result);
+  }
+  assert.deepEqual(results, [
+    { writes: 1, skipped: 0 },
+    { writes: 0, skipped: 1 },
+    { writes: 1, skipped: 0 },
+    { writes: 0, skipped: 1 },
+  ]);
+  const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
+  assert.equal(manifest.session, 2);
+  assert.equal(manifest.entries.length, 31);
+  await Deno.remove(dir, { recursive: true });
 });
