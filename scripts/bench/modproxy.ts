@@ -9,13 +9,21 @@
  * - through tailscale's `serve --http --modproxy` (it needs a bucket; its upstream is fixed in
  *   its code to the public proxy, so it only works where that is reachable).
  *
- * Then a loopback load test of each warm proxy: `--concurrency` workers (fetch, keep-alive) for
- * `--seconds` per file kind (.info, .mod, .zip) over the graph's files; requests/s, p50, p99.
- * The load generator is this Deno process, on the same 2 cores as the server under test.
+ * The warm proxies all run at once and are measured in turns (warm runs round-robin, then
+ * `--load-rounds` rounds of a loopback load test, each round visiting every proxy per file kind,
+ * starting with the next proxy each round), so that other work on the machine falls on all of
+ * them alike. The load test: `--concurrency` keep-alive connections, one request in flight each,
+ * for `--seconds` per file kind (.info, .mod, .zip) over the graph's files; it reports the median
+ * over rounds of requests/s, p50, p99, and the CPU time per request of the server (all threads)
+ * and of the load generator. The generator is this Deno process, on the same cores as the server
+ * under test, so it speaks HTTP/1.1 on raw TCP connections (no `fetch`, no Request or Response
+ * objects): it costs a few µs per request, well below either server. Then the peak RSS (VmHWM)
+ * of every proxy process, next to tailscale's.
  *
  * Usage: scripts/deno run --frozen --allow-read --allow-write --allow-env --allow-net=127.0.0.1
  *        --allow-sys=osRelease --allow-run scripts/bench/modproxy.ts [--n=5] [--n-cold=3]
- *        [--seconds=5] [--concurrency=8]
+ *        [--seconds=5] [--concurrency=8] [--load-rounds=3]
+ * `--n=0 --n-cold=0` measures the load alone (one filling download per proxy).
  *
  * @module
  */
@@ -78,45 +86,256 @@ function escape(text: string): string {
   return text.replace(/[A-Z]/g, (c) => `!${c.toLowerCase()}`);
 }
 
-/** A loopback load test of `base` (ending in /mod) for one file kind. */
+/** The figures of one load run. */
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  mibps: number;
+  /** The server's CPU time (user + system, all threads) per request, in µs. */
+  serverCpuUs: number;
+  /** This process's (the load generator's) CPU time per request, in µs. */
+  clientCpuUs: number;
+}
+
+const CR = 13;
+const LF = 10;
+
+/**
+ * One keep-alive HTTP/1.1 connection of the load generator, read through a reused buffer. It
+ * understands just what the proxies send (status line, `content-length` or chunked bodies) and
+ * decodes nothing but header lines, so that it costs the shared cores as little as possible.
+ */
+class LoadConnection {
+  readonly conn: Deno.TcpConn;
+  #buffer = new Uint8Array(256 << 10);
+  #start = 0;
+  #end = 0;
+
+  constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+  }
+
+  /** Sends one request (pre-encoded) and reads its response; resolves to status and body size. */
+  async exchange(request: Uint8Array): Promise<{ status: number; bytes: number }> {
+    let sent = 0;
+    while (sent < request.length) sent += await this.conn.write(request.subarray(sent));
+    // The head is parsed in the buffer, byte by byte: no strings for the common case.
+    const headEnd = await this.#headEnd();
+    const b = this.#buffer;
+    const status = (b[this.#start + 9]! - 48) * 100 + (b[this.#start + 10]! - 48) * 10 +
+      b[this.#start + 11]! - 48;
+    let length = 0;
+    let chunked = false;
+    for (let line = this.#start; line < headEnd - 2;) {
+      let eol = line;
+      while (b[eol] !== CR) eol++;
+      if (startsWithName(b, line, CONTENT_LENGTH)) {
+        length = 0;
+        for (let i = line + CONTENT_LENGTH.length; i < eol; i++) {
+          if (b[i]! >= 48 && b[i]! <= 57) length = length * 10 + b[i]! - 48;
+        }
+      } else if (startsWithName(b, line, TRANSFER_ENCODING)) chunked = true; // only chunked is sent
+      line = eol + 2;
+    }
+    this.#start = headEnd;
+    if (!chunked) {
+      await this.#skip(length);
+      return { status, bytes: length };
+    }
+    let bytes = 0;
+    for (
+      let size = parseInt(await this.#line(), 16);
+      size > 0;
+      size = parseInt(await this.#line(), 16)
+    ) {
+      await this.#skip(size + 2); // the chunk and its CRLF
+      bytes += size;
+    }
+    while ((await this.#line()) !== ""); // trailers
+    return { status, bytes };
+  }
+
+  /** Waits for a whole response head; resolves to the index just past its empty line. */
+  async #headEnd(): Promise<number> {
+    let scanned = 0;
+    for (;;) {
+      for (let i = this.#start + scanned; i + 3 < this.#end; i++) {
+        if (
+          this.#buffer[i] === CR && this.#buffer[i + 1] === LF && this.#buffer[i + 2] === CR &&
+          this.#buffer[i + 3] === LF
+        ) return i + 4;
+      }
+      scanned = Math.max(0, this.#end - this.#start - 3);
+      await this.#fill();
+    }
+  }
+
+  async #fill(): Promise<void> {
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    else if (this.#end === this.#buffer.length) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    const n = await this.conn.read(this.#buffer.subarray(this.#end));
+    if (n === null) throw new Error("connection closed by the server");
+    this.#end += n;
+  }
+
+  async #line(): Promise<string> {
+    let scanned = 0;
+    for (;;) {
+      for (let i = this.#start + scanned; i + 1 < this.#end; i++) {
+        if (this.#buffer[i] === CR && this.#buffer[i + 1] === LF) {
+          const line = latin1(this.#buffer, this.#start, i);
+          this.#start = i + 2;
+          return line;
+        }
+      }
+      scanned = Math.max(0, this.#end - this.#start - 1);
+      await this.#fill();
+    }
+  }
+
+  async #skip(n: number): Promise<void> {
+    while (n > 0) {
+      if (this.#start === this.#end) await this.#fill();
+      const take = Math.min(n, this.#end - this.#start);
+      this.#start += take;
+      n -= take;
+    }
+  }
+}
+
+const CONTENT_LENGTH = new TextEncoder().encode("content-length:");
+const TRANSFER_ENCODING = new TextEncoder().encode("transfer-encoding:");
+
+/** Whether the header line at `at` has this lower-case `name:` (ASCII, any case). */
+function startsWithName(bytes: Uint8Array, at: number, name: Uint8Array): boolean {
+  for (let i = 0; i < name.length; i++) {
+    // `| 0x20` lowers letters and leaves "-" and ":" as they are
+    if ((bytes[at + i]! | 0x20) !== name[i]) return false;
+  }
+  return true;
+}
+
+function latin1(bytes: Uint8Array, from: number, to: number): string {
+  let text = "";
+  for (let i = from; i < to; i++) text += String.fromCharCode(bytes[i]!);
+  return text;
+}
+
+/** CPU time (user + system) of a process so far, in ms, from /proc (through cat, see _lib.ts). */
+async function cpuMsOfPid(pid: number): Promise<number> {
+  try {
+    const stat = (await run("cat", [`/proc/${pid}/stat`])).stdout;
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Linux's USER_HZ, the unit of /proc/PID/stat's times, on every platform Linux runs on now. */
+const CLOCK_TICKS = 100;
+
+/**
+ * A loopback load test of one proxy (`port`, `paths` under `/mod`) for one file kind:
+ * `concurrency` keep-alive connections with one request in flight each, for `seconds`.
+ */
 async function load(
-  base: string,
-  modules: ModVersion[],
-  kind: "info" | "mod" | "zip",
+  port: number,
+  serverPid: number,
+  paths: string[],
   options: { seconds: number; concurrency: number },
-): Promise<{ rps: number; p50: number; p99: number; errors: number; mibps: number }> {
-  const urls = modules.map((m) => `${base}/${escape(m.path)}/@v/${escape(m.version)}.${kind}`);
+): Promise<LoadResult> {
+  const encoder = new TextEncoder();
+  const requests = paths.map((path) =>
+    encoder.encode(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
+  );
   const latencies: number[] = [];
   let errors = 0;
   let bytes = 0;
   let next = 0;
+  const open = new Set<Deno.TcpConn>();
   const deadline = performance.now() + options.seconds * 1000;
+  // A server that stops answering must not hang the benchmark: cut its connections.
+  const stuck = setTimeout(
+    () => open.forEach((conn) => conn.close()),
+    options.seconds * 1000 + 10_000,
+  );
   async function worker(): Promise<void> {
+    let connection: LoadConnection | undefined;
     while (performance.now() < deadline) {
-      const url = urls[next++ % urls.length]!;
-      const started = performance.now();
+      const request = requests[next++ % requests.length]!;
       try {
-        const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-        const body = await response.arrayBuffer();
-        if (response.ok) {
-          bytes += body.byteLength;
+        if (!connection) {
+          connection = new LoadConnection(await Deno.connect({ hostname: "127.0.0.1", port }));
+          open.add(connection.conn);
+        }
+        const started = performance.now();
+        const response = await connection.exchange(request);
+        if (response.status === 200) {
+          bytes += response.bytes;
           latencies.push(performance.now() - started);
         } else errors++;
       } catch {
         errors++;
+        if (connection) closeQuietly(connection.conn, open);
+        connection = undefined;
       }
     }
+    if (connection) closeQuietly(connection.conn, open);
   }
+  const serverCpu = await cpuMsOfPid(serverPid);
+  const clientCpu = await cpuMsOfPid(Deno.pid);
   const started = performance.now();
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   const seconds = (performance.now() - started) / 1000;
+  clearTimeout(stuck);
+  const perRequestUs = (ms: number) => ms * 1000 / Math.max(1, latencies.length);
   return {
     rps: latencies.length / seconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     errors,
     mibps: bytes / seconds / 1024 / 1024,
+    serverCpuUs: perRequestUs(await cpuMsOfPid(serverPid) - serverCpu),
+    // the two `cat`s this costs are child processes, not counted in this process's times
+    clientCpuUs: perRequestUs(await cpuMsOfPid(Deno.pid) - clientCpu),
   };
+}
+
+function closeQuietly(conn: Deno.TcpConn, open: Set<Deno.TcpConn>): void {
+  open.delete(conn);
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+/** The median of each figure over rounds. */
+function medianResult(results: LoadResult[]): LoadResult {
+  const of = (pick: (r: LoadResult) => number) => median(results.map(pick));
+  return {
+    rps: of((r) => r.rps),
+    p50: of((r) => r.p50),
+    p99: of((r) => r.p99),
+    errors: results.reduce((sum, r) => sum + r.errors, 0),
+    mibps: of((r) => r.mibps),
+    serverCpuUs: of((r) => r.serverCpuUs),
+    clientCpuUs: of((r) => r.clientCpuUs),
+  };
+}
+
+/** The list rotated left by `by`: each round starts with the next one. */
+function rotate<T>(list: T[], by: number): T[] {
+  const k = list.length === 0 ? 0 : by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
 }
 
 /** One proxy configuration under test. */
@@ -132,6 +351,7 @@ async function main(): Promise<void> {
   const nCold = Number(flags.get("n-cold") ?? 3);
   const seconds = Number(flags.get("seconds") ?? 5);
   const concurrency = Number(flags.get("concurrency") ?? 8);
+  const loadRounds = Number(flags.get("load-rounds") ?? 3);
   const ts = tailscalePlugin();
   const skipped: Record<string, string> = {};
   await prepareWorkload();
@@ -154,8 +374,13 @@ async function main(): Promise<void> {
     times.get(name)!.push(value);
   };
   let modules: ModVersion[] = [];
+  /** Peak RSS (MiB) of each warm proxy after its downloads, and after the load test. */
+  const rssAfterDownloads: Record<string, number> = {};
   const rss: Record<string, number> = {};
-  const loadResults: Record<string, Record<string, unknown>> = {};
+  const loadResults: Record<
+    string,
+    Record<string, { median: LoadResult; rounds: LoadResult[] }>
+  > = {};
   let bucketSeq = 0;
 
   /** Starts a proxy with empty state; undefined (and a skip reason) if it does not come up. */
@@ -216,28 +441,55 @@ async function main(): Promise<void> {
     }
   }
 
-  // warm: one proxy per config, filled once, then n runs; then the load test
-  for (const config of configs) {
-    if (skipped[config.name]) continue;
-    const proxy = await startProxy(config);
-    if (!proxy) continue;
-    try {
-      await download(proxy.base);
-      for (let round = 0; round < n; round++) {
-        add(`${config.name} warm`, (await download(proxy.base)).ms);
+  // warm: every config's proxy up at once (an idle one costs nothing), filled once; then the
+  // warm runs and the load rounds interleaved, so that whatever else the machine does falls on
+  // all of them alike
+  const warm: { config: ProxyConfig; server: ServeProcess; base: string; port: number }[] = [];
+  try {
+    for (const config of configs) {
+      if (skipped[config.name]) continue;
+      const proxy = await startProxy(config);
+      if (!proxy) continue;
+      warm.push({ config, ...proxy, port: Number(new URL(proxy.base).port) });
+      try {
+        const filled = await download(proxy.base);
+        if (modules.length === 0) modules = filled.modules;
+      } catch (error) {
+        skipped[config.name] = (error as Error).message.slice(0, 300);
       }
-      const perKind: Record<string, unknown> = {};
-      for (const kind of ["info", "mod", "zip"] as const) {
-        progress(`load ${config.name} .${kind} (load ${await loadAverage()})`);
-        perKind[kind] = await load(proxy.base, modules, kind, { seconds, concurrency });
-      }
-      loadResults[config.name] = perKind;
-      rss[config.name] = await peakRssOfPid(proxy.server.process.pid);
-    } catch (error) {
-      skipped[config.name] = (error as Error).message.slice(0, 300);
-    } finally {
-      await proxy.server[Symbol.asyncDispose]();
     }
+    const live = () => warm.filter((w) => !skipped[w.config.name]);
+    for (let round = 0; round < n; round++) {
+      for (const w of rotate(live(), round)) {
+        add(`${w.config.name} warm`, (await download(w.base)).ms);
+      }
+    }
+    for (const w of live()) {
+      rssAfterDownloads[w.config.name] = await peakRssOfPid(w.server.process.pid);
+    }
+    const rounds = new Map<string, LoadResult[]>();
+    for (let round = 0; round < loadRounds; round++) {
+      for (const kind of ["info", "mod", "zip"] as const) {
+        const paths = modules.map((m) => `/mod/${escape(m.path)}/@v/${escape(m.version)}.${kind}`);
+        for (const w of rotate(live(), round)) {
+          progress(
+            `load ${w.config.name} .${kind} round ${
+              round + 1
+            }/${loadRounds} (load ${await loadAverage()})`,
+          );
+          const result = await load(w.port, w.server.process.pid, paths, { seconds, concurrency });
+          const name = `${w.config.name}\u0000${kind}`;
+          rounds.set(name, [...rounds.get(name) ?? [], result]);
+        }
+      }
+    }
+    for (const [name, results] of rounds) {
+      const [config, kind] = name.split("\u0000") as [string, string];
+      (loadResults[config] ??= {})[kind] = { median: medianResult(results), rounds: results };
+    }
+    for (const w of live()) rss[w.config.name] = await peakRssOfPid(w.server.process.pid);
+  } finally {
+    for (const w of warm) await w.server[Symbol.asyncDispose]();
   }
   for (let round = 0; round < Math.max(0, n - nCold); round++) {
     add("upstream straight", (await download(upstreamProxy)).ms);
@@ -252,20 +504,31 @@ async function main(): Promise<void> {
     ratio(median(samples), upstreamMedian),
   ]);
   const loadRows: string[][] = [];
+  const reference = Object.keys(loadResults).find((name) => name.startsWith("tailscale"));
   for (const [name, perKind] of Object.entries(loadResults)) {
-    for (const [kind, r] of Object.entries(perKind)) {
-      const result = r as { rps: number; p50: number; p99: number; errors: number; mibps: number };
+    for (const [kind, { median: result }] of Object.entries(perKind)) {
+      const base = reference ? loadResults[reference]?.[kind]?.median : undefined;
       loadRows.push([
         name,
         `.${kind}`,
         result.rps.toFixed(0),
+        base ? ratio(result.rps, base.rps) : "n/a",
         ms(result.p50),
         ms(result.p99),
         result.mibps.toFixed(1),
+        result.serverCpuUs.toFixed(1),
+        result.clientCpuUs.toFixed(1),
         String(result.errors),
       ]);
     }
   }
+  const rssRows = Object.entries(rss).map(([name, mib]) => [
+    name,
+    (rssAfterDownloads[name] ?? NaN).toFixed(0),
+    reference ? ratio(rssAfterDownloads[name] ?? NaN, rssAfterDownloads[reference] ?? NaN) : "n/a",
+    mib.toFixed(0),
+    reference ? ratio(mib, rss[reference] ?? NaN) : "n/a",
+  ]);
   const saved = await saveResults("modproxy", {
     env,
     upstream,
@@ -274,8 +537,10 @@ async function main(): Promise<void> {
     nCold,
     seconds,
     concurrency,
+    loadRounds,
     times: Object.fromEntries(times),
     load: loadResults,
+    rssAfterDownloads,
     rss,
     skipped,
   });
@@ -284,16 +549,39 @@ async function main(): Promise<void> {
   );
   print(table(["configuration", "n", "median", "range", "vs upstream straight"], rows));
   print(
-    `\n### Warm proxy under loopback load (${concurrency} workers, ${seconds} s per kind)\n`,
+    `\n### Warm proxy under loopback load (${concurrency} connections, ${seconds} s per kind, ` +
+      `median of ${loadRounds} interleaved rounds)\n`,
   );
-  print(table(["proxy", "kind", "req/s", "p50", "p99", "MiB/s", "errors"], loadRows));
-  print(`\nserve peak RSS (VmHWM, MiB): ${JSON.stringify(rss)}`);
+  print(
+    table([
+      "proxy",
+      "kind",
+      "req/s",
+      "vs tailscale",
+      "p50",
+      "p99",
+      "MiB/s",
+      "server CPU µs/req",
+      "generator CPU µs/req",
+      "errors",
+    ], loadRows),
+  );
+  print("\n### Peak RSS of each proxy process (VmHWM)\n");
+  print(
+    table([
+      "proxy",
+      "after downloads (MiB)",
+      "vs tailscale",
+      "after the load test (MiB)",
+      "vs tailscale",
+    ], rssRows),
+  );
   for (const [name, reason] of Object.entries(skipped)) print(`- skipped ${name}: ${reason}`);
   print(`\nresults: ${saved}`);
   print(
     `reproduce: TAILSCALE_PLUGIN=${
       ts.path ?? "/path/to/go-cache-plugin"
-    } GCP_BENCH_DIR=${BENCH_DIR} ${DENO_RUN} scripts/bench/modproxy.ts --n=${n} --n-cold=${nCold} --seconds=${seconds} --concurrency=${concurrency}`,
+    } GCP_BENCH_DIR=${BENCH_DIR} ${DENO_RUN} scripts/bench/modproxy.ts --n=${n} --n-cold=${nCold} --seconds=${seconds} --concurrency=${concurrency} --load-rounds=${loadRounds}`,
   );
 }
 

@@ -21,7 +21,7 @@ import type { Metrics } from "../metrics/mod.ts";
 import { errorMessage } from "../util/mod.ts";
 import { VerifyError } from "./_verify.ts";
 import { HttpError } from "./paths.ts";
-import { type ModuleStore, type OpenedFile, TooLargeError } from "./store.ts";
+import { type LocalEntry, type ModuleStore, TooLargeError } from "./store.ts";
 import type { FetchOneResult } from "./upstream.ts";
 
 /** The metrics class of a resource: `modproxy_<class>_hits` and so on. */
@@ -60,7 +60,6 @@ type Outcome =
 export const TEXT = "text/plain; charset=utf-8";
 const IMMUTABLE_CC = "public, max-age=31536000, immutable";
 const NEGATIVE_MAX = 10_000;
-const SMALL_FILE = 256 << 10;
 
 /** Options for {@linkcode CacheCore}. */
 export interface CacheCoreOptions {
@@ -102,55 +101,52 @@ export class CacheCore {
    */
   async serve(request: Request, resource: Resource): Promise<Response> {
     const { key, cls } = resource;
-    const headers = (cacheControl: string) => ({
-      "content-type": resource.contentType,
-      "cache-control": cacheControl,
-    });
-    const freshCc = resource.ttlMs === undefined
+    const immutable = resource.ttlMs === undefined;
+    const freshCc = immutable
       ? IMMUTABLE_CC
-      : `public, max-age=${Math.floor(resource.ttlMs / 1000)}`;
-    let opened = await this.#store.open(key);
-    if (opened) {
-      if (resource.ttlMs === undefined || Date.now() - opened.mtimeMs < resource.ttlMs) {
-        this.#metrics?.add(`modproxy_${cls}_hits`);
-        return this.#fileResponse(request, opened, headers(freshCc), cls);
+      : `public, max-age=${Math.floor(resource.ttlMs! / 1000)}`;
+    let entry = this.#store.read(key, { immutable });
+    if (entry) {
+      if (immutable || Date.now() - entry.mtimeMs < resource.ttlMs!) {
+        this.#metrics?.add(CLASS_NAMES[cls].hits);
+        return this.#entryResponse(request, entry, resource.contentType, freshCc, cls);
       }
     }
     const negative = this.#negative.get(key);
     if (negative && negative.expires > Date.now()) {
-      opened?.file.close();
+      entry?.file?.close();
       this.#metrics?.add(`modproxy_${cls}_negative_hits`);
       return textResponse(404, negative.message, "max-age=60");
     }
     this.#metrics?.add(`modproxy_${cls}_misses`);
     let outcome: Outcome;
     try {
-      outcome = await this.#materialize(resource, opened === undefined);
+      outcome = await this.#materialize(resource, entry === undefined);
     } catch (error) {
-      opened?.file.close();
+      entry?.file?.close();
       throw error;
     }
     if (outcome.kind === "stored") {
-      opened?.file.close();
-      opened = await this.#store.open(key);
-      if (!opened) throw new HttpError(502, `Cannot serve ${key}: cache entry vanished`);
-      return this.#fileResponse(request, opened, headers(freshCc), cls);
+      entry?.file?.close();
+      entry = this.#store.read(key, { immutable });
+      if (!entry) throw new HttpError(502, `Cannot serve ${key}: cache entry vanished`);
+      return this.#entryResponse(request, entry, resource.contentType, freshCc, cls);
     }
     if (outcome.kind === "notfound") {
-      opened?.file.close();
+      entry?.file?.close();
       return textResponse(404, outcome.message, "max-age=60");
     }
     // Upstream failed: a mutable entry may be served stale, from local or the object store.
-    if (resource.ttlMs !== undefined) {
-      if (!opened && await this.#store.fillFromRemote(key, { maxBytes: resource.maxBytes })) {
-        opened = await this.#store.open(key);
+    if (!immutable) {
+      if (!entry && await this.#store.fillFromRemote(key, { maxBytes: resource.maxBytes })) {
         // The copy from the store is of unknown age: make it stale right away.
-        if (opened) await Deno.utime(this.#store.localPath(key), 0, 0).catch(() => {});
+        await this.#store.markStale(key);
+        entry = this.#store.read(key, { immutable });
       }
-      if (opened) {
+      if (entry) {
         this.#metrics?.add(`modproxy_${cls}_stale`);
         this.#log.info(`modproxy: serving stale ${JSON.stringify(key)}: ${outcome.message}`);
-        return this.#fileResponse(request, opened, headers("no-cache"), cls);
+        return this.#entryResponse(request, entry, resource.contentType, "no-cache", cls);
       }
     }
     return textResponse(outcome.status, outcome.message, "no-store");
@@ -246,39 +242,35 @@ export class CacheCore {
     });
   }
 
-  async #fileResponse(
+  #entryResponse(
     request: Request,
-    opened: OpenedFile,
-    headers: Record<string, string>,
+    entry: LocalEntry,
+    contentType: string,
+    cacheControl: string,
     cls: CacheClass,
-  ): Promise<Response> {
-    const all = { ...headers, "content-length": String(opened.size) };
+  ): Response {
+    const headers = {
+      "content-type": contentType,
+      "cache-control": cacheControl,
+      "content-length": String(entry.size),
+    };
     if (request.method === "HEAD") {
-      opened.file.close();
-      return new Response(null, { status: 200, headers: all });
+      entry.file?.close();
+      return new Response(null, { status: 200, headers });
     }
-    this.#metrics?.add(`modproxy_${cls}_bytes_served`, opened.size);
-    this.#metrics?.add("modproxy_bytes_served", opened.size);
-    if (opened.size > SMALL_FILE) {
-      return new Response(opened.file.readable, { status: 200, headers: all });
-    }
-    // Small files (go.mod, info, list, tiles) in one write: cheaper than a stream.
-    const bytes = new Uint8Array(opened.size);
-    try {
-      let done = 0;
-      while (done < bytes.length) {
-        const n = await opened.file.read(bytes.subarray(done));
-        if (n === null) {
-          throw new RangeError(`Cannot read cached file: short by ${bytes.length - done} bytes`);
-        }
-        done += n;
-      }
-    } finally {
-      opened.file.close();
-    }
-    return new Response(bytes, { status: 200, headers: all });
+    this.#metrics?.add(CLASS_NAMES[cls].bytesServed, entry.size);
+    this.#metrics?.add("modproxy_bytes_served", entry.size);
+    // Small files (go.mod, info, list, tiles) come whole, in one write: cheaper than a stream.
+    return new Response(entry.bytes ?? entry.file.readable, { status: 200, headers });
   }
 }
+
+/** The per-class counter names of the hot path, built once rather than per request. */
+const CLASS_NAMES: Record<CacheClass, { hits: string; bytesServed: string }> = {
+  immutable: { hits: "modproxy_immutable_hits", bytesServed: "modproxy_immutable_bytes_served" },
+  mutable: { hits: "modproxy_mutable_hits", bytesServed: "modproxy_mutable_bytes_served" },
+  sumdb: { hits: "modproxy_sumdb_hits", bytesServed: "modproxy_sumdb_bytes_served" },
+};
 
 /**
  * A one-line `text/plain` response: non-printable characters become `?`, at most 600 of them.

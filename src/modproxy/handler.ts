@@ -58,6 +58,11 @@ export interface ModuleProxyOptions {
   headerTimeoutMs?: number;
   /** Deadline for a whole upstream zip download, in ms. @default {600000} */
   zipTimeoutMs?: number;
+  /**
+   * Memory for small immutable files (`.info`, `.mod` of a version, tiles) served without the
+   * disk, in bytes; 0 turns it off. @default {16 MiB}
+   */
+  memoryBytes?: number;
 }
 
 /** A running module proxy. */
@@ -75,6 +80,10 @@ export interface ModuleProxy {
 
 const JSON_TYPE = "application/json";
 const SMALL_MAX = 10 << 20;
+/** Accepted request paths remembered at most; the memory is cleared when full. */
+const ROUTES_MAX = 4096;
+/** Longer paths are not remembered, which bounds that memory to a few MiB. */
+const ROUTE_PATH_MAX = 512;
 const USAGE = "Go module proxy: set GOPROXY=http://<this host>/mod and " +
   "GOSUMDB='sum.golang.org http://<this host>/mod/sumdb/sum.golang.org'";
 
@@ -106,6 +115,7 @@ class ProxyHandler implements ModuleProxy {
   readonly #lookupTtlMs: number;
   readonly #headerTimeoutMs: number;
   readonly #zipTimeoutMs: number;
+  readonly #routes = new Map<string, PlannedRoute>();
   #requestId = 0;
 
   constructor(options: ModuleProxyOptions) {
@@ -118,6 +128,7 @@ class ProxyHandler implements ModuleProxy {
       store: options.store,
       log: this.#log,
       metrics: options.metrics,
+      memoryBytes: options.memoryBytes,
     });
     this.#sumdb = new SumdbRoutes(this.#list, options.sumdbs ?? ["sum.golang.org"], {
       fetch: options.fetch,
@@ -163,19 +174,10 @@ class ProxyHandler implements ModuleProxy {
       if (raw === "/mod" || raw === "/mod/") {
         return textResponse(200, USAGE, "max-age=3600");
       }
-      if (!raw.startsWith("/mod/")) throw new HttpError(404, "Not found");
-      checkRawPath(raw, request.url);
-      const route = parseRequestPath(raw);
-      if (route.kind === "sumdb") {
-        const sumdb = this.#sumdb.parse(route.rest);
-        label = `sumdb ${sumdb.name} ${"sub" in sumdb ? sumdb.sub : "supported"}`;
-        this.#trace?.(`B mod R:${id} ${label}`);
-        response = await this.#serveSumdb(request, sumdb);
-      } else {
-        label = describeRoute(route);
-        this.#trace?.(`B mod R:${id} ${label}`);
-        response = await this.#serveModule(request, route);
-      }
+      const route = this.#routes.get(raw) ?? this.#plan(raw, request.url);
+      label = route.label;
+      this.#trace?.(`B mod R:${id} ${label}`);
+      response = await route.serve(request);
     } catch (error) {
       response = errorResponse(error, this.#log);
     }
@@ -196,9 +198,41 @@ class ProxyHandler implements ModuleProxy {
     await this.#store.close();
   }
 
+  /**
+   * Checks and parses a request path into what serves it, and remembers accepted paths: the
+   * answer depends on the raw path alone, and the checks cost more than a cached file's answer.
+   */
+  #plan(raw: string, url: string): PlannedRoute {
+    if (!raw.startsWith("/mod/")) throw new HttpError(404, "Not found");
+    checkRawPath(raw, url);
+    const route = parseRequestPath(raw);
+    let planned: PlannedRoute;
+    if (route.kind === "sumdb") {
+      const sumdb = this.#sumdb.parse(route.rest);
+      const resource = this.#sumdbResource(sumdb);
+      planned = {
+        label: `sumdb ${sumdb.name} ${"sub" in sumdb ? sumdb.sub : "supported"}`,
+        serve: resource
+          ? (request) => this.#core.serve(request, resource)
+          : () => this.#supported(),
+      };
+    } else {
+      const resource = this.#moduleResource(route);
+      planned = {
+        label: describeRoute(route),
+        serve: (request) => this.#core.serve(request, resource),
+      };
+    }
+    if (raw.length <= ROUTE_PATH_MAX) {
+      if (this.#routes.size >= ROUTES_MAX) this.#routes.clear();
+      this.#routes.set(raw, planned);
+    }
+    return planned;
+  }
+
   // ---- module routes ----
 
-  #serveModule(request: Request, route: ModuleRequest): Promise<Response> {
+  #moduleResource(route: ModuleRequest): Resource {
     const base = escapeString(route.module);
     const small = (key: string, contentType: string): Resource => ({
       key,
@@ -212,11 +246,11 @@ class ProxyHandler implements ModuleProxy {
     });
     switch (route.kind) {
       case "list":
-        return this.#core.serve(request, small(`${base}/@v/list`, TEXT));
+        return small(`${base}/@v/list`, TEXT);
       case "latest": {
         const resource = small(`${base}/@latest`, JSON_TYPE);
         resource.check = (path) => checkInfoFile(path, undefined);
-        return this.#core.serve(request, resource);
+        return resource;
       }
       default:
         break;
@@ -226,7 +260,7 @@ class ProxyHandler implements ModuleProxy {
     if (route.kind === "info" && !canonical) {
       const resource = small(key, JSON_TYPE);
       resource.check = (path) => checkInfoFile(path, undefined);
-      return this.#core.serve(request, resource);
+      return resource;
     }
     const resource: Resource = {
       key,
@@ -246,7 +280,7 @@ class ProxyHandler implements ModuleProxy {
       const kind = route.kind;
       resource.check = (path) => this.#guard.verify(route.module, version, kind, path);
     }
-    return this.#core.serve(request, resource);
+    return resource;
   }
 
   #upstream(key: string, signal: AbortSignal): Promise<UpstreamResult> {
@@ -260,13 +294,16 @@ class ProxyHandler implements ModuleProxy {
 
   // ---- checksum database routes ----
 
-  #serveSumdb(request: Request, route: SumdbRoute): Promise<Response> {
-    if (route.kind === "supported") {
-      this.#metrics?.add("modproxy_sumdb_hits");
-      return Promise.resolve(
-        new Response(null, { status: 200, headers: { "cache-control": "max-age=86400" } }),
-      );
-    }
+  #supported(): Promise<Response> {
+    this.#metrics?.add("modproxy_sumdb_hits");
+    return Promise.resolve(
+      new Response(null, { status: 200, headers: { "cache-control": "max-age=86400" } }),
+    );
+  }
+
+  /** The cached resource of a checksum-database route; `undefined` for `supported`. */
+  #sumdbResource(route: SumdbRoute): Resource | undefined {
+    if (route.kind === "supported") return undefined;
     const resource: Resource = {
       key: route.key,
       cls: "sumdb",
@@ -295,8 +332,15 @@ class ProxyHandler implements ModuleProxy {
         if (bytes) await this.#guard.checkCached(route.module, route.version, bytes);
       };
     }
-    return this.#core.serve(request, resource);
+    return resource;
   }
+}
+
+/** What answers one accepted request path. */
+interface PlannedRoute {
+  /** How trace lines name the request. */
+  label: string;
+  serve: (request: Request) => Promise<Response>;
 }
 
 function describeRoute(route: ModuleRequest): string {

@@ -22,7 +22,8 @@
  * - `paths.ts`: request paths (raw-path checks, `!` case encoding, x/mod's path and version
  *   rules). `sumdb.ts`: the checksum-database allow-list and routes. `upstream.ts`: the GOPROXY
  *   list and upstream fetches.
- * - `store.ts`: module files on disk and in the object store.
+ * - `store.ts`: module files on disk and in the object store; `_memory_cache.ts`: the bounded
+ *   memory of small immutable files in front of the disk.
  *
  * Imports point down only: to `cache/` (the object store), `log/`, `metrics/` and `util/`;
  * `cli/serve.ts` wires the proxy in.
@@ -49,6 +50,14 @@
  *   `lookup` (1 h). Served from cache while fresh, then fetched upstream first; when upstream fails
  *   the stale copy is served (local, else the object store's copy).
  * - **negative**: upstream 404/410 answers are remembered in memory for 60 s.
+ *
+ * The warm path: cached files are read synchronously (small ones whole, larger ones streamed),
+ * and small immutable ones (at most 64 KiB each, 16 MiB in all, least recently used out first)
+ * are also kept in memory, checked with one stat per request (still there, same size and mtime:
+ * the disk stays the truth); any write or eviction through the store forgets the key. Mutable
+ * files are never held in memory, so their freshness is always their file's mtime. Accepted
+ * request paths are remembered (4096 at most) with what serves them, so a repeated request skips
+ * the path checks.
  *
  * Concurrent misses of one key share one upstream fetch. Only complete 200 bodies are cached;
  * caps: zip 500 MiB, go.mod 16 MiB, other files 10 MiB, tiles `width×32` bytes. Upstream: 30 s to

@@ -395,3 +395,71 @@ Deno.test("handle() counts upstream 404/410 as not found, apart from failures", 
     assert.deepEqual(h.upstream.requests, []);
   });
 });
+
+Deno.test("handle() serves immutable files from memory, list and @latest only while fresh", async () => {
+  await using h = await harness({ mutableTtlMs: 200 });
+  const info = "/mod/example.com/%21hello/@v/v1.0.0.info";
+  const want = await Deno.readTextFile(join(TREE, "example.com/!hello/@v/v1.0.0.info"));
+  assert.deepEqual(await h.text(info), { status: 200, body: want });
+  // Served from memory while the file on disk keeps its size and mtime (what memory checks)...
+  const path = join(h.dir, "module/example.com/!hello/@v/v1.0.0.info");
+  const { mtime } = await Deno.stat(path);
+  await Deno.writeTextFile(path, want.toUpperCase());
+  await Deno.utime(path, mtime!, mtime!);
+  assert.deepEqual(await h.text(info), { status: 200, body: want });
+  // ...and refetched once it is gone from disk.
+  await Deno.remove(path);
+  assert.deepEqual(await h.text(info), { status: 200, body: want });
+  const head = await h.get(info, "HEAD");
+  assert.equal(head.headers.get("content-length"), String(want.length));
+  assert.equal(head.body, null);
+  assert.equal(count(h.upstream.requests, "v1.0.0.info"), 2);
+  assert.equal(h.metrics.get("modproxy_immutable_hits"), 2);
+
+  // @latest (and list) are never held in memory: each request looks at the disk and its mtime.
+  const latest = "/mod/example.com/pseudo/@latest";
+  assert.equal((await h.text(latest)).status, 200);
+  await Deno.remove(join(h.dir, "module/example.com/pseudo/@latest"));
+  assert.equal((await h.text(latest)).status, 200);
+  assert.equal(count(h.upstream.requests, "/@latest"), 2, "refetched, not served from memory");
+  assert.equal((await h.text(latest)).status, 200);
+  assert.equal(count(h.upstream.requests, "/@latest"), 2, "fresh within the TTL");
+  await new Promise((r) => setTimeout(r, 250));
+  const newer = '{"Version":"v0.0.0-20250102030405-abcdefabcdef","Time":"2025-01-02T03:04:05Z"}\n';
+  h.upstream.overrides.set("example.com/pseudo/@latest", { status: 200, body: newer });
+  assert.deepEqual(await h.text(latest), { status: 200, body: newer });
+  assert.equal(count(h.upstream.requests, "/@latest"), 3, "refetched after the TTL");
+});
+
+Deno.test("handle() with memoryBytes 0 reads every immutable file from disk", async () => {
+  await using h = await harness({ memoryBytes: 0 });
+  const mod = "/mod/example.com/%21hello/@v/v1.0.0.mod";
+  const want = await Deno.readTextFile(join(TREE, "example.com/!hello/@v/v1.0.0.mod"));
+  assert.equal((await h.text(mod)).body, want);
+  const path = join(h.dir, "module/example.com/!hello/@v/v1.0.0.mod");
+  const { mtime } = await Deno.stat(path);
+  await Deno.writeTextFile(path, want.toUpperCase());
+  await Deno.utime(path, mtime!, mtime!);
+  assert.equal((await h.text(mod)).body, want.toUpperCase());
+  assert.equal(count(h.upstream.requests, "v1.0.0.mod"), 1);
+});
+
+Deno.test("handle() answers a remembered path as it did the first time", async () => {
+  await using h = await harness();
+  const bad = "/mod/example.com/%41hello/@v/list";
+  for (let i = 0; i < 2; i++) assert.equal((await h.get(bad)).status, 400, "refused each time");
+  const unknown = "/mod/example.com/%21hello/@v/v1.0.0.ziphash";
+  for (let i = 0; i < 2; i++) assert.equal((await h.get(unknown)).status, 404);
+  const zip = "/mod/example.com/%21hello/@v/v1.1.0.zip";
+  const want = await Deno.readFile(join(TREE, "example.com/!hello/@v/v1.1.0.zip"));
+  for (let i = 0; i < 3; i++) {
+    const r = await h.get(zip);
+    assert.equal(r.headers.get("content-type"), "application/zip");
+    assert.match(r.headers.get("cache-control")!, /immutable/);
+    assert.deepEqual(await r.bytes(), want);
+  }
+  for (let i = 0; i < 2; i++) {
+    assert.equal((await h.get("/mod/sumdb/sum.test.local/supported")).status, 200);
+  }
+  assert.equal(h.metrics.get("modproxy_sumdb_hits"), 2);
+});

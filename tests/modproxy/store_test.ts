@@ -110,6 +110,75 @@ Deno.test("ModuleStore.writeStream() renames a checked temp file into place, els
   assert.deepEqual(names.map((e) => e.name), ["list"]);
 });
 
+const MOD = "example.com/!hello/@v/v1.0.0.mod";
+const text = (entry: { bytes?: Uint8Array } | undefined) =>
+  entry?.bytes && new TextDecoder().decode(entry.bytes);
+
+Deno.test("ModuleStore.read() keeps small immutable entries in memory until a write or removal", async () => {
+  await using t = await setup();
+  await t.store.writeBytes(MOD, encoder.encode("module one\n"));
+  const first = t.store.read(MOD, { immutable: true });
+  assert.equal(text(first), "module one\n");
+  assert.equal(first?.size, 11);
+  assert.ok(first!.mtimeMs > 0);
+  // Memory saves the read, not the check: the same size and mtime are answered from memory...
+  const path = t.store.localPath(MOD);
+  await Deno.writeTextFile(path, "module ONE\n");
+  await Deno.utime(path, first!.mtimeMs / 1000, first!.mtimeMs / 1000);
+  assert.equal(text(t.store.read(MOD, { immutable: true })), "module one\n");
+  assert.equal(text(t.store.read(MOD, { immutable: false })), "module ONE\n", "mutable: the disk");
+  // ...and a file changed or removed behind the store's back is seen at once.
+  await Deno.utime(path, 1, 1);
+  assert.equal(text(t.store.read(MOD, { immutable: true })), "module ONE\n");
+  await Deno.remove(path);
+  assert.equal(t.store.read(MOD, { immutable: true }), undefined);
+  // Every change through the store is seen at once.
+  await t.store.writeBytes(MOD, encoder.encode("module two\n"));
+  assert.equal(text(t.store.read(MOD, { immutable: true })), "module two\n");
+  await t.store.writeStream(MOD, ReadableStream.from([encoder.encode("module three\n")]), {
+    maxBytes: 100,
+  });
+  assert.equal(text(t.store.read(MOD, { immutable: true })), "module three\n");
+  t.remote.objects.set(MOD, encoder.encode("module four\n"));
+  assert.equal(await t.store.fillFromRemote(MOD, { maxBytes: 100 }), true);
+  assert.equal(text(t.store.read(MOD, { immutable: true })), "module four\n");
+  await t.store.removeLocal(MOD);
+  assert.equal(t.store.read(MOD, { immutable: true }), undefined);
+});
+
+Deno.test("ModuleStore.read(): mutable entries and memoryBytes 0 always read the disk", async () => {
+  await using t = await setup({ memoryBytes: 0 });
+  await t.store.writeBytes(MOD, encoder.encode("module one\n"));
+  const first = t.store.read(MOD, { immutable: true });
+  assert.equal(text(first), "module one\n");
+  const path = t.store.localPath(MOD);
+  await Deno.writeTextFile(path, "module ONE\n");
+  await Deno.utime(path, first!.mtimeMs / 1000, first!.mtimeMs / 1000);
+  assert.equal(text(t.store.read(MOD, { immutable: true })), "module ONE\n");
+  // A mutable entry's mtime is the disk's, read each time: markStale() is seen at once.
+  await t.store.writeBytes(LIST, encoder.encode("v1.0.0\n"));
+  assert.ok(t.store.read(LIST, { immutable: false })!.mtimeMs > 0);
+  await t.store.markStale(LIST);
+  assert.equal(t.store.read(LIST, { immutable: false })!.mtimeMs, 0);
+});
+
+Deno.test("ModuleStore.read() hands large entries over as open files, never into memory", async () => {
+  await using t = await setup();
+  const big = new Uint8Array((256 << 10) + 1).fill(7);
+  await t.store.writeBytes(ZIP, big);
+  const entry = t.store.read(ZIP, { immutable: true });
+  assert.equal(entry?.bytes, undefined);
+  assert.equal(entry?.size, big.length);
+  assert.deepEqual(await new Response(entry!.file!.readable).bytes(), big);
+  await Deno.remove(t.store.localPath(ZIP));
+  assert.equal(t.store.read(ZIP, { immutable: true }), undefined);
+  assert.equal(
+    t.store.read("example.com/!hello/@v", { immutable: true }),
+    undefined,
+    "a directory",
+  );
+});
+
 Deno.test("ModuleStore.fillFromRemote() copies an entry and checks its size", async () => {
   await using t = await setup();
   t.remote.objects.set(ZIP, encoder.encode("zip bytes"));
