@@ -136,6 +136,11 @@ export function total(metrics: Record<string, number>[], name: string): number {
   return metrics.reduce((sum, m) => sum + (m[name] ?? 0), 0);
 }
 
+/** Hits that came from the bucket: looked up one by one, or fetched ahead by the warm-up. */
+export function remoteHits(metrics: Record<string, number>[]): number {
+  return total(metrics, "s3_get_hits") + total(metrics, "warm_hits");
+}
+
 /** A GOCACHEPROG value running the plugin with the given flags. */
 export function pluginCommand(...flags: string[]): string {
   return [PLUGIN, ...flags].join(" ");

@@ -13,6 +13,7 @@ import {
   IN_CI,
   PLUGIN,
   pluginMetrics,
+  remoteHits,
   runGo,
   tempDir,
   total,
@@ -103,7 +104,7 @@ Deno.test({
         mode: "direct",
         build: `ok, then vet ok in ${vet.seconds.toFixed(1)}s`,
         seconds: build.seconds,
-        hits: `${total(metrics, "s3_get_hits")} remote / ${total(metrics, "get_requests")} gets`,
+        hits: `${remoteHits(metrics)} remote / ${total(metrics, "get_requests")} gets`,
         verified: await verified(m.cacheDir),
       });
       assert.ok(build.seconds < bounds.first, `${fault}: build took ${build.seconds.toFixed(1)}s`);
@@ -189,7 +190,7 @@ Deno.test({
         mode: "direct",
         build: "ok",
         seconds: build.seconds,
-        hits: `${total(pluginMetrics(build.stderr), "s3_get_hits")} remote`,
+        hits: `${remoteHits(pluginMetrics(build.stderr))} remote`,
         verified: await verified(m.cacheDir),
       });
       assert.ok(build.seconds < 60);

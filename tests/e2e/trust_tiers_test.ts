@@ -21,6 +21,7 @@ import {
   PLUGIN,
   pluginCommand,
   pluginMetrics,
+  remoteHits,
   tempDir,
   total,
 } from "../_util/go.ts";
@@ -205,8 +206,9 @@ Deno.test({
         }
         const metrics = pluginMetrics(stderr);
         assert.equal(metrics.length, 2, stderr);
-        assert.ok(total(buildMetrics, "s3_get_hits") > 100, JSON.stringify(buildMetrics));
-        assert.equal(total(buildMetrics, "s3_get_hits"), total(buildMetrics, "get_hits"));
+        // Every hit from the bucket: looked up, or fetched by the warm-up from main's manifest.
+        assert.ok(remoteHits(buildMetrics) > 100, JSON.stringify(buildMetrics));
+        assert.ok(remoteHits(buildMetrics) >= total(buildMetrics, "get_hits"));
         assert.ok(total(metrics, "get_misses") <= 2 * WARM_MISSES, JSON.stringify(metrics));
         assert.equal(total(metrics, "put_bytes"), 0, "nothing recompiles");
         assert.equal(total(metrics, "s3_get_errors") + total(metrics, "s3_corrupt"), 0);
@@ -215,7 +217,7 @@ Deno.test({
         assert.equal(stderr.match(/S3 tier is read-only/g)?.length, 2, stderr);
         // --debug=4: GETs only, every one under main/.
         const s3Calls = [...stderr.matchAll(/ B S3 (\w+) (\S+)/g)];
-        assert.ok(s3Calls.length > 200, `${s3Calls.length} S3 calls traced`);
+        assert.ok(s3Calls.length > 5, `${s3Calls.length} S3 calls traced`);
         for (const [, op, key] of s3Calls) {
           assert.equal(op, "GET", `${op} ${key}`);
           assert.match(key!, /^main\//);
@@ -248,7 +250,12 @@ Deno.test({
         }
         const metrics = pluginMetrics(stderr);
         assert.equal(metrics.length, 2, stderr);
-        assert.ok(total(metrics, "s3_read_prefix_hits") > 100, JSON.stringify(metrics));
+        // main's entries: looked up under main/, or warmed up from main's manifest (pr/1 has
+        // none yet).
+        assert.ok(
+          total(metrics, "s3_read_prefix_hits") + total(metrics, "warm_hits") > 100,
+          JSON.stringify(metrics),
+        );
         assert.equal(total(metrics, "s3_read_prefix_hits"), total(metrics, "s3_get_hits"));
         assert.ok(total(metrics, "put_requests") > 0);
         assert.ok(total(metrics, "uploads_done") > 0, JSON.stringify(metrics));
@@ -357,7 +364,10 @@ Deno.test({
           metrics = await stopServer(prServer);
         }
         assert.equal(prServer.stderr.match(/S3 tier is read-only/g)?.length, 1, prServer.stderr);
-        assert.ok(metrics.s3_read_prefix_hits! > 100, JSON.stringify(metrics));
+        assert.ok(
+          (metrics.s3_read_prefix_hits ?? 0) + (metrics.warm_hits ?? 0) > 100,
+          JSON.stringify(metrics),
+        );
         assert.ok(metrics.uploads_skipped_read_only! > 0, JSON.stringify(metrics));
         assert.equal(metrics.modproxy_store_read_prefix_hits, MODULE_FILES.length);
         assert.equal(

@@ -354,7 +354,8 @@ export class WarmUp {
     } catch (error) {
       if (error instanceof CorruptError) {
         this.#metrics?.add("s3_corrupt");
-      } else if (!this.#stop.signal.aborted) {
+      } else if (!this.#stop.signal.aborted && !this.#options.breaker.paused) {
+        // (A call cut short because the breaker opened or S3 was disabled is not another one.)
         this.#options.breaker.failed(error, performance.now() - started);
       }
       throw error;
