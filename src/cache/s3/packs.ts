@@ -10,6 +10,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import type { PackInfo, WarmEntry } from "./manifest.ts";
 
 /** Options for {@linkcode planPacks}. */
@@ -90,41 +91,42 @@ export function planPacks(
 }
 
 /**
- * Builds packs of the given outputs, each closed at about `packBytes`. An output that cannot be
- * read (gone, or another size) is left out.
+ * Builds packs of the given outputs one at a time, each closed at about `packBytes`, so a writer
+ * that uploads each before asking for the next holds one pack in memory. An output that cannot
+ * be read (gone, or another size) is left out.
  *
  * @param entries The outputs to pack.
  * @param read Reads an output's bytes, `undefined` when it is not there.
  * @param policy `packBytes`.
- * @returns The packs, named by their SHA-256.
+ * @returns The packs, named by their SHA-256, as each is closed.
  */
-export async function buildPacks(
+export async function* buildPacks(
   entries: readonly WarmEntry[],
   read: (entry: WarmEntry) => Promise<Uint8Array | undefined>,
   policy: PackPolicy = {},
-): Promise<BuiltPack[]> {
+): AsyncGenerator<BuiltPack> {
   const packBytes = policy.packBytes ?? 4 << 20;
-  const built: BuiltPack[] = [];
   let parts: Uint8Array[] = [];
   let offsets = new Map<string, number>();
   let size = 0;
-  const close = async () => {
-    if (parts.length === 0) return;
+  const close = (): BuiltPack => {
     const bytes = new Uint8Array(size);
     let at = 0;
     for (const part of parts) {
       bytes.set(part, at);
       at += part.length;
     }
-    const name = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
-    built.push({ info: { name, size }, bytes, offsets });
+    const name = createHash("sha256").update(bytes).digest("hex");
+    const pack = { info: { name, size }, bytes, offsets };
     parts = [];
     offsets = new Map();
     size = 0;
+    return pack;
   };
   const seen = new Set<string>();
-  for (let i = 0; i < entries.length; i += 32) {
-    const batch = entries.slice(i, i + 32);
+  // A few outputs read at a time: small ones cost a round trip each, large ones memory.
+  for (let i = 0; i < entries.length; i += READ_BATCH) {
+    const batch = entries.slice(i, i + READ_BATCH);
     const bodies = await Promise.all(batch.map((e) => read(e).catch(() => undefined)));
     for (const [j, entry] of batch.entries()) {
       const body = bodies[j];
@@ -133,12 +135,14 @@ export async function buildPacks(
       offsets.set(entry.actionId, size);
       parts.push(body);
       size += body.length;
-      if (size >= packBytes) await close();
+      if (size >= packBytes) yield close();
     }
   }
-  await close();
-  return built;
+  if (parts.length > 0) yield close();
 }
+
+/** Outputs {@linkcode buildPacks} reads at once. */
+const READ_BATCH = 8;
 
 /**
  * The bytes of one output in a pack, if the pack is long enough.

@@ -223,6 +223,8 @@ export class TieredCache implements CacheHandler {
         timeoutMs: warm.timeoutMs,
         maxInFlightBytes: warm.maxInFlightBytes,
         requestTimeoutMs: this.#options.getTimeoutMs,
+        minBytesPerSecond: this.#options.minDownloadRate,
+        slowGraceMs: this.#options.slowGraceMs,
         breaker: this.#breaker,
         log: options.log,
         metrics: options.metrics,
@@ -233,6 +235,7 @@ export class TieredCache implements CacheHandler {
           keyHash: warm.keyHash,
           log: options.log,
           metrics: options.metrics,
+          breaker: this.#breaker,
         });
       }
     }

@@ -32,6 +32,7 @@ import {
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
 import { CorruptError, VerifyStream } from "./_streams.ts";
+import { ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 
 /** Counters the warm-up reports. */
 export interface WarmMetrics {
@@ -53,6 +54,13 @@ export interface WarmUpOptions {
   timeoutMs?: number;
   /** Deadline of one request, in ms (a body gets one more second per MiB). @default {10000} */
   requestTimeoutMs?: number;
+  /**
+   * Bodies below this rate (bytes per second) once `slowGraceMs` has passed are given up on, as
+   * the ordinary lookups' are, and count toward the breaker. @default {1 MiB}
+   */
+  minBytesPerSecond?: number;
+  /** @default {1500} */
+  slowGraceMs?: number;
   /** Stop when the first this many entries are all local already. @default {64} */
   warmStreak?: number;
   /** The breaker: the warm-up stops while it is open, and reports failures to it. */
@@ -266,10 +274,9 @@ export class WarmUp {
     try {
       bytes = await this.#request(async () => {
         const signal = this.#signal(pack.size);
-        const object = await this.#store!.get(packKey(this.#options.keyHash, pack.name), {
-          signal,
-        });
-        return object && await new Response(object.body).bytes();
+        const key = packKey(this.#options.keyHash, pack.name);
+        const object = await this.#store!.get(key, { signal });
+        return object && await new Response(this.#floored(object.body, object.size, key)).bytes();
       });
     } catch {
       bytes = undefined;
@@ -318,11 +325,22 @@ export class WarmUp {
       await object.body.cancel();
       return undefined;
     }
-    const body = object.body.pipeThrough(new VerifyStream(entry.outputId, entry.size, key));
-    const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
+    const body = this.#floored(object.body, object.size, key).pipeThrough(
+      new VerifyStream(entry.outputId, entry.size, key),
+    );
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
-    return await this.#fill(entry, bytes, ahead);
+    try {
+      const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
+      return await this.#fill(entry, bytes, ahead);
+    } catch (error) {
+      // The body is read after the request "succeeded": a crawl still tells the breaker.
+      if (error instanceof TooSlowError) {
+        this.#metrics?.add("s3_too_slow");
+        if (!this.#options.breaker.paused) this.#options.breaker.failed(error);
+      }
+      throw error;
+    }
   }
 
   /** Writes a verified output, then its action record, locally. */
@@ -341,6 +359,21 @@ export class WarmUp {
     this.#metrics?.add("warm_entries");
     if (ahead) this.#filled.set(entry.actionId, entry.size);
     return { outputId: entry.outputId, size: entry.size, diskPath, time, timeNanos: entry.nanos };
+  }
+
+  /** A body given up on when it crawls (see `_throughput.ts`). */
+  #floored(
+    body: ReadableStream<Uint8Array>,
+    size: number,
+    key: string,
+  ): ReadableStream<Uint8Array> {
+    return body.pipeThrough(
+      new ThroughputFloorStream(size, {
+        minBytesPerSecond: this.#options.minBytesPerSecond ?? 1 << 20,
+        graceMs: this.#options.slowGraceMs ?? 1_500,
+        key,
+      }),
+    );
   }
 
   /** One request of the warm-up: counted, and its failure reported to the breaker. */

@@ -31,6 +31,7 @@ import {
 } from "./manifest.ts";
 import { buildPacks, type PackPolicy, planPacks } from "./packs.ts";
 import type { WarmMetrics } from "./warm.ts";
+import type { CircuitBreaker } from "./breaker.ts";
 
 /** Options for {@linkcode WarmSession}. */
 export interface WarmSessionOptions {
@@ -46,6 +47,11 @@ export interface WarmSessionOptions {
   log?: Logger;
   /** Counters. @default not counted */
   metrics?: WarmMetrics;
+  /**
+   * The S3 tier's breaker: no manifest is written while it is open (a dead or crawling bucket
+   * must not keep the process alive past go), and one that opens cuts the write short.
+   */
+  breaker?: CircuitBreaker;
 }
 
 /** What a session used, and the writer of its manifest. */
@@ -110,9 +116,17 @@ export class WarmSession {
    */
   write(base: { manifest?: WarmManifest; fromOwn: boolean }, signal: AbortSignal): Promise<void> {
     if (!this.#changed) return this.#writing ?? Promise.resolve();
+    const breaker = this.#options.breaker;
+    if (breaker?.paused) {
+      // Kept as changed: a server writes it once the bucket is back.
+      this.#options.metrics?.add("warm_manifest_skipped");
+      this.#options.log?.info("warm-up manifest not written: the S3 tier is paused");
+      return this.#writing ?? Promise.resolve();
+    }
     this.#changed = false;
     const previous = this.#writing ?? Promise.resolve();
-    this.#writing = previous.then(() => this.#write(base, signal)).catch((error) => {
+    const cut = breaker ? AbortSignal.any([signal, breaker.signal]) : signal;
+    this.#writing = previous.then(() => this.#write(base, cut)).catch((error) => {
       this.#options.metrics?.add("warm_manifest_errors");
       this.#options.log?.info(
         `Cannot write the warm-up manifest: ${error instanceof Error ? error.message : error}`,
@@ -145,11 +159,13 @@ export class WarmSession {
     };
     // First this machine's copy, for the next go command; then the bucket's.
     await this.#writeLocalCopy(manifest);
-    const built = await buildPacks(plan.toPack, (entry) => this.#readOutput(entry), {
+    // One pack in memory at a time: built, uploaded, dropped.
+    const packs = buildPacks(plan.toPack, (entry) => this.#readOutput(entry), {
       ...this.#options.packs,
     });
     const placed = new Map<string, { pack: string; offset: number }>();
-    for (const pack of built) {
+    let newPacks = 0;
+    for await (const pack of packs) {
       signal.throwIfAborted();
       try {
         await this.#store.put(packKey(keyHash, pack.info.name), pack.bytes, {
@@ -164,6 +180,7 @@ export class WarmSession {
         );
         continue;
       }
+      newPacks++;
       metrics?.add("warm_packs_written");
       metrics?.add("s3_bytes_up", pack.bytes.length);
       manifest.packs.push(pack.info);
@@ -183,7 +200,7 @@ export class WarmSession {
     if (placed.size > 0) await this.#writeLocalCopy(manifest, bytes);
     this.#options.log?.info(
       `warm-up manifest written: ${manifest.entries.length} entries, ` +
-        `${manifest.packs.length} packs (${built.length} new), session ${manifest.session}`,
+        `${manifest.packs.length} packs (${newPacks} new), session ${manifest.session}`,
     );
   }
 

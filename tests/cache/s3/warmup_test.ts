@@ -169,9 +169,9 @@ Deno.test("buildPacks() and slicePack(): every output comes back byte for byte",
     bodies.set(e.actionId, body);
     entries.push(e);
   }
-  const packs = await buildPacks(entries, (e) => Promise.resolve(bodies.get(e.actionId)), {
-    packBytes: 2000,
-  });
+  const packs = await Array.fromAsync(
+    buildPacks(entries, (e) => Promise.resolve(bodies.get(e.actionId)), { packBytes: 2000 }),
+  );
   assert.ok(packs.length > 1, "closed at about packBytes");
   for (const pack of packs) {
     assert.equal(pack.info.name, await sha256(pack.bytes));
