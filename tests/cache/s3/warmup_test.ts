@@ -19,11 +19,13 @@ import {
   slicePack,
   type StoreCallOptions,
   type StoredObject,
+  StoreError,
   TieredCache,
   type WarmEntry,
   warmKeyHash,
 } from "../../../src/cache/s3/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
+import { TestStore } from "../../_util/test_store.ts";
 
 const encoder = new TextEncoder();
 
@@ -408,4 +410,20 @@ Deno.test("TieredCache: a warm machine re-running the same build writes no new m
   assert.equal(manifest.session, 2);
   assert.equal(manifest.entries.length, 31);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("TieredCache: no manifest is written while the S3 tier is paused", async () => {
+  const store = new TestStore();
+  const entries = await seed(store, 20);
+  await withCache(store, async (cache, metrics) => {
+    for (const e of entries) await cache.get(e.actionId);
+    // The bucket goes away before the session ends: the first call fails and pauses S3.
+    store.fail = new StoreError("Cannot reach the bucket: connection refused", "unreachable");
+    assert.equal(await cache.get(id(999)), undefined);
+    const puts = store.calls.filter((c) => c.startsWith("PUT")).length;
+    await cache.finishSession();
+    assert.equal(metrics.counters().warm_manifest_skipped, 1);
+    assert.equal(metrics.counters().warm_manifest_writes ?? 0, 0);
+    assert.equal(store.calls.filter((c) => c.startsWith("PUT")).length, puts, "no PUT tried");
+  });
 });
