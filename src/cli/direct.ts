@@ -31,6 +31,8 @@ export async function runDirect(config: Config, log: Logger): Promise<number> {
       // With the local tier alone nothing runs in the background, so waiting for go's next
       // request may block the process: the fastest way back to a request once it is written.
       blockingReads: !config.bucket,
+      // The cache tiers keep no put body once put() settles: free each at once.
+      freePutBodies: true,
     });
     log.info(result.closed ? "go sent close" : "input ended without close");
   } catch (error) {

@@ -110,3 +110,34 @@ Deno.test("serve() rejects a get with a short ActionID as an Err, not a crash", 
   assert.equal(error, undefined);
   assert.match(String(replies[1]!.Err), /invalid ActionID/);
 });
+
+Deno.test("serve() with freePutBodies frees each put body once its put has settled", async () => {
+  const body = enc.encode("archive bytes");
+  const out = await sha256Hex(body);
+  const handler = new MemoryHandler();
+  const seen: { during: number; bytes: Uint8Array }[] = [];
+  const put = handler.put.bind(handler);
+  handler.put = async (object) => {
+    seen.push({ during: object.body.length, bytes: object.body });
+    return await put(object);
+  };
+  const refused = enc.encode("not this");
+  const { replies } = await runSession(
+    putFrame(1, hexId(1), body, out) + putFrame(2, hexId(2), refused, hexId(9)) + closeFrame(3),
+    handler,
+    { freePutBodies: true },
+  );
+  const reply = (id: number) => replies.find((r) => r.ID === id);
+  assert.deepEqual(reply(1), { ID: 1, DiskPath: `/mem/${out}` });
+  assert.match(String(reply(2)?.Err), /does not hash/);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.during, body.length, "whole while the handler has it");
+  assert.equal(seen[0]!.bytes.length, 0, "freed (detached) once the put settled");
+});
+
+Deno.test("serve() leaves put bodies to the handler unless asked to free them", async () => {
+  const body = enc.encode("kept");
+  const handler = new MemoryHandler();
+  await runSession(putFrame(1, hexId(1), body, await sha256Hex(body)), handler);
+  assert.deepEqual(handler.entries.get(hexId(1))?.body, body);
+});

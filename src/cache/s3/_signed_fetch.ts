@@ -1,9 +1,10 @@
 /**
- * The S3 adapter's data path: one GET, HEAD or PUT, signed with SigV4 and sent with `fetch`, or
- * for a stream body through node:http(s), which keeps our Content-Length and sends the body as
- * it is read (Deno's `fetch` would send a stream chunked, which S3 rejects). A request whose body
- * can be sent again is retried once after a network failure or a 5xx/429 answer, as the SDK did.
- * Missing objects come back as `undefined`; other failures as the errors of `_errors.ts`.
+ * The S3 adapter's data path: one GET, HEAD or PUT, signed with SigV4 and sent with `fetch`. A
+ * PUT body goes out as a {@linkcode SizedBody}, which keeps our Content-Length and is sent as it
+ * is read, bytes without a copy; a stream of up to 4 MiB is read into one buffer first (freed
+ * once sent) so that it can be sent again. A request whose body can be sent again is retried once
+ * after a network failure or a 5xx/429 answer, as the SDK did. Missing objects come back as
+ * `undefined`; other failures as the errors of `_errors.ts`.
  *
  * @module
  */
@@ -48,6 +49,7 @@ export async function sendSigned(
   }
   const path = `${session.basePath}/${encoded}`;
   const url = session.origin + path;
+  // A stream can be read once; bytes can be sent again.
   const retriable = !(body instanceof ReadableStream);
   for (let attempt = 1;; attempt++) {
     const credentials = await connection.credentials(session);
@@ -58,27 +60,27 @@ export async function sendSigned(
     if (size !== undefined) headers["content-length"] = String(size);
     // The size is the stored one: no transparent decompression (unsigned, so not signed).
     if (op === "GET") headers["accept-encoding"] = "identity";
+    const payload = body === undefined ? null : requestBody(body, size ?? 0);
     let response: Response;
     try {
-      response = body instanceof ReadableStream
-        ? await streamPut(url, headers, body, {
-          size: size ?? 0,
-          signal,
-          ca: session.ca?.certificates,
-        })
-        : await fetch(url, {
-          method: op,
-          headers,
-          body: (body ?? null) as BodyInit | null,
-          signal,
-          redirect: "manual",
-          client: session.ca?.client,
-        });
+      response = await fetch(url, {
+        method: op,
+        headers,
+        body: payload,
+        signal,
+        redirect: "manual",
+        client: session.ca?.client,
+      });
     } catch (error) {
       if (signal.aborted) throw error;
+      // The body's own failure (a file gone short), not the network's: as it is.
+      if (payload instanceof SizedBody && payload.failure !== undefined) throw payload.failure;
       if (retriable && attempt < 2) continue;
-      if (typeof (error as { code?: unknown }).code === "string") throw error; // node:http
       throw networkError(error, session.host);
+    }
+    if (payload instanceof SizedBody && payload.failure !== undefined) {
+      await response.body?.cancel();
+      throw payload.failure;
     }
     if (response.ok) return response;
     const failure = await responseError(response, op);
@@ -93,31 +95,43 @@ export async function sendSigned(
   }
 }
 
-/** Stream bodies up to this size are read into memory and sent with `fetch`. */
-const STREAM_PUT_THRESHOLD = 4 << 20;
+/** Stream bodies up to this size are read into memory first, so that they can be sent again. */
+const RETRIABLE_STREAM = 4 << 20;
+
+/** A PUT body ready for {@linkcode sendSigned}, and the release of what it holds. */
+export interface PutPayload {
+  /** Bytes (retried once on a network failure), or a stream of exactly `size` bytes. */
+  body: Uint8Array | ReadableStream<Uint8Array>;
+  /** Frees a buffer read from a stream at once, once the request has settled. */
+  release(): void;
+}
 
 /**
  * The body to send for a PUT of `size` bytes: bytes as they are; a stream of up to 4 MiB read
- * into memory first (Deno's `fetch` drops Content-Length from a stream body and sends it
- * chunked, which S3 rejects); a bigger stream as it is, for {@linkcode sendSigned} to send
- * through node:http as it is read, never buffered whole.
+ * into one buffer first, so that a dropped keep-alive connection can be retried; a bigger stream
+ * as it is, sent as it is read, never buffered whole.
  *
  * @param body The bytes, or a stream of exactly `size` bytes.
  * @param size The body's size.
- * @returns What to pass as {@linkcode SignedRequest.body}.
+ * @returns What to pass as {@linkcode SignedRequest.body}, and its release.
  * @throws {RangeError} When a small stream holds more or fewer than `size` bytes.
  */
 export async function putPayload(
   body: Uint8Array | ReadableStream<Uint8Array>,
   size: number,
-): Promise<Uint8Array | ReadableStream<Uint8Array>> {
-  return body instanceof Uint8Array || size > STREAM_PUT_THRESHOLD
-    ? body
-    : await readExactly(body, size);
+): Promise<PutPayload> {
+  if (body instanceof Uint8Array || size > RETRIABLE_STREAM) return { body, release() {} };
+  const bytes = await readExactly(body, size);
+  // Ours alone: freed now rather than when a full garbage collection finds it (a cold build
+  // uploads thousands, and buffers that lived that long wait for one).
+  return { body: bytes, release: () => void bytes.buffer.transfer(0) };
 }
 
 /** Reads a stream that must hold exactly `size` bytes. */
-async function readExactly(stream: ReadableStream<Uint8Array>, size: number): Promise<Uint8Array> {
+async function readExactly(
+  stream: ReadableStream<Uint8Array>,
+  size: number,
+): Promise<Uint8Array<ArrayBuffer>> {
   const bytes = new Uint8Array(size);
   let at = 0;
   for await (const chunk of stream) {
@@ -130,52 +144,113 @@ async function readExactly(stream: ReadableStream<Uint8Array>, size: number): Pr
 }
 
 /**
- * PUTs a stream of known size through node:http(s), which keeps our Content-Length, sending it
- * as it is read; the answer comes back as a `Response` for the common handling. `ca` is
- * node:https's trust list (a configured CA bundle, in place of the roots).
+ * What `fetch` sends for a PUT body of `size` bytes: an empty body as bytes (`fetch` sends those
+ * with their length), anything else as a {@linkcode SizedBody}.
  */
-async function streamPut(
-  url: string,
-  headers: Record<string, string>,
-  body: ReadableStream<Uint8Array>,
-  options: { size: number; signal: AbortSignal; ca?: string[] },
-): Promise<Response> {
-  const { size, signal, ca } = options;
-  const https = url.startsWith("https:");
-  const { request } = https ? await import("node:https") : await import("node:http");
-  const { EventEmitter } = await import("node:events");
-  const tls = https && ca ? { ca } : {};
-  return await new Promise<Response>((resolve, reject) => {
-    const req = request(url, { method: "PUT", headers, signal, ...tls }, (res) => {
-      const chunks: Uint8Array[] = [];
-      res.on("data", (chunk: Uint8Array) => chunks.push(chunk));
-      res.on("error", reject);
-      res.on("end", () => {
-        const answer = new Headers();
-        for (const [name, value] of Object.entries(res.headers)) {
-          if (value !== undefined) {
-            answer.set(name, Array.isArray(value) ? value.join(", ") : value);
-          }
-        }
-        const bytes = chunks.length === 0 ? null : new Blob(chunks as BlobPart[]);
-        resolve(new Response(bytes, { status: res.statusCode ?? 500, headers: answer }));
+function requestBody(body: Uint8Array | ReadableStream<Uint8Array>, size: number): BodyInit {
+  if (size === 0) {
+    if (body instanceof ReadableStream) void body.cancel().catch(() => {});
+    else if (body.length !== 0) throw new RangeError(`got ${body.length} bytes, expected 0`);
+    return new Uint8Array(0);
+  }
+  return new SizedBody(body, size);
+}
+
+/**
+ * A request body of known size that `fetch` sends with that Content-Length while it reads it.
+ *
+ * Why a `Blob`: `fetch` copies a `Uint8Array` body twice (a JS copy, then one into the runtime)
+ * and sends a `ReadableStream` body chunked, which S3 rejects (411). For a `Blob` it reads
+ * `stream()` and sends `size` as Content-Length; overriding both streams our bytes or our
+ * stream without a copy. This relies on how Deno's `fetch` treats a Blob (`extractBody`), which
+ * `tests/cache/s3/signed_fetch_test.ts` checks on the pinned runtime.
+ *
+ * A source stream must hold exactly `size` bytes; otherwise the request fails and `failure`
+ * holds a {@linkcode RangeError}. A `Uint8Array` is sent from its own memory: do not change it
+ * while the request runs.
+ */
+export class SizedBody extends Blob {
+  readonly #source: Uint8Array | ReadableStream<Uint8Array>;
+  readonly #size: number;
+
+  /**
+   * @param source The bytes, or a stream that must hold exactly `size` bytes.
+   * @param size The Content-Length.
+   */
+  constructor(source: Uint8Array | ReadableStream<Uint8Array>, size: number) {
+    super();
+    if (source instanceof Uint8Array && source.length !== size) {
+      throw new RangeError(`got ${source.length} bytes, expected ${size}`);
+    }
+    this.#source = source;
+    this.#size = size;
+  }
+
+  /** The Content-Length. */
+  override get size(): number {
+    return this.#size;
+  }
+
+  /** The bytes as a stream, checked against `size`. */
+  override stream(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    const source = this.#source;
+    const size = this.#size;
+    if (source instanceof Uint8Array) {
+      return new ReadableStream<Uint8Array<ArrayBuffer>>({
+        start(controller) {
+          controller.enqueue(source as Uint8Array<ArrayBuffer>);
+          controller.close();
+        },
       });
-    });
-    req.on("error", reject);
-    (async () => {
-      let sent = 0;
-      for await (const chunk of body) {
-        sent += chunk.length;
-        if (sent > size) throw new RangeError(`got more than ${size} bytes`);
-        if (!req.write(chunk)) await EventEmitter.once(req, "drain", { signal });
-      }
-      if (sent !== size) throw new RangeError(`got ${sent} bytes, expected ${size}`);
-      req.end();
-    })().catch((error) => {
-      req.destroy(error);
-      reject(error);
-    });
-  });
+    }
+    const reader = source.getReader();
+    let sent = 0;
+    const fail = (error: unknown) => {
+      this.failure ??= error;
+      void reader.cancel().catch(() => {});
+      throw error;
+    };
+    return new ReadableStream<Uint8Array<ArrayBuffer>>({
+      async pull(controller) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          return fail(error);
+        }
+        if (chunk.done) {
+          if (sent !== size) fail(new RangeError(`got ${sent} bytes, expected ${size}`));
+          controller.close();
+          return;
+        }
+        sent += chunk.value.length;
+        if (sent > size) fail(new RangeError(`got more than ${size} bytes`));
+        if (sent === size) {
+          // The request is complete with this chunk: first make sure the source ends here.
+          let next: ReadableStreamReadResult<Uint8Array>;
+          try {
+            next = await reader.read();
+          } catch (error) {
+            return fail(error);
+          }
+          if (!next.done) fail(new RangeError(`got more than ${size} bytes`));
+          controller.enqueue(chunk.value as Uint8Array<ArrayBuffer>);
+          controller.close();
+          return;
+        }
+        controller.enqueue(chunk.value as Uint8Array<ArrayBuffer>);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Why reading the source failed (a file gone short, a wrong size): `fetch` reports it only as
+   * a failed request.
+   */
+  failure: unknown;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

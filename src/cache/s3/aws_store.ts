@@ -9,8 +9,8 @@
  *
  * - `_connection.ts`: the lazily opened connection (CA bundle, credentials, region, endpoint;
  *   SDK or not), shared by stores on one bucket.
- * - `_signed_fetch.ts`: the data path, one signed request (`fetch`, or node:https for a stream
- *   PUT), with its one retry.
+ * - `_signed_fetch.ts`: the data path, one signed request with `fetch` (a PUT body streamed with
+ *   its Content-Length), with its one retry.
  * - `_errors.ts`: error classification into {@linkcode StoreError} kinds (`classify`).
  * - `_sigv4.ts` (the signer) and `_tls.ts` (the CA bundle).
  *
@@ -19,7 +19,7 @@
 
 import { type AwsObjectStoreOptions, Connection } from "./_connection.ts";
 import { classify } from "./_errors.ts";
-import { putPayload, sendSigned } from "./_signed_fetch.ts";
+import { type PutPayload, putPayload, sendSigned } from "./_signed_fetch.ts";
 import {
   type ObjectStore,
   type StoreCallOptions,
@@ -99,9 +99,10 @@ export class AwsObjectStore implements ObjectStore {
   }
 
   /**
-   * Writes an object of known size. A stream of up to 4 MiB is read into memory first (Deno's
-   * `fetch` drops Content-Length from a stream body and sends it chunked, which S3 rejects); a
-   * bigger one goes out through node:http as it is read, never buffered whole.
+   * Writes an object of known size, sent from the caller's memory (no copy: the bytes must not
+   * change until the call settles). A stream of up to 4 MiB is read into one buffer first, so
+   * that a failed attempt can be sent again; a bigger one is sent as it is read, never buffered
+   * whole (see `putPayload` and `SizedBody` in `_signed_fetch.ts`).
    */
   put(
     key: string,
@@ -116,7 +117,7 @@ export class AwsObjectStore implements ObjectStore {
       async (response) => {
         await response?.body?.cancel();
       },
-      { payload: () => putPayload(body, size), size },
+      { body, size },
     );
   }
 
@@ -125,22 +126,23 @@ export class AwsObjectStore implements ObjectStore {
     key: string,
     options: StoreCallOptions,
     done: (response: Response | undefined) => Promise<T>,
-    upload?: { payload: () => Promise<Uint8Array | ReadableStream<Uint8Array>>; size: number },
+    upload?: { body: Uint8Array | ReadableStream<Uint8Array>; size: number },
   ): Promise<T> {
     const { trace, observe, timeoutMs } = this.#connection.options;
     const signal = options.signal ?? AbortSignal.timeout(timeoutMs ?? 30_000);
     const fullKey = this.key(key);
     trace?.(`B S3 ${op} ${fullKey}`);
     const started = performance.now();
+    let payload: PutPayload | undefined;
     try {
       signal.throwIfAborted();
       const session = await this.#connection.session(signal);
-      const body = await upload?.payload();
+      payload = upload && await putPayload(upload.body, upload.size);
       const response = await sendSigned(this.#connection, session, {
         op,
         fullKey,
         signal,
-        body,
+        body: payload?.body,
         size: upload?.size,
       });
       const result = await done(response);
@@ -160,6 +162,7 @@ export class AwsObjectStore implements ObjectStore {
       );
       throw failure;
     } finally {
+      payload?.release();
       observe?.("s3_request_seconds", (performance.now() - started) / 1000);
     }
   }

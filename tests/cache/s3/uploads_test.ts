@@ -224,3 +224,26 @@ Deno.test("UploadQueue counts under the names its owner gives", async () => {
   assert.equal(t.metrics.get("mod_bytes"), 4);
   assert.equal(t.metrics.get("uploads_done"), 0);
 });
+
+Deno.test("UploadQueue streams a file to the store in chunks of at most 64 KiB, never whole", async () => {
+  await using t = await setup({ concurrency: 2 });
+  const size = (1 << 20) + 5;
+  const chunks: number[] = [];
+  t.store.put = async (key, body, options) => {
+    assert.ok(body instanceof ReadableStream, "a stream, not the file read into memory");
+    let total = 0;
+    for await (const chunk of body) {
+      chunks.push(chunk.length);
+      total += chunk.length;
+    }
+    assert.equal(total, options.size);
+    t.store.objects.set(key, new Uint8Array(total));
+  };
+  const path = `${t.dir}/big`;
+  await Deno.writeFile(path, new Uint8Array(size));
+  t.queue.enqueue({ marker: "big", key: "obj/big", path });
+  await t.queue.close();
+  assert.equal(t.metrics.get("uploads_done"), 1);
+  assert.equal(chunks.reduce((a, b) => a + b, 0), size);
+  assert.ok(Math.max(...chunks) <= 64 << 10, `largest chunk ${Math.max(...chunks)}`);
+});
