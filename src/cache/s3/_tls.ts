@@ -2,10 +2,10 @@
  * The private CA bundle the AWS tools trust for S3 endpoints: `AWS_CA_BUNDLE`, else the
  * `ca_bundle` of the selected profile (`AWS_PROFILE`, else `default`) in the shared config file
  * (`AWS_CONFIG_FILE`, else `~/.aws/config`). Its certificates are trusted on every request path
- * of the S3 tier: `fetch` (a `Deno.HttpClient`, which adds them to the built-in roots), the
- * node:https stream upload and the SDK's node:https agent (both through `ca`, which replaces the
- * roots, as `AWS_CA_BUNDLE` does for the AWS CLI; Deno's `tls.rootCertificates` would need
- * `--allow-sys=ca`, which the plugin does not have).
+ * of the S3 tier: `fetch` for every GET, HEAD and PUT (a `Deno.HttpClient`, which adds them to
+ * the built-in roots), and the SDK's node:https agent (through `ca`, which replaces the roots, as
+ * `AWS_CA_BUNDLE` does for the AWS CLI; Deno's `tls.rootCertificates` would need `--allow-sys=ca`,
+ * which the plugin does not have).
  *
  * Loaded once, on the first remote call; a bundle that is named but cannot be read or holds no
  * usable certificate is a configuration error, reported in one line.
