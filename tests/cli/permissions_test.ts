@@ -12,10 +12,19 @@ function permissionFlags(text: string): string[] {
   return text.split(/\s+/).filter((word) => /^(--allow-|--deny-|-A$)/.test(word)).sort();
 }
 
-async function launcherFlags(): Promise<string[]> {
+/** The runtime's V8 flags among whitespace-separated words. */
+function v8Flags(text: string): string[] {
+  return text.split(/\s+/).filter((word) => word.startsWith("--v8-flags="));
+}
+
+async function launcherCommand(): Promise<string> {
   const script = await Deno.readTextFile(`${ROOT}/scripts/go-cache-plugin`);
   const exec = script.slice(script.indexOf("\nexec "));
-  return permissionFlags(exec.replace(/\\\n/g, " ").split("\n")[1]!);
+  return exec.replace(/\\\n/g, " ").split("\n")[1]!;
+}
+
+async function launcherFlags(): Promise<string[]> {
+  return permissionFlags(await launcherCommand());
 }
 
 async function compileTaskFlags(): Promise<string[]> {
@@ -36,6 +45,10 @@ Deno.test("permission flags: launcher, compile task and help topic are the same 
   for (const flags of [compile, launcher, help]) {
     assert.ok(!flags.includes("-A") && !flags.includes("--allow-all"), "never all permissions");
   }
+  // The release binary runs with the V8 settings the launcher was measured with.
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  assert.deepEqual(v8Flags(await launcherCommand()), v8Flags(config.tasks.compile.command));
+  assert.deepEqual(v8Flags(await launcherCommand()), ["--v8-flags=--max-semi-space-size=1"]);
 });
 
 Deno.test("permission flags: scripts/release.sh compiles every target with the task's flags", async () => {
@@ -58,6 +71,7 @@ Deno.test("permission flags: scripts/release.sh compiles every target with the t
   const compile = await compileTaskFlags();
   for (const line of compiles) {
     assert.deepEqual(permissionFlags(line), compile, line);
+    assert.deepEqual(v8Flags(line), ["--v8-flags=--max-semi-space-size=1"], line);
     assert.match(line, / --frozen /);
     assert.match(line, / main\.ts$/);
   }

@@ -91,58 +91,50 @@ export function planPacks(
 }
 
 /**
- * Builds packs of the given outputs one at a time, each closed at about `packBytes`, so a writer
- * that uploads each before asking for the next holds one pack in memory. An output that cannot
- * be read (gone, or another size) is left out.
+ * Builds packs of the given outputs one at a time, each closed at about `packBytes`, in one
+ * buffer used again for every pack: a writer that is done with each pack before asking for the
+ * next (it uploads it) holds one pack's memory in all and leaves no garbage behind. An output
+ * that cannot be read (gone, or another size) is left out.
  *
  * @param entries The outputs to pack.
- * @param read Reads an output's bytes, `undefined` when it is not there.
- * @param policy `packBytes`.
- * @returns The packs, named by their SHA-256, as each is closed.
+ * @param readInto Reads an output's bytes into `target` (exactly `entry.size` long); false when
+ * it is not there or has another size.
+ * @param policy `packBytes` and `maxEntrySize` (the buffer is their sum).
+ * @returns The packs, named by their SHA-256, as each is closed; a pack's `bytes` are valid only
+ * until the next one is asked for.
  */
 export async function* buildPacks(
   entries: readonly WarmEntry[],
-  read: (entry: WarmEntry) => Promise<Uint8Array | undefined>,
+  readInto: (entry: WarmEntry, target: Uint8Array) => Promise<boolean> | boolean,
   policy: PackPolicy = {},
 ): AsyncGenerator<BuiltPack> {
   const packBytes = policy.packBytes ?? 4 << 20;
-  let parts: Uint8Array[] = [];
+  const maxEntrySize = policy.maxEntrySize ?? 1 << 20;
+  let buffer: Uint8Array | undefined;
   let offsets = new Map<string, number>();
   let size = 0;
   const close = (): BuiltPack => {
-    const bytes = new Uint8Array(size);
-    let at = 0;
-    for (const part of parts) {
-      bytes.set(part, at);
-      at += part.length;
-    }
+    const bytes = buffer!.subarray(0, size);
     const name = createHash("sha256").update(bytes).digest("hex");
     const pack = { info: { name, size }, bytes, offsets };
-    parts = [];
     offsets = new Map();
     size = 0;
     return pack;
   };
   const seen = new Set<string>();
-  // A few outputs read at a time: small ones cost a round trip each, large ones memory.
-  for (let i = 0; i < entries.length; i += READ_BATCH) {
-    const batch = entries.slice(i, i + READ_BATCH);
-    const bodies = await Promise.all(batch.map((e) => read(e).catch(() => undefined)));
-    for (const [j, entry] of batch.entries()) {
-      const body = bodies[j];
-      if (!body || body.length !== entry.size || seen.has(entry.actionId)) continue;
-      seen.add(entry.actionId);
-      offsets.set(entry.actionId, size);
-      parts.push(body);
-      size += body.length;
-      if (size >= packBytes) yield close();
-    }
+  for (const entry of entries) {
+    if (seen.has(entry.actionId) || entry.size > maxEntrySize) continue;
+    buffer ??= new Uint8Array(packBytes + maxEntrySize);
+    const ok = await Promise.resolve(readInto(entry, buffer.subarray(size, size + entry.size)))
+      .catch(() => false);
+    if (!ok) continue;
+    seen.add(entry.actionId);
+    offsets.set(entry.actionId, size);
+    size += entry.size;
+    if (size >= packBytes) yield close();
   }
-  if (parts.length > 0) yield close();
+  if (size > 0) yield close();
 }
-
-/** Outputs {@linkcode buildPacks} reads at once. */
-const READ_BATCH = 8;
 
 /**
  * The bytes of one output in a pack, if the pack is long enough.

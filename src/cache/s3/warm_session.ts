@@ -160,7 +160,7 @@ export class WarmSession {
     // First this machine's copy, for the next go command; then the bucket's.
     await this.#writeLocalCopy(manifest);
     // One pack in memory at a time: built, uploaded, dropped.
-    const packs = buildPacks(plan.toPack, (entry) => this.#readOutput(entry), {
+    const packs = buildPacks(plan.toPack, (entry, target) => this.#readOutput(entry, target), {
       ...this.#options.packs,
     });
     const placed = new Map<string, { pack: string; offset: number }>();
@@ -220,11 +220,20 @@ export class WarmSession {
     return false;
   }
 
-  async #readOutput(entry: WarmEntry): Promise<Uint8Array | undefined> {
+  /** Reads an output's bytes into `target` (its exact size); false when gone or resized. */
+  #readOutput(entry: WarmEntry, target: Uint8Array): boolean {
     try {
-      return await Deno.readFile(this.#local.outputPath(entry.outputId));
+      using file = Deno.openSync(this.#local.outputPath(entry.outputId));
+      if (file.statSync().size !== target.length) return false;
+      let read = 0;
+      while (read < target.length) {
+        const n = file.readSync(target.subarray(read));
+        if (n === null || n === 0) return false;
+        read += n;
+      }
+      return true;
     } catch {
-      return undefined;
+      return false;
     }
   }
 

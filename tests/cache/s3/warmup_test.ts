@@ -171,17 +171,29 @@ Deno.test("buildPacks() and slicePack(): every output comes back byte for byte",
     bodies.set(e.actionId, body);
     entries.push(e);
   }
-  const packs = await Array.fromAsync(
-    buildPacks(entries, (e) => Promise.resolve(bodies.get(e.actionId)), { packBytes: 2000 }),
-  );
-  assert.ok(packs.length > 1, "closed at about packBytes");
-  for (const pack of packs) {
+  const read = (e: WarmEntry, target: Uint8Array) => {
+    const body = bodies.get(e.actionId);
+    if (!body || body.length !== target.length) return false;
+    target.set(body);
+    return true;
+  };
+  let packs = 0;
+  // One buffer for every pack: each is checked before the next is asked for.
+  for await (const pack of buildPacks(entries, read, { packBytes: 2000 })) {
+    packs++;
     assert.equal(pack.info.name, await sha256(pack.bytes));
+    assert.equal(pack.bytes.length, pack.info.size);
     for (const [actionId, offset] of pack.offsets) {
       const e = entries.find((x) => x.actionId === actionId)!;
       assert.deepEqual(slicePack(pack.bytes, { ...e, offset }), bodies.get(actionId));
     }
   }
+  assert.ok(packs > 1, "closed at about packBytes");
+  // An output that is gone or has another size is left out.
+  const gone = [...entries.slice(0, 3), { ...entries[3]!, size: entries[3]!.size + 1 }];
+  bodies.delete(entries[0]!.actionId);
+  const [only] = await Array.fromAsync(buildPacks(gone, read));
+  assert.deepEqual([...only!.offsets.keys()], [entries[1]!.actionId, entries[2]!.actionId]);
   assert.equal(slicePack(new Uint8Array(3), { ...entry(1), offset: 0 }), undefined);
 });
 
