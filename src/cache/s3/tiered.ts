@@ -458,16 +458,18 @@ export class TieredCache implements CacheHandler {
       const asked = { prefixes: 0 };
       const hit = await this.#fetchRemote(actionId, trip, asked);
       const elapsed = performance.now() - started;
-      if (elapsed > this.#sluggishAfterMs(hit?.size ?? 0, asked.prefixes)) {
+      const sluggish = elapsed > this.#sluggishAfterMs(hit?.size ?? 0, asked.prefixes);
+      if (sluggish) this.#metrics?.add("s3_get_sluggish");
+      if (!sluggish) {
+        this.#breaker.succeeded();
+      } else if (!this.#warmUp?.fetching) {
         // Answered, but slower than compiling would be: evidence against asking this bucket,
-        // though the bytes are good and go gets them.
-        this.#metrics?.add("s3_get_sluggish");
+        // though the bytes are good and go gets them. (Not while the warm-up's own downloads
+        // fill the link: that slowness is ours.)
         this.#breaker.failed(
           new TooSlowError(`S3 lookup of ${actionId.slice(0, 12)} took ${Math.round(elapsed)}ms`),
           elapsed,
         );
-      } else {
-        this.#breaker.succeeded();
       }
       if (hit) {
         this.#metrics?.add("s3_get_hits");

@@ -92,6 +92,7 @@ export class WarmUp {
   /** Pack bytes held in memory at once (the rest of the warm-up streams to disk). */
   readonly #inFlight: ByteBudget;
   #bytes = 0;
+  #fetching = false;
   #packWaste = 0;
   #checked = 0;
   #present = 0;
@@ -168,6 +169,11 @@ export class WarmUp {
     return this.#filled.delete(actionId);
   }
 
+  /** True while the warm-up's own fetches run (the link is busy with them). */
+  get fetching(): boolean {
+    return this.#fetching;
+  }
+
   /** Bytes fetched and never asked for so far: filled outputs go did not get, unused pack bytes. */
   get wastedBytes(): number {
     let bytes = this.#packWaste;
@@ -213,7 +219,12 @@ export class WarmUp {
       }
     };
     const workers = Math.max(1, this.#options.concurrency ?? 16);
-    await Promise.all(Array.from({ length: workers }, worker));
+    this.#fetching = true;
+    try {
+      await Promise.all(Array.from({ length: workers }, worker));
+    } finally {
+      this.#fetching = false;
+    }
   }
 
   /** Whether the machine turned out to be warm already: the first entries are all local. */

@@ -439,3 +439,35 @@ Deno.test("TieredCache: no manifest is written while the S3 tier is paused", asy
     assert.equal(store.calls.filter((c) => c.startsWith("PUT")).length, puts, "no PUT tried");
   });
 });
+
+Deno.test("TieredCache: slow lookups while the warm-up downloads do not pause S3", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 40);
+  await withCache(store, async (cache) => {
+    for (const e of entries.slice(0, 30)) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  let release!: () => void;
+  store.holdPacks = new Promise((resolve) => release = resolve);
+  const dir = await Deno.makeTempDir();
+  const metrics = new Metrics();
+  const cache = new TieredCache(await LocalCache.open(dir), store, {
+    metrics,
+    sluggishLookupMs: 0, // every lookup is "slow"
+    warm: { key: "test", keyHash: await warmKeyHash("test") },
+  });
+  const warming = cache.startWarmUp();
+  while (!store.gets.some((k) => k.endsWith(".pack"))) await new Promise((r) => setTimeout(r, 1));
+  // Entries the manifest does not name: ordinary lookups, slow while the packs are coming.
+  for (const e of entries.slice(30, 35)) {
+    assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
+  }
+  assert.equal(metrics.counters().s3_breaker_trips ?? 0, 0, JSON.stringify(metrics.counters()));
+  release();
+  await warming;
+  // The warm-up is over: slow answers count again.
+  for (const e of entries.slice(35, 40)) await cache.get(e.actionId);
+  assert.equal(metrics.counters().s3_breaker_trips, 1, JSON.stringify(metrics.counters()));
+  await cache.close();
+  await Deno.remove(dir, { recursive: true });
+});
