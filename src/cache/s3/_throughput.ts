@@ -12,8 +12,11 @@ export class TooSlowError extends Error {
 
 /** Options for {@linkcode ThroughputFloorStream}. */
 export interface ThroughputFloorOptions {
-  /** Bytes per second the body must average; 0 turns the floor off. */
-  minBytesPerSecond: number;
+  /**
+   * Bytes per second the body must average; 0 turns the floor off. A function is asked at each
+   * check (a floor shared by the downloads running at that moment).
+   */
+  minBytesPerSecond: number | (() => number);
   /** Time before the rate is judged, in ms (covers connection warm-up and slow start). */
   graceMs: number;
   /** The object's key, for the message. */
@@ -37,7 +40,10 @@ export class ThroughputFloorStream extends TransformStream<Uint8Array, Uint8Arra
    * @param options Floor, grace period and key.
    */
   constructor(size: number, options: ThroughputFloorOptions) {
-    const { minBytesPerSecond: floor, graceMs, key } = options;
+    const { minBytesPerSecond, graceMs, key } = options;
+    const floorNow = typeof minBytesPerSecond === "function"
+      ? minBytesPerSecond
+      : () => minBytesPerSecond;
     let seen = 0;
     let started = 0;
     let timer: ReturnType<typeof setInterval> | undefined;
@@ -50,6 +56,7 @@ export class ThroughputFloorStream extends TransformStream<Uint8Array, Uint8Arra
       const left = size - seen;
       if (elapsedMs < graceMs || left <= 0) return undefined;
       const rate = seen / (elapsedMs / 1000);
+      const floor = floorNow();
       if (rate >= floor) return undefined;
       if (rate > 0 && (left / rate) * 1000 <= graceMs) return undefined; // nearly there
       return new TooSlowError(
@@ -61,7 +68,7 @@ export class ThroughputFloorStream extends TransformStream<Uint8Array, Uint8Arra
     super({
       start(controller) {
         started = performance.now();
-        if (floor <= 0 || size <= FLOOR_MIN_SIZE) return;
+        if (floorNow() <= 0 || size <= FLOOR_MIN_SIZE) return;
         timer = setInterval(() => {
           const error = verdict();
           if (!error) return;

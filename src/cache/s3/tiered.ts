@@ -574,7 +574,9 @@ export class TieredCache implements CacheHandler {
     const verified = object.body
       .pipeThrough(
         new ThroughputFloorStream(object.size, {
-          minBytesPerSecond: this.#options.minDownloadRate,
+          // Shared with the warm-up's downloads while they run: this body's share of the floor.
+          minBytesPerSecond: () =>
+            this.#options.minDownloadRate / (1 + (this.#warmUp?.bodiesInFlight ?? 0)),
           graceMs: this.#options.slowGraceMs,
           key: outputKey(outputId),
         }),

@@ -56,7 +56,8 @@ export interface WarmUpOptions {
   requestTimeoutMs?: number;
   /**
    * Bodies below this rate (bytes per second) once `slowGraceMs` has passed are given up on, as
-   * the ordinary lookups' are, and count toward the breaker. @default {1 MiB}
+   * the ordinary lookups' are, and count toward the breaker; a floor for the bodies arriving
+   * at once together, each judged by its share. @default {1 MiB}
    */
   minBytesPerSecond?: number;
   /** @default {1500} */
@@ -93,6 +94,7 @@ export class WarmUp {
   readonly #inFlight: ByteBudget;
   #bytes = 0;
   #fetching = false;
+  #bodies = 0;
   #packWaste = 0;
   #checked = 0;
   #present = 0;
@@ -172,6 +174,11 @@ export class WarmUp {
   /** True while the warm-up's own fetches run (the link is busy with them). */
   get fetching(): boolean {
     return this.#fetching;
+  }
+
+  /** Bodies the warm-up is downloading now (they share the link with go's own lookups). */
+  get bodiesInFlight(): number {
+    return this.#bodies;
   }
 
   /** Bytes fetched and never asked for so far: filled outputs go did not get, unused pack bytes. */
@@ -287,7 +294,13 @@ export class WarmUp {
         const signal = this.#signal(pack.size);
         const key = packKey(this.#options.keyHash, pack.name);
         const object = await this.#store!.get(key, { signal });
-        return object && await new Response(this.#floored(object.body, object.size, key)).bytes();
+        if (!object) return undefined;
+        this.#bodies++;
+        try {
+          return await new Response(this.#floored(object.body, object.size, key)).bytes();
+        } finally {
+          this.#bodies--;
+        }
       });
     } catch {
       bytes = undefined;
@@ -341,6 +354,7 @@ export class WarmUp {
     );
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
+    this.#bodies++;
     try {
       const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
       return await this.#fill(entry, bytes, ahead);
@@ -351,6 +365,8 @@ export class WarmUp {
         if (!this.#options.breaker.paused) this.#options.breaker.failed(error);
       }
       throw error;
+    } finally {
+      this.#bodies--;
     }
   }
 
@@ -380,7 +396,9 @@ export class WarmUp {
   ): ReadableStream<Uint8Array> {
     return body.pipeThrough(
       new ThroughputFloorStream(size, {
-        minBytesPerSecond: this.#options.minBytesPerSecond ?? 1 << 20,
+        // A floor for all of them together: each gets its share of the link.
+        minBytesPerSecond: () =>
+          (this.#options.minBytesPerSecond ?? 1 << 20) / Math.max(1, this.#bodies),
         graceMs: this.#options.slowGraceMs ?? 1_500,
         key,
       }),
