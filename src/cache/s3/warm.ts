@@ -316,7 +316,8 @@ export class WarmUp {
       }
       try {
         used += entry.size;
-        resolve(await this.#fill(entry, slice.slice(), true));
+        // A view on the pack: written before the pack is let go, so no copy is needed.
+        resolve(await this.#fill(entry, slice, true));
       } catch {
         resolve(undefined);
       }
