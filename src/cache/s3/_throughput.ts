@@ -90,6 +90,41 @@ export class ThroughputFloorStream extends TransformStream<Uint8Array, Uint8Arra
   }
 }
 
+/**
+ * One throughput floor for all the downloads arriving at once (the warm-up's and go's lookups):
+ * each body is judged by its share, the floor divided by the bodies arriving now. Bodies that
+ * share a link are not crawling for sharing it; a link slower than the floor in all still is.
+ */
+export class SharedFloor {
+  readonly #bytesPerSecond: number;
+  #arriving = 0;
+
+  /** @param bytesPerSecond The floor of all the bodies together; 0 turns it off. */
+  constructor(bytesPerSecond: number) {
+    this.#bytesPerSecond = bytesPerSecond;
+  }
+
+  /** One body's share of the floor now. */
+  share(): number {
+    return this.#bytesPerSecond / Math.max(1, this.#arriving);
+  }
+
+  /**
+   * Counts a body as arriving while `read` runs.
+   *
+   * @param read Reads (and writes) the body.
+   * @returns What `read` returns.
+   */
+  async arriving<T>(read: () => Promise<T>): Promise<T> {
+    this.#arriving++;
+    try {
+      return await read();
+    } finally {
+      this.#arriving--;
+    }
+  }
+}
+
 function kib(bytesPerSecond: number): string {
   return (bytesPerSecond / 1024).toFixed(0);
 }

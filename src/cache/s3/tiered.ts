@@ -27,7 +27,7 @@ import { CircuitBreaker } from "./breaker.ts";
 import { type UploadEntry, UploadQueue } from "./uploads.ts";
 import { ReadThroughStore } from "./read_through.ts";
 import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
-import { ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
+import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 import { actionKey, HEX_ID, outputKey, parseActionRecord } from "./layout.ts";
 import { WarmUp } from "./warm.ts";
 import { WarmSession } from "./warm_session.ts";
@@ -166,6 +166,8 @@ export class TieredCache implements CacheHandler {
   /** None when read-only: nothing can be uploaded. */
   #uploads?: UploadQueue;
   #breaker: CircuitBreaker;
+  /** The throughput floor every download shares: go's lookups and the warm-up's fetches. */
+  readonly #floor: SharedFloor;
   /** Corrupt remote entries seen; only the first is a warning. */
   #corrupt = 0;
   #closed = false;
@@ -194,6 +196,7 @@ export class TieredCache implements CacheHandler {
       slowGraceMs: options.slowGraceMs ?? 1_500,
       sluggishLookupMs: options.sluggishLookupMs ?? 750,
     };
+    this.#floor = new SharedFloor(this.#options.minDownloadRate);
     this.#breaker = new CircuitBreaker({
       threshold: options.breakerThreshold,
       cooldownMs: options.breakerCooldownMs,
@@ -223,7 +226,7 @@ export class TieredCache implements CacheHandler {
         timeoutMs: warm.timeoutMs,
         maxInFlightBytes: warm.maxInFlightBytes,
         requestTimeoutMs: this.#options.getTimeoutMs,
-        minBytesPerSecond: this.#options.minDownloadRate,
+        floor: this.#floor,
         slowGraceMs: this.#options.slowGraceMs,
         breaker: this.#breaker,
         log: options.log,
@@ -574,21 +577,21 @@ export class TieredCache implements CacheHandler {
     const verified = object.body
       .pipeThrough(
         new ThroughputFloorStream(object.size, {
-          // Shared with the warm-up's downloads while they run: this body's share of the floor.
-          minBytesPerSecond: () =>
-            this.#options.minDownloadRate / (1 + (this.#warmUp?.bodiesInFlight ?? 0)),
+          minBytesPerSecond: () => this.#floor.share(),
           graceMs: this.#options.slowGraceMs,
           key: outputKey(outputId),
         }),
       )
       .pipeThrough(new VerifyStream(outputId, object.size, outputKey(outputId)))
       .pipeThrough(new AbortOnStream(AbortSignal.any([bodyDeadline, trip])));
-    // Most outputs are small: take them whole (verified) and let the local tier write them with
-    // its cheap synchronous path; stream the large ones to disk.
-    const body = object.size <= SMALL_OBJECT ? await new Response(verified).bytes() : verified;
-    // The output's file time is its last use (pruning and --max-size go by it): now. Only the
-    // action record carries the original put time, which go gets back as Time.
-    const diskPath = await this.local.writeObject(outputId, body, { size: object.size });
+    const diskPath = await this.#floor.arriving(async () => {
+      // Most outputs are small: take them whole (verified) and let the local tier write them
+      // with its cheap synchronous path; stream the large ones to disk.
+      const body = object.size <= SMALL_OBJECT ? await new Response(verified).bytes() : verified;
+      // The output's file time is its last use (pruning and --max-size go by it): now. Only the
+      // action record carries the original put time, which go gets back as Time.
+      return await this.local.writeObject(outputId, body, { size: object.size });
+    });
     const local: ActionRecord = { outputId, size: object.size, time };
     await this.local.writeAction(actionId, local);
     return { outputId, size: object.size, diskPath, time, timeNanos: nanos };

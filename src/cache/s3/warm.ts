@@ -32,7 +32,7 @@ import {
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
 import { CorruptError, VerifyStream } from "./_streams.ts";
-import { ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
+import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 
 /** Counters the warm-up reports. */
 export interface WarmMetrics {
@@ -55,11 +55,11 @@ export interface WarmUpOptions {
   /** Deadline of one request, in ms (a body gets one more second per MiB). @default {10000} */
   requestTimeoutMs?: number;
   /**
-   * Bodies below this rate (bytes per second) once `slowGraceMs` has passed are given up on, as
-   * the ordinary lookups' are, and count toward the breaker; a floor for the bodies arriving
-   * at once together, each judged by its share. @default {1 MiB}
+   * The throughput floor this warm-up's bodies share with the ordinary lookups: a body below its
+   * share once `slowGraceMs` has passed is given up on and counts toward the breaker.
+   * @default 1 MiB/s shared by the warm-up's own bodies
    */
-  minBytesPerSecond?: number;
+  floor?: SharedFloor;
   /** @default {1500} */
   slowGraceMs?: number;
   /** Stop when the first this many entries are all local already. @default {64} */
@@ -94,7 +94,7 @@ export class WarmUp {
   readonly #inFlight: ByteBudget;
   #bytes = 0;
   #fetching = false;
-  #bodies = 0;
+  readonly #floor: SharedFloor;
   #packWaste = 0;
   #checked = 0;
   #present = 0;
@@ -117,6 +117,7 @@ export class WarmUp {
     this.#options = options;
     this.#metrics = options.metrics;
     this.#inFlight = new ByteBudget(options.maxInFlightBytes ?? 32 << 20);
+    this.#floor = options.floor ?? new SharedFloor(1 << 20);
     this.loaded = new Promise((resolve) => this.#loaded = resolve);
   }
 
@@ -174,11 +175,6 @@ export class WarmUp {
   /** True while the warm-up's own fetches run (the link is busy with them). */
   get fetching(): boolean {
     return this.#fetching;
-  }
-
-  /** Bodies the warm-up is downloading now (they share the link with go's own lookups). */
-  get bodiesInFlight(): number {
-    return this.#bodies;
   }
 
   /** Bytes fetched and never asked for so far: filled outputs go did not get, unused pack bytes. */
@@ -295,12 +291,9 @@ export class WarmUp {
         const key = packKey(this.#options.keyHash, pack.name);
         const object = await this.#store!.get(key, { signal });
         if (!object) return undefined;
-        this.#bodies++;
-        try {
-          return await new Response(this.#floored(object.body, object.size, key)).bytes();
-        } finally {
-          this.#bodies--;
-        }
+        return await this.#floor.arriving(() =>
+          new Response(this.#floored(object.body, object.size, key)).bytes()
+        );
       });
     } catch {
       bytes = undefined;
@@ -355,19 +348,18 @@ export class WarmUp {
     );
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
-    this.#bodies++;
     try {
-      const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
-      return await this.#fill(entry, bytes, ahead);
+      return await this.#floor.arriving(async () => {
+        const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
+        return await this.#fill(entry, bytes, ahead);
+      });
     } catch (error) {
       // The body is read after the request "succeeded": a crawl still tells the breaker.
       if (error instanceof TooSlowError) {
         this.#metrics?.add("s3_too_slow");
-        if (!this.#options.breaker.paused) this.#options.breaker.failed(error);
+        this.#failed(error);
       }
       throw error;
-    } finally {
-      this.#bodies--;
     }
   }
 
@@ -397,9 +389,7 @@ export class WarmUp {
   ): ReadableStream<Uint8Array> {
     return body.pipeThrough(
       new ThroughputFloorStream(size, {
-        // A floor for all of them together: each gets its share of the link.
-        minBytesPerSecond: () =>
-          (this.#options.minBytesPerSecond ?? 1 << 20) / Math.max(1, this.#bodies),
+        minBytesPerSecond: () => this.#floor.share(),
         graceMs: this.#options.slowGraceMs ?? 1_500,
         key,
       }),
@@ -415,14 +405,19 @@ export class WarmUp {
       this.#options.breaker.succeeded();
       return result;
     } catch (error) {
-      if (error instanceof CorruptError) {
-        this.#metrics?.add("s3_corrupt");
-      } else if (!this.#stop.signal.aborted && !this.#options.breaker.paused) {
-        // (A call cut short because the breaker opened or S3 was disabled is not another one.)
-        this.#options.breaker.failed(error, performance.now() - started);
-      }
+      if (error instanceof CorruptError) this.#metrics?.add("s3_corrupt");
+      else this.#failed(error, performance.now() - started);
       throw error;
     }
+  }
+
+  /**
+   * Tells the breaker of a failure, unless the warm-up was stopped or the breaker is already
+   * paused (a call cut short because it opened, or S3 was disabled, is not another failure).
+   */
+  #failed(error: unknown, elapsedMs = 0): void {
+    if (this.#stop.signal.aborted || this.#options.breaker.paused) return;
+    this.#options.breaker.failed(error, elapsedMs);
   }
 
   /** A request's deadline (plus a second per MiB of body); warm-up fetches also end on stop. */
