@@ -314,6 +314,23 @@ function vanished(error: unknown): boolean {
 /** Errors that came from a streamed body rather than the disk: never a reason to fall back. */
 const bodyErrors = new WeakSet<object>();
 
+/**
+ * Fills `target` from an open file with synchronous reads.
+ *
+ * @param file The file, at the position to read from.
+ * @param target Exactly the bytes wanted.
+ * @returns False when the file ended first.
+ */
+export function readFullSync(file: Deno.FsFile, target: Uint8Array): boolean {
+  let done = 0;
+  while (done < target.length) {
+    const n = file.readSync(target.subarray(done));
+    if (n === null || n === 0) return false;
+    done += n;
+  }
+  return true;
+}
+
 /** Whether an error came from a streamed body (or its length) rather than the filesystem. */
 export function isBodyError(error: unknown): boolean {
   return typeof error === "object" && error !== null && bodyErrors.has(error);

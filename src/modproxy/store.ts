@@ -29,7 +29,7 @@
 
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
-import { atomicWrite, removeQuietly, tempName } from "../cache/_files.ts";
+import { atomicWrite, readFullSync, removeQuietly, tempName } from "../cache/_files.ts";
 import { CircuitBreaker } from "../cache/s3/breaker.ts";
 import { type ObjectStore, StoreError } from "../cache/s3/object_store.ts";
 import { ReadThroughStore } from "../cache/s3/read_through.ts";
@@ -481,13 +481,8 @@ function readEntrySync(path: string): LocalEntry | undefined {
       return { file, size: info.size, mtimeMs };
     }
     const bytes = new Uint8Array(info.size);
-    let done = 0;
-    while (done < bytes.length) {
-      const n = file.readSync(bytes.subarray(done));
-      if (n === null) {
-        throw new RangeError(`Cannot read cached file: short by ${bytes.length - done} bytes`);
-      }
-      done += n;
+    if (!readFullSync(file, bytes)) {
+      throw new RangeError(`Cannot read cached file: shorter than its ${bytes.length} bytes`);
     }
     return { bytes, size: bytes.length, mtimeMs };
   } finally {

@@ -32,6 +32,7 @@ import {
 import { buildPacks, type PackPolicy, planPacks } from "./packs.ts";
 import type { WarmMetrics } from "./warm.ts";
 import type { CircuitBreaker } from "./breaker.ts";
+import { readFullSync } from "../_files.ts";
 
 /** Options for {@linkcode WarmSession}. */
 export interface WarmSessionOptions {
@@ -224,14 +225,7 @@ export class WarmSession {
   #readOutput(entry: WarmEntry, target: Uint8Array): boolean {
     try {
       using file = Deno.openSync(this.#local.outputPath(entry.outputId));
-      if (file.statSync().size !== target.length) return false;
-      let read = 0;
-      while (read < target.length) {
-        const n = file.readSync(target.subarray(read));
-        if (n === null || n === 0) return false;
-        read += n;
-      }
-      return true;
+      return file.statSync().size === target.length && readFullSync(file, target);
     } catch {
       return false;
     }
