@@ -116,6 +116,7 @@ export async function readCommandFile(path: string): Promise<Record<string, stri
     const heredoc = line.match(/^([^=<]+)<<(.+)$/);
     if (heredoc) {
       const end = lines.indexOf(heredoc[2]!, i + 1);
+      if (end < 0) throw new Error(`${path}: ${heredoc[1]}<<${heredoc[2]} is never closed`);
       values[heredoc[1]!] = lines.slice(i + 1, end).join("\n");
       i = end;
     } else if (line.includes("=")) {
