@@ -162,7 +162,9 @@ export async function alive(pid: string): Promise<boolean> {
 /** The pid in the state file setup.sh wrote, if any. */
 export async function serverPid(runner: Runner): Promise<string | undefined> {
   try {
-    const state = await Deno.readTextFile(`${runner.root}/temp/go-cache-plugin-action/state`);
+    const state = await Deno.readTextFile(
+      `${runner.env.RUNNER_TEMP}/go-cache-plugin-action/state`,
+    );
     return state.match(/^pid=(\d+)$/m)?.[1];
   } catch {
     return undefined;

@@ -80,7 +80,16 @@ async function assertOff(runner: Runner, result: ScriptResult, pattern: RegExp):
   assert.equal(await Deno.readTextFile(runner.files.path), "", "nothing goes to GITHUB_PATH");
   await assertDelimited(runner.files.output);
   assert.deepEqual(await readCommandFile(runner.files.output), { enabled: "false" });
-  assert.equal(await serverPid(runner), undefined, "no server is left");
+  assert.equal(await serverPid(runner), undefined, "no state file is left");
+  assert.deepEqual(await serversUnder(runner.root), [], "no server is left");
+}
+
+/** The `serve` processes whose command line names a path under `root`. */
+async function serversUnder(root: string): Promise<string[]> {
+  const out = await new Deno.Command("ps", { args: ["-eo", "pid=,args="], stdout: "piped" })
+    .output();
+  return new TextDecoder().decode(out.stdout).split("\n")
+    .filter((line) => line.includes(" serve ") && line.includes(root));
 }
 
 Deno.test({
@@ -260,6 +269,7 @@ async function setupAndBuild(
   const result = await runScript("setup", { ...runner.env, ...env });
   const pid = await serverPid(runner);
   assert.equal(result.code, 0, describe(result));
+  assert.ok(pid && await alive(pid), `setup.sh recorded a running server\n${describe(result)}`);
   assert.deepEqual(annotations(result.stdout, "warning"), [], describe(result));
   await assertDelimited(runner.files.env);
   await assertDelimited(runner.files.output);
