@@ -6,6 +6,14 @@
 # Never fails the job: on any problem it prints one ::warning:: annotation saying why, leaves
 # GOCACHEPROG unset (go builds run without the plugin) and exits 0.
 #
+# Never injects: inputs are trimmed of surrounding whitespace (as JavaScript actions read them);
+# an input, or a RUNNER_* path, that still holds a line break or other control character turns
+# the cache off with that warning (no default stands in: a refused prefix or read-only must not
+# become a broader one). Every value goes to $GITHUB_ENV and $GITHUB_OUTPUT in GitHub's
+# multi-line form with a random delimiter, every annotation is escaped, and the exported
+# GOCACHEPROG is checked to split, as go splits it, into exactly the intended words (a path with
+# spaces is reached through a link in a private space-free directory under /tmp, or quoted).
+#
 # Inputs (action.yml maps them): INPUT_BUCKET, INPUT_REGION, INPUT_ENDPOINT, INPUT_PATH_STYLE,
 # INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_WARM_KEY, INPUT_MODULE_PROXY,
 # INPUT_VERSION, INPUT_CACHE_DIR; GCP_ACTION_REPOSITORY and GCP_ACTION_REF (the action's own
@@ -28,31 +36,69 @@ action_root=$(cd "$here/../.." && pwd)
 reason=""       # why the cache is off, for the one warning
 state_dir=""
 failed_file=""
+short_dir=""    # a private directory under /tmp for the socket and links, when needed
+pid=""
 
-say() { printf 'go-cache-plugin: %s\n' "$*"; }
+# One log line: a line break in what it quotes is shown as \n, never starts a workflow command.
+say() {
+  local text="$*"
+  text=${text//$'\r'/'\r'}
+  printf 'go-cache-plugin: %s\n' "${text//$'\n'/'\n'}"
+}
 fail() {
   reason=$1
   return 1
 }
-to_env() { [ -n "${GITHUB_ENV:-}" ] && printf '%s=%s\n' "$1" "$2" >>"$GITHUB_ENV"; }
-to_output() { [ -n "${GITHUB_OUTPUT:-}" ] && printf '%s=%s\n' "$1" "$2" >>"$GITHUB_OUTPUT"; }
+to_env() { gcp_set "${GITHUB_ENV:-}" "$1" "$2"; }
+to_output() { gcp_set "${GITHUB_OUTPUT:-}" "$1" "$2"; }
 truthy() {
   case "$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" in
   true | 1 | yes | on) return 0 ;;
   *) return 1 ;;
   esac
 }
-# A word for GOCACHEPROG: go splits it on spaces, honouring '…' and "…" quotes.
-quote_word() {
+# A whole number from a test hook, else the default (never evaluated as arithmetic text).
+number_or() {
   case "$1" in
-  *[[:space:]\"\']*)
-    case "$1" in
-    *\"*) printf "'%s'" "$1" ;;
-    *) printf '"%s"' "$1" ;;
-    esac
-    ;;
+  "" | *[!0-9]*) printf '%s' "$2" ;;
   *) printf '%s' "$1" ;;
   esac
+}
+
+# The inputs action.yml passes (INPUT_*), trimmed in place; fails on the first that holds a
+# control character, and on a RUNNER_* or action path that does (they reach $GITHUB_ENV,
+# $GITHUB_PATH and GOCACHEPROG).
+check_inputs() {
+  local name value input
+  for name in BUCKET REGION ENDPOINT PATH_STYLE PREFIX READ_PREFIXES READ_ONLY WARM_KEY \
+    MODULE_PROXY VERSION CACHE_DIR; do
+    input="INPUT_$name"
+    value=$(gcp_trim "${!input:-}")
+    printf -v "$input" '%s' "$value"
+    if gcp_has_control "$value"; then
+      input=$(printf '%s' "$name" | tr '[:upper:]_' '[:lower:]-')
+      fail "Cannot use the $input input $(gcp_shown "$value"): it holds a line break or other control character"
+      return 1
+    fi
+  done
+  for name in RUNNER_TEMP RUNNER_TOOL_CACHE GITHUB_ACTION_PATH GCP_ACTION_REPOSITORY \
+    GCP_ACTION_REF; do
+    value=${!name:-}
+    if gcp_has_control "$value"; then
+      fail "Cannot use $name=$(gcp_shown "$value"): it holds a line break or other control character"
+      return 1
+    fi
+  done
+}
+
+# A private directory with a short path free of spaces and quotes under /tmp, made once (mode
+# 0700: nobody else can replace what is in it); sets short_dir, or fails.
+make_short_dir() {
+  [ -z "$short_dir" ] || return 0
+  short_dir=$(umask 077 && mktemp -d /tmp/gcp.XXXXXX 2>/dev/null) && gcp_plain_word "$short_dir" || {
+    short_dir=""
+    return 1
+  }
 }
 
 # Sets action_repo and action_ref: the env the composite step passes, else the action's checkout
@@ -210,6 +256,7 @@ decide_warm_key() {
   local key=${INPUT_WARM_KEY:-}
   if [ -z "$key" ]; then
     key="${GITHUB_REPOSITORY:-repo}/${GITHUB_WORKFLOW:-workflow}/${GITHUB_JOB:-job}/${RUNNER_OS:-os}-${RUNNER_ARCH:-arch}"
+    key=${key//[[:cntrl:]]/_} # a workflow's name is free text
   fi
   server_env+=("GOCACHE_WARM_KEY=$key")
 }
@@ -230,11 +277,14 @@ pick_port() {
 # Starts serve; sets pid, http_port, plugin_target. Retries when a picked port was taken.
 start_server() {
   local attempt timeout args deadline code
-  timeout=${GCP_ACTION_START_TIMEOUT:-30}
+  timeout=$(number_or "${GCP_ACTION_START_TIMEOUT:-}" 30)
   cache_dir=${INPUT_CACHE_DIR:-${RUNNER_TEMP:-/tmp}/go-cache-plugin}
   cache_dir=$(gcp_unix_path "$cache_dir")
-  mkdir -p "$cache_dir" || fail "Cannot create the cache directory \"$cache_dir\"" || return 1
   native_cache_dir=$(gcp_native_path "$cache_dir")
+  gcp_go_word "$native_cache_dir" >/dev/null ||
+    fail "Cannot put $(gcp_shown "$native_cache_dir") into GOCACHEPROG: go has no quoting for a path with both ' and \" (use another cache-dir)" ||
+    return 1
+  mkdir -p "$cache_dir" || fail "Cannot create the cache directory $(gcp_shown "$cache_dir")" || return 1
   log_file="$state_dir/server.log"
   modproxy=false
   truthy "${INPUT_MODULE_PROXY:-true}" && modproxy=true
@@ -245,9 +295,11 @@ start_server() {
       plugin_target=$(pick_port) || fail "Cannot find a free port on 127.0.0.1" || return 1
     else
       plugin_target="$state_dir/plugin.sock"
-      if [ "${#plugin_target}" -gt 100 ]; then # sun_path holds 104 bytes on macOS
-        plugin_target="$(mktemp -d /tmp/gcp.XXXXXX)/plugin.sock" ||
-          fail "Cannot create a directory for the plugin socket" || return 1
+      # A GOCACHEPROG word without spaces; sun_path holds 104 bytes on macOS.
+      if ! gcp_plain_word "$plugin_target" || [ "$(LC_ALL=C && printf '%s' "${#plugin_target}")" -gt 100 ]; then
+        make_short_dir || fail "Cannot create a directory for the plugin socket under /tmp" ||
+          return 1
+        plugin_target="$short_dir/plugin.sock"
       fi
       rm -f "$plugin_target"
     fi
@@ -299,12 +351,48 @@ start_server() {
   fail "The server could not listen: every port tried was taken"
 }
 
+# Sets gocacheprog: `<exe> connect <socket|port> --cache-dir=<dir>` (if the server goes away
+# mid-job, connect answers from the same directory). go splits GOCACHEPROG at spaces and honours
+# quotes only around a whole word, so an executable path with spaces is replaced by a link in
+# the private short directory (Unix), the socket is there already, and what still has spaces
+# (the cache directory, or anything on Windows) is a quoted word of its own. Fails, so the cache
+# is off rather than every go command broken, unless go's split gives exactly those words.
+build_gocacheprog() {
+  local exe_word=$native_exe dir_words expected word
+  if ! gcp_plain_word "$exe_word" && [ "${RUNNER_OS:-}" != Windows ] && make_short_dir &&
+    ln -s "$exe" "$short_dir/go-cache-plugin" 2>/dev/null; then
+    exe_word="$short_dir/go-cache-plugin"
+  fi
+  expected=("$exe_word" connect "$plugin_word")
+  if gcp_plain_word "$native_cache_dir"; then
+    expected+=("--cache-dir=$native_cache_dir")
+  else
+    expected+=(--cache-dir "$native_cache_dir")
+  fi
+  gocacheprog=""
+  for word in "${expected[@]}"; do
+    word=$(gcp_go_word "$word") ||
+      fail "Cannot put $(gcp_shown "$word") into GOCACHEPROG: go has no quoting for a path with both ' and \" (use another cache-dir)" ||
+      return 1
+    gocacheprog="${gocacheprog:+$gocacheprog }$word"
+  done
+  if ! gcp_go_split "$gocacheprog" || [ "${#gcp_words[@]}" -ne "${#expected[@]}" ]; then
+    fail "Cannot build a GOCACHEPROG that go splits into the intended words: $(gcp_shown "$gocacheprog")"
+    return 1
+  fi
+  local i
+  for i in "${!expected[@]}"; do
+    [ "${gcp_words[$i]}" = "${expected[$i]}" ] ||
+      fail "Cannot build a GOCACHEPROG that go splits into the intended words: $(gcp_shown "$gocacheprog")" ||
+      return 1
+  done
+}
+
 export_variables() {
   gocacheprog="" goproxy="" gosumdb=""
   http="127.0.0.1:$http_port"
   plugin_word=$plugin_target
-  # --cache-dir: if the server goes away mid-job, connect answers from the same directory.
-  gocacheprog="$(quote_word "$native_exe") connect $(quote_word "$plugin_word") --cache-dir=$(quote_word "$native_cache_dir")"
+  build_gocacheprog || return 1
   if $modproxy; then
     goproxy="http://$http/mod"
     if [ -z "${GOSUMDB:-}" ]; then
@@ -313,9 +401,18 @@ export_variables() {
       say "GOSUMDB is set (\"$GOSUMDB\"): left as it is"
     fi
   fi
-  local name
+  local name state_file
+  state_file=$(gcp_native_path "$state_dir/state")
+  # Nothing is written for later steps until every value is known to be one clean line.
+  for name in gocacheprog goproxy gosumdb http native_exe native_cache_dir plugin_word version \
+    state_file; do
+    if gcp_has_control "${!name}"; then
+      fail "Cannot export $name $(gcp_shown "${!name}"): it holds a line break or other control character"
+      return 1
+    fi
+  done
   for name in pid exe native_exe http plugin_target plugin_word log_file version modproxy \
-    native_cache_dir read_only gocacheprog goproxy gosumdb; do
+    native_cache_dir read_only gocacheprog goproxy gosumdb short_dir; do
     printf '%s=%q\n' "$name" "${!name}"
   done >"$state_dir/state"
   {
@@ -325,11 +422,13 @@ export_variables() {
     printf 'prev_gosumdb=%q\n' "${GOSUMDB:-}"
     printf 'prev_gocacheprog=%q\n' "${GOCACHEPROG:-}"
   } >>"$state_dir/state"
-  to_env GOCACHEPROG "$gocacheprog"
-  [ -z "$goproxy" ] || to_env GOPROXY "$goproxy"
-  [ -z "$gosumdb" ] || to_env GOSUMDB "$gosumdb"
-  to_env GCP_ACTION_STATE "$(gcp_native_path "$state_dir/state")"
-  [ -n "${GITHUB_PATH:-}" ] && gcp_native_path "$(dirname "$exe")" >>"$GITHUB_PATH"
+  to_env GOCACHEPROG "$gocacheprog" &&
+    { [ -z "$goproxy" ] || to_env GOPROXY "$goproxy"; } &&
+    { [ -z "$gosumdb" ] || to_env GOSUMDB "$gosumdb"; } &&
+    to_env GCP_ACTION_STATE "$state_file" ||
+    fail "Cannot write to GITHUB_ENV" || return 1
+  gcp_add_path "${GITHUB_PATH:-}" "$(gcp_native_path "$(dirname "$exe")")" ||
+    say "the executable's directory is not added to PATH: its path holds a control character"
   emit_outputs
   say "serving on $plugin_word (status page: http://$http/)"
   say "GOCACHEPROG=$gocacheprog"
@@ -363,13 +462,33 @@ reuse_running_server() {
   emit_outputs
 }
 
+# After a failure: the server this run started (if any) is stopped, and nothing of it stays.
+abandon_server() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  fi
+  [ -z "$state_dir" ] || rm -f "$state_dir/state"
+  remove_short_dir
+}
+
+# Removes the private short directory: only what this script puts there.
+remove_short_dir() {
+  [ -n "$short_dir" ] || return 0
+  rm -f "$short_dir/plugin.sock" "$short_dir/go-cache-plugin"
+  rmdir "$short_dir" 2>/dev/null
+  short_dir=""
+}
+
 main() {
   [ -n "${RUNNER_TEMP:-}" ] || fail "RUNNER_TEMP is not set: not on a GitHub Actions runner?" || return 1
   state_dir="$(gcp_unix_path "$RUNNER_TEMP")/go-cache-plugin-action"
   failed_file="$state_dir/failed"
   mkdir -p "$state_dir" || fail "Cannot create \"$state_dir\"" || return 1
   reuse_running_server && return 0
+  pid="" short_dir="" # a stale state file's, not this run's
   rm -f "$state_dir/state" "$failed_file"
+  check_inputs || return 1
   command -v curl >/dev/null 2>&1 || fail "curl is not installed" || return 1
   find_action_identity
   resolve_version || return 1
@@ -380,6 +499,7 @@ main() {
 }
 
 if ! main; then
+  abandon_server
   [ -n "$reason" ] || reason="setup stopped unexpectedly"
   [ -z "$failed_file" ] || printf '%s\n' "$reason" >"$failed_file" 2>/dev/null
   gcp_annotation warning "Go build cache off: $reason. Go commands run without go-cache-plugin."

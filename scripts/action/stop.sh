@@ -5,6 +5,9 @@
 # setup.sh started gracefully (SIGTERM: it lets running go commands finish and flushes the uploads
 # it owes, then exits) and waits for it, bounded. Restores GOCACHEPROG, GOPROXY and GOSUMDB.
 # Never fails the job: problems are reported in the log and the summary, and it exits 0.
+# Never injects: what the summary quotes is escaped Markdown, variables are restored in GitHub's
+# multi-line form with a random delimiter, and the server's log is shown with workflow commands
+# stopped.
 #
 # Reads the state file setup.sh wrote ($GCP_ACTION_STATE, else under $RUNNER_TEMP).
 # Test hook: GCP_ACTION_STOP_TIMEOUT  seconds to wait for the server to exit (default 150: its own
@@ -14,8 +17,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/action/lib.sh source-path=SCRIPTDIR
 . "$here/lib.sh"
 
-say() { printf 'go-cache-plugin: %s\n' "$*"; }
-to_env() { [ -n "${GITHUB_ENV:-}" ] && printf '%s=%s\n' "$1" "$2" >>"$GITHUB_ENV"; }
+say() {
+  local text="$*"
+  text=${text//$'\r'/'\r'}
+  printf 'go-cache-plugin: %s\n' "${text//$'\n'/'\n'}"
+}
+to_env() { gcp_set "${GITHUB_ENV:-}" "$1" "$2" || say "Cannot restore $1 in GITHUB_ENV"; }
 to_summary() { [ -n "${GITHUB_STEP_SUMMARY:-}" ] && printf '%s\n' "$1" >>"$GITHUB_STEP_SUMMARY"; }
 
 # counters_from_vars FILE: the flat "counters" object of /debug/vars as "name value" lines.
@@ -69,7 +76,8 @@ collect_summary() {
     grep -q '"counters"' "$vars"; then
     summary=$(fallback_summary "$vars")
   else
-    summary=$(printf '### Go build cache\n\nNo statistics: the server did not answer on %s.' "$http")
+    summary=$(printf '### Go build cache\n\nNo statistics: the server did not answer on %s.' \
+      "$(gcp_markdown_text "$http")")
   fi
 }
 
@@ -85,6 +93,7 @@ server_alive() {
 # Sets stop_note when the server did not stop cleanly.
 stop_unix() {
   local limit=${GCP_ACTION_STOP_TIMEOUT:-150} ticks=0
+  case "$limit" in "" | *[!0-9]*) limit=150 ;; esac
   server_alive || {
     stop_note="The server had already exited before the end of the job."
     return 0
@@ -163,13 +172,14 @@ main() {
   [ -n "$state" ] || state="$state_dir/state"
   if [ ! -f "$state" ]; then
     if [ -f "$state_dir/failed" ]; then
-      to_summary "$(printf '### Go build cache\n\nNot used in this job: %s.' "$(cat "$state_dir/failed")")"
+      to_summary "$(printf '### Go build cache\n\nNot used in this job: %s.' \
+        "$(gcp_markdown_text "$(cat "$state_dir/failed")")")"
       rm -f "$state_dir/failed"
     fi
     say "no server to stop"
     return 0
   fi
-  pid="" os="" exe="" http="" log_file="" modproxy=false bucket=""
+  pid="" os="" exe="" http="" log_file="" modproxy=false bucket="" short_dir=""
   prev_goproxy="" prev_gosumdb="" prev_gocacheprog=""
   # shellcheck disable=SC1090 # written by setup.sh with printf %q
   . "$state"
@@ -189,10 +199,22 @@ main() {
     to_env GOSUMDB "$prev_gosumdb"
   fi
   if [ -f "$log_file" ]; then
+    # The log quotes what the bucket and go sent: no line of it is a workflow command.
+    local token
+    token="gcp-$(gcp_random_hex)"
     echo "::group::go-cache-plugin server log (last 40 lines)"
+    echo "::stop-commands::$token"
     tail -n 40 "$log_file"
+    echo "::$token::"
     echo "::endgroup::"
   fi
+  # The private directory setup.sh made for the socket and links (what it put there only).
+  case "$short_dir" in
+  /tmp/gcp.*)
+    rm -f "$short_dir/plugin.sock" "$short_dir/go-cache-plugin"
+    rmdir "$short_dir" 2>/dev/null
+    ;;
+  esac
   rm -f "$state"
 }
 

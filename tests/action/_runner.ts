@@ -116,6 +116,7 @@ export async function readCommandFile(path: string): Promise<Record<string, stri
     const heredoc = line.match(/^([^=<]+)<<(.+)$/);
     if (heredoc) {
       const end = lines.indexOf(heredoc[2]!, i + 1);
+      if (end < 0) throw new Error(`${path}: ${heredoc[1]}<<${heredoc[2]} is never closed`);
       values[heredoc[1]!] = lines.slice(i + 1, end).join("\n");
       i = end;
     } else if (line.includes("=")) {
@@ -161,7 +162,9 @@ export async function alive(pid: string): Promise<boolean> {
 /** The pid in the state file setup.sh wrote, if any. */
 export async function serverPid(runner: Runner): Promise<string | undefined> {
   try {
-    const state = await Deno.readTextFile(`${runner.root}/temp/go-cache-plugin-action/state`);
+    const state = await Deno.readTextFile(
+      `${runner.env.RUNNER_TEMP}/go-cache-plugin-action/state`,
+    );
     return state.match(/^pid=(\d+)$/m)?.[1];
   } catch {
     return undefined;
@@ -183,4 +186,50 @@ export async function pluginHasReadOnly(): Promise<boolean> {
     stderr: "null",
   }).output();
   return new TextDecoder().decode(out.stdout).includes("GOCACHE_READ_ONLY");
+}
+
+/**
+ * The words go makes of a GOCACHEPROG value: Go's `cmd/internal/quoted.Split` (split at spaces,
+ * tabs and line breaks; a word that starts with `'` or `"` runs to the next such quote, with no
+ * escapes; quotes inside a word are ordinary characters).
+ *
+ * @throws {Error} On an unterminated quote, as go does.
+ */
+export function goSplit(value: string): string[] {
+  const words: string[] = [];
+  let s = value;
+  const space = (c: string | undefined) => c === " " || c === "\t" || c === "\n" || c === "\r";
+  while (s.length > 0) {
+    while (s.length > 0 && space(s[0])) s = s.slice(1);
+    if (s.length === 0) break;
+    if (s[0] === '"' || s[0] === "'") {
+      const end = s.indexOf(s[0], 1);
+      if (end < 0) throw new Error(`unterminated ${s[0]} string`);
+      words.push(s.slice(1, end));
+      s = s.slice(end + 1);
+      continue;
+    }
+    let i = 0;
+    while (i < s.length && !space(s[i])) i++;
+    words.push(s.slice(0, i));
+    s = s.slice(i);
+  }
+  return words;
+}
+
+/** Markdown text with its backslash escapes undone: what a reader of the rendered text sees. */
+export function markdownUnescape(text: string): string {
+  return text.replace(/\\([!-/:-@[-`{-~])/g, "$1");
+}
+
+/** The names `action.yml` declares under `outputs:`. */
+export async function declaredOutputs(): Promise<string[]> {
+  const yml = await Deno.readTextFile(`${ROOT}/action.yml`);
+  const block = yml.slice(yml.indexOf("\noutputs:\n"), yml.indexOf("\nruns:\n"));
+  return [...block.matchAll(/^ {2}([\w-]+):$/gm)].map((m) => m[1]!);
+}
+
+/** Empties the runner's GitHub command files, for the next script run. */
+export async function resetFiles(runner: Runner): Promise<void> {
+  for (const file of Object.values(runner.files)) await Deno.writeTextFile(file, "");
 }
