@@ -8,6 +8,27 @@
 
 import { errorMessage, writeAll } from "../util/mod.ts";
 
+/**
+ * Mode of every directory the plugin makes under a cache directory (and the directory itself):
+ * its owner's only. Whoever can write there decides what later builds link in. `mkdir` and `open`
+ * apply the umask by taking bits away, never adding any, so the result is private whatever the
+ * umask (with `umask 000` too) and no `chmod` is needed after creation.
+ */
+export const DIR_MODE = 0o700;
+
+/** Mode of every file the plugin writes: read and written by its owner only (see {@linkcode DIR_MODE}). */
+export const FILE_MODE = 0o600;
+
+/**
+ * Makes a directory and its missing parents with {@linkcode DIR_MODE}; existing ones are left as
+ * they are.
+ *
+ * @param path The directory.
+ */
+export async function makeDirs(path: string): Promise<void> {
+  await Deno.mkdir(path, { recursive: true, mode: DIR_MODE });
+}
+
 /** How old a temporary file must be before a sweep removes it: no live writer is that slow. */
 export const TEMP_MAX_AGE_MS = 3_600_000;
 
@@ -231,7 +252,7 @@ export async function atomicWrite(
     const temp = tempName(path);
     try {
       if (body instanceof Uint8Array) {
-        await Deno.writeFile(temp, body, { mode: 0o644 });
+        await Deno.writeFile(temp, body, { mode: FILE_MODE });
       } else {
         await writeStream(temp, body, options.size ?? 0, progress);
       }
@@ -269,7 +290,7 @@ export function atomicWriteSync(
   const write = () => {
     const temp = tempName(path);
     try {
-      Deno.writeFileSync(temp, body, { mode: 0o644 });
+      Deno.writeFileSync(temp, body, { mode: FILE_MODE });
       if (options.mtime) Deno.utimeSync(temp, options.mtime, options.mtime);
       Deno.renameSync(temp, path);
     } catch (error) {
@@ -294,7 +315,7 @@ export function atomicWriteSync(
 function makeParent(path: string, madeDirs: Set<string> | undefined): void {
   const dir = path.slice(0, path.lastIndexOf("/"));
   if (madeDirs?.has(dir)) return;
-  Deno.mkdirSync(dir, { recursive: true });
+  Deno.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
   madeDirs?.add(dir);
 }
 
@@ -343,7 +364,12 @@ export async function writeStream(
   size: number,
   progress: { started: boolean },
 ): Promise<void> {
-  const file = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o644 });
+  const file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: true,
+    mode: FILE_MODE,
+  });
   let written = 0;
   try {
     for await (const chunk of read(body, progress)) {

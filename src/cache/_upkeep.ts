@@ -9,6 +9,7 @@
 
 import type { Logger } from "../log/mod.ts";
 import {
+  FILE_MODE,
   isTempName,
   reason,
   removeQuietly,
@@ -203,7 +204,12 @@ export class BackgroundTrim {
       const info = await statOrUndefined(marker);
       if (info && Date.now() - (info.mtime?.getTime() ?? 0) < TRIM_EVERY_MS) return undefined;
     }
-    using file = await Deno.open(marker, { read: true, write: true, create: true });
+    using file = await Deno.open(marker, {
+      read: true,
+      write: true,
+      create: true,
+      mode: FILE_MODE,
+    });
     if (!await file.tryLock(true)) return undefined; // another process is trimming
     try {
       await file.truncate(0);

@@ -23,7 +23,7 @@
 import type { Logger } from "../log/mod.ts";
 import { SILENT } from "../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../protocol/mod.ts";
-import { atomicWrite, sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
+import { atomicWrite, makeDirs, sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
 import {
   BackgroundTrim,
   cleanCache,
@@ -147,7 +147,7 @@ export class LocalCache implements CacheHandler {
         `Cannot open cache directory ${JSON.stringify(root)}: path is not absolute`,
       );
     }
-    await Deno.mkdir(root, { recursive: true });
+    await makeDirs(root); // private to the user whatever the umask: see DIR_MODE
     return new LocalCache(root.replace(/[\\/]+$/, "") || "/", options);
   }
 

@@ -117,7 +117,8 @@ export async function lockForClean(root: string): Promise<CleanLocks> {
 
 async function openLockFile(path: string): Promise<Deno.FsFile | undefined> {
   try {
-    return await Deno.open(path, { read: true, write: true, create: true });
+    // Owner only, like every file in the cache directory, whatever the umask.
+    return await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
   } catch {
     return await Deno.open(path, { read: true }).catch(() => undefined);
   }

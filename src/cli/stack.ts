@@ -163,7 +163,7 @@ async function pruneByAge(local: LocalCache, config: Config, log: Logger): Promi
   } catch {
     // never pruned
   }
-  await Deno.writeTextFile(marker, new Date().toISOString());
+  await Deno.writeTextFile(marker, new Date().toISOString(), { mode: 0o600 }); // owner only
   const started = performance.now();
   const result = await local.prune(config.expiryMs);
   log.info(
@@ -197,7 +197,7 @@ export async function sweepIfDue(local: LocalCache, log: Logger): Promise<void> 
     // never swept
   }
   try {
-    await Deno.writeTextFile(marker, new Date().toISOString());
+    await Deno.writeTextFile(marker, new Date().toISOString(), { mode: 0o600 }); // owner only
   } catch {
     return; // a directory that takes no writes has nothing a writer left
   }

@@ -29,7 +29,14 @@
 
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
-import { atomicWrite, readFullSync, removeQuietly, tempName } from "../cache/_files.ts";
+import {
+  atomicWrite,
+  FILE_MODE,
+  makeDirs,
+  readFullSync,
+  removeQuietly,
+  tempName,
+} from "../cache/_files.ts";
 import { CircuitBreaker } from "../cache/s3/breaker.ts";
 import { type ObjectStore, StoreError } from "../cache/s3/object_store.ts";
 import { ReadThroughStore } from "../cache/s3/read_through.ts";
@@ -289,11 +296,11 @@ export class ModuleStore {
     options: WriteOptions,
   ): Promise<number> {
     const target = this.localPath(key);
-    await Deno.mkdir(dirname(target), { recursive: true });
+    await makeDirs(dirname(target));
     const temp = tempName(target);
     let size = 0;
     try {
-      const file = await Deno.open(temp, { write: true, createNew: true });
+      const file = await Deno.open(temp, { write: true, createNew: true, mode: FILE_MODE });
       const counter = new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, controller) {
           size += chunk.byteLength;

@@ -47,12 +47,28 @@ export class ByteBudget {
    * @returns A function that gives them back; calling it more than once does nothing.
    */
   async acquire(size: number): Promise<() => void> {
-    if (this.#waiting.length > 0 || !this.#fits(size)) {
-      // #admitWaiting counts the bytes as held when it lets this request in.
-      await new Promise<void>((admit) => this.#waiting.push({ size, admit }));
-    } else {
-      this.#held += size;
-    }
+    const now = this.tryAcquire(size);
+    if (now) return now;
+    // #admitWaiting counts the bytes as held when it lets this request in.
+    await new Promise<void>((admit) => this.#waiting.push({ size, admit }));
+    return this.#releaser(size);
+  }
+
+  /**
+   * Holds `size` bytes at once if they fit and nobody is waiting, without a promise.
+   *
+   * @param size Bytes wanted.
+   * @returns A function that gives them back (calling it more than once does nothing), or
+   *   `undefined` when they do not fit now (nothing is held then; use
+   *   {@linkcode ByteBudget.acquire} to wait).
+   */
+  tryAcquire(size: number): (() => void) | undefined {
+    if (this.#waiting.length > 0 || !this.#fits(size)) return undefined;
+    this.#held += size;
+    return this.#releaser(size);
+  }
+
+  #releaser(size: number): () => void {
     let released = false;
     return () => {
       if (released) return;

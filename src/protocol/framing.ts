@@ -16,6 +16,11 @@ export interface Frame {
   request: CacheRequest;
   /** The put body (empty for a put without `BodySize`); undefined for other commands. */
   body?: Uint8Array;
+  /**
+   * Gives back what {@linkcode FrameDecoderOptions.reserve} held for the body; the consumer calls
+   * it once done with the body. Undefined without `reserve` or without a body.
+   */
+  release?: () => void;
 }
 
 /** Options for {@linkcode FrameDecoderStream}. */
@@ -25,6 +30,14 @@ export interface FrameDecoderOptions {
    * @default {1073741824} (1 GiB)
    */
   maxBodySize?: number;
+  /**
+   * Asked for room before a put body is buffered, with its `BodySize`: returns a function that
+   * gives the room back, or `undefined` when there is none now. The parser then stops in front of
+   * the body (see {@linkcode FrameParser.wanted}) until {@linkcode FrameParser.resume} hands it
+   * the room, so no byte of a body is buffered without it.
+   * @default bodies are buffered without asking
+   */
+  reserve?: (size: number) => (() => void) | undefined;
 }
 
 const QUOTE = 0x22;
@@ -50,11 +63,24 @@ export class FrameParser {
   error: Error | undefined;
   #lines = new LineSplitter();
   #maxBodySize: number;
+  #reserve: FrameDecoderOptions["reserve"];
   #body: BodyDecoder | undefined;
+  /** A put whose body found no room, and the input after its header (a copy). */
+  #wanted: { request: CacheRequest; rest: Uint8Array } | undefined;
 
   /** Creates a parser. */
   constructor(options: FrameDecoderOptions = {}) {
     this.#maxBodySize = options.maxBodySize ?? 1 << 30;
+    this.#reserve = options.reserve;
+  }
+
+  /**
+   * The put whose body waits for room (`reserve` had none): its id and `BodySize`. Get the room,
+   * then call {@linkcode FrameParser.resume} before pushing more input.
+   */
+  get wanted(): { id: number; size: number } | undefined {
+    const request = this.#wanted?.request;
+    return request && { id: request.id, size: request.bodySize };
   }
 
   /** The put whose body is being read, if any: its id and announced size. */
@@ -78,6 +104,39 @@ export class FrameParser {
    */
   push(chunk: Uint8Array): Frame[] {
     if (this.error) throw this.error;
+    if (this.#wanted) throw new TypeError("Cannot push input: a body waits for room (resume)");
+    return this.#run(chunk);
+  }
+
+  /**
+   * Goes on after {@linkcode FrameParser.wanted}: the waiting body is buffered under `release`,
+   * and the input kept after its header is parsed (it may stop again at the next body).
+   *
+   * @param release Gives the room back; it becomes that frame's {@linkcode Frame.release}.
+   * @returns The frames the kept input completed, as {@linkcode FrameParser.push} returns them.
+   */
+  resume(release: () => void): Frame[] {
+    const wanted = this.#wanted;
+    if (!wanted) {
+      release();
+      return [];
+    }
+    this.#wanted = undefined;
+    this.#body = new BodyDecoder(wanted.request, release);
+    return this.#run(wanted.rest);
+  }
+
+  /**
+   * Drops a body read in part, or waiting for room, at the end of a session: its memory is freed
+   * at once (not left to the garbage collector) and its room given back. Idempotent.
+   */
+  discard(): void {
+    this.#body?.discard();
+    this.#body = undefined;
+    this.#wanted = undefined;
+  }
+
+  #run(chunk: Uint8Array): Frame[] {
     const frames: Frame[] = [];
     try {
       let position = 0;
@@ -86,15 +145,19 @@ export class FrameParser {
         if (body) {
           position = body.consume(chunk, position);
           if (body.done) {
-            frames.push({ request: body.request, body: body.bytes });
+            frames.push({ request: body.request, body: body.bytes, release: body.release });
             this.#body = undefined;
           }
           continue;
         }
         const next = this.#lines.next(chunk, position);
         if (!next) break;
-        this.#onHeader(next.line, frames);
         position = next.end;
+        if (this.#onHeader(next.line, frames)) {
+          // No room for this body: keep the rest of the chunk (a caller reuses its buffer).
+          this.#wanted!.rest = chunk.slice(position);
+          break;
+        }
       }
     } catch (error) {
       if (frames.length === 0) throw error;
@@ -111,26 +174,27 @@ export class FrameParser {
    */
   end(): Frame[] {
     if (this.error) throw this.error;
+    if (this.#wanted) throw new TypeError("Cannot end input: a body waits for room (resume)");
     const frames: Frame[] = [];
     const body = this.#body;
     if (body?.finish()) {
-      frames.push({ request: body.request, body: body.bytes });
+      frames.push({ request: body.request, body: body.bytes, release: body.release });
       this.#body = undefined;
     } else if (body) {
       throw new ProtocolError(`Cannot read put ${body.request.id}: input ended before its body`);
     }
     const rest = this.#lines.rest();
-    if (rest.length > 0) this.#onHeader(rest, frames);
-    if (this.#body) {
-      throw new ProtocolError(
-        `Cannot read put ${this.#body.request.id}: input ended before its body`,
-      );
-    }
+    if (rest.length > 0) this.#onHeader(rest, frames, true);
     return frames;
   }
 
-  #onHeader(line: Uint8Array, frames: Frame[]): void {
-    if (isBlank(line)) return;
+  /**
+   * Handles a header line.
+   *
+   * @returns True when it announced a body that found no room (then in `#wanted`).
+   */
+  #onHeader(line: Uint8Array, frames: Frame[], atEnd = false): boolean {
+    if (isBlank(line)) return false;
     const request = decodeRequest(parseLine(line));
     if (request.command !== "put") {
       frames.push({ request });
@@ -140,9 +204,17 @@ export class FrameParser {
       throw new ProtocolError(
         `Cannot accept put ${request.id}: body of ${request.bodySize} bytes exceeds the limit of ${this.#maxBodySize}`,
       );
+    } else if (atEnd) {
+      throw new ProtocolError(`Cannot read put ${request.id}: input ended before its body`);
     } else {
-      this.#body = new BodyDecoder(request);
+      const release = this.#reserve?.(request.bodySize);
+      if (this.#reserve && !release) {
+        this.#wanted = { request, rest: new Uint8Array(0) };
+        return true;
+      }
+      this.#body = new BodyDecoder(request, release);
     }
+    return false;
   }
 }
 
@@ -154,14 +226,24 @@ export class FrameParser {
 class BodyDecoder {
   readonly request: CacheRequest;
   readonly bytes: Uint8Array;
+  /** Gives back the room reserved for the body, if any. */
+  readonly release: (() => void) | undefined;
   done = false;
   #phase: "before" | "inside" | "after" = "before";
   #carry = "";
   #written = 0;
 
-  constructor(request: CacheRequest) {
+  constructor(request: CacheRequest, release: (() => void) | undefined) {
     this.request = request;
+    this.release = release;
     this.bytes = new Uint8Array(request.bodySize);
+  }
+
+  /** Frees the buffer now (detaching it) and gives back its room: the body will not be used. */
+  discard(): void {
+    const buffer = this.bytes.buffer;
+    if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
+    this.release?.();
   }
 
   /** Consumes bytes from `start`; returns where it stopped (the chunk's end, or past the line). */

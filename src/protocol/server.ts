@@ -7,7 +7,7 @@
  */
 
 import type { ByteBudget } from "./budget.ts";
-import { FrameParser } from "./framing.ts";
+import { type Frame, FrameParser } from "./framing.ts";
 import { ReplyWriter } from "./_replies.ts";
 import { Watchdog } from "./_watchdog.ts";
 import {
@@ -94,8 +94,10 @@ export interface ServeOptions {
   /** Per-request trace lines (`B GET R:1 A:…` / `E GET …`). @default no tracing */
   trace?: (line: string) => void;
   /**
-   * Shared by the sessions of one server: a put body of {@linkcode LARGE_BODY} bytes or more is
-   * read only once it fits, so many large puts at once cannot exhaust memory.
+   * Shared by the sessions of one server: every put body holds its `BodySize` in this budget from
+   * before its first byte is buffered until its put has settled (or the session ends), and is
+   * freed when it gives the bytes back (as with `freePutBodies`), so the budget is what put bodies
+   * really hold in memory. A session whose next body does not fit stops reading until it does.
    * @default no limit beyond `maxBodySize`
    */
   bodyBudget?: ByteBudget;
@@ -131,9 +133,6 @@ export interface ServeOptions {
   writeTimeoutMs?: number;
 }
 
-/** Put bodies of at least this many bytes take their size from `bodyBudget` while read. */
-export const LARGE_BODY = 8 << 20;
-
 /** How a session ended. */
 export interface ServeResult {
   /** True when go sent `close` (and got its reply); false when input simply ended. */
@@ -163,12 +162,22 @@ export async function serve(
   const limit = Math.max(1, options.maxRequests ?? navigator.hardwareConcurrency ?? 4);
   const pending = new Set<Promise<void>>();
   const session = new Session(handler, replies, options);
-  const parser = new FrameParser({ maxBodySize: options.maxBodySize });
+  const budget = options.bodyBudget;
+  const parser = new FrameParser({
+    maxBodySize: options.maxBodySize,
+    reserve: budget && ((size) => budget.tryAcquire(size)),
+  });
   const input = new InputPort(readable);
   const blocking = (options.blockingReads ?? false) && input.canBlock;
   const watchdog = Watchdog.start(options, parser, replies, input);
-  /** Budget held for the body being read (and then for its put), by request id. */
-  const held = new Map<number, () => void>();
+  const free = budget !== undefined || (options.freePutBodies ?? false);
+  /** Bodies parsed and not yet settled: each is freed and its budget given back exactly once. */
+  const owned = new Set<Frame>();
+  const settle = (frame: Frame) => {
+    if (!owned.delete(frame)) return;
+    if (free) freeBytes(frame.body!);
+    frame.release?.();
+  };
   try {
     for (;;) {
       watchdog?.reading(true);
@@ -183,33 +192,35 @@ export async function serve(
       const done = value === null;
       watchdog?.reading(false);
       if (watchdog?.expired) throw watchdog.expired;
-      const frames = done ? parser.end() : parser.push(value!);
-      for (const { request, body } of frames) {
-        if (request.command === "close") {
-          await Promise.all(pending);
-          await session.close(request);
-          // Cancelling `readable` closes a socket, so the replies must be written first.
-          await replies.flushed();
-          await input.cancel();
-          return { closed: true };
+      let frames = done ? parser.end() : parser.push(value!);
+      for (;;) {
+        for (const frame of frames) if (frame.body) owned.add(frame);
+        for (const frame of frames) {
+          const { request, body } = frame;
+          if (request.command === "close") {
+            await Promise.all(pending);
+            await session.close(request);
+            // Cancelling `readable` closes a socket, so the replies must be written first.
+            await replies.flushed();
+            await input.cancel();
+            return { closed: true };
+          }
+          if (request.command === "get" && session.answerNow(request)) continue;
+          while (pending.size >= limit) await Promise.race(pending);
+          const task = session.handle(request, body).finally(() => {
+            pending.delete(task);
+            if (body) settle(frame);
+          });
+          pending.add(task);
         }
-        if (request.command === "get" && session.answerNow(request)) continue;
-        while (pending.size >= limit) await Promise.race(pending);
-        const release = held.get(request.id);
-        held.delete(request.id);
-        const task = session.handle(request, body).finally(() => {
-          pending.delete(task);
-          release?.();
-          if (body && options.freePutBodies) freeBytes(body);
-        });
-        pending.add(task);
+        if (parser.error) throw parser.error;
+        // A body that did not fit the budget: wait for room (the client's bytes wait in the
+        // socket meanwhile), then parse the rest of the chunk.
+        const wanted = parser.wanted;
+        if (!wanted) break;
+        frames = parser.resume(await budget!.acquire(wanted.size));
       }
-      if (parser.error) throw parser.error;
       if (done) break;
-      const body = parser.bodyInProgress;
-      if (options.bodyBudget && body && body.size >= LARGE_BODY && !held.has(body.id)) {
-        held.set(body.id, await options.bodyBudget.acquire(body.size));
-      }
     }
     await Promise.all(pending);
     return { closed: false };
@@ -221,7 +232,9 @@ export async function serve(
       { cause: error },
     );
   } finally {
-    for (const release of held.values()) release();
+    // Every put has settled by now: what is left was never handed to the cache.
+    for (const frame of owned) settle(frame);
+    parser.discard();
     input.release();
     await replies.done();
     watchdog?.stop();

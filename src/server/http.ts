@@ -17,6 +17,7 @@
 import { Metrics } from "../metrics/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import { type SessionView, type StatusInfo, statusPage } from "./_status_page.ts";
+import { HttpGuard } from "./_http_guard.ts";
 
 export type { SessionView, StatusInfo } from "./_status_page.ts";
 
@@ -45,6 +46,12 @@ export interface HttpHandlerOptions {
 export interface HttpServerOptions {
   /** Lifecycle lines. @default {SILENT} */
   log?: Logger;
+  /** Connections open at once; more are closed as soon as they are accepted. @default {256} */
+  maxConnections?: number;
+  /** Time from a request's first byte (or the connection's accept) to its header's end. @default {10000} */
+  headerTimeoutMs?: number;
+  /** Time without a byte either way between requests before a connection is closed. @default {60000} */
+  idleTimeoutMs?: number;
 }
 
 /** A running HTTP server. */
@@ -185,9 +192,14 @@ export function createHttpHandler(
 /**
  * Listens for HTTP on `[host]:port`. An empty host means 127.0.0.1 (give 0.0.0.0 to expose it).
  *
+ * Requests reach `handler` through two hops: the public address is a bounded TCP front
+ * (`_http_guard.ts`: a connection cap, header and idle timeouts, which `Deno.serve` lacks) that
+ * copies each connection's bytes to `Deno.serve` on a Unix socket in a private temporary
+ * directory (on Windows, a port on 127.0.0.1), which calls `handler`.
+ *
  * @param address `[host]:port`, `host:port` or `port`.
  * @param handler The request handler.
- * @param options Logging.
+ * @param options Logging and connection limits.
  * @returns The running server.
  * @throws {TypeError} When the address cannot be parsed.
  */
@@ -198,20 +210,40 @@ export async function startHttpServer(
 ): Promise<HttpServer> {
   const log = options.log ?? SILENT;
   const { hostname, port } = parseHttpAddress(address);
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    hostname,
-    port,
-    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
-    onError: (error) => {
-      log.warn(`HTTP handler failed: ${error instanceof Error ? error.message : String(error)}`);
-      return text(500, "Internal error\n");
-    },
-  }, handler);
-  const addr = await listening.promise;
+  const onError = (error: unknown) => {
+    log.warn(`HTTP handler failed: ${error instanceof Error ? error.message : String(error)}`);
+    return text(500, "Internal error\n");
+  };
+  // The server behind the guard: reachable by this user only (a socket in a 0700 directory).
+  const unix = Deno.build.os !== "windows";
+  const stage = unix ? await Deno.makeTempDir({ prefix: "go-cache-plugin-http-" }) : "";
+  const listening = Promise.withResolvers<Deno.Addr>();
+  const inner = unix
+    ? Deno.serve({ path: `${stage}/http.sock`, onListen: listening.resolve, onError }, handler)
+    : Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: listening.resolve, onError }, handler);
+  const backend = await listening.promise;
+  let guard: HttpGuard;
+  try {
+    guard = new HttpGuard(
+      { hostname, port },
+      () => Deno.connect(backend as Deno.UnixConnectOptions & Deno.ConnectOptions),
+      options,
+    );
+  } catch (error) {
+    await inner.shutdown();
+    if (stage) await Deno.remove(stage, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  const addr = guard.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   let stopped: Promise<void> | undefined;
-  const shutdown = () => stopped ??= server.shutdown();
+  const shutdown = () =>
+    stopped ??= (async () => {
+      await guard.stop();
+      await inner.shutdown(); // in-flight requests finish; their connections then close
+      await guard.close();
+      if (stage) await Deno.remove(stage, { recursive: true }).catch(() => {});
+    })();
   return {
     address: `${host}:${addr.port}`,
     url: `http://${host}:${addr.port}`,

@@ -33,8 +33,11 @@ export interface PluginListenerOptions {
   /** Per-request trace lines, prefixed with the session number. @default none */
   trace?: (line: string) => void;
   /**
-   * Bytes of large put bodies all sessions together may hold in memory; a session whose put does
-   * not fit waits before reading it.
+   * Bytes of put bodies all sessions together may hold in memory, counted from a body's first
+   * byte until its put settles or its session ends (the memory is then freed at once); a session
+   * whose next body does not fit stops reading until it does. One body larger than this is read
+   * alone, once nothing else is held. The handler must keep no reference to a put body once its
+   * `put()` has settled.
    * @default {536870912} (512 MiB)
    */
   maxBodyBytes?: number;

@@ -4,7 +4,8 @@
  * - `listener.ts`: {@linkcode PluginListener}, protocol sessions over TCP on 127.0.0.1 or a
  *   Unix socket, sharing one cache;
  * - `connect.ts`: {@linkcode bridge} and {@linkcode dial}, the byte relay behind `connect`;
- * - `http.ts`: the status page, `/metrics`, `/debug/vars` and the module proxy's mount point;
+ * - `http.ts`: the status page, `/metrics`, `/debug/vars` and the module proxy's mount point,
+ *   served behind `_http_guard.ts` (a connection cap, header and idle timeouts);
  *   `session_log.ts` keeps the recent go commands and the measured miss-to-put times, and
  *   `summary.ts` turns counters into the summary `stats` and the status page show.
  *

@@ -105,7 +105,8 @@ export class MemoryHandler implements CacheHandler {
 
   async put(object: { actionId: string; outputId: string; body: Uint8Array }): Promise<string> {
     await delay(this.delays.get(object.actionId) ?? 0);
-    this.entries.set(object.actionId, { outputId: object.outputId, body: object.body });
+    // A copy, as a cache that keeps bodies must make: a server may free a body once put settles.
+    this.entries.set(object.actionId, { outputId: object.outputId, body: object.body.slice() });
     return `/mem/${object.outputId}`;
   }
 

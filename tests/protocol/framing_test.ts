@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type Frame, FrameDecoderStream, ProtocolError } from "../../src/protocol/mod.ts";
+import {
+  type Frame,
+  FrameDecoderStream,
+  FrameParser,
+  ProtocolError,
+} from "../../src/protocol/mod.ts";
 import { closeFrame, getFrame, hexId, putFrame, sha256Hex } from "../_util/script.ts";
 
 async function decode(input: string | Uint8Array, chunkSize = 0): Promise<Frame[]> {
@@ -106,4 +111,52 @@ Deno.test("FrameDecoderStream accepts JSON's escaped slash and a final line with
 Deno.test("FrameDecoderStream rejects bytes after a body on its line", async () => {
   const input = '{"ID":1,"Command":"put","BodySize":3}\n\n"YWJj" x\n';
   await assert.rejects(decode(input), /unexpected bytes after the body/);
+});
+
+Deno.test("FrameParser stops in front of a body without room and resumes with it", async () => {
+  const body = new TextEncoder().encode("go object bytes\n");
+  const input = new TextEncoder().encode(
+    getFrame(1, hexId(1)) + putFrame(2, hexId(2), body, await sha256Hex(body)) + closeFrame(3),
+  );
+  const asked: number[] = [];
+  let room = false;
+  let released = 0;
+  const parser = new FrameParser({
+    reserve: (size) => {
+      asked.push(size);
+      return room ? () => released++ : undefined;
+    },
+  });
+  const copy = input.slice();
+  const first = parser.push(copy);
+  copy.fill(0); // the caller reuses its buffer: the parser must have kept its own copy
+  assert.deepEqual(first.map((f) => f.request.command), ["get"]);
+  assert.deepEqual(parser.wanted, { id: 2, size: body.length });
+  assert.throws(() => parser.push(new Uint8Array(1)), TypeError);
+  room = true;
+  const rest = parser.resume(() => released++);
+  assert.deepEqual(rest.map((f) => f.request.command), ["put", "close"]);
+  assert.deepEqual(rest[0]!.body, body);
+  assert.equal(parser.wanted, undefined);
+  rest[0]!.release!();
+  assert.equal(released, 1);
+  assert.deepEqual(asked, [body.length]);
+});
+
+Deno.test("FrameParser.discard() frees a body read in part and gives its room back", async () => {
+  const body = new Uint8Array(3000).fill(9);
+  const text = putFrame(1, hexId(1), body, await sha256Hex(body));
+  let held = 0;
+  const parser = new FrameParser({
+    reserve: (size) => {
+      held += size;
+      return () => held -= size;
+    },
+  });
+  assert.deepEqual(parser.push(new TextEncoder().encode(text.slice(0, 1000))), []);
+  assert.equal(held, 3000);
+  parser.discard();
+  parser.discard();
+  assert.equal(held, 0);
+  assert.equal(parser.midFrame, false);
 });

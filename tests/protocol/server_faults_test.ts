@@ -4,7 +4,7 @@
  * time; none may leave the process spinning.
  */
 import assert from "node:assert/strict";
-import { ByteBudget, LARGE_BODY, ProtocolError, serve } from "../../src/protocol/mod.ts";
+import { ByteBudget, ProtocolError, serve } from "../../src/protocol/mod.ts";
 import {
   closeFrame,
   getFrame,
@@ -15,6 +15,7 @@ import {
 } from "../_util/script.ts";
 
 const enc = new TextEncoder();
+const LARGE_BODY = 8 << 20;
 
 /** Rejects within `ms`, so a regression shows as a failure instead of a hung test run. */
 function within<T>(ms: number, work: Promise<T>, what: string): Promise<T> {
@@ -112,7 +113,7 @@ Deno.test("serve() ends an idle session after idleTimeoutMs, answering what it w
   assert.match(out.join(""), /"ID":1,"Miss":true/);
 });
 
-Deno.test("serve() reads a large put body only once it fits the shared byte budget", async () => {
+Deno.test("serve() reads a put body only once it fits the shared byte budget", async () => {
   const budget = new ByteBudget(LARGE_BODY);
   const release = await budget.acquire(LARGE_BODY); // another session holds it all
   const body = new Uint8Array(LARGE_BODY).fill(1);
@@ -149,5 +150,42 @@ Deno.test("ByteBudget admits in order and lets one oversized request through alo
   (await b)();
   (await c)();
   assert.deepEqual(order, ["b", "c"]);
+  assert.equal(budget.held, 0);
+});
+
+Deno.test("serve() counts a small put body against the budget from its first byte and gives it back when the session stalls", async () => {
+  const budget = new ByteBudget(1 << 20);
+  const body = new Uint8Array(3000).fill(7);
+  const frame = putFrame(1, hexId(1), body, await sha256Hex(body));
+  const cut = frame.length - 500; // inside the body
+  const input = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(enc.encode(frame.slice(0, cut))); // then nothing, never closed
+    },
+  });
+  const session = serve(input, new WritableStream(), new MemoryHandler(), {
+    bodyBudget: budget,
+    stallTimeoutMs: 200,
+  }).then(() => undefined, (e) => e);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(budget.held, body.length, "the partial body holds its size");
+  const error = await within(3000, session, "serve()");
+  assert.match(String(error), /input stopped inside a request/);
+  assert.equal(budget.held, 0, "the watchdog's end gives the bytes back");
+});
+
+Deno.test("serve() gives back the budget of bodies that arrive after close", async () => {
+  const budget = new ByteBudget(1 << 20);
+  const body = new Uint8Array(100).fill(1);
+  const text = closeFrame(1) + putFrame(2, hexId(2), body, await sha256Hex(body));
+  const input = ReadableStream.from([enc.encode(text)]);
+  const result = await within(
+    3000,
+    serve(input, new WritableStream(), new MemoryHandler(), {
+      bodyBudget: budget,
+    }),
+    "serve()",
+  );
+  assert.equal(result.closed, true);
   assert.equal(budget.held, 0);
 });

@@ -31,6 +31,7 @@
 import type { Logger } from "../../log/mod.ts";
 import { StoreError, type StoreErrorKind } from "./object_store.ts";
 import { TooSlowError } from "./_throughput.ts";
+import { FILE_MODE } from "../_files.ts";
 
 /** Slow failures (sluggish lookups, too-slow downloads) within this many ms count together. */
 const SLOW_WINDOW_MS = 20_000;
@@ -418,7 +419,7 @@ function parseState(text: string): LoadedState | undefined {
 async function writeAtomically(path: string, text: string): Promise<void> {
   const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
-    await Deno.writeTextFile(temp, text);
+    await Deno.writeTextFile(temp, text, { mode: FILE_MODE });
     await Deno.rename(temp, path);
   } catch (error) {
     await Deno.remove(temp).catch(() => {});

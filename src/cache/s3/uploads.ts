@@ -21,6 +21,7 @@ import { settledWithin } from "../../util/mod.ts";
 import type { CircuitBreaker } from "./breaker.ts";
 import type { ObjectStore } from "./object_store.ts";
 import { fileBody } from "./_streams.ts";
+import { FILE_MODE, makeDirs } from "../_files.ts";
 
 /** One upload: a local file sent to one key, then optionally a small record. */
 export interface UploadEntry {
@@ -353,8 +354,10 @@ export class UploadQueue {
     if (job.remembered) return;
     job.remembered = true;
     try {
-      await Deno.mkdir(this.#dir, { recursive: true });
-      await Deno.writeTextFile(`${this.#dir}/${job.entry.marker}`, job.entry.markerText ?? "");
+      await makeDirs(this.#dir);
+      await Deno.writeTextFile(`${this.#dir}/${job.entry.marker}`, job.entry.markerText ?? "", {
+        mode: FILE_MODE,
+      });
     } catch {
       // the entry stays local-only
     }
