@@ -1,3 +1,5 @@
+// deno-lint-ignore-file explicit-module-boundary-types -- plain JavaScript run by Node: the types
+// are in JSDoc.
 // Shared by the JavaScript action's entry points (main.mjs, post.mjs; action.yml `runs:`): runs one
 // of this directory's bash scripts (setup.sh, stop.sh) as the composite action did, with the
 // action's inputs in the environment, and never fails the job. No dependencies: Node's built-ins
@@ -67,13 +69,23 @@ function bash() {
   return "bash";
 }
 
-/** One `::warning::` workflow command, its message escaped as GitHub requires. */
+/**
+ * Prints one `::warning::` workflow command, its message escaped as GitHub requires.
+ *
+ * @param {unknown} message
+ */
 export function warn(message) {
   const text = String(message).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
   process.stdout.write(`::warning title=go-cache-plugin::${text}\n`);
 }
 
-/** Appends NAME=VALUE to $GITHUB_OUTPUT in GitHub's NAME<<DELIMITER form; ignores failures. */
+/**
+ * Appends NAME=VALUE to $GITHUB_OUTPUT in GitHub's NAME<<DELIMITER form (a fresh random
+ * delimiter); ignores failures.
+ *
+ * @param {string} name
+ * @param {string} value
+ */
 export function setOutput(name, value) {
   const file = process.env.GITHUB_OUTPUT;
   if (!file) return;

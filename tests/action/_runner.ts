@@ -311,3 +311,12 @@ export async function runEntry(
     stderr: decoder.decode(output.stderr),
   };
 }
+
+/** The environment of a live process as NAME=value entries (Linux: /proc); undefined elsewhere. */
+export async function processEnv(pid: string): Promise<string[] | undefined> {
+  if (Deno.build.os !== "linux") return undefined;
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/environ`], stdout: "piped" })
+    .output();
+  assert.ok(out.success, `cannot read /proc/${pid}/environ`);
+  return new TextDecoder().decode(out.stdout).split("\0");
+}

@@ -17,6 +17,7 @@ import {
   describe,
   killServer,
   NODE,
+  processEnv,
   readCommandFile,
   runEntry,
   runScript,
@@ -33,15 +34,6 @@ if (!minioReady) {
   console.error(
     "skipping: MinIO is not installed (scripts/install_test_servers.sh; CI would fail)",
   );
-}
-
-/** The environment of a live process (Linux: /proc), to check what it was given. */
-async function processEnv(pid: string): Promise<string[] | undefined> {
-  if (Deno.build.os !== "linux") return undefined;
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/environ`], stdout: "piped" })
-    .output();
-  assert.ok(out.success, `cannot read /proc/${pid}/environ`);
-  return new TextDecoder().decode(out.stdout).split("\0");
 }
 
 Deno.test({

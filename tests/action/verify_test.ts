@@ -12,6 +12,7 @@ import {
   ASSET,
   describe,
   killServer,
+  processEnv,
   readCommandFile,
   type Runner,
   runScript,
@@ -167,12 +168,23 @@ Deno.test({
         await using work = await tempDir("gcp-action-");
         const runner = await simulatedRunner(work.path, { INPUT_MODULE_PROXY: "false" });
         const bin = await fakeGh(`${work.path}/gh-bin`, 0, "Verification succeeded!");
-        const result = await setup(runner, {
+        const result = await runScript("setup", {
+          ...runner.env,
           INPUT_VERIFY_ATTESTATION: "true",
           INPUT_TOKEN: TOKEN,
           PATH: `${bin}:${runner.env.PATH}`,
         });
-        await assertOn(runner, result);
+        const pid = await serverPid(runner);
+        try {
+          await assertOn(runner, result);
+          const serverEnv = await processEnv(pid!);
+          if (serverEnv) {
+            assert.ok(serverEnv.some((entry) => entry.startsWith("PATH=")), "the env was read");
+            assert.ok(!serverEnv.some((entry) => entry.includes(TOKEN)), "the server has no token");
+          }
+        } finally {
+          await killServer(pid);
+        }
         assert.match(result.stdout, /build provenance verified/, describe(result));
         const exe = `${work.path}/tool-cache/go-cache-plugin/0.0.0-test/x64/go-cache-plugin`;
         assert.equal(
