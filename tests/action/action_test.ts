@@ -283,3 +283,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "scripts/action: stop.sh does not say every upload reached the bucket when some failed",
+  sanitizeResources: false,
+  async fn() {
+    await using work = await tempDir("gcp-action-");
+    const runner = await simulatedRunner(work.path);
+    // What setup.sh leaves for a server that has exited since, with its final metrics line.
+    const stateDir = `${runner.env.RUNNER_TEMP}/go-cache-plugin-action`;
+    await Deno.mkdir(stateDir);
+    const log = `${stateDir}/server.log`;
+    await Deno.writeTextFile(
+      log,
+      'go-cache-plugin: metrics {"uploads_done":7,"uploads_failed":3,"uploads_left":0}\n',
+    );
+    await Deno.writeTextFile(
+      `${stateDir}/state`,
+      [
+        "pid=2147483646",
+        "exe=/bin/false",
+        "http=127.0.0.1:9",
+        `log_file=${log}`,
+        "bucket=my-bucket",
+        "os=Linux",
+        "",
+      ].join("\n"),
+    );
+    const stop = await runScript("stop", runner.env);
+    assert.equal(stop.code, 0, describe(stop));
+    const summary = await Deno.readTextFile(runner.files.summary);
+    assert.doesNotMatch(summary, /every upload had reached the bucket/, summary);
+    assert.match(summary, /3 of 10 had failed: those objects are not in the bucket/, summary);
+    assert.match(summary, /The server had already exited before the end of the job/, summary);
+    assert.match(summary, /No statistics: `go-cache-plugin stats` failed/, summary);
+  },
+});
