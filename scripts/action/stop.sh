@@ -194,5 +194,6 @@ main() {
   printf 'pid %s, %s\n' "$pid" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" >"$state_dir/stopped" 2>/dev/null
 }
 
+unset INPUT_TOKEN # the post step gets the action's inputs; nothing here needs the token
 main || say "stop.sh stopped unexpectedly"
 exit 0
