@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GitHub Action's main step (action.yml): downloads the go-cache-plugin release executable for
-# this runner, checks it against the release's SHA256SUMS, starts `serve` in the background and
-# exports GOCACHEPROG (and GOPROXY/GOSUMDB for the module proxy) to the job's later steps.
+# The GitHub Action's main step (action.yml, run by scripts/action/main.mjs): downloads the
+# go-cache-plugin release executable for this runner, checks it against the sha256 input when
+# given, else the release's SHA256SUMS (and, with verify-attestation, its build provenance with
+# `gh attestation verify`), starts `serve` in the background and exports GOCACHEPROG (and
+# GOPROXY/GOSUMDB for the module proxy) to the job's later steps.
 #
 # Never fails the job: on any problem it prints one ::warning:: annotation saying why, leaves
 # GOCACHEPROG unset (go builds run without the plugin) and exits 0.
@@ -14,10 +16,11 @@
 # GOCACHEPROG is checked to split, as go splits it, into exactly the intended words (a path with
 # spaces is reached through a link in a private space-free directory under /tmp, or quoted).
 #
-# Inputs (action.yml maps them): INPUT_BUCKET, INPUT_REGION, INPUT_ENDPOINT, INPUT_PATH_STYLE,
-# INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_WARM_KEY, INPUT_MODULE_PROXY,
-# INPUT_VERSION, INPUT_CACHE_DIR; GCP_ACTION_REPOSITORY and GCP_ACTION_REF (the action's own
-# repository and ref). GitHub's files and facts: GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, RUNNER_OS,
+# Inputs (main.mjs passes them, `-` spelled `_`): INPUT_BUCKET, INPUT_REGION, INPUT_ENDPOINT,
+# INPUT_PATH_STYLE, INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_WARM_KEY,
+# INPUT_MODULE_PROXY, INPUT_VERSION, INPUT_CACHE_DIR, INPUT_SHA256, INPUT_VERIFY_ATTESTATION,
+# INPUT_TOKEN (given to gh only, never to the server); GCP_ACTION_REPOSITORY and GCP_ACTION_REF
+# (the action's own repository and ref). GitHub's files and facts: GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, RUNNER_OS,
 # RUNNER_ARCH, RUNNER_TEMP, RUNNER_TOOL_CACHE, GITHUB_EVENT_NAME, GITHUB_SERVER_URL,
 # GITHUB_REPOSITORY, GITHUB_WORKFLOW, GITHUB_JOB.
 # Any other plugin setting: its GOCACHE_* variable in the step's env (the server inherits it).
@@ -71,7 +74,7 @@ number_or() {
 check_inputs() {
   local name value input
   for name in BUCKET REGION ENDPOINT PATH_STYLE PREFIX READ_PREFIXES READ_ONLY WARM_KEY \
-    MODULE_PROXY VERSION CACHE_DIR; do
+    MODULE_PROXY VERSION CACHE_DIR SHA256 VERIFY_ATTESTATION; do
     input="INPUT_$name"
     value=$(gcp_trim "${!input:-}")
     printf -v "$input" '%s' "$value"
@@ -162,9 +165,28 @@ resolve_version() {
   esac
 }
 
-# Sets exe (the verified executable, shell path) and native_exe.
+# Sets pinned_sum (the sha256 input, lowercase) and verify_attestation (true/false), or fails on
+# a value that is neither: a check asked for must never quietly be skipped.
+check_verification_inputs() {
+  pinned_sum=$(printf '%s' "${INPUT_SHA256:-}" | tr 'A-F' 'a-f')
+  case "$pinned_sum" in
+  "") ;;
+  *[!0-9a-f]*) fail "Cannot use the sha256 input $(gcp_shown "$INPUT_SHA256"): not 64 hexadecimal digits" ||
+    return 1 ;;
+  *) [ "${#pinned_sum}" -eq 64 ] ||
+    fail "Cannot use the sha256 input $(gcp_shown "$INPUT_SHA256"): not 64 hexadecimal digits" ||
+    return 1 ;;
+  esac
+  case "$(printf '%s' "${INPUT_VERIFY_ATTESTATION:-}" | tr '[:upper:]' '[:lower:]')" in
+  true | 1 | yes | on) verify_attestation=true ;;
+  "" | false | 0 | no | off) verify_attestation=false ;;
+  *) fail "Cannot use the verify-attestation input $(gcp_shown "$INPUT_VERIFY_ATTESTATION"): true or false" ;;
+  esac
+}
+
+# Sets exe (the verified executable, shell path), native_exe and asset.
 fetch_executable() {
-  local target asset base dir name expected got tmp
+  local target base dir name expected got tmp source checked
   target=$(gcp_target "${RUNNER_OS:-}" "${RUNNER_ARCH:-}") ||
     fail "No release executable for RUNNER_OS=\"${RUNNER_OS:-}\" RUNNER_ARCH=\"${RUNNER_ARCH:-}\" (there are Linux X64/ARM64, macOS X64/ARM64, Windows X64)" ||
     return 1
@@ -180,12 +202,18 @@ fetch_executable() {
   fi
   mkdir -p "$dir" || fail "Cannot create \"$dir\"" || return 1
   exe="$dir/$name"
-  curl -fsSL --retry 3 --connect-timeout 20 --max-time 60 -o "$state_dir/SHA256SUMS" \
-    "$base/SHA256SUMS" || fail "Cannot download $base/SHA256SUMS" || return 1
-  expected=$(gcp_expected_sum "$state_dir/SHA256SUMS" "$asset") ||
-    fail "Cannot verify $asset: SHA256SUMS of $version does not list it" || return 1
+  if [ -n "$pinned_sum" ]; then
+    expected=$pinned_sum
+    source="the sha256 input pins" checked="the sha256 input"
+  else
+    curl -fsSL --retry 3 --connect-timeout 20 --max-time 60 -o "$state_dir/SHA256SUMS" \
+      "$base/SHA256SUMS" || fail "Cannot download $base/SHA256SUMS" || return 1
+    expected=$(gcp_expected_sum "$state_dir/SHA256SUMS" "$asset") ||
+      fail "Cannot verify $asset: SHA256SUMS of $version does not list it" || return 1
+    source="SHA256SUMS lists" checked=SHA256SUMS
+  fi
   if [ -f "$exe" ] && [ "$(gcp_sha256 "$exe")" = "$expected" ]; then
-    say "using $exe ($asset, checksum verified)"
+    say "using $exe ($asset, checksum verified against $checked)"
   else
     tmp="$dir/.$name.$$.download"
     if ! curl -fsSL --retry 3 --connect-timeout 20 --max-time 600 -o "$tmp" "$base/$asset"; then
@@ -196,13 +224,35 @@ fetch_executable() {
     got=$(gcp_sha256 "$tmp")
     if [ "$got" != "$expected" ]; then
       rm -f "$tmp"
-      fail "Checksum mismatch for $asset: got $got, SHA256SUMS lists $expected"
+      fail "Checksum mismatch for $asset: got $got, $source $expected"
       return 1
     fi
     chmod +x "$tmp" && mv -f "$tmp" "$exe" || fail "Cannot install $exe" || return 1
-    say "downloaded $asset into $exe (checksum verified)"
+    say "downloaded $asset into $exe (checksum verified against $checked)"
   fi
   native_exe=$(gcp_native_path "$exe")
+}
+
+# With verify-attestation: `gh attestation verify` must find a build provenance attestation of
+# the executable made by the action's own repository (its release workflow); fails closed when it
+# does not, or cannot be asked (no gh, no repository, no answer within 2 minutes).
+check_attestation() {
+  $verify_attestation || return 0
+  command -v gh >/dev/null 2>&1 ||
+    fail "Cannot verify the build provenance of $asset: verify-attestation is true, but the gh CLI is not installed" ||
+    return 1
+  [ -n "$action_repo" ] ||
+    fail "Cannot verify the build provenance of $asset: the action's repository is unknown" ||
+    return 1
+  local out="$state_dir/attestation.log" code
+  GH_TOKEN=$gh_token gcp_bounded 120 gh attestation verify "$native_exe" --repo "$action_repo" \
+    </dev/null >"$out" 2>&1
+  code=$?
+  if [ "$code" -ne 0 ]; then
+    fail "Cannot verify the build provenance of $asset: gh attestation verify --repo $action_repo exited with status $code: $(grep -v '^[[:space:]]*$' "$out" | tail -n 1)"
+    return 1
+  fi
+  say "build provenance verified: gh attestation verify --repo $action_repo"
 }
 
 # Sets read_only (true/false) and the trust-tier variables for the server.
@@ -487,17 +537,22 @@ main() {
   mkdir -p "$state_dir" || fail "Cannot create \"$state_dir\"" || return 1
   reuse_running_server && return 0
   pid="" short_dir="" # a stale state file's, not this run's
-  rm -f "$state_dir/state" "$failed_file"
+  rm -f "$state_dir/state" "$failed_file" "$state_dir/stopped"
   check_inputs || return 1
+  check_verification_inputs || return 1
   command -v curl >/dev/null 2>&1 || fail "curl is not installed" || return 1
   find_action_identity
   resolve_version || return 1
   fetch_executable || return 1
+  check_attestation || return 1
   decide_trust
   start_server || return 1
   export_variables
 }
 
+# The token is for gh alone: the server and everything it starts never see it.
+gh_token=${INPUT_TOKEN:-}
+unset INPUT_TOKEN
 if ! main; then
   abandon_server
   [ -n "$reason" ] || reason="setup stopped unexpectedly"

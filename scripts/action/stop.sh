@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The GitHub Action's final step (stop/action.yml, `if: always()`): writes the job summary of
-# what the cache did to $GITHUB_STEP_SUMMARY (from `go-cache-plugin stats --format=markdown`,
-# asked before stopping; else a table from the server's /debug/vars), then stops the server that
-# setup.sh started gracefully (SIGTERM: it lets running go commands finish and flushes the uploads
+# The GitHub Action's final step (its post step, scripts/action/post.mjs; or an explicit
+# stop/action.yml step with `if: always()`): writes the job summary of what the cache did to
+# $GITHUB_STEP_SUMMARY (what `go-cache-plugin stats --format=markdown` prints, asked before
+# stopping), then stops the server that setup.sh started gracefully (SIGTERM: it lets running go commands finish and flushes the uploads
 # it owes, then exits) and waits for it, bounded. Restores GOCACHEPROG, GOPROXY and GOSUMDB.
 # Never fails the job: problems are reported in the log and the summary, and it exits 0.
+# Idempotent: run again (the post step after an explicit stop step) it finds the server stopped
+# and says so, writing nothing.
 # Never injects: what the summary quotes is escaped Markdown, variables are restored in GitHub's
 # multi-line form with a random delimiter, and the server's log is shown with workflow commands
 # stopped.
@@ -25,60 +27,26 @@ say() {
 to_env() { gcp_set "${GITHUB_ENV:-}" "$1" "$2" || say "Cannot restore $1 in GITHUB_ENV"; }
 to_summary() { [ -n "${GITHUB_STEP_SUMMARY:-}" ] && printf '%s\n' "$1" >>"$GITHUB_STEP_SUMMARY"; }
 
-# counters_from_vars FILE: the flat "counters" object of /debug/vars as "name value" lines.
+# counters_from_vars FILE: the flat "counters" object of /debug/vars as "name value" lines (for
+# the Windows idle wait below; the summary is `stats`).
 counters_from_vars() {
   tr -d '\n\r' <"$1" | sed -n 's/.*"counters"[[:space:]]*:[[:space:]]*{\([^}]*\)}.*/\1/p' |
     tr ',' '\n' | sed -n 's/^[[:space:]]*"\([A-Za-z0-9_]*\)"[[:space:]]*:[[:space:]]*\([0-9.eE+-]*\)[[:space:]]*$/\1 \2/p'
 }
 
-# fallback_summary FILE: a Markdown table from /debug/vars, for a plugin without `stats`.
-fallback_summary() {
-  local counters
-  counters=$(counters_from_vars "$1")
-  printf '### Go build cache\n\n'
-  printf '| | this job |\n| --- | ---: |\n'
-  printf '%s\n' "$counters" | awk '
-    NF == 2 { value[$1] = $2 }
-    function bytes(n,   i, unit) {
-      split("B KiB MiB GiB TiB", unit, " "); i = 1
-      while (n >= 1024 && i < 5) { n /= 1024; i++ }
-      return sprintf(i == 1 ? "%d %s" : "%.1f %s", n, unit[i])
-    }
-    function row(label, text) { printf("| %s | %s |\n", label, text) }
-    function count(key, label) { if (key in value) row(label, value[key] + 0) }
-    END {
-      gets = value["get_requests"] + 0; hits = value["get_hits"] + 0
-      row("go commands served", value["sessions_total"] + 0)
-      row("gets", gets)
-      row("hits", gets > 0 ? sprintf("%d (%.1f%%)", hits, 100 * hits / gets) : hits)
-      count("local_hits", "local hits")
-      count("s3_get_hits", "remote hits (S3)")
-      count("get_misses", "misses")
-      if ("get_hit_bytes" in value) row("bytes served from the cache", bytes(value["get_hit_bytes"]))
-      count("put_requests", "outputs stored")
-      if ("s3_bytes_down" in value) row("downloaded from S3", bytes(value["s3_bytes_down"]))
-      if ("s3_bytes_up" in value) row("uploaded to S3", bytes(value["s3_bytes_up"]))
-      if ("s3_wait_ms" in value) row("time waited on S3", sprintf("%.1f s", value["s3_wait_ms"] / 1000))
-      count("uploads_failed", "uploads failed")
-      count("s3_breaker_trips", "S3 breaker trips")
-      count("modproxy_requests", "module proxy requests")
-    }'
-  printf "\n_Counters from the server's \`/debug/vars\`: this go-cache-plugin has no \`stats\` command._\n"
-}
-
-# Sets summary: from `stats`, else /debug/vars, else a line saying there are no statistics.
+# Sets summary: what `stats --format=markdown` prints, else a line saying why there is none.
 collect_summary() {
-  local vars="$state_dir/vars-final.json" out
-  if out=$(gcp_bounded 30 "$exe" stats "--http=$http" --format=markdown 2>"$state_dir/stats.err") &&
-    [ -n "$out" ]; then
+  local out code why
+  out=$(gcp_bounded 30 "$exe" stats "--http=$http" --format=markdown 2>"$state_dir/stats.err")
+  code=$?
+  if [ "$code" -eq 0 ] && [ -n "$out" ]; then
     summary=$out
-  elif curl -fsS --max-time 10 -o "$vars" "http://$http/debug/vars" 2>/dev/null &&
-    grep -q '"counters"' "$vars"; then
-    summary=$(fallback_summary "$vars")
-  else
-    summary=$(printf '### Go build cache\n\nNo statistics: the server did not answer on %s.' \
-      "$(gcp_markdown_text "$http")")
+    return 0
   fi
+  why=$(grep -v '^[[:space:]]*$' "$state_dir/stats.err" 2>/dev/null | tail -n 1)
+  [ -n "$why" ] || why="exit status $code"
+  summary=$(printf '### Go build cache\n\nNo statistics: `go-cache-plugin stats` failed for the server on %s: %s.' \
+    "$(gcp_markdown_text "$http")" "$(gcp_markdown_text "$why")")
 }
 
 # Whether the pid is still the server setup.sh started: not gone, not a zombie waiting for its
@@ -158,6 +126,8 @@ read_shutdown() {
   uploaded=$(printf '%s\n' "$line" | sed -n 's/.*"uploads_done":\([0-9]*\).*/\1/p')
   if [ "${left:-0}" -gt 0 ]; then
     shutdown_note="At shutdown ${left} upload(s) were still pending; they are recorded in the cache directory and retried by a later server on this disk."
+  elif [ "${failed:-0}" -gt 0 ]; then
+    shutdown_note="At shutdown no upload was pending, but ${failed} of $((${uploaded:-0} + failed)) had failed: those objects are not in the bucket (see the server log for the cause)."
   else
     shutdown_note="At shutdown every upload had reached the bucket (${uploaded:-0} done, ${failed:-0} failed)."
   fi
@@ -171,6 +141,10 @@ main() {
   [ -n "$state" ] && state=$(gcp_unix_path "$state") && state_dir=$(dirname "$state")
   [ -n "$state" ] || state="$state_dir/state"
   if [ ! -f "$state" ]; then
+    if [ -f "$state_dir/stopped" ]; then
+      say "the server was already stopped earlier in this job ($(cat "$state_dir/stopped")): nothing to do"
+      return 0
+    fi
     if [ -f "$state_dir/failed" ]; then
       to_summary "$(printf '### Go build cache\n\nNot used in this job: %s.' \
         "$(gcp_markdown_text "$(cat "$state_dir/failed")")")"
@@ -216,7 +190,10 @@ main() {
     ;;
   esac
   rm -f "$state"
+  # For a second run (the post step after an explicit stop step): nothing left to do.
+  printf 'pid %s, %s\n' "$pid" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" >"$state_dir/stopped" 2>/dev/null
 }
 
+unset INPUT_TOKEN # the post step gets the action's inputs; nothing here needs the token
 main || say "stop.sh stopped unexpectedly"
 exit 0

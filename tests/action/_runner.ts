@@ -233,3 +233,90 @@ export async function declaredOutputs(): Promise<string[]> {
 export async function resetFiles(runner: Runner): Promise<void> {
   for (const file of Object.values(runner.files)) await Deno.writeTextFile(file, "");
 }
+
+/**
+ * The Node that runs the JavaScript entry points: `NODE_BIN`, else `node` on PATH as an absolute
+ * path (a test may give the action a PATH without it), else `node`.
+ */
+export const NODE: string = Deno.env.get("NODE_BIN") ?? await findOnPath("node") ?? "node";
+
+async function findOnPath(name: string): Promise<string | undefined> {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (dir && (await Deno.stat(`${dir}/${name}`)).isFile) return `${dir}/${name}`;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+/** A stand-in for `${{ github.token }}`, the default of the action's `token` input. */
+export const TOKEN = "ghs_simulatedTokenForTests";
+
+/** The inputs `action.yml` declares, with their defaults (`${{ github.token }}` as {@linkcode TOKEN}). */
+export async function declaredInputs(): Promise<Record<string, string>> {
+  const yml = await Deno.readTextFile(`${ROOT}/action.yml`);
+  const block = yml.slice(yml.indexOf("\ninputs:\n"), yml.indexOf("\noutputs:\n"));
+  const inputs: Record<string, string> = {};
+  for (const part of block.split(/^ {2}(?=[\w-]+:$)/m).slice(1)) {
+    const name = part.slice(0, part.indexOf(":"));
+    const value = part.match(/^ {4}default: (.*)$/m)?.[1] ?? "";
+    inputs[name] = value === "${{ github.token }}" ? TOKEN : value.replace(/^"(.*)"$/, "$1");
+  }
+  return inputs;
+}
+
+/**
+ * The environment GitHub's runner gives a JavaScript action's process: every declared input as
+ * `INPUT_<NAME>` (upper case, `-` kept: `INPUT_CACHE-DIR`), its value taken from `env` where the
+ * test gives it as the scripts read it (`INPUT_CACHE_DIR`), else its default; the rest of `env`
+ * as it is, without `GITHUB_ACTION_PATH` (set for composite actions only).
+ */
+export async function actionEnv(env: Record<string, string>): Promise<Record<string, string>> {
+  const out: Record<string, string> = { ...env };
+  delete out.GITHUB_ACTION_PATH;
+  for (const [name, fallback] of Object.entries(await declaredInputs())) {
+    const read = `INPUT_${name.toUpperCase().replaceAll("-", "_")}`;
+    const given = `INPUT_${name.toUpperCase()}`;
+    const value = env[given] ?? env[read] ?? fallback;
+    delete out[read];
+    out[given] = value;
+  }
+  return out;
+}
+
+/**
+ * Runs the JavaScript action's entry point scripts/action/<name>.mjs with Node as the runner
+ * would (`node <file>`, the environment of {@linkcode actionEnv}).
+ */
+export async function runEntry(
+  name: "main" | "post",
+  env: Record<string, string>,
+): Promise<ScriptResult> {
+  const output = await new Deno.Command(NODE, {
+    args: [`${ROOT}/scripts/action/${name}.mjs`],
+    cwd: env.RUNNER_TEMP,
+    env: await actionEnv(env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(180_000),
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** The environment of a live process as NAME=value entries (Linux: /proc); undefined elsewhere. */
+export async function processEnv(pid: string): Promise<string[] | undefined> {
+  if (Deno.build.os !== "linux") return undefined;
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/environ`], stdout: "piped" })
+    .output();
+  assert.ok(out.success, `cannot read /proc/${pid}/environ`);
+  return new TextDecoder().decode(out.stdout).split("\0");
+}

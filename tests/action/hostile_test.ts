@@ -13,6 +13,7 @@ import {
   alive,
   annotations,
   counters,
+  declaredInputs,
   declaredOutputs,
   describe,
   goSplit,
@@ -33,7 +34,7 @@ const goReady = canRun("go");
 /** What a newline in an input used to add to `$GITHUB_ENV`. */
 const INJECTED = "NODE_OPTIONS=--require=/tmp/evil.js\nLD_PRELOAD=/tmp/evil.so";
 
-/** The inputs action.yml passes, by the environment variable setup.sh reads. */
+/** The inputs setup.sh reads (all of action.yml's but `token`, which only gh sees), by variable. */
 const INPUTS: Record<string, string> = {
   INPUT_BUCKET: "bucket",
   INPUT_REGION: "region",
@@ -46,6 +47,8 @@ const INPUTS: Record<string, string> = {
   INPUT_MODULE_PROXY: "module-proxy",
   INPUT_VERSION: "version",
   INPUT_CACHE_DIR: "cache-dir",
+  INPUT_SHA256: "sha256",
+  INPUT_VERIFY_ATTESTATION: "verify-attestation",
 };
 
 /** Asserts the GitHub file command is only `NAME<<ghadelimiter_<32 hex>` blocks, each its own. */
@@ -99,6 +102,8 @@ Deno.test({
     await using work = await tempDir("gcp-action-");
     const runner = await simulatedRunner(work.path);
 
+    const declared = Object.keys(await declaredInputs()).filter((name) => name !== "token");
+    assert.deepEqual(Object.values(INPUTS).sort(), declared.sort(), "every input is tried");
     for (const [variable, input] of Object.entries(INPUTS)) {
       await t.step(`a newline in ${input} adds no variable to GITHUB_ENV`, async () => {
         await resetFiles(runner);

@@ -79,3 +79,46 @@ Deno.test("scripts/action/*.sh and tests/action/standin.sh parse (bash -n)", asy
     assert.equal(out.code, 0, `${script}: ${new TextDecoder().decode(out.stderr)}`);
   }
 });
+
+Deno.test("action.yml is a node24 JavaScript action with a post step, its entry points dependency-free", async () => {
+  const yml = await Deno.readTextFile(`${ROOT}/action.yml`);
+  const runs = yml.slice(yml.indexOf("\nruns:\n"));
+  assert.match(runs, /^ {2}using: node24$/m, "GitHub's supported Node runtime (node20 is retired)");
+  assert.match(runs, /^ {2}post-if: always\(\)$/m);
+  const entries = [...runs.matchAll(/^ {2}(main|post): (\S+)$/gm)].map((m) => m[2]!);
+  assert.deepEqual(entries, ["scripts/action/main.mjs", "scripts/action/post.mjs"]);
+  // Every module they load: Node's built-ins or a file next to them, nothing to install.
+  const seen = new Set<string>();
+  const queue = [...entries];
+  while (queue.length > 0) {
+    const file = queue.shift()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const text = await Deno.readTextFile(`${ROOT}/${file}`);
+    for (const [, specifier] of text.matchAll(/\bfrom\s+"([^"]+)"|\bimport\(\s*"([^"]+)"/g)) {
+      if (specifier!.startsWith("node:")) continue;
+      assert.match(specifier!, /^\.\/[\w-]+\.mjs$/, `${file} imports ${specifier}`);
+      queue.push(`scripts/action/${specifier!.slice(2)}`);
+    }
+  }
+  assert.ok(seen.has("scripts/action/run.mjs"), [...seen].join(" "));
+});
+
+Deno.test("release.yml attests build provenance and publishes through release.sh, never clobbering", async () => {
+  const yml = await Deno.readTextFile(`${ROOT}/.github/workflows/release.yml`);
+  const job = yml.slice(yml.indexOf("\n  release:\n"));
+  for (const permission of ["contents: write", "id-token: write", "attestations: write"]) {
+    assert.match(job, new RegExp(`^ {6}${permission}\\b`, "m"), permission);
+  }
+  assert.match(
+    job,
+    /uses: actions\/attest-build-provenance@v\d+\n\s+with:\n\s+subject-path: \|\n\s+dist\/go-cache-plugin-\*\n\s+dist\/SHA256SUMS\n/,
+  );
+  const build = job.indexOf('scripts/release.sh "$GITHUB_REF_NAME"');
+  const attest = job.indexOf("actions/attest-build-provenance");
+  const publish = job.indexOf('scripts/release.sh --publish "$GITHUB_REF_NAME"');
+  assert.ok(build > 0 && build < attest && attest < publish, "build, attest, then publish");
+  for (const file of [".github/workflows/release.yml", "scripts/release.sh"]) {
+    assert.doesNotMatch(await Deno.readTextFile(`${ROOT}/${file}`), /--clobber/, file);
+  }
+});
