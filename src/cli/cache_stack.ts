@@ -23,6 +23,11 @@ export interface CacheStack {
    * manifest. Bounded; never rejects.
    */
   finish?(): Promise<void>;
+  /**
+   * Whether nothing runs in the background, so that a direct-mode session may block on go's next
+   * request (see `ServeOptions.blockingReads`). @default always idle (the local tier alone)
+   */
+  idle?(): boolean;
   /** With a bucket: the store under `[prefix/]module/`, for the module proxy. */
   moduleStore?: ObjectStore;
 }

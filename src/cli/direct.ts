@@ -28,9 +28,9 @@ export async function runDirect(config: Config, log: Logger): Promise<number> {
       maxRequests: config.concurrency,
       metrics,
       trace: log.trace(DEBUG_BUILD_CACHE),
-      // With the local tier alone nothing runs in the background, so waiting for go's next
-      // request may block the process: the fastest way back to a request once it is written.
-      blockingReads: !config.bucket,
+      // While nothing runs in the background, waiting for go's next request may block the
+      // process: the fastest way back to a request once it is written.
+      blockingReads: stack.idle ? () => stack.idle!() : true,
       // The cache tiers keep no put body once put() settles: free each at once.
       freePutBodies: true,
     });

@@ -71,9 +71,10 @@ export async function openS3Stack(
   });
   describe(metrics);
   containStrayErrors(log, metrics);
-  // Uploads an earlier session owed (s3-pending/), queued in the background once set up; never
-  // when read-only (the directory is not even read).
-  if (!config.readOnly) setTimeout(() => void handler.resumePending().catch(() => {}), 0);
+  // Uploads an earlier session owed (s3-pending/), queued in the background; never when
+  // read-only (the directory is not even read). Started now, not on a timer: a direct-mode
+  // session blocks on go's reads while the tier is idle, and a timer could wait past the build.
+  if (!config.readOnly) void handler.resumePending().catch(() => {});
   log.info(
     `S3 tier: bucket ${JSON.stringify(config.bucket)}` +
       (config.prefix ? ` prefix ${JSON.stringify(config.prefix)}` : "") +
@@ -89,8 +90,8 @@ export async function openS3Stack(
         "and owed uploads are neither sent nor recorded",
     );
   }
-  // The warm-up runs in the background from now on; a server warms once for all connections.
-  setTimeout(() => void handler.startWarmUp(), 0);
+  // The warm-up starts at the tier's first local miss (see TieredCache.get): a warm machine
+  // never fetches its manifest; a server warms once for all connections.
   if (config.command === "serve") {
     // A server writes its manifest when something changed, every minute and at shutdown.
     const timer = setInterval(() => {
@@ -100,6 +101,7 @@ export async function openS3Stack(
     return {
       handler,
       local,
+      idle: () => handler.idle,
       shutdown: async () => {
         clearInterval(timer);
         handler.stopWarmUp();
@@ -112,6 +114,7 @@ export async function openS3Stack(
   return {
     handler,
     local,
+    idle: () => handler.idle,
     // Direct mode: go waits for close (uploads), and the manifest is written after stdout closes.
     shutdown: () => handler.close(),
     finish: async () => {

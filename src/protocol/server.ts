@@ -104,11 +104,13 @@ export interface ServeOptions {
   /**
    * Read with a blocking system call whenever no request is pending and every reply is written:
    * the lowest latency per request when nothing else runs in the process (direct mode with the
-   * local tier alone). Never with background work such as uploads, which would stall meanwhile.
-   * Needs a {@linkcode ByteSource} with `readSync`.
+   * local tier alone). Never with background work such as uploads, which would stall meanwhile:
+   * a function is asked before each such read and blocks only while it answers `true` (direct
+   * mode with a bucket: no upload, lookup or warm-up under way). Needs a {@linkcode ByteSource}
+   * with `readSync`.
    * @default {false}
    */
-  blockingReads?: boolean;
+  blockingReads?: boolean | (() => boolean);
   /**
    * Ends the session when input stops inside a request (a partial header or body) for this long.
    * @default no deadline
@@ -168,7 +170,8 @@ export async function serve(
     reserve: budget && ((size) => budget.tryAcquire(size)),
   });
   const input = new InputPort(readable);
-  const blocking = (options.blockingReads ?? false) && input.canBlock;
+  const canBlock = input.canBlock ? options.blockingReads ?? false : false;
+  const blocking = typeof canBlock === "function" ? canBlock : () => canBlock;
   const watchdog = Watchdog.start(options, parser, replies, input);
   const free = budget !== undefined || (options.freePutBodies ?? false);
   /** Bodies parsed and not yet settled: each is freed and its budget given back exactly once. */
@@ -181,14 +184,14 @@ export async function serve(
   try {
     for (;;) {
       watchdog?.reading(true);
-      let value: Uint8Array | null;
-      if (blocking && pending.size === 0) {
-        // Nothing is left to do until go writes again: every reply must be out first.
+      let block = pending.size === 0 && blocking();
+      if (block) {
+        // Nothing is left to do until go writes again: every reply must be out first, and
+        // background work may have started during that wait.
         await replies.flushed();
-        value = input.nextSync();
-      } else {
-        value = await input.next();
+        block = blocking();
       }
+      const value = block ? input.nextSync() : await input.next();
       const done = value === null;
       watchdog?.reading(false);
       if (watchdog?.expired) throw watchdog.expired;

@@ -127,6 +127,14 @@ export interface TieredWarmOptions {
  */
 const WARM_HEDGE_MS = 150;
 
+/**
+ * Local misses after which the warm-up starts on a machine whose first answers were local hits.
+ * A fresh machine misses at once and starts it at the first miss; a warm one misses only what go
+ * never built (a few per build), and fetching the manifest for those would cost a request for
+ * nothing.
+ */
+const WARM_AFTER_MISSES = 16;
+
 /** Directory in the cache dir naming actions whose upload is still owed. */
 const PENDING_DIR = "s3-pending";
 /** Remote objects up to this size are read whole before they are written locally. */
@@ -253,7 +261,7 @@ export class TieredCache implements CacheHandler {
   startWarmUp(): Promise<void> {
     const warm = this.#warmUp;
     if (!warm) return Promise.resolve();
-    this.#warmStarted ??= warm.start(this.#stores);
+    this.#warmStarted ??= this.#inBackground(warm.start(this.#stores));
     return this.#warmStarted;
   }
 
@@ -296,6 +304,25 @@ export class TieredCache implements CacheHandler {
   }
 
   /**
+   * Whether nothing of this tier runs in the background: no upload queued or running, no remote
+   * lookup, no warm-up under way and no owed uploads being read back. Direct mode blocks on go's
+   * next request only then (`ServeOptions.blockingReads`): a warm build pays nothing for its
+   * bucket, and background work is never stalled by it.
+   */
+  get idle(): boolean {
+    return this.pendingUploads === 0 && this.#inflight.size === 0 && this.#background === 0;
+  }
+
+  /** Warm-ups and resumptions of owed uploads under way. */
+  #background = 0;
+
+  /** Counts `work` as background work until it settles. */
+  #inBackground<T>(work: Promise<T>): Promise<T> {
+    this.#background++;
+    return work.finally(() => this.#background--);
+  }
+
+  /**
    * Looks up an action locally, then in the bucket. A remote hit is verified (SHA-256 of the
    * object equals its output id) and written to the local tier before it is returned.
    */
@@ -308,6 +335,7 @@ export class TieredCache implements CacheHandler {
       return hit;
     }
     if (!HEX_ID.test(actionId)) return undefined;
+    await this.#localMiss();
     const warm = this.#warmUp?.join(actionId);
     if (warm) {
       const answer = await this.#hedged(actionId, warm);
@@ -369,8 +397,34 @@ export class TieredCache implements CacheHandler {
     });
   }
 
+  /**
+   * Starts the warm-up once the local tier looks cold: at the first miss when nothing was a local
+   * hit before it, else after {@linkcode WARM_AFTER_MISSES} misses. Resolves once its manifest is
+   * loaded, or after {@linkcode WARM_HEDGE_MS}.
+   */
+  async #localMiss(): Promise<void> {
+    const warm = this.#warmUp;
+    if (!warm) return;
+    if (this.#warmLoaded) return;
+    if (!this.#warmStarted) {
+      this.#localMisses++;
+      if (this.#localMisses < (this.#localHits > 0 ? WARM_AFTER_MISSES : 1)) return;
+      void this.startWarmUp();
+      void warm.loaded.then(() => this.#warmLoaded = true);
+    }
+    // While the manifest loads, wait for it briefly rather than fetch what it may name.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([warm.loaded, new Promise((r) => timer = setTimeout(r, WARM_HEDGE_MS))]);
+    clearTimeout(timer);
+  }
+
+  #localHits = 0;
+  #localMisses = 0;
+  #warmLoaded = false;
+
   /** A local hit: recorded for the manifest, and a warm hit when the warm-up put it there. */
   #used(actionId: string, hit: CacheHit): void {
+    this.#localHits++;
     if (this.#warmUp?.claim(actionId)) this.#metrics?.add("warm_hits");
     this.#session?.record(sessionEntry(actionId, hit));
   }
@@ -443,10 +497,10 @@ export class TieredCache implements CacheHandler {
    */
   resumePending(limit = 1000): Promise<number> {
     if (!this.#uploads) return Promise.resolve(0);
-    return this.#uploads.resume(async (actionId) => {
+    return this.#inBackground(this.#uploads.resume(async (actionId) => {
       const record = await this.local.readAction(actionId);
       return record && uploadEntry(actionId, record, this.local.outputPath(record.outputId));
-    }, limit);
+    }, limit));
   }
 
   async #fetch(actionId: string): Promise<CacheHit | undefined> {
