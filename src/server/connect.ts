@@ -15,7 +15,7 @@
 
 // relay.ts, not mod.ts: connect loads this on every go invocation; keep its graph small.
 import { Relay } from "../protocol/relay.ts";
-import { writeAll } from "../util/mod.ts";
+import { repeatEvery, writeAll } from "../util/mod.ts";
 
 /** Options for {@linkcode bridge}. */
 export interface BridgeOptions {
@@ -120,13 +120,15 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
   // The reply deadline: one timer for the whole session, checked against the last sign of life.
   const replyTimeoutMs = options.replyTimeoutMs ?? 60_000;
   let lastProgress = performance.now();
-  const watchdog = replyTimeoutMs <= 0 ? undefined : setInterval(() => {
-    if (!remote || !relay.waiting) return;
-    if (performance.now() - lastProgress > replyTimeoutMs) {
-      failover(new Error(`no reply from the server for ${Math.round(replyTimeoutMs / 1000)}s`));
-    }
-  }, Math.max(10, Math.min(1000, replyTimeoutMs / 4)));
-  // Not unref'd: it is cleared when the bridge ends, and Deno.unrefTimer loads node:timers.
+  // Not setInterval: its first call loads node:timers, a cost every go command would pay.
+  const stopWatchdog = replyTimeoutMs <= 0
+    ? undefined
+    : repeatEvery(Math.max(10, Math.min(1000, replyTimeoutMs / 4)), () => {
+      if (!remote || !relay.waiting) return;
+      if (performance.now() - lastProgress > replyTimeoutMs) {
+        failover(new Error(`no reply from the server for ${Math.round(replyTimeoutMs / 1000)}s`));
+      }
+    });
 
   const pumpRequests = async (): Promise<void> => {
     let buffer = new Uint8Array(CHUNK);
@@ -189,7 +191,7 @@ export async function bridge(conn: Deno.Conn, options: BridgeOptions): Promise<B
   // go may keep its input open until it has read the last reply: never wait for its end here.
   pumpRequests();
   await pumpReplies();
-  clearInterval(watchdog);
+  stopWatchdog?.();
   if (remote) {
     try {
       conn.close();

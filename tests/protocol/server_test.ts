@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HANDSHAKE_LINE } from "../../src/protocol/mod.ts";
+import { type ByteSource, HANDSHAKE_LINE, serve } from "../../src/protocol/mod.ts";
 import {
   closeFrame,
   getFrame,
@@ -140,4 +140,35 @@ Deno.test("serve() leaves put bodies to the handler unless asked to free them", 
   const handler = new MemoryHandler();
   await runSession(putFrame(1, hexId(1), body, await sha256Hex(body)), handler);
   assert.deepEqual(handler.entries.get(hexId(1))?.body, body);
+});
+
+Deno.test("serve() reads with a blocking call only while blockingReads() answers true", async () => {
+  const input = enc.encode(getFrame(1, hexId(1)) + getFrame(2, hexId(2)) + closeFrame(3));
+  const chunks = [input.subarray(0, 40), input.subarray(40, 100), input.subarray(100)];
+  const used: string[] = [];
+  const take = (buffer: Uint8Array, how: string) => {
+    used.push(how);
+    const chunk = chunks.shift();
+    if (!chunk) return null;
+    buffer.set(chunk);
+    return chunk.length;
+  };
+  const source: ByteSource = {
+    read: (buffer) => Promise.resolve(take(buffer, "async")),
+    readSync: (buffer) => take(buffer, "sync"),
+  };
+  let idle = false;
+  let asked = 0;
+  const output: Uint8Array[] = [];
+  await serve(source, { write: (bytes) => void output.push(bytes) }, new MemoryHandler(), {
+    blockingReads: () => {
+      asked++;
+      const answer = idle;
+      idle = true; // background work ends after the first read
+      return answer;
+    },
+  });
+  assert.equal(used[0], "async", "not idle: the event loop keeps turning");
+  assert.ok(used.includes("sync"), `idle: a blocking read (${used.join(",")})`);
+  assert.ok(asked >= used.filter((how) => how === "sync").length * 2, "asked again after flushing");
 });

@@ -492,3 +492,43 @@ Deno.test("parseActionRecord() reads tailscale's format and rejects others", () 
   assert.equal(parseActionRecord(`XYZ 12`), undefined);
   assert.equal(parseActionRecord(`${hex} 1e9`), undefined);
 });
+
+Deno.test("get() starts the warm-up at the first local miss of a cold tier", async () => {
+  await using t = await setup({ warm: { key: "test", keyHash: "00".repeat(8) } });
+  assert.equal(t.cache.idle, true);
+  assert.equal(await t.cache.get(id(90)), undefined);
+  assert.ok(
+    t.store.calls.some((call) => call.startsWith("GET warm/")),
+    `a miss before any hit fetches the manifest: ${t.store.calls.join(", ")}`,
+  );
+});
+
+Deno.test("get() leaves the warm-up alone while a warm tier misses only a few", async () => {
+  await using t = await setup({ warm: { key: "test", keyHash: "00".repeat(8) } });
+  const body = encoder.encode("warm output");
+  const outputId = await sha256(body);
+  await t.local.writeObject(outputId, body);
+  await t.local.writeAction(id(91), { outputId, size: body.length, time: new Date() });
+  assert.ok(t.cache.getNow(id(91)), "a local hit first");
+  for (let n = 0; n < 15; n++) assert.equal(await t.cache.get(id(n)), undefined);
+  const manifestGets = () => t.store.calls.filter((call) => call.startsWith("GET warm/"));
+  assert.deepEqual(manifestGets(), [], "15 misses after a hit: no manifest");
+  assert.equal(
+    t.store.calls.filter((call) => call.startsWith("GET action/")).length,
+    15,
+    "each miss is one lookup",
+  );
+  assert.equal(t.cache.idle, true, "nothing runs in the background after the lookups");
+  assert.equal(await t.cache.get(id(15)), undefined);
+  assert.equal(manifestGets().length, 1, "the 16th miss: the tier looks cold after all");
+});
+
+Deno.test("TieredCache.idle is false while an upload runs", async () => {
+  await using t = await setup();
+  t.store.delayMs = 200;
+  const body = encoder.encode("uploaded");
+  await t.cache.put({ actionId: id(92), outputId: await sha256(body), body });
+  assert.equal(t.cache.idle, false, "an upload is under way");
+  await t.cache.close();
+  assert.equal(t.cache.idle, true);
+});
