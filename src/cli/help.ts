@@ -12,7 +12,7 @@ import { FLAGS } from "./flags.ts";
 import { VERSION } from "./version.ts";
 
 const PERMISSIONS = "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go " +
-  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
+  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
 
 const OVERVIEW =
   `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional S3 tier

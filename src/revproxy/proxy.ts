@@ -1,0 +1,627 @@
+/**
+ * The caching proxy itself: a request for a listed origin is answered from memory, the local
+ * directory or the bucket, else fetched from the origin (and kept where the policy allows, see
+ * `policy.ts`). Every answer carries `X-Cache` (`hit, memory`, `hit, local`, `hit, remote`,
+ * `fetch, cached`, `fetch, uncached`) and, when the cache was involved, `X-Cache-Id` (the key's
+ * first 12 hex digits).
+ *
+ * A miss that may be shared (a cacheable `GET` without credentials or `Range`) joins the fetch
+ * already under way for its key. A response kept on disk is streamed to a temporary file, and
+ * every waiting client reads that file as it grows: one upstream fetch, memory bounded by a
+ * read buffer per client, whatever the body's size. The upstream request carries the client's
+ * end-to-end headers (minus `Accept-Encoding`, replaced by `identity`, and, for a shared fetch,
+ * conditionals and `Range`) and a `Via` naming this process, which a looped request is refused
+ * on (508).
+ *
+ * A disk or bucket fault is a miss: the request is fetched. An upstream that fails gets 502
+ * (504 when it does not answer in time), but what is cached is served without asking it.
+ *
+ * @module
+ */
+
+import { type Logger, SILENT } from "../log/mod.ts";
+import type { Metrics } from "../metrics/mod.ts";
+import { errorMessage } from "../util/mod.ts";
+import { cacheKey, type EntryHead, keyedUrl, type Origin } from "./entry.ts";
+import { decideKeep, MEMORY_ENTRY_MAX, requestCacheable } from "./policy.ts";
+import type { EntryWriter, RevproxyStore } from "./store.ts";
+
+/** Options for {@linkcode CachingProxy}. */
+export interface CachingProxyOptions {
+  /** Where objects are kept. */
+  store: RevproxyStore;
+  /** The fetch client for origins (trusting extra CAs). @default the default client */
+  client?: Deno.HttpClient;
+  /** Bytes of short-lived responses kept in memory. @default {16 MiB} */
+  memoryBytes?: number;
+  /** Deadline for the origin's response headers, ms. @default {30000} */
+  headersTimeoutMs?: number;
+  /** Lifecycle and fault lines. @default {SILENT} */
+  log?: Logger;
+  /** `--debug=8` request lines. @default none */
+  trace?: (line: string) => void;
+  /** Counters `revproxy_*`. @default none */
+  metrics?: Metrics;
+}
+
+/** Hop-by-hop headers, never forwarded either way. */
+const HOP_BY_HOP = [
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+];
+const CONDITIONAL = [
+  "if-match",
+  "if-none-match",
+  "if-modified-since",
+  "if-unmodified-since",
+  "if-range",
+  "range",
+];
+
+interface MemoryEntry {
+  headers: Headers;
+  bytes: Uint8Array<ArrayBuffer>;
+  expiresAt: number;
+}
+
+/** The state of a shared fetch, as its waiters see it. */
+type Shared =
+  | { kind: "disk"; status: number; headers: Headers; growing: Growing }
+  | { kind: "memory"; entry: MemoryEntry }
+  | { kind: "uncached"; response?: Response }
+  | { kind: "failed"; response: Response };
+
+/** A body being written to a file, which readers follow. */
+class Growing {
+  written = 0;
+  done = false;
+  error: unknown = undefined;
+  #wakers: (() => void)[] = [];
+
+  constructor(readonly writer: EntryWriter) {}
+
+  progress(n: number): void {
+    this.written += n;
+    this.#wake();
+  }
+
+  finish(error?: unknown): void {
+    this.done = true;
+    this.error = error;
+    this.#wake();
+  }
+
+  changed(): Promise<void> {
+    return new Promise((resolve) => this.#wakers.push(resolve));
+  }
+
+  #wake(): void {
+    const wakers = this.#wakers;
+    this.#wakers = [];
+    for (const wake of wakers) wake();
+  }
+}
+
+/**
+ * Answers proxied requests for listed origins through the cache.
+ */
+export class CachingProxy {
+  readonly #store: RevproxyStore;
+  readonly #client?: Deno.HttpClient;
+  readonly #memoryBytes: number;
+  readonly #headersTimeoutMs: number;
+  readonly #log: Logger;
+  readonly #trace?: (line: string) => void;
+  readonly #metrics?: Metrics;
+  readonly #memory = new Map<string, MemoryEntry>();
+  #memoryUsed = 0;
+  readonly #shared = new Map<string, Promise<Shared>>();
+  readonly #via = `1.1 go-cache-plugin-${crypto.randomUUID().slice(0, 8)}`;
+  readonly #running = new Set<Promise<unknown>>();
+  #requests = 0;
+
+  /** @param options Store, client, bounds, logging. */
+  constructor(options: CachingProxyOptions) {
+    this.#store = options.store;
+    this.#client = options.client;
+    this.#memoryBytes = options.memoryBytes ?? 16 << 20;
+    this.#headersTimeoutMs = options.headersTimeoutMs ?? 30_000;
+    this.#log = options.log ?? SILENT;
+    this.#trace = options.trace;
+    this.#metrics = options.metrics;
+  }
+
+  /**
+   * Answers one request for an origin.
+   *
+   * @param request The client's request; its URL's path and query are the target's.
+   * @param origin The origin it is for (a listed one).
+   * @param connectTo Where to connect instead of the origin's host (a `.localhost` name). @default the host
+   * @returns The response.
+   */
+  async handle(request: Request, origin: Origin, connectTo?: string): Promise<Response> {
+    const id = ++this.#requests;
+    const started = performance.now();
+    this.#metrics?.add("revproxy_requests");
+    const target = new URL(request.url);
+    const pathAndQuery = target.pathname + target.search;
+    const url = keyedUrl(origin, pathAndQuery);
+    if ((request.headers.get("via") ?? "").includes(this.#via)) {
+      this.#metrics?.add("revproxy_refused");
+      this.#log.warn(`revproxy: refused a request that looped back to this proxy: ${url}`);
+      return text(508, "Loop detected: the proxy's own upstream request came back to it\n");
+    }
+    const key = cacheKey(url);
+    this.#trace?.(`B rp R:${id} U:${JSON.stringify(url)} H:${key.slice(0, 12)}`);
+    const response = await this.#answer(request, origin, pathAndQuery, url, key, connectTo);
+    this.#trace?.(
+      `E rp R:${id} H:${key.slice(0, 12)} ${response.status} ${
+        response.headers.get("x-cache") ?? "-"
+      } ${(performance.now() - started).toFixed(0)}ms`,
+    );
+    return response;
+  }
+
+  /** Waits for background writes. */
+  async close(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    this.#client?.close();
+  }
+
+  async #answer(
+    request: Request,
+    origin: Origin,
+    pathAndQuery: string,
+    url: string,
+    key: string,
+    connectTo: string | undefined,
+  ): Promise<Response> {
+    const cacheable = requestCacheable(request);
+    if (cacheable) {
+      const memory = this.#memoryGet(key);
+      if (memory) {
+        this.#metrics?.add("revproxy_hits_memory");
+        return this.#fromBytes(memory.headers, memory.bytes, "hit, memory", key, request);
+      }
+      const local = await this.#openLocal(key, url);
+      if (local) {
+        this.#metrics?.add("revproxy_hits_local");
+        return local.respond("hit, local", request);
+      }
+      if (this.#store.hasRemote && await this.#store.fill(key, url)) {
+        const filled = await this.#openLocal(key, url);
+        if (filled) {
+          this.#metrics?.add("revproxy_hits_remote");
+          return filled.respond("hit, remote", request);
+        }
+      }
+    }
+    const upstream = upstreamUrl(origin, pathAndQuery, connectTo);
+    const shareable = cacheable && !request.headers.has("authorization") &&
+      !request.headers.has("cookie") && !request.headers.has("range");
+    if (!shareable) return await this.#fetchOwn(request, upstream, origin, url, key, cacheable);
+    let shared = this.#shared.get(key);
+    const leader = shared === undefined;
+    if (shared) {
+      this.#metrics?.add("revproxy_collapsed");
+    } else {
+      shared = this.#fetchShared(request, upstream, origin, url, key);
+      this.#shared.set(key, shared);
+    }
+    const outcome = await shared;
+    switch (outcome.kind) {
+      case "disk":
+        return this.#follow(outcome, key, request);
+      case "memory":
+        return this.#fromBytes(
+          outcome.entry.headers,
+          outcome.entry.bytes,
+          "fetch, cached",
+          key,
+          request,
+        );
+      case "failed":
+        return outcome.response.clone();
+      case "uncached":
+        if (leader && outcome.response) return this.#passThrough(outcome.response);
+        return await this.#fetchOwn(request, upstream, origin, url, key, false);
+    }
+  }
+
+  /**
+   * The shared fetch of a key: resolves once the origin's headers are in. A body kept on disk is
+   * still being written then; waiters follow the file.
+   */
+  async #fetchShared(
+    request: Request,
+    upstream: { url: string; host: string },
+    _origin: Origin,
+    url: string,
+    key: string,
+  ): Promise<Shared> {
+    let release = true;
+    try {
+      const response = await this.#fetchUpstream(request, upstream, true);
+      if (
+        response instanceof Response && response.status >= 500 &&
+        response.headers.has("x-proxy-error")
+      ) {
+        return { kind: "failed", response };
+      }
+      const keep = decideKeep(request, response);
+      if (keep.where === "memory") {
+        const bytes = await readCapped(response.body, MEMORY_ENTRY_MAX);
+        if (bytes) {
+          const entry = {
+            headers: keptHeaders(response.headers),
+            bytes,
+            expiresAt: keep.expiresAt,
+          };
+          this.#memorySet(key, entry);
+          this.#metrics?.add("revproxy_fetch_memory");
+          this.#metrics?.add("revproxy_bytes_fetched", bytes.length);
+          return { kind: "memory", entry };
+        }
+        return { kind: "uncached" };
+      }
+      if (keep.where !== "disk") {
+        // Not shareable: the first client gets this response, each other one fetches its own.
+        this.#trace?.(`- rp H:${key.slice(0, 12)} not kept: ${keep.why}`);
+        return { kind: "uncached", response };
+      }
+      let writer: EntryWriter;
+      try {
+        writer = await this.#store.create(key, url, response.headers);
+      } catch (error) {
+        this.#log.warn(`revproxy: Cannot write to the local cache: ${errorMessage(error)}`);
+        this.#metrics?.add("revproxy_disk_errors");
+        await response.body?.cancel().catch(() => {});
+        return { kind: "uncached" };
+      }
+      const growing = new Growing(writer);
+      release = false;
+      const pump = this.#pump(response, growing, key);
+      this.#running.add(pump);
+      pump.finally(() => {
+        this.#running.delete(pump);
+        this.#shared.delete(key);
+      });
+      this.#metrics?.add("revproxy_fetch_cached");
+      return { kind: "disk", status: response.status, headers: response.headers, growing };
+    } finally {
+      if (release) this.#shared.delete(key);
+    }
+  }
+
+  /** Copies the origin's body into the growing file, then commits it. */
+  async #pump(response: Response, growing: Growing, key: string): Promise<void> {
+    const expected = response.headers.get("content-length");
+    try {
+      if (response.body) {
+        for await (const chunk of response.body) {
+          await growing.writer.write(chunk);
+          growing.progress(chunk.byteLength);
+        }
+      }
+      if (expected !== null && Number(expected) !== growing.written) {
+        throw new RangeError(`got ${growing.written} bytes, expected ${expected}`);
+      }
+      this.#metrics?.add("revproxy_bytes_fetched", growing.written);
+      await this.#store.commitLocal(key, growing.writer);
+      growing.finish();
+    } catch (error) {
+      this.#metrics?.add("revproxy_upstream_errors");
+      this.#log.warn(`revproxy: Cannot cache ${key.slice(0, 12)}: ${errorMessage(error)}`);
+      await growing.writer.abort();
+      growing.finish(error);
+    }
+  }
+
+  /** A response whose body follows a growing file. */
+  #follow(outcome: Shared & { kind: "disk" }, key: string, request: Request): Response {
+    const headers = clientHeaders(outcome.headers);
+    headers.set("x-cache", "fetch, cached");
+    headers.set("x-cache-id", key.slice(0, 12));
+    const growing = outcome.growing;
+    const metrics = this.#metrics;
+    let file: Deno.FsFile | undefined;
+    let position = 0;
+    const buffer = new Uint8Array(256 << 10);
+    const body = request.method === "HEAD" ? null : new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        while (true) {
+          if (position < growing.written) {
+            if (!file) {
+              try {
+                file = await Deno.open(growing.writer.path);
+              } catch {
+                file = await Deno.open(growing.writer.finalPath);
+              }
+              await file.seek(growing.writer.bodyOffset, Deno.SeekMode.Start);
+            }
+            const want = Math.min(buffer.length, growing.written - position);
+            const n = await file.read(buffer.subarray(0, want));
+            if (n === null) throw new RangeError("Cannot read the body being cached: file ended");
+            position += n;
+            metrics?.add("revproxy_bytes_served", n);
+            controller.enqueue(buffer.slice(0, n));
+            return;
+          }
+          if (growing.done) {
+            file?.close();
+            if (growing.error) controller.error(growing.error);
+            else controller.close();
+            return;
+          }
+          await growing.changed();
+        }
+      },
+      cancel() {
+        file?.close();
+      },
+    }, { highWaterMark: 0 });
+    return new Response(body, { status: outcome.status, headers });
+  }
+
+  /** A request fetched for itself alone (credentials, `Range`, or not kept when shared). */
+  async #fetchOwn(
+    request: Request,
+    upstream: { url: string; host: string },
+    _origin: Origin,
+    url: string,
+    key: string,
+    cacheable: boolean,
+  ): Promise<Response> {
+    const response = await this.#fetchUpstream(request, upstream, false);
+    if (response.headers.has("x-proxy-error")) return response;
+    const keep = cacheable && !request.headers.has("range")
+      ? decideKeep(request, response)
+      : { where: "none" as const };
+    if (keep.where === "disk" && response.body) {
+      // A public response to a request with credentials: kept as any other.
+      try {
+        const writer = await this.#store.create(key, url, response.headers);
+        const growing = new Growing(writer);
+        const pump = this.#pump(response, growing, key);
+        this.#running.add(pump);
+        pump.finally(() => this.#running.delete(pump));
+        this.#metrics?.add("revproxy_fetch_cached");
+        return this.#follow(
+          { kind: "disk", status: 200, headers: response.headers, growing },
+          key,
+          request,
+        );
+      } catch (error) {
+        this.#log.warn(`revproxy: Cannot write to the local cache: ${errorMessage(error)}`);
+        this.#metrics?.add("revproxy_disk_errors");
+      }
+    }
+    return this.#passThrough(response);
+  }
+
+  /** The origin's response as it is, counted and marked `fetch, uncached`. */
+  #passThrough(response: Response): Response {
+    this.#metrics?.add("revproxy_fetch_uncached");
+    const headers = clientHeaders(response.headers);
+    headers.set("x-cache", "fetch, uncached");
+    const metrics = this.#metrics;
+    const body = response.body?.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          metrics?.add("revproxy_bytes_served", chunk.byteLength);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body ?? null, {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+  }
+
+  /** Fetches from the origin; a failure is a 502 or 504 response marked `x-proxy-error`. */
+  async #fetchUpstream(
+    request: Request,
+    upstream: { url: string; host: string },
+    shared: boolean,
+  ): Promise<Response> {
+    const headers = new Headers();
+    const connection = (request.headers.get("connection") ?? "").toLowerCase().split(",")
+      .map((v) => v.trim());
+    for (const [name, value] of request.headers) {
+      if (HOP_BY_HOP.includes(name) || connection.includes(name)) continue;
+      if (name === "accept-encoding" || name === "via") continue;
+      if (shared && CONDITIONAL.includes(name)) continue;
+      headers.append(name, value);
+    }
+    headers.set("accept-encoding", "identity");
+    headers.set("host", upstream.host);
+    const via = request.headers.get("via");
+    headers.set("via", via ? `${via}, ${this.#via}` : this.#via);
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new DOMException("no response headers in time", "TimeoutError")),
+      this.#headersTimeoutMs,
+    );
+    const signal = shared
+      ? controller.signal
+      : AbortSignal.any([controller.signal, request.signal]);
+    try {
+      const hasBody = request.method !== "GET" && request.method !== "HEAD" && request.body;
+      const response = await fetch(upstream.url, {
+        method: request.method,
+        headers,
+        body: hasBody ? request.body : undefined,
+        redirect: "manual",
+        signal,
+        client: this.#client,
+      });
+      this.#metrics?.add("revproxy_fetches");
+      return response;
+    } catch (error) {
+      this.#metrics?.add("revproxy_upstream_errors");
+      const timeout = controller.signal.aborted;
+      const why = timeout ? "no response headers in time" : errorMessage(error);
+      this.#log.warn(`revproxy: Cannot fetch ${upstream.url}: ${why}`);
+      const response = text(timeout ? 504 : 502, `Cannot fetch from the origin: ${why}\n`);
+      response.headers.set("x-proxy-error", "1");
+      response.headers.set("x-cache", "fetch, uncached");
+      return response;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #openLocal(key: string, url: string) {
+    let object;
+    try {
+      object = await this.#store.open(key, url);
+    } catch (error) {
+      this.#metrics?.add("revproxy_disk_errors");
+      this.#log.warn(`revproxy: Cannot read the local cache: ${errorMessage(error)}`);
+      return undefined;
+    }
+    if (!object) return undefined;
+    const found = object;
+    const metrics = this.#metrics;
+    return {
+      respond: (xcache: string, request: Request): Response => {
+        if (found.bytes) {
+          return this.#fromBytes(found.head.headers, found.bytes, xcache, key, request);
+        }
+        const headers = objectHeaders(found.head);
+        headers.set("content-length", String(found.size));
+        headers.set("x-cache", xcache);
+        headers.set("x-cache-id", key.slice(0, 12));
+        if (request.method === "HEAD") {
+          found.file!.close();
+          return new Response(null, { headers });
+        }
+        metrics?.add("revproxy_bytes_served", found.size);
+        return new Response(found.file!.readable, { headers });
+      },
+    };
+  }
+
+  #fromBytes(
+    stored: Headers,
+    bytes: Uint8Array<ArrayBuffer>,
+    xcache: string,
+    key: string,
+    request: Request,
+  ): Response {
+    const headers = new Headers(stored);
+    headers.set("content-length", String(bytes.length));
+    headers.set("x-cache", xcache);
+    headers.set("x-cache-id", key.slice(0, 12));
+    if (request.method === "HEAD") return new Response(null, { headers });
+    this.#metrics?.add("revproxy_bytes_served", bytes.length);
+    return new Response(bytes, { headers });
+  }
+
+  #memoryGet(key: string): MemoryEntry | undefined {
+    const entry = this.#memory.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      this.#memory.delete(key);
+      this.#memoryUsed -= entry.bytes.length;
+      return undefined;
+    }
+    // Most recently used last.
+    this.#memory.delete(key);
+    this.#memory.set(key, entry);
+    return entry;
+  }
+
+  #memorySet(key: string, entry: MemoryEntry): void {
+    const old = this.#memory.get(key);
+    if (old) {
+      this.#memory.delete(key);
+      this.#memoryUsed -= old.bytes.length;
+    }
+    if (entry.bytes.length > this.#memoryBytes) return;
+    this.#memory.set(key, entry);
+    this.#memoryUsed += entry.bytes.length;
+    const now = Date.now();
+    for (const [k, e] of this.#memory) {
+      if (this.#memoryUsed <= this.#memoryBytes) break;
+      if (k === key && e.expiresAt > now) continue;
+      this.#memory.delete(k);
+      this.#memoryUsed -= e.bytes.length;
+    }
+  }
+}
+
+/** The URL fetched: the origin's, or for a `.localhost` name the loopback address. */
+function upstreamUrl(
+  origin: Origin,
+  pathAndQuery: string,
+  connectTo: string | undefined,
+): { url: string; host: string } {
+  const defaultPort = origin.scheme === "https" ? 443 : 80;
+  const port = origin.port === defaultPort ? "" : `:${origin.port}`;
+  return {
+    url: `${origin.scheme}://${connectTo ?? origin.host}${port}${pathAndQuery}`,
+    host: `${origin.host}${port}`,
+  };
+}
+
+function keptHeaders(headers: Headers): Headers {
+  const kept = clientHeaders(headers);
+  kept.delete("content-length");
+  return kept;
+}
+
+/** The origin's response headers for the client: hop-by-hop ones removed. */
+function clientHeaders(headers: Headers): Headers {
+  const out = new Headers();
+  const connection = (headers.get("connection") ?? "").toLowerCase().split(",").map((v) =>
+    v.trim()
+  );
+  for (const [name, value] of headers) {
+    if (HOP_BY_HOP.includes(name) || connection.includes(name)) continue;
+    if (name === "set-cookie") continue;
+    out.append(name, value);
+  }
+  for (const cookie of headers.getSetCookie()) out.append("set-cookie", cookie);
+  return out;
+}
+
+function objectHeaders(head: EntryHead): Headers {
+  return new Headers(head.headers);
+}
+
+/** Reads a body whole when it has at most `max` bytes; `undefined` (and cancelled) otherwise. */
+async function readCapped(
+  body: ReadableStream<Uint8Array> | null,
+  max: number,
+): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  if (!body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > max) return undefined; // leaving the loop cancels the body
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+function text(status: number, body: string): Response {
+  return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
