@@ -98,6 +98,8 @@ export interface RevProxy {
    * @param inner `host:port` of the internal server for non-proxy traffic.
    */
   listen(address: string, inner: string): Promise<ProxyFront>;
+  /** Waits until the bodies being kept are written (for tests). */
+  idle(): Promise<void>;
   /** Waits for background writes and uploads. */
   close(): Promise<void>;
 }
@@ -144,6 +146,7 @@ export async function openRevProxy(options: RevProxyOptions): Promise<RevProxy> 
           metrics: options.metrics,
         })
       ),
+    idle: () => proxy.idle(),
     close: async () => {
       await proxy.close();
       await store.close();

@@ -170,9 +170,14 @@ export class CachingProxy {
     return response;
   }
 
-  /** Waits for background writes. */
-  async close(): Promise<void> {
+  /** Waits until the bodies being kept are written (and their uploads queued). */
+  async idle(): Promise<void> {
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+  }
+
+  /** Waits for background writes, then closes the origin client. */
+  async close(): Promise<void> {
+    await this.idle();
     this.#client?.close();
   }
 
