@@ -308,12 +308,9 @@ Deno.test("revproxy tunnels unlisted hosts, passes other traffic on, and refuses
       `Host: plain.localhost:${plainOrigin.port}\r\nContent-Length: 99999999999\r\n\r\n`;
     assert.match(await rawExchange(port, absurd), /^HTTP\/1\.1 413 /);
     assert.ok(proxy.metrics.get("revproxy_bad_requests") >= 5);
+    assert.ok(proxy.metrics.get("revproxy_refused") >= 3);
   });
 
-  await t.step("the internal servers refuse direct connections", async () => {
-    // Every connection the front did not open is refused, whatever it asks.
-    assert.ok(proxy.metrics.get("revproxy_refused") >= 2);
-  });
   await Deno.remove(root, { recursive: true });
 });
 
