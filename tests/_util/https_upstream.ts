@@ -129,7 +129,7 @@ export function startHttpsOrigin(
     ...(tls ? { cert: certs.cert, key: certs.key } : {}),
     onListen() {},
   }, async (request) => {
-    const path = new URL(request.url).pathname;
+    const path = decodeURIComponent(new URL(request.url).pathname);
     const count = (counts.get(path) ?? 0) + 1;
     counts.set(path, count);
     const [, kind = "", name = ""] = /^\/([a-z-]+)\/(.*)$/.exec(path) ?? [];
