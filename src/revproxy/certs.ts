@@ -1,6 +1,7 @@
 /**
- * The proxy's certificates: a signing CA kept in the cache directory (`ca.pem`, and `ca-key.pem`
- * readable by the owner alone) and, at every start, a server certificate signed by it whose
+ * The proxy's certificates: a signing CA kept in the proxy's directory (`ca.pem`, the only file at
+ * its top level, so `SSL_CERT_DIR` may name the directory; its key `private/ca-key.pem`, in a
+ * directory and a file only the owner may read) and, at every start, a server certificate signed by it whose
  * subject alternative names are the listed hosts (the host part of a listed `host:port`). Made
  * with `@peculiar/x509` on WebCrypto (ECDSA P-256, SHA-256).
  *
@@ -47,8 +48,8 @@ export interface ProxyCertificates {
 /**
  * Loads the CA from `dir` (or makes one there) and signs a server certificate for `hosts`.
  *
- * @param dir The proxy's directory, created if needed: `ca.pem` (mode 0644) and `ca-key.pem`
- * (mode 0600) live there.
+ * @param dir The proxy's directory, created if needed: `ca.pem` (mode 0644) and
+ * `private/ca-key.pem` (mode 0600, directory 0700) live there.
  * @param hosts Host names or IP addresses (no ports), at least one.
  * @returns The certificates.
  * @throws {Error} When the directory cannot be written.
@@ -59,8 +60,12 @@ export async function loadCertificates(
 ): Promise<ProxyCertificates> {
   if (hosts.length === 0) throw new RangeError("Cannot make a server certificate: no hosts");
   await Deno.mkdir(dir, { recursive: true });
+  await Deno.mkdir(join(dir, "private"), { mode: 0o700 }).catch((error) => {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  });
+  await Deno.chmod(join(dir, "private"), 0o700).catch(() => {}); // not on Windows
   const caPath = join(dir, "ca.pem");
-  const keyPath = join(dir, "ca-key.pem");
+  const keyPath = join(dir, "private", "ca-key.pem");
   let ca = await readCa(caPath, keyPath);
   const caCreated = ca === undefined;
   if (!ca) {

@@ -21,8 +21,9 @@
  * `<key>` is the SHA-256 (hex) of `<scheme>://<host>:<port><path>[?<query>]` and `<xx>` its first
  * two digits; tailscale's object format (header lines, a blank line, the body) with
  * `X-Cache-Url` and `X-Body-Sha256` lines of ours (see `entry.ts`). Also in the directory:
- * `ca.pem` (the CA clients trust, mode 0644), `ca-key.pem` (its key, mode 0600, never uploaded),
- * `.pending/` (uploads owed).
+ * `ca.pem` (the CA clients trust, mode 0644, the only file at the top level),
+ * `private/ca-key.pem` (its key, mode 0600 in a 0700 directory, never uploaded), `.pending/`
+ * (uploads owed).
  *
  * ## Debug lines (`--debug=8`)
  *

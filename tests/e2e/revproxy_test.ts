@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { canRun, goEnv, ROOT, tempDir } from "../_util/go.ts";
 import { findMinio, freePort, startMinio } from "../_util/minio.ts";
 import { needs } from "../_util/go.ts";
-import { Server } from "../_util/serve.ts";
+import { runPlugin, Server } from "../_util/serve.ts";
 import { makeOriginCerts, startHttpsOrigin } from "../_util/https_upstream.ts";
 
 const skipCurl = await needs("curl (apt-get install curl)", canRunQuietly("curl", ["--version"]));
@@ -154,7 +154,7 @@ Deno.test({
         async () => {
           assert.match(server.stderr, /caching proxy for origin\.localhost:\d+, mods\.localhost/);
           assert.match(server.stderr, /export HTTPS_PROXY=http:\/\/127\.0\.0\.1:\d+/);
-          const key = await Deno.stat(`${work.path}/a/revproxy/ca-key.pem`);
+          const key = await Deno.stat(`${work.path}/a/revproxy/private/ca-key.pem`);
           assert.equal(key.mode! & 0o777, 0o600);
           assert.match(await Deno.readTextFile(ca("a")), /^-----BEGIN CERTIFICATE-----/);
         },
@@ -224,7 +224,8 @@ Deno.test({
               GOFLAGS: "-mod=mod",
               GOMODCACHE: `${work.path}/modcache-${n}`,
               HTTPS_PROXY: proxyUrl,
-              SSL_CERT_FILE: ca("a"),
+              // The documented way: the CA beside the system roots, not instead of them.
+              SSL_CERT_DIR: `${work.path}/a/revproxy`,
             };
             const out = await new Deno.Command("go", {
               args: ["mod", "download", "-json", "example.com/Hello@v1.0.0"],
@@ -277,6 +278,16 @@ Deno.test({
         );
         assert.ok(grew < 120 * 2 ** 20, `peak RSS grew by ${(grew / 2 ** 20).toFixed(0)} MiB`);
         assert.equal(origin.counts.get(`/big/${size}`), 1);
+      });
+
+      await t.step("stats and /metrics count the proxy's hits, fetches and bytes", async () => {
+        const stats = await runPlugin(["stats", `--http=${http}`]);
+        assert.equal(stats.code, 0, stats.stderr);
+        assert.match(stats.stdout, /Proxy hits\s+\d+ \(memory \d+, disk [1-9]\d*, bucket 0\)/);
+        assert.match(stats.stdout, /Proxy fetches\s+\d+ \([1-9]\d* kept on disk/);
+        const metrics = await (await fetch(`http://${http}/metrics`)).text();
+        assert.match(metrics, /^go_cache_plugin_revproxy_hits_local [1-9]/m);
+        assert.match(metrics, /^go_cache_plugin_revproxy_bytes_served [1-9]/m);
       });
 
       await t.step("after a restart the disk answers", async () => {

@@ -9,7 +9,8 @@ Deno.test("loadCertificates() makes a CA once, keeps its key private, and signs 
   const first = await loadCertificates(`${dir}/revproxy`, ["a.example", "127.0.0.1"]);
   assert.equal(first.caCreated, true);
   assert.equal(first.caPath, `${dir}/revproxy/ca.pem`);
-  assert.equal((await Deno.stat(`${dir}/revproxy/ca-key.pem`)).mode! & 0o777, 0o600);
+  assert.equal((await Deno.stat(`${dir}/revproxy/private/ca-key.pem`)).mode! & 0o777, 0o600);
+  assert.equal((await Deno.stat(`${dir}/revproxy/private`)).mode! & 0o777, 0o700);
   assert.equal(await Deno.readTextFile(first.caPath), first.caPem);
   assert.doesNotMatch(first.caPem, /PRIVATE KEY/);
 
@@ -28,7 +29,7 @@ Deno.test("loadCertificates() makes a CA once, keeps its key private, and signs 
   const second = await loadCertificates(`${dir}/revproxy`, ["b.example"]);
   assert.equal(second.caCreated, false);
   assert.equal(second.caPem, first.caPem);
-  await Deno.writeTextFile(`${dir}/revproxy/ca-key.pem`, "garbage");
+  await Deno.writeTextFile(`${dir}/revproxy/private/ca-key.pem`, "garbage");
   const third = await loadCertificates(`${dir}/revproxy`, ["b.example"]);
   assert.equal(third.caCreated, true);
   assert.notEqual(third.caPem, first.caPem);
