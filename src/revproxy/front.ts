@@ -483,14 +483,23 @@ async function pipe(
   }
 }
 
+/**
+ * Copies one direction until its end, then half-closes the other side. Reads run ahead of writes
+ * by one buffer (two alternate), so a bulk transfer reads and writes at once.
+ */
 async function copy(from: Deno.Conn, to: Deno.Conn, abort: () => void): Promise<void> {
-  const buffer = new Uint8Array(64 << 10);
+  const buffers = [new Uint8Array(64 << 10), new Uint8Array(64 << 10)];
+  let writing: Promise<void> = Promise.resolve();
   try {
-    while (true) {
-      const n = await from.read(buffer);
+    for (let i = 0;; i ^= 1) {
+      // buffers[i] is free: its last write was awaited before the other buffer's began.
+      const n = await from.read(buffers[i]!);
       if (n === null) break;
-      await writeAll(to, buffer.subarray(0, n));
+      await writing;
+      writing = writeAll(to, buffers[i]!.subarray(0, n));
+      writing.catch(() => {}); // awaited on the next turn; this only marks it handled
     }
+    await writing;
     await to.closeWrite().catch(() => {});
   } catch {
     abort();

@@ -72,6 +72,27 @@ interface MemoryEntry {
   expiresAt: number;
 }
 
+/** A small local object held in memory, valid while its file keeps this size and mtime. */
+interface HotEntry {
+  url: string;
+  path: string;
+  fileSize: number;
+  mtimeMs: number;
+  /** The response headers, `X-Cache: hit, local` included. */
+  headers: Headers;
+  bytes: Uint8Array<ArrayBuffer>;
+  /** When the file was last seen unchanged (`performance.now()`). */
+  checkedAt: number;
+}
+
+/** How long a hot entry is served without looking at its file again. */
+const HOT_CHECK_MS = 1000;
+
+/** Bodies up to this size are held in the hot set. */
+const HOT_ENTRY_MAX = 64 << 10;
+/** The hot set's bytes. */
+const HOT_BYTES = 16 << 20;
+
 /** The state of a shared fetch, as its waiters see it. */
 type Shared =
   | { kind: "disk"; status: number; headers: Headers; growing: Growing }
@@ -123,6 +144,8 @@ export class CachingProxy {
   readonly #metrics?: Metrics;
   readonly #memory = new Map<string, MemoryEntry>();
   #memoryUsed = 0;
+  readonly #hot = new Map<string, HotEntry>();
+  #hotUsed = 0;
   readonly #shared = new Map<string, Promise<Shared>>();
   readonly #via = `1.1 go-cache-plugin-${crypto.randomUUID().slice(0, 8)}`;
   readonly #running = new Set<Promise<unknown>>();
@@ -147,9 +170,7 @@ export class CachingProxy {
    * @param connectTo Where to connect instead of the origin's host (a `.localhost` name). @default the host
    * @returns The response.
    */
-  async handle(request: Request, origin: Origin, connectTo?: string): Promise<Response> {
-    const id = ++this.#requests;
-    const started = performance.now();
+  handle(request: Request, origin: Origin, connectTo?: string): Response | Promise<Response> {
     this.#metrics?.add("revproxy_requests");
     const target = new URL(request.url);
     const pathAndQuery = target.pathname + target.search;
@@ -160,6 +181,33 @@ export class CachingProxy {
       return text(508, "Loop detected: the proxy's own upstream request came back to it\n");
     }
     const key = cacheKey(url);
+    // The warm path, answered without a promise: short-lived entries, then small local objects.
+    if (!this.#trace && request.method === "GET" && requestCacheable(request)) {
+      const memory = this.#memoryGet(key);
+      if (memory) {
+        this.#metrics?.add("revproxy_hits_memory");
+        return this.#fromBytes(memory.headers, memory.bytes, "hit, memory", key, request);
+      }
+      const hot = this.#hotGet(key, url);
+      if (hot) {
+        this.#metrics?.add("revproxy_hits_local");
+        this.#metrics?.add("revproxy_bytes_served", hot.bytes.length);
+        return new Response(hot.bytes, { headers: hot.headers });
+      }
+    }
+    return this.#handleAsync(request, origin, connectTo, pathAndQuery, url, key);
+  }
+
+  async #handleAsync(
+    request: Request,
+    origin: Origin,
+    connectTo: string | undefined,
+    pathAndQuery: string,
+    url: string,
+    key: string,
+  ): Promise<Response> {
+    const id = ++this.#requests;
+    const started = performance.now();
     this.#trace?.(`B rp R:${id} U:${JSON.stringify(url)} H:${key.slice(0, 12)}`);
     const response = await this.#answer(request, origin, pathAndQuery, url, key, connectTo);
     this.#trace?.(
@@ -498,6 +546,21 @@ export class CachingProxy {
     if (!object) return undefined;
     const found = object;
     const metrics = this.#metrics;
+    if (found.bytes && found.bytes.length <= HOT_ENTRY_MAX) {
+      const headers = new Headers(found.head.headers);
+      headers.set("content-length", String(found.bytes.length));
+      headers.set("x-cache", "hit, local");
+      headers.set("x-cache-id", key.slice(0, 12));
+      this.#hotSet(key, {
+        url,
+        path: found.path,
+        fileSize: found.fileSize,
+        mtimeMs: found.mtimeMs,
+        headers,
+        bytes: found.bytes,
+        checkedAt: performance.now(),
+      });
+    }
     return {
       respond: (xcache: string, request: Request): Response => {
         if (found.bytes) {
@@ -531,6 +594,54 @@ export class CachingProxy {
     if (request.method === "HEAD") return new Response(null, { headers });
     this.#metrics?.add("revproxy_bytes_served", bytes.length);
     return new Response(bytes, { headers });
+  }
+
+  /**
+   * A small local object from memory, when its file is still there with the size and mtime it
+   * had. One synchronous stat at most once a second per entry: cheaper than the thread hand-off
+   * of its async form, and the disk stays the truth (a file trimmed, replaced or removed is
+   * served from memory for at most that second: its body was checked against its digest).
+   */
+  #hotGet(key: string, url: string): HotEntry | undefined {
+    const entry = this.#hot.get(key);
+    if (!entry || entry.url !== url) return undefined;
+    const now = performance.now();
+    if (now - entry.checkedAt < HOT_CHECK_MS) return entry;
+    let info: Deno.FileInfo | undefined;
+    try {
+      info = Deno.statSync(entry.path);
+    } catch {
+      info = undefined;
+    }
+    const mtimeMs = info?.mtime?.getTime() ?? 0;
+    if (!info || info.size !== entry.fileSize || mtimeMs !== entry.mtimeMs) {
+      this.#hot.delete(key);
+      this.#hotUsed -= entry.bytes.length;
+      return undefined;
+    }
+    if (Date.now() - mtimeMs >= 3_600_000) {
+      // Used: refresh its time for --expiry and --max-size (the next hit re-reads the file).
+      this.#store.touch(entry.path, info.mtime);
+      this.#hot.delete(key);
+      this.#hotUsed -= entry.bytes.length;
+    }
+    entry.checkedAt = now;
+    return entry;
+  }
+
+  #hotSet(key: string, entry: HotEntry): void {
+    const old = this.#hot.get(key);
+    if (old) {
+      this.#hot.delete(key);
+      this.#hotUsed -= old.bytes.length;
+    }
+    this.#hot.set(key, entry);
+    this.#hotUsed += entry.bytes.length;
+    for (const [k, e] of this.#hot) {
+      if (this.#hotUsed <= HOT_BYTES) break;
+      this.#hot.delete(k);
+      this.#hotUsed -= e.bytes.length;
+    }
   }
 
   #memoryGet(key: string): MemoryEntry | undefined {

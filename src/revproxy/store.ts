@@ -43,6 +43,10 @@ export interface LocalObject {
   head: EntryHead;
   /** The body's size in bytes. */
   size: number;
+  /** The file's path, size and mtime (ms) when it was opened. */
+  path: string;
+  fileSize: number;
+  mtimeMs: number;
   /** The body, for a small object. */
   bytes?: Uint8Array<ArrayBuffer>;
   /** The open file positioned at the body, for a larger one; the caller closes it. */
@@ -286,12 +290,13 @@ export class RevproxyStore {
         this.#verified.set(path, identity);
       }
       this.#touch(path, info.mtime);
+      const facts = { head, size, path, fileSize: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
       if (got === info.size && size <= WHOLE_READ_MAX) {
-        return { head, size, bytes: start.slice(head.bodyOffset, got) };
+        return { ...facts, bytes: start.slice(head.bodyOffset, got) };
       }
       await file.seek(head.bodyOffset, Deno.SeekMode.Start);
       handed = true;
-      return { head, size, file };
+      return { ...facts, file };
     } finally {
       if (!handed) file.close();
     }
@@ -466,7 +471,17 @@ export class RevproxyStore {
     if (info) this.#verified.set(path, `${info.ino ?? info.mtime?.getTime()}:${info.size}`);
   }
 
-  /** Refreshes an object's mtime when it is older than an hour, so `--expiry` counts use. */
+  /**
+   * Refreshes an object's mtime when it is older than an hour, so `--expiry` and `--max-size`
+   * count use.
+   *
+   * @param path The object's path.
+   * @param mtime Its mtime.
+   */
+  touch(path: string, mtime: Date | null): void {
+    this.#touch(path, mtime);
+  }
+
   #touch(path: string, mtime: Date | null): void {
     const now = Date.now();
     if (mtime && now - mtime.getTime() < 3_600_000) return;

@@ -136,6 +136,25 @@ Deno.test("revproxy serves listed HTTPS origins through the cache by policy", as
     assert.match(text, /\nX-Body-Sha256: [0-9a-f]{64}\n\nimmutable a\n$/);
   });
 
+  await t.step("a hit held in memory is dropped once its file is gone", async () => {
+    for (let i = 0; i < 3; i++) {
+      assert.equal(
+        (await proxy.get("/immutable/hot")).xcache,
+        i === 0 ? "fetch, cached" : "hit, local",
+      );
+      await proxy.idle();
+    }
+    const key = cacheKey(
+      keyedUrl({ scheme: "https", host: "origin.localhost", port: origin.port }, "/immutable/hot"),
+    );
+    await Deno.remove(`${proxy.dir}/${key.slice(0, 2)}/${key}`);
+    await new Promise((r) => setTimeout(r, 1100)); // a hot entry is looked at again after a second
+    const again = await proxy.get("/immutable/hot");
+    // Not from memory: from the bucket, where the first fetch was uploaded.
+    assert.deepEqual(again, { status: 200, xcache: "hit, remote", body: "immutable hot\n" });
+    assert.equal(origin.counts.get("/immutable/hot"), 1);
+  });
+
   await t.step("the query is part of the key", async () => {
     assert.equal((await proxy.get("/immutable/a?v=2")).xcache, "fetch, cached");
     await proxy.idle();
