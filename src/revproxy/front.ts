@@ -25,7 +25,7 @@ import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { errorMessage } from "../util/mod.ts";
 import type { Origin } from "./entry.ts";
-import type { CachingProxy } from "./proxy.ts";
+import { authorityOf, type CachingProxy } from "./proxy.ts";
 
 /** The longest request head the front reads. */
 const MAX_HEAD = 16 << 10;
@@ -115,7 +115,7 @@ export function startProxyFront(address: string, options: ProxyFrontOptions): Pr
     if (!route?.origin) return plain(403, "Not a proxy connection\n");
     const origin = route.origin;
     // The URL's authority: Host for HTTP/1.1, :authority for HTTP/2.
-    const authority = new URL(request.url).host;
+    const authority = authorityOf(request.url);
     const host = parseAuthority(authority.toLowerCase(), 443);
     if (!host || host.host !== origin.host || host.port !== origin.port) {
       refuse(

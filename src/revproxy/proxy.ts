@@ -145,6 +145,7 @@ export class CachingProxy {
   readonly #memory = new Map<string, MemoryEntry>();
   #memoryUsed = 0;
   readonly #hot = new Map<string, HotEntry>();
+  readonly #keys = new Map<string, string>();
   #hotUsed = 0;
   readonly #shared = new Map<string, Promise<Shared>>();
   readonly #via = `1.1 go-cache-plugin-${crypto.randomUUID().slice(0, 8)}`;
@@ -172,15 +173,14 @@ export class CachingProxy {
    */
   handle(request: Request, origin: Origin, connectTo?: string): Response | Promise<Response> {
     this.#metrics?.add("revproxy_requests");
-    const target = new URL(request.url);
-    const pathAndQuery = target.pathname + target.search;
+    const pathAndQuery = pathOf(request.url);
     const url = keyedUrl(origin, pathAndQuery);
     if ((request.headers.get("via") ?? "").includes(this.#via)) {
       this.#metrics?.add("revproxy_refused");
       this.#log.warn(`revproxy: refused a request that looped back to this proxy: ${url}`);
       return text(508, "Loop detected: the proxy's own upstream request came back to it\n");
     }
-    const key = cacheKey(url);
+    const key = this.#keyOf(url);
     // The warm path, answered without a promise: short-lived entries, then small local objects.
     if (!this.#trace && request.method === "GET" && requestCacheable(request)) {
       const memory = this.#memoryGet(key);
@@ -216,6 +216,17 @@ export class CachingProxy {
       } ${(performance.now() - started).toFixed(0)}ms`,
     );
     return response;
+  }
+
+  /** The key of a URL, remembered for the URLs seen last (a hash costs more than a lookup). */
+  #keyOf(url: string): string {
+    let key = this.#keys.get(url);
+    if (key === undefined) {
+      if (this.#keys.size >= 8192) this.#keys.clear();
+      key = cacheKey(url);
+      this.#keys.set(url, key);
+    }
+    return key;
   }
 
   /** Waits until the bodies being kept are written (and their uploads queued). */
@@ -548,7 +559,6 @@ export class CachingProxy {
     const metrics = this.#metrics;
     if (found.bytes && found.bytes.length <= HOT_ENTRY_MAX) {
       const headers = new Headers(found.head.headers);
-      headers.set("content-length", String(found.bytes.length));
       headers.set("x-cache", "hit, local");
       headers.set("x-cache-id", key.slice(0, 12));
       this.#hotSet(key, {
@@ -588,10 +598,13 @@ export class CachingProxy {
     request: Request,
   ): Response {
     const headers = new Headers(stored);
-    headers.set("content-length", String(bytes.length));
     headers.set("x-cache", xcache);
     headers.set("x-cache-id", key.slice(0, 12));
-    if (request.method === "HEAD") return new Response(null, { headers });
+    if (request.method === "HEAD") {
+      headers.set("content-length", String(bytes.length));
+      return new Response(null, { headers });
+    }
+    // Deno.serve sends Content-Length for a byte body itself.
     this.#metrics?.add("revproxy_bytes_served", bytes.length);
     return new Response(bytes, { headers });
   }
@@ -740,4 +753,30 @@ async function readCapped(
 
 function text(status: number, body: string): Response {
   return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+/**
+ * The path and query of a request URL as the client sent them (no parsing, no normalisation;
+ * a fragment, never sent, is dropped).
+ *
+ * @param url `request.url`, absolute.
+ * @returns From the first `/` after the authority, or `/`.
+ */
+export function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const hash = url.indexOf("#", start);
+  return hash < 0 ? url.slice(start) : url.slice(start, hash);
+}
+
+/**
+ * The authority (`host[:port]`) of an absolute request URL.
+ *
+ * @param url `request.url`.
+ * @returns Between `//` and the next `/`.
+ */
+export function authorityOf(url: string): string {
+  const from = url.indexOf("//") + 2;
+  const end = url.indexOf("/", from);
+  return end < 0 ? url.slice(from) : url.slice(from, end);
 }
