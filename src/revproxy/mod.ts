@@ -82,6 +82,8 @@ export interface RevProxyOptions {
   trace?: (line: string) => void;
   /** Counters. @default none */
   metrics?: Metrics;
+  /** A body being kept is given up after this long without a byte, ms. @default {60000} */
+  bodyIdleMs?: number;
 }
 
 /** An opened proxy: its certificates and cache, ready to listen. */
@@ -128,6 +130,7 @@ export async function openRevProxy(options: RevProxyOptions): Promise<RevProxy> 
     log,
     trace: options.trace,
     metrics: options.metrics,
+    bodyIdleMs: options.bodyIdleMs,
   });
   describe(options.metrics);
   return {

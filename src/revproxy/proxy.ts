@@ -36,6 +36,8 @@ export interface CachingProxyOptions {
   memoryBytes?: number;
   /** Deadline for the origin's response headers, ms. @default {30000} */
   headersTimeoutMs?: number;
+  /** A body being kept is given up when no byte arrives for this long, ms. @default {60000} */
+  bodyIdleMs?: number;
   /** Lifecycle and fault lines. @default {SILENT} */
   log?: Logger;
   /** `--debug=8` request lines. @default none */
@@ -139,6 +141,7 @@ export class CachingProxy {
   readonly #client?: Deno.HttpClient;
   readonly #memoryBytes: number;
   readonly #headersTimeoutMs: number;
+  readonly #bodyIdleMs: number;
   readonly #log: Logger;
   readonly #trace?: (line: string) => void;
   readonly #metrics?: Metrics;
@@ -158,6 +161,7 @@ export class CachingProxy {
     this.#client = options.client;
     this.#memoryBytes = options.memoryBytes ?? 16 << 20;
     this.#headersTimeoutMs = options.headersTimeoutMs ?? 30_000;
+    this.#bodyIdleMs = options.bodyIdleMs ?? 60_000;
     this.#log = options.log ?? SILENT;
     this.#trace = options.trace;
     this.#metrics = options.metrics;
@@ -368,12 +372,26 @@ export class CachingProxy {
   /** Copies the origin's body into the growing file, then commits it. */
   async #pump(response: Response, growing: Growing, key: string): Promise<void> {
     const expected = response.headers.get("content-length");
+    const reader = response.body?.getReader();
     try {
-      if (response.body) {
-        for await (const chunk of response.body) {
-          await growing.writer.write(chunk);
-          growing.progress(chunk.byteLength);
+      while (reader) {
+        // An origin that stops sending must not hold every waiting client for ever.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const idle = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new RangeError(`no body bytes for ${this.#bodyIdleMs / 1000}s`)),
+            this.#bodyIdleMs,
+          );
+        });
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await Promise.race([reader.read(), idle]);
+        } finally {
+          clearTimeout(timer);
         }
+        if (result.done) break;
+        await growing.writer.write(result.value);
+        growing.progress(result.value.byteLength);
       }
       if (expected !== null && Number(expected) !== growing.written) {
         throw new RangeError(`got ${growing.written} bytes, expected ${expected}`);
@@ -384,6 +402,7 @@ export class CachingProxy {
     } catch (error) {
       this.#metrics?.add("revproxy_upstream_errors");
       this.#log.warn(`revproxy: Cannot cache ${key.slice(0, 12)}: ${errorMessage(error)}`);
+      await reader?.cancel().catch(() => {});
       await growing.writer.abort();
       growing.finish(error);
     }

@@ -13,6 +13,7 @@
  * - `/cookie/<name>`: immutable with `Set-Cookie`; `/vary/<name>`: immutable with `Vary: User-Agent`.
  * - `/big/<bytes>`: immutable, a generated body of that many bytes, streamed.
  * - `/slow/<name>`: immutable, headers after `slowMs`.
+ * - `/stall/<name>`: immutable, a few body bytes, then nothing.
  * - `/mod/<path>`: files of `modRoot` (a GOPROXY tree); `.info`, `.mod`, `.zip` immutable.
  *
  * @module
@@ -164,6 +165,15 @@ export function startHttpsOrigin(
         return new Response(generated(size), {
           headers: { "cache-control": IMMUTABLE, "content-length": String(size) },
         });
+      }
+      case "stall": {
+        // Headers and a few bytes, then nothing until the client gives up.
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode("partial"));
+          },
+        });
+        return new Response(body, { headers: { "cache-control": IMMUTABLE } });
       }
       case "slow":
         await new Promise((r) => setTimeout(r, state.slowMs));

@@ -31,6 +31,7 @@ async function withProxy(
     caFile: string;
     store?: MemoryObjectStore | ReadThroughStore;
     name?: string;
+    bodyIdleMs?: number;
     originPort: number;
   },
 ): Promise<Setup> {
@@ -44,6 +45,7 @@ async function withProxy(
     env: (name) => name === "SSL_CERT_FILE" ? options.caFile : undefined,
     log,
     metrics,
+    bodyIdleMs: options.bodyIdleMs,
   });
   const inner = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
@@ -353,6 +355,28 @@ Deno.test("revproxy with a read-only bucket reads it and writes nothing", async 
     assert.equal(proxy.metrics.get("revproxy_store_uploads_skipped_read_only"), 1);
   }
   assert.equal(bucket.objects.size, 0);
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("revproxy gives up on an origin that stops sending, and keeps nothing", async () => {
+  const root = await Deno.makeTempDir({ prefix: "gcp-revproxy-" });
+  const certs = await makeOriginCerts(root);
+  await using origin = startHttpsOrigin(certs);
+  {
+    await using proxy = await withProxy({
+      root,
+      hosts: [`origin.localhost:${origin.port}`],
+      caFile: certs.caFile,
+      originPort: origin.port,
+      bodyIdleMs: 300,
+    });
+    const both = await Promise.allSettled([proxy.get("/stall/s"), proxy.get("/stall/s")]);
+    for (const result of both) assert.equal(result.status, "rejected");
+    await proxy.idle();
+    assert.deepEqual(await objectFiles(proxy.dir), []);
+    assert.equal(origin.counts.get("/stall/s"), 1);
+    assert.match(proxy.log.warnings.join("\n"), /no body bytes for 0\.3s/);
+  }
   await Deno.remove(root, { recursive: true });
 });
 
