@@ -196,7 +196,6 @@ export async function runServer(
       }
       closers.unshift(() => httpServer!.shutdown());
     }
-    announce(config, log, stack, listener.address, httpServer?.url);
     if (revproxy && httpServer) {
       log.warn(
         `caching proxy for ${
@@ -206,6 +205,7 @@ export async function runServer(
           `(SSL_CERT_FILE, curl --cacert)` + (revproxy.caCreated ? " (new CA)" : ""),
       );
     }
+    announce(config, log, stack, listener.address, httpServer?.url);
     options.onReady?.({ plugin: listener.address, http: httpServer?.address });
 
     if (config.expiryMs > 0 || config.maxSize > 0) {
