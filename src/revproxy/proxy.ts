@@ -397,14 +397,25 @@ export class CachingProxy {
         throw new RangeError(`got ${growing.written} bytes, expected ${expected}`);
       }
       this.#metrics?.add("revproxy_bytes_fetched", growing.written);
-      await this.#store.commitLocal(key, growing.writer);
-      growing.finish();
     } catch (error) {
       this.#metrics?.add("revproxy_upstream_errors");
       this.#log.warn(`revproxy: Cannot cache ${key.slice(0, 12)}: ${errorMessage(error)}`);
       await reader?.cancel().catch(() => {});
       await growing.writer.abort();
       growing.finish(error);
+      return;
+    }
+    try {
+      await this.#store.commitLocal(key, growing.writer);
+      growing.finish();
+    } catch (error) {
+      // The body is whole in the temporary file: the clients following it get all of it; it is
+      // only not kept. The file goes once they have had time to open it (open files stay readable).
+      this.#metrics?.add("revproxy_disk_errors");
+      this.#log.warn(`revproxy: Cannot keep ${key.slice(0, 12)} on disk: ${errorMessage(error)}`);
+      growing.finish();
+      const writer = growing.writer;
+      Deno.unrefTimer(setTimeout(() => void writer.abort(), 10_000));
     }
   }
 

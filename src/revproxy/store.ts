@@ -127,7 +127,8 @@ export class EntryWriter {
    *
    * @param expected The digest the body must have (a fill from the bucket). @default none
    * @returns The body's digest.
-   * @throws {RangeError} When `expected` does not match (the file is removed).
+   * @throws {RangeError} When `expected` does not match. A failure leaves the temporary file for
+   * the caller to {@linkcode abort} (clients may still be reading it).
    */
   async commit(expected?: string): Promise<string> {
     const digest = this.#hash.digest("hex");
@@ -145,21 +146,24 @@ export class EntryWriter {
       this.path = this.#final;
       return digest;
     } catch (error) {
-      await this.abort();
+      this.#close();
       throw error;
+    }
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#file.close();
+    } catch {
+      // closed
     }
   }
 
   /** Closes and removes the temporary file. */
   async abort(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      try {
-        this.#file.close();
-      } catch {
-        // closed
-      }
-    }
+    this.#close();
     if (this.path !== this.#final) await Deno.remove(this.path).catch(() => {});
   }
 }
@@ -273,6 +277,7 @@ export class RevproxyStore {
     let handed = false;
     try {
       const info = await file.stat();
+      if (!info.isFile) return undefined;
       const start = new Uint8Array(Math.min(info.size, WHOLE_READ_MAX + MAX_HEAD_BYTES));
       const got = await readFull(file, start);
       const head = parseHead(start.subarray(0, got));

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryObjectStore, ReadThroughStore } from "../../src/cache/s3/mod.ts";
+import { MemoryObjectStore, ReadThroughStore, StoreError } from "../../src/cache/s3/mod.ts";
 import { ServerMetrics } from "../../src/server/http.ts";
 import { cacheKey, clientAllowed, keyedUrl, openRevProxy } from "../../src/revproxy/mod.ts";
 import { makeOriginCerts, startHttpsOrigin } from "../_util/https_upstream.ts";
@@ -376,6 +376,52 @@ Deno.test("revproxy gives up on an origin that stops sending, and keeps nothing"
     assert.deepEqual(await objectFiles(proxy.dir), []);
     assert.equal(origin.counts.get("/stall/s"), 1);
     assert.match(proxy.log.warnings.join("\n"), /no body bytes for 0\.3s/);
+  }
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("revproxy: disk and bucket faults cost a fetch from the origin, never a failed request", async () => {
+  const root = await Deno.makeTempDir({ prefix: "gcp-revproxy-" });
+  const certs = await makeOriginCerts(root);
+  await using origin = startHttpsOrigin(certs);
+  class BrokenBucket extends MemoryObjectStore {
+    override get(): Promise<undefined> {
+      return Promise.reject(new StoreError("Cannot get: connection refused", "unreachable"));
+    }
+  }
+  {
+    await using proxy = await withProxy({
+      root,
+      hosts: [`origin.localhost:${origin.port}`],
+      caFile: certs.caFile,
+      store: new BrokenBucket(),
+      originPort: origin.port,
+    });
+    const at = (path: string) =>
+      cacheKey(keyedUrl({ scheme: "https", host: "origin.localhost", port: origin.port }, path));
+    // The bucket fails: fetched and kept locally.
+    assert.deepEqual(await proxy.get("/immutable/b1"), {
+      status: 200,
+      xcache: "fetch, cached",
+      body: "immutable b1\n",
+    });
+    // The object's directory cannot be made (a file is in the way): passed through.
+    const blocked = at("/immutable/d1");
+    await Deno.mkdir(proxy.dir, { recursive: true });
+    await Deno.writeTextFile(`${proxy.dir}/${blocked.slice(0, 2)}`, "in the way");
+    assert.deepEqual(await proxy.get("/immutable/d1"), {
+      status: 200,
+      xcache: "fetch, uncached",
+      body: "immutable d1\n",
+    });
+    // The object cannot be read (a directory where the file should be): fetched again.
+    const unreadable = at("/immutable/d2");
+    await Deno.mkdir(`${proxy.dir}/${unreadable.slice(0, 2)}/${unreadable}`, { recursive: true });
+    const answer = await proxy.get("/immutable/d2");
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body, "immutable d2\n");
+    assert.ok(proxy.metrics.get("revproxy_disk_errors") >= 2);
+    assert.ok(proxy.metrics.get("revproxy_store_errors") >= 1);
   }
   await Deno.remove(root, { recursive: true });
 });
