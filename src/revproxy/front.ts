@@ -99,7 +99,9 @@ export function startProxyFront(address: string, options: ProxyFrontOptions): Pr
     ownPorts.has(p) &&
     (isLoopbackName(host) || host === hostname || host === "0.0.0.0" || host === "[::]");
 
-  const routed = (info: Deno.ServeHandlerInfo<Deno.NetAddr>) => routes.get(info.remoteAddr.port);
+  // The front connects from 127.0.0.1; a route is found by the port it connected from.
+  const routed = (info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
+    info.remoteAddr.hostname === "127.0.0.1" ? routes.get(info.remoteAddr.port) : undefined;
   const tlsServer = Deno.serve({
     hostname: "127.0.0.1",
     port: 0,
