@@ -46,6 +46,9 @@ export interface CachingProxyOptions {
   metrics?: Metrics;
 }
 
+/** The proxy's own answers to a failed origin fetch (502, 504). */
+const FAILED = new WeakSet<Response>();
+
 /** Hop-by-hop headers, never forwarded either way. */
 const HOP_BY_HOP = [
   "connection",
@@ -318,12 +321,7 @@ export class CachingProxy {
     let release = true;
     try {
       const response = await this.#fetchUpstream(request, upstream, true);
-      if (
-        response instanceof Response && response.status >= 500 &&
-        response.headers.has("x-proxy-error")
-      ) {
-        return { kind: "failed", response };
-      }
+      if (FAILED.has(response)) return { kind: "failed", response };
       const keep = decideKeep(request, response);
       if (keep.where === "memory") {
         const bytes = await readCapped(response.body, MEMORY_ENTRY_MAX);
@@ -475,7 +473,7 @@ export class CachingProxy {
     cacheable: boolean,
   ): Promise<Response> {
     const response = await this.#fetchUpstream(request, upstream, false);
-    if (response.headers.has("x-proxy-error")) return response;
+    if (FAILED.has(response)) return response;
     const keep = cacheable && !request.headers.has("range")
       ? decideKeep(request, response)
       : { where: "none" as const };
@@ -522,7 +520,7 @@ export class CachingProxy {
     });
   }
 
-  /** Fetches from the origin; a failure is a 502 or 504 response marked `x-proxy-error`. */
+  /** Fetches from the origin; a failure is a 502 or 504 response, remembered in `FAILED`. */
   async #fetchUpstream(
     request: Request,
     upstream: { url: string; host: string },
@@ -567,7 +565,7 @@ export class CachingProxy {
       const why = timeout ? "no response headers in time" : errorMessage(error);
       this.#log.warn(`revproxy: Cannot fetch ${upstream.url}: ${why}`);
       const response = text(timeout ? 504 : 502, `Cannot fetch from the origin: ${why}\n`);
-      response.headers.set("x-proxy-error", "1");
+      FAILED.add(response);
       response.headers.set("x-cache", "fetch, uncached");
       return response;
     } finally {
