@@ -93,6 +93,9 @@ interface HotEntry {
 /** How long a hot entry is served without looking at its file again. */
 const HOT_CHECK_MS = 1000;
 
+/** Bytes of a body relayed from memory (the disk failed mid-body) not yet taken by every reader. */
+const RELAY_MAX = 16 << 20;
+
 /** Bodies up to this size are held in the hot set. */
 const HOT_ENTRY_MAX = 64 << 10;
 /** The hot set's bytes. */
@@ -110,9 +113,51 @@ class Growing {
   written = 0;
   done = false;
   error: unknown = undefined;
+  /**
+   * Set when the disk failed mid-body: bytes before it are in the file, later ones in `relayed`
+   * (kept until every reader has them), so the clients still get the whole body.
+   */
+  diskEnd: number | undefined = undefined;
+  /** Chunks past `diskEnd`, from offset `relayedStart`. */
+  relayed: Uint8Array[] = [];
+  relayedStart = 0;
+  /** Readers' positions, for dropping relayed chunks they all have. */
+  readonly readers = new Set<{ position: number }>();
   #wakers: (() => void)[] = [];
 
   constructor(readonly writer: EntryWriter) {}
+
+  /** Bytes held in `relayed`. */
+  get relayedBytes(): number {
+    return this.written - this.relayedStart;
+  }
+
+  /** Adds a chunk past the disk's end. */
+  relay(chunk: Uint8Array): void {
+    this.relayed.push(chunk);
+    this.progress(chunk.byteLength);
+    if (this.readers.size === 0) this.consumed();
+  }
+
+  /** The relayed bytes at `position` (at most one chunk's worth). */
+  relayedAt(position: number): Uint8Array | undefined {
+    let offset = this.relayedStart;
+    for (const chunk of this.relayed) {
+      if (position < offset + chunk.byteLength) return chunk.subarray(position - offset);
+      offset += chunk.byteLength;
+    }
+    return undefined;
+  }
+
+  /** Drops relayed chunks every reader has passed, and wakes a waiting pump. */
+  consumed(): void {
+    let low = this.written;
+    for (const reader of this.readers) low = Math.min(low, reader.position);
+    while (this.relayed.length > 0 && this.relayedStart + this.relayed[0]!.byteLength <= low) {
+      this.relayedStart += this.relayed.shift()!.byteLength;
+    }
+    this.#wake();
+  }
 
   progress(n: number): void {
     this.written += n;
@@ -284,8 +329,11 @@ export class CachingProxy {
     if (shared) {
       this.#metrics?.add("revproxy_collapsed");
     } else {
-      shared = this.#fetchShared(request, upstream, origin, url, key);
+      // The map entry is this fetch's own: later steps remove it only while it is still theirs.
+      const own = Promise.withResolvers<Shared>();
+      shared = own.promise;
       this.#shared.set(key, shared);
+      this.#fetchShared(request, upstream, url, key, shared).then(own.resolve, own.reject);
     }
     const outcome = await shared;
     switch (outcome.kind) {
@@ -314,11 +362,14 @@ export class CachingProxy {
   async #fetchShared(
     request: Request,
     upstream: { url: string; host: string },
-    _origin: Origin,
     url: string,
     key: string,
+    own: Promise<Shared>,
   ): Promise<Shared> {
-    let release = true;
+    const release = () => {
+      if (this.#shared.get(key) === own) this.#shared.delete(key);
+    };
+    let releaseNow = true;
     try {
       const response = await this.#fetchUpstream(request, upstream, true);
       if (FAILED.has(response)) return { kind: "failed", response };
@@ -353,22 +404,27 @@ export class CachingProxy {
         return { kind: "uncached" };
       }
       const growing = new Growing(writer);
-      release = false;
-      const pump = this.#pump(response, growing, key);
+      releaseNow = false;
+      const pump = this.#pump(response, growing, key, release);
       this.#running.add(pump);
       pump.finally(() => {
         this.#running.delete(pump);
-        this.#shared.delete(key);
+        release();
       });
       this.#metrics?.add("revproxy_fetch_cached");
       return { kind: "disk", status: response.status, headers: response.headers, growing };
     } finally {
-      if (release) this.#shared.delete(key);
+      if (releaseNow) release();
     }
   }
 
   /** Copies the origin's body into the growing file, then commits it. */
-  async #pump(response: Response, growing: Growing, key: string): Promise<void> {
+  async #pump(
+    response: Response,
+    growing: Growing,
+    key: string,
+    release: () => void = () => {},
+  ): Promise<void> {
     const expected = response.headers.get("content-length");
     const reader = response.body?.getReader();
     try {
@@ -388,13 +444,61 @@ export class CachingProxy {
           clearTimeout(timer);
         }
         if (result.done) break;
-        await growing.writer.write(result.value);
+        if (growing.diskEnd !== undefined) {
+          if (growing.readers.size === 0) {
+            // Every client left: nothing to pass on, nothing to keep.
+            await reader.cancel().catch(() => {});
+            growing.finish();
+            const writer = growing.writer;
+            Deno.unrefTimer(setTimeout(() => void writer.abort(), 10_000));
+            return;
+          }
+          // Relaying: hold at most RELAY_MAX bytes the slowest reader has not taken yet.
+          while (growing.relayedBytes > RELAY_MAX && growing.readers.size > 0) {
+            await growing.changed();
+          }
+          growing.relay(result.value);
+          continue;
+        }
+        try {
+          await growing.writer.write(result.value);
+        } catch (error) {
+          // The disk failed (full, gone): the readers get the rest from memory; nothing is kept,
+          // and no new request joins this fetch.
+          this.#metrics?.add("revproxy_disk_errors");
+          this.#log.warn(
+            `revproxy: Cannot keep ${key.slice(0, 12)} on disk, passing it on: ${
+              errorMessage(error)
+            }`,
+          );
+          release();
+          growing.writer.closeFile();
+          growing.diskEnd = growing.written;
+          growing.relayedStart = growing.written;
+          growing.relay(result.value);
+          continue;
+        }
         growing.progress(result.value.byteLength);
       }
       if (expected !== null && Number(expected) !== growing.written) {
         throw new RangeError(`got ${growing.written} bytes, expected ${expected}`);
       }
       this.#metrics?.add("revproxy_bytes_fetched", growing.written);
+      if (growing.diskEnd !== undefined) {
+        growing.finish();
+        // The partial file goes once every reader is done with it (or after ten seconds).
+        const deadline = Date.now() + 10_000;
+        while (growing.readers.size > 0 && Date.now() < deadline) {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await Promise.race([
+            growing.changed(),
+            new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+          ]);
+          clearTimeout(timer);
+        }
+        await growing.writer.abort();
+        return;
+      }
     } catch (error) {
       this.#metrics?.add("revproxy_upstream_errors");
       this.#log.warn(`revproxy: Cannot cache ${key.slice(0, 12)}: ${errorMessage(error)}`);
@@ -425,12 +529,28 @@ export class CachingProxy {
     const growing = outcome.growing;
     const metrics = this.#metrics;
     let file: Deno.FsFile | undefined;
-    let position = 0;
+    const reader = { position: 0 };
     const buffer = new Uint8Array(256 << 10);
+    if (request.method !== "HEAD") growing.readers.add(reader);
+    const done = () => {
+      file?.close();
+      file = undefined;
+      growing.readers.delete(reader);
+      growing.consumed();
+    };
     const body = request.method === "HEAD" ? null : new ReadableStream<Uint8Array>({
       async pull(controller) {
         while (true) {
-          if (position < growing.written) {
+          const onDisk = growing.diskEnd ?? growing.written;
+          if (reader.position >= onDisk && reader.position < growing.written) {
+            const bytes = growing.relayedAt(reader.position)!;
+            reader.position += bytes.byteLength;
+            metrics?.add("revproxy_bytes_served", bytes.byteLength);
+            controller.enqueue(bytes.slice());
+            growing.consumed();
+            return;
+          }
+          if (reader.position < onDisk) {
             if (!file) {
               try {
                 file = await Deno.open(growing.writer.path);
@@ -439,16 +559,16 @@ export class CachingProxy {
               }
               await file.seek(growing.writer.bodyOffset, Deno.SeekMode.Start);
             }
-            const want = Math.min(buffer.length, growing.written - position);
+            const want = Math.min(buffer.length, onDisk - reader.position);
             const n = await file.read(buffer.subarray(0, want));
             if (n === null) throw new RangeError("Cannot read the body being cached: file ended");
-            position += n;
+            reader.position += n;
             metrics?.add("revproxy_bytes_served", n);
             controller.enqueue(buffer.slice(0, n));
             return;
           }
           if (growing.done) {
-            file?.close();
+            done();
             if (growing.error) controller.error(growing.error);
             else controller.close();
             return;
@@ -457,7 +577,7 @@ export class CachingProxy {
         }
       },
       cancel() {
-        file?.close();
+        done();
       },
     }, { highWaterMark: 0 });
     return new Response(body, { status: outcome.status, headers });

@@ -151,6 +151,11 @@ export class EntryWriter {
     }
   }
 
+  /** Closes the file, keeping it (readers may still open it by path); {@linkcode abort} removes it. */
+  closeFile(): void {
+    this.#close();
+  }
+
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;

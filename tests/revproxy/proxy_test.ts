@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { MemoryObjectStore, ReadThroughStore, StoreError } from "../../src/cache/s3/mod.ts";
 import { ServerMetrics } from "../../src/server/http.ts";
 import { cacheKey, clientAllowed, keyedUrl, openRevProxy } from "../../src/revproxy/mod.ts";
-import { makeOriginCerts, startHttpsOrigin } from "../_util/https_upstream.ts";
+import { generated, makeOriginCerts, startHttpsOrigin } from "../_util/https_upstream.ts";
+import { canMount, mountTmpfs, unmount } from "../_util/mounts.ts";
+import { createHash } from "node:crypto";
 import { recordingLogger } from "../_util/logger.ts";
 
 interface Setup extends AsyncDisposable {
@@ -425,6 +427,51 @@ Deno.test("revproxy: disk and bucket faults cost a fetch from the origin, never 
   }
   await Deno.remove(root, { recursive: true });
 });
+
+Deno.test({
+  name: "revproxy: a disk that fills up mid-body still gives every client the whole body",
+  ignore: !canMount(),
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "gcp-revproxy-" });
+    const certs = await makeOriginCerts(root);
+    await using origin = startHttpsOrigin(certs);
+    const dir = `${root}/full/revproxy`;
+    await mountTmpfs(dir, "1m");
+    try {
+      await using proxy = await withProxy({
+        root,
+        name: "full",
+        hosts: [`origin.localhost:${origin.port}`],
+        caFile: certs.caFile,
+        originPort: origin.port,
+      });
+      const size = 4 << 20;
+      const expected = await digest(generated(size));
+      const answers = await Promise.all([0, 1].map(async () => {
+        const response = await fetch(`https://origin.localhost:${origin.port}/big/${size}`, {
+          client: proxy.client,
+        });
+        return { status: response.status, digest: await digest(response.body!) };
+      }));
+      for (const answer of answers) assert.deepEqual(answer, { status: 200, digest: expected });
+      assert.equal(origin.counts.get(`/big/${size}`), 1);
+      assert.ok(proxy.metrics.get("revproxy_disk_errors") >= 1);
+      await proxy.idle();
+      assert.deepEqual(await objectFiles(dir), [], "nothing kept, the partial file removed");
+      await proxy.close();
+    } finally {
+      await unmount(dir);
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+async function digest(body: ReadableStream<Uint8Array>): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of body) hash.update(chunk);
+  return hash.digest("hex");
+}
 
 Deno.test("clientAllowed() takes loopback always and others only when listed", () => {
   assert.ok(clientAllowed("127.0.0.1", []));
