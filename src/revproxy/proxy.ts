@@ -13,7 +13,9 @@
  * conditionals and `Range`) and a `Via` naming this process, which a looped request is refused
  * on (508).
  *
- * A disk or bucket fault is a miss: the request is fetched. An upstream that fails gets 502
+ * A disk or bucket fault is a miss: the request is fetched. A disk that fails while a body is
+ * being written (full, gone) costs only the keeping: the rest of the body is relayed from memory
+ * to the clients following it, at most 16 MiB ahead of the slowest. An upstream that fails gets 502
  * (504 when it does not answer in time), but what is cached is served without asking it.
  *
  * @module
