@@ -25,4 +25,6 @@ export interface CacheStack {
   finish?(): Promise<void>;
   /** With a bucket: the store under `[prefix/]module/`, for the module proxy. */
   moduleStore?: ObjectStore;
+  /** With a bucket: the store under `[prefix/]revproxy/`, for the caching proxy. */
+  revproxyStore?: ObjectStore;
 }
