@@ -51,3 +51,14 @@ install minio "$MINIO_MODULE@$MINIO_VERSION" minio
 install toxiproxy-server "$TOXIPROXY_PACKAGE@$TOXIPROXY_VERSION" server
 install mc "$MC_MODULE@$MC_VERSION" mc
 install actionlint "$ACTIONLINT_PACKAGE@$ACTIONLINT_VERSION" actionlint
+
+# curl: tests/e2e/revproxy_test.ts drives the real curl through the caching proxy. It comes from
+# the system's packages; without it that test fails in CI (and is skipped elsewhere, saying so).
+if ! command -v curl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "curl: apt-get install curl"
+    { apt-get update -qq && apt-get install -y -qq curl; } >&2 || say "curl: apt-get install failed"
+  else
+    say "curl is not on PATH and cannot be installed here (needs root and apt-get)"
+  fi
+fi

@@ -22,5 +22,8 @@ timeout 900 "${run[@]}" scripts/bench/get_rtt.ts --n="$n"
 timeout 1800 "${run[@]}" scripts/bench/modproxy.ts --n="$n" --n-cold="$ncold" --seconds="$seconds"
 # 6. read prefixes: the extra round trip only on a miss under the own prefix
 timeout 900 "${run[@]}" scripts/bench/read_prefixes.ts --n=300 --rounds="$n"
+# 7. caching HTTPS proxy (tailscale's names host:port in its certificate: see BENCHMARKS.md)
+timeout 900 "${run[@]}" --unsafely-ignore-certificate-errors=localhost scripts/bench/revproxy.ts \
+  --rounds="$n" --seconds="$seconds"
 # micro-benchmarks
 timeout 600 scripts/deno task bench

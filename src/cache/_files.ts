@@ -120,6 +120,9 @@ export interface TrimResult {
   temps: number;
 }
 
+/** A caching-proxy object under `revproxy/`: `<xx>/<64 hex>`. */
+export const REVPROXY_OBJECT = /^[0-9a-f]{2}\/[0-9a-f]{64}$/;
+
 /** Options for {@linkcode trimToSize}. */
 export interface TrimOptions {
   /** The cap in bytes. */
@@ -160,6 +163,25 @@ export async function trimToSize(root: string, options: TrimOptions): Promise<Tr
     if (!info) continue;
     const id = path.slice(path.lastIndexOf("/") + 1);
     outputs.push({ path, id, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+    total += info.size;
+  }
+  // The caching proxy's objects (`revproxy/<xx>/<key>`, mtime refreshed by use) count and go by
+  // the same LRU order; their ids never match an output's, so `inUse` and records pass them by.
+  for await (const path of walk(`${root}/revproxy`)) {
+    const relative = path.slice(root.length + "/revproxy/".length);
+    if (isTempName(path)) {
+      if (await removeTempIfStale(path, tempCutoff)) result.temps++;
+      continue;
+    }
+    if (!REVPROXY_OBJECT.test(relative)) continue;
+    const info = await statOrUndefined(path);
+    if (!info) continue;
+    outputs.push({
+      path,
+      id: `revproxy/${relative}`,
+      size: info.size,
+      mtime: info.mtime?.getTime() ?? 0,
+    });
     total += info.size;
   }
   // With countRecords, the bytes of the records naming each output go with it.

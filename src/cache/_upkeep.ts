@@ -14,6 +14,7 @@ import {
   reason,
   removeQuietly,
   removeTempIfStale,
+  REVPROXY_OBJECT,
   statOrUndefined,
   TEMP_MAX_AGE_MS,
   type TrimResult,
@@ -85,6 +86,20 @@ export async function pruneCache(cache: PruneTarget, maxAgeMs: number): Promise<
     }
     const name = path.slice(path.lastIndexOf("/") + 1);
     if (kept.has(name)) continue;
+    const info = await statOrUndefined(path);
+    if (!info || (info.mtime?.getTime() ?? 0) >= cutoff) continue;
+    if (await removeQuietly(path)) {
+      result.outputs++;
+      result.bytes += info.size;
+    }
+  }
+  // The caching proxy's objects: their mtime is their last use (refreshed hourly on hits).
+  for await (const path of walk(`${cache.root}/revproxy`)) {
+    if (isTempName(path)) {
+      if (await removeTempIfStale(path, tempCutoff)) result.temps++;
+      continue;
+    }
+    if (!REVPROXY_OBJECT.test(path.slice(cache.root.length + "/revproxy/".length))) continue;
     const info = await statOrUndefined(path);
     if (!info || (info.mtime?.getTime() ?? 0) >= cutoff) continue;
     if (await removeQuietly(path)) {

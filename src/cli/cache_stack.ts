@@ -30,4 +30,6 @@ export interface CacheStack {
   idle?(): boolean;
   /** With a bucket: the store under `[prefix/]module/`, for the module proxy. */
   moduleStore?: ObjectStore;
+  /** With a bucket: the store under `[prefix/]revproxy/`, for the caching proxy. */
+  revproxyStore?: ObjectStore;
 }

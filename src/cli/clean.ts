@@ -31,6 +31,12 @@ const MARKERS = [".last-prune", ".last-sweep", "s3-breaker"];
 const PARTS = [
   { dir: "s3-pending", match: (relative: string) => /^[0-9a-f]{64}$/.test(relative) },
   { dir: "module", match: isModuleFile },
+  // The caching proxy's objects and owed uploads; its CA (ca.pem, private/) stays trusted.
+  {
+    dir: "revproxy",
+    match: (relative: string) =>
+      /^([0-9a-f]{2}\/[0-9a-f]{64}(\.[0-9a-f]{8}\.tmp)?|\.pending\/[0-9a-f]{64})$/.test(relative),
+  },
 ];
 
 /**

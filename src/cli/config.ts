@@ -85,6 +85,10 @@ export interface Config {
     sumdb: string[];
     /** Explicit upstream; "" means resolve from GOPROXY / `go env` at start. */
     upstream: string;
+    /** `--revproxy`: hosts (`host` or `host:port`) the caching proxy serves; empty: off. */
+    revproxy: string[];
+    /** `--revproxy-allow`: proxy clients allowed besides loopback (addresses, CIDRs, `*`). */
+    revproxyAllow: string[];
   };
 }
 
@@ -147,6 +151,10 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     if (!serve.plugin) throw new UsageError("serve needs --plugin PORT (or GOCACHE_PLUGIN)");
     checkListenTarget("--plugin", serve.plugin);
     if (serve.modproxy && !serve.http) throw new UsageError("--modproxy needs --http ADDR");
+    if (serve.revproxy.length > 0 && !serve.http) {
+      throw new UsageError("--revproxy needs --http ADDR: the proxy listens there");
+    }
+    for (const host of serve.revproxy) checkRevproxyHost(host);
     if (serve.http) checkHttpAddress(serve.http);
   }
   if (command === "connect") checkListenTarget("connect", rest[0]!);
@@ -268,4 +276,13 @@ function resolveCacheDir(
     throw new UsageError("Cannot choose a cache directory: set --cache-dir or GOCACHE_DIR");
   }
   return { path: `${base}/go-cache-plugin`, source: "the user cache directory (no GOCACHE set)" };
+}
+
+/** A `--revproxy` entry: a host name or address, optionally with `:port`. */
+function checkRevproxyHost(host: string): void {
+  if (!/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252}))(:\d{1,5})?$/.test(host)) {
+    throw new UsageError(
+      `Invalid host ${JSON.stringify(host)} in --revproxy: want host or host:port, comma-separated`,
+    );
+  }
 }

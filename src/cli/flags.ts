@@ -67,7 +67,9 @@ export type FlagField =
   | "serve.http"
   | "serve.modproxy"
   | "serve.sumdb"
-  | "serve.upstream";
+  | "serve.upstream"
+  | "serve.revproxy"
+  | "serve.revproxyAllow";
 
 /** What every flag has, whatever its kind. */
 interface FlagCommon {
@@ -347,6 +349,24 @@ const ROWS: readonly FlagRow[] = [
     default: "",
     shown: "GOPROXY, else go env GOPROXY",
     help: "Module proxy upstream, a GOPROXY-style list",
+    scope: ["serve"],
+  },
+  {
+    flag: "revproxy",
+    env: "GOCACHE_REVPROXY",
+    kind: "list",
+    field: "serve.revproxy",
+    default: [],
+    help: "Caching HTTPS proxy on --http for these hosts (comma-separated host or host:port)",
+    scope: ["serve"],
+  },
+  {
+    flag: "revproxy-allow",
+    env: "GOCACHE_REVPROXY_ALLOW",
+    kind: "list",
+    field: "serve.revproxyAllow",
+    default: [],
+    help: "Proxy clients allowed besides loopback: addresses, IPv4 CIDRs, or *",
     scope: ["serve"],
   },
   {

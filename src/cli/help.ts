@@ -12,7 +12,7 @@ import { FLAGS } from "./flags.ts";
 import { VERSION } from "./version.ts";
 
 const PERMISSIONS = "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go " +
-  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
+  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
 
 const OVERVIEW =
   `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional S3 tier
@@ -24,7 +24,7 @@ Usage:
   go-cache-plugin stats [--http=ADDR]   print a server's counters (--format=text|markdown|json)
   go-cache-plugin clean                 empty the local cache directory (not while serve uses it)
   go-cache-plugin help [topic]          topics: configure, environment, direct-mode, serve-mode,
-                                        module-proxy, debug, permissions
+                                        module-proxy, reverse-proxy, debug, permissions
   go-cache-plugin version
 
 Example:
@@ -92,6 +92,32 @@ uploads and exits 0.`,
 The upstream is --upstream (a GOPROXY-style list), else $GOPROXY, else "go env GOPROXY".
 "direct" and "off" entries are never fetched. Module files are kept in the cache directory and,
 with --bucket, under <prefix>/module/ in S3. --sumdb lists the checksum databases to proxy.`,
+  "reverse-proxy": () =>
+    `Run a caching HTTPS proxy for listed hosts (tailscale's --revproxy).
+
+  go-cache-plugin serve --plugin=5930 --http=127.0.0.1:5970 --revproxy=dl.example.com,api.example.com
+  export HTTPS_PROXY=http://127.0.0.1:5970 HTTP_PROXY=http://127.0.0.1:5970
+  curl --cacert <cache-dir>/revproxy/ca.pem https://dl.example.com/tool-1.2.tar.gz
+  export SSL_CERT_FILE=<cache-dir>/revproxy/ca.pem    # go and most tools; or SSL_CERT_DIR
+
+The --http listener then also takes CONNECT and absolute-form requests. CONNECT to a listed host
+(host, or host:port for that port only) is answered with a certificate signed by the proxy's own
+CA, <cache-dir>/revproxy/ca.pem (made once and kept; its key, private/ca-key.pem, is mode 0600
+and never leaves the machine); the request goes through the cache. CONNECT to any other host is
+tunnelled unchanged. Trust the CA with SSL_CERT_DIR=<cache-dir>/revproxy (go: adds it to the
+system roots), SSL_CERT_FILE (replaces the roots: use a copy of the system bundle with ca.pem
+appended), curl --cacert, or the system store (update-ca-certificates); the proxy never changes
+the system store itself. Origins behind a private CA: set SSL_CERT_FILE or SSL_CERT_DIR for serve.
+
+Kept on disk and in the bucket (<prefix>/revproxy/): GET answered 200 with Cache-Control immutable,
+or must-revalidate with max-age over 60 days. Kept in memory until it expires: max-age under an
+hour. Never kept: no-store, no-cache, private, Set-Cookie, Vary other than Accept-Encoding, or a
+request with Authorization or Cookie (unless the answer is public). Responses say X-Cache: hit,
+memory | hit, local | hit, remote | fetch, cached | fetch, uncached.
+
+Only loopback clients may use the proxy; --revproxy-allow=10.0.0.0/8,192.168.1.7 (or *) allows
+more. CONNECT to the proxy's own ports is refused. --max-size, --expiry, --read-only and
+--read-prefixes apply.`,
   debug: () =>
     `Per-request debug logging to stderr.
 
@@ -99,6 +125,7 @@ with --bucket, under <prefix>/module/ in S3. --sumdb lists the checksum database
    1  build cache requests (B/E lines with request id, action id, timing)
    2  module proxy and checksum database requests
    4  S3 calls
+   8  caching proxy requests (--revproxy)
 
 -v logs lifecycle events; --metrics prints counters to stderr at exit.`,
   permissions: () =>
@@ -106,7 +133,8 @@ with --bucket, under <prefix>/module/ in S3. --sumdb lists the checksum database
 
   ${PERMISSIONS}
 
-read/write: the cache directory (chosen at run time); net: S3, listeners, module upstream;
+read/write: the cache directory (chosen at run time); net: S3, listeners, module upstream, proxy
+origins; env SSL_CERT_FILE/SSL_CERT_DIR: CAs the proxy trusts for origins;
 run=go: only for "go env GOPROXY" when the module proxy has no other upstream.`,
 };
 

@@ -58,6 +58,10 @@ export async function openS3Stack(
     readStores: reads.map((read) => read.withPrefix("module")),
     readOnly: config.readOnly,
   });
+  const revproxyStore = new ReadThroughStore(own.withPrefix("revproxy"), {
+    readStores: reads.map((read) => read.withPrefix("revproxy")),
+    readOnly: config.readOnly,
+  });
   const handler = new TieredCache(local, store, {
     minUploadSize: config.minUploadSize,
     uploadConcurrency: config.s3Concurrency,
@@ -109,6 +113,7 @@ export async function openS3Stack(
         await handler.finishSession();
       },
       moduleStore,
+      revproxyStore,
     };
   }
   return {
@@ -122,6 +127,7 @@ export async function openS3Stack(
       await handler.finishSession();
     },
     moduleStore,
+    revproxyStore,
   };
 }
 

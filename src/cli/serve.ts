@@ -16,7 +16,7 @@
  * @module
  */
 
-import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
+import { DEBUG_BUILD_CACHE, DEBUG_REVPROXY, type Logger } from "../log/mod.ts";
 import { errorMessage, settledWithin } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 import { VERSION } from "./version.ts";
@@ -125,6 +125,27 @@ export async function runServer(
       closers.push(() => modproxy!.close());
       log.info(`module proxy upstream: ${upstream}`);
     }
+    let revproxy: Awaited<ReturnType<typeof import("../revproxy/mod.ts").openRevProxy>> | undefined;
+    if (config.serve.revproxy.length > 0) {
+      const { openRevProxy } = await import("../revproxy/mod.ts");
+      revproxy = await openRevProxy({
+        hosts: config.serve.revproxy,
+        dir: `${stack.local.root}/revproxy`,
+        store: stack.revproxyStore,
+        allow: config.serve.revproxyAllow,
+        env: (name) => {
+          try {
+            return Deno.env.get(name);
+          } catch {
+            return undefined; // not allowed: a build without the permission
+          }
+        },
+        log,
+        trace: log.trace(DEBUG_REVPROXY),
+        metrics,
+      });
+      closers.push(() => revproxy!.close());
+    }
     const listener = await PluginListener.listen(config.serve.plugin, {
       handler: stack.handler,
       maxRequests: config.concurrency,
@@ -155,8 +176,34 @@ export async function runServer(
           version: VERSION,
         },
       });
-      httpServer = await http.startHttpServer(config.serve.http, handler, { log });
+      if (revproxy) {
+        // The proxy's front owns the --http address and hands everything else to the usual
+        // server, which then listens on loopback only.
+        const inner = await http.startHttpServer("127.0.0.1:0", handler, { log });
+        const front = await revproxy.listen(config.serve.http, inner.address);
+        const shutdown = async () => {
+          await front.shutdown();
+          await inner.shutdown();
+        };
+        httpServer = {
+          address: front.address,
+          url: front.url,
+          shutdown,
+          [Symbol.asyncDispose]: shutdown,
+        };
+      } else {
+        httpServer = await http.startHttpServer(config.serve.http, handler, { log });
+      }
       closers.unshift(() => httpServer!.shutdown());
+    }
+    if (revproxy && httpServer) {
+      log.warn(
+        `caching proxy for ${
+          config.serve.revproxy.join(", ")
+        }: export HTTPS_PROXY=${httpServer.url} ` +
+          `HTTP_PROXY=${httpServer.url}; trust its CA ${revproxy.caPath} ` +
+          `(SSL_CERT_FILE, curl --cacert)` + (revproxy.caCreated ? " (new CA)" : ""),
+      );
     }
     announce(config, log, stack, listener.address, httpServer?.url);
     options.onReady?.({ plugin: listener.address, http: httpServer?.address });
@@ -192,6 +239,7 @@ export async function runServer(
     if (cut > 0) log.warn(`cut off ${cut} running session(s); their go commands continue locally`);
     await httpServer?.shutdown();
     await modproxy?.close();
+    await revproxy?.close();
     clean = true;
     const flushMs = options.flushTimeoutMs ?? 120_000;
     const flushed = await settledWithin(stack.shutdown(), flushMs);

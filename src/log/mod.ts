@@ -11,6 +11,8 @@ export const DEBUG_BUILD_CACHE = 1;
 export const DEBUG_MODPROXY = 2;
 /** `--debug` bit: one trace line per S3 call. */
 export const DEBUG_S3 = 4;
+/** `--debug` bit: caching proxy requests (`--revproxy`). */
+export const DEBUG_REVPROXY = 8;
 
 /** Where components send lines; each method may be a no-op. */
 export interface Logger {

@@ -111,7 +111,45 @@ export function summarize(input: SummaryInput): SummaryRow[] {
         "modproxy_errors": modErrors,
       },
     ),
+    ...(names.some((n) => n.startsWith("revproxy_")) ? revproxyRows(m) : []),
     timeSaved(hits, input.missToPut),
+  ];
+}
+
+/** The caching proxy's rows (`--revproxy`), shown only when it has counted something. */
+function revproxyRows(m: (name: string) => number): SummaryRow[] {
+  const memory = m("revproxy_hits_memory");
+  const local = m("revproxy_hits_local");
+  const remote = m("revproxy_hits_remote");
+  return [
+    row(
+      "Proxy hits",
+      `${memory + local + remote} (memory ${memory}, disk ${local}, bucket ${remote})`,
+      {
+        "revproxy_hits": memory + local + remote,
+        "revproxy_hits_memory": memory,
+        "revproxy_hits_local": local,
+        "revproxy_hits_remote": remote,
+      },
+    ),
+    row(
+      "Proxy fetches",
+      `${m("revproxy_fetches")} (${m("revproxy_fetch_cached")} kept on disk, ` +
+        `${m("revproxy_fetch_memory")} in memory, ${
+          m("revproxy_fetch_uncached")
+        } passed through; ` +
+        `${m("revproxy_tunnels")} tunnels, ${m("revproxy_refused")} refused)`,
+      {
+        "revproxy_fetches": m("revproxy_fetches"),
+        "revproxy_fetch_cached": m("revproxy_fetch_cached"),
+        "revproxy_tunnels": m("revproxy_tunnels"),
+        "revproxy_refused": m("revproxy_refused"),
+      },
+    ),
+    row("Proxy bytes served", formatBytes(m("revproxy_bytes_served")), {
+      "revproxy_bytes_served": m("revproxy_bytes_served"),
+      "revproxy_bytes_fetched": m("revproxy_bytes_fetched"),
+    }),
   ];
 }
 

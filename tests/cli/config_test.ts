@@ -95,6 +95,8 @@ Deno.test("parseConfig() parses serve and connect", () => {
     modproxy: true,
     sumdb: ["a.example", "b.example"],
     upstream: "",
+    revproxy: [],
+    revproxyAllow: [],
   });
   assert.equal(
     parseConfig(["serve"], env({ ...base, GOCACHE_PLUGIN: "/run/gcp.sock" })).serve.plugin,
@@ -102,6 +104,35 @@ Deno.test("parseConfig() parses serve and connect", () => {
   );
   const connect = parseConfig(["connect", "5930"], env(base));
   assert.deepEqual([connect.command, connect.connectTarget], ["connect", "5930"]);
+});
+
+Deno.test("parseConfig() takes --revproxy and GOCACHE_REVPROXY, and needs --http for them", () => {
+  const serve = parseConfig(
+    ["serve", "--plugin=5930", "--http=:5970", "--revproxy=a.example,b.example:8443"],
+    env(base),
+  );
+  assert.deepEqual(serve.serve.revproxy, ["a.example", "b.example:8443"]);
+  const fromEnv = parseConfig(
+    ["serve"],
+    env({
+      ...base,
+      GOCACHE_PLUGIN: "5930",
+      GOCACHE_HTTP: ":5970",
+      GOCACHE_REVPROXY: "c.example",
+      GOCACHE_REVPROXY_ALLOW: "10.0.0.0/8",
+    }),
+  );
+  assert.deepEqual(fromEnv.serve.revproxy, ["c.example"]);
+  assert.deepEqual(fromEnv.serve.revproxyAllow, ["10.0.0.0/8"]);
+  assert.throws(
+    () => parseConfig(["serve", "--plugin=5930", "--revproxy=a.example"], env(base)),
+    (error: unknown) =>
+      error instanceof UsageError && /--revproxy needs --http/.test(error.message),
+  );
+  assert.throws(
+    () => parseConfig(["serve", "--plugin=5930", "--http=:1", "--revproxy=a b"], env(base)),
+    (error: unknown) => error instanceof UsageError && /Invalid host "a b"/.test(error.message),
+  );
 });
 
 Deno.test("parseConfig() rejects bad flags and values with one-line UsageErrors", async (t) => {

@@ -56,6 +56,7 @@ Deno.test("main: help prints the overview and topics, version its version", asyn
       "direct-mode",
       "serve-mode",
       "module-proxy",
+      "reverse-proxy",
       "debug",
       "permissions",
     ]
@@ -67,7 +68,15 @@ Deno.test("main: help prints the overview and topics, version its version", asyn
 });
 
 Deno.test("main: a bad flag is one usage line on stderr, exit 2, nothing but the handshake on stdout", async () => {
-  for (const args of [["--bogus"], ["-c", "x"], ["help", "nope"], ["--expiry=forever"]]) {
+  for (
+    const args of [
+      ["--bogus"],
+      ["-c", "x"],
+      ["help", "nope"],
+      ["--expiry=forever"],
+      ["serve", "--plugin=5930", "--revproxy=example.com"], // --revproxy needs --http
+    ]
+  ) {
     const result = await run(args);
     assert.equal(result.code, 2, args.join(" "));
     // Direct mode writes the handshake before it even parses flags (go waits for it).
