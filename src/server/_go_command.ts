@@ -1,10 +1,12 @@
 /**
  * Which go command a session serves, for the status page. The protocol does not say (go sends
- * gets and puts, never its subcommand), so on Linux it is read from `/proc`: the session's
+ * gets and puts, never its subcommand), so it is read from the process table: the session's
  * client is a `connect` process of this program whose target is the server's plugin address,
  * and that process's parent is the go command (`go build ./...` → `go build`). Sessions are
  * accepted in the order their clients connected, so a new session is matched with the oldest
- * such client not matched yet. Elsewhere, or when `/proc` cannot tell, it is `go`.
+ * (lowest pid) such client not matched yet. The table comes from one `ps -eo pid=,ppid=,args=`
+ * per session (Deno reads `/proc` only with `--allow-all`, so `ps` it is, allowed by
+ * `--allow-run=go,ps`); without `ps`, or when it cannot tell, the command is `go`.
  *
  * @module
  */
@@ -44,20 +46,25 @@ export class GoCommands {
   }
 
   async #identify(session: number): Promise<string> {
-    if (Deno.build.os !== "linux") return UNKNOWN_COMMAND;
-    let oldest: { pid: number; start: number; ppid: number } | undefined;
-    for await (const entry of Deno.readDir("/proc")) {
-      const pid = Number(entry.name);
-      if (!Number.isInteger(pid) || this.#claimed.has(pid)) continue;
-      const argv = await readArgs(pid);
-      if (!argv || !this.#isClient(argv)) continue;
-      const stat = await readStat(pid);
-      if (stat && (!oldest || stat.start < oldest.start)) oldest = { pid, ...stat };
+    if (this.#unavailable || Deno.build.os === "windows") return UNKNOWN_COMMAND;
+    let table: Map<number, { ppid: number; args: string[] }>;
+    try {
+      table = await processTable();
+    } catch {
+      this.#unavailable = true; // no ps here, or not allowed to run it: stop asking
+      return UNKNOWN_COMMAND;
     }
-    if (!oldest) return UNKNOWN_COMMAND;
-    this.#claimed.set(oldest.pid, session);
-    return commandOf(await readArgs(oldest.ppid));
+    let oldest: number | undefined;
+    for (const [pid, { args }] of table) {
+      if (this.#claimed.has(pid) || !this.#isClient(args)) continue;
+      if (oldest === undefined || pid < oldest) oldest = pid;
+    }
+    if (oldest === undefined) return UNKNOWN_COMMAND;
+    this.#claimed.set(oldest, session);
+    return commandOf(table.get(table.get(oldest)!.ppid)?.args);
   }
+
+  #unavailable = false;
 
   /** Whether a command line is `… connect <this server's target>` of this program. */
   #isClient(argv: string[]): boolean {
@@ -91,23 +98,22 @@ export function commandOf(argv: string[] | undefined): string {
   return sub && /^[a-z]+$/.test(sub) ? `go ${sub}` : UNKNOWN_COMMAND;
 }
 
-async function readArgs(pid: number): Promise<string[] | undefined> {
-  try {
-    const text = await Deno.readTextFile(`/proc/${pid}/cmdline`);
-    return text.split("\0").filter((a, i, all) => a !== "" || i < all.length - 1);
-  } catch {
-    return undefined;
+/** Every process: pid → parent and arguments (split on spaces, as `ps` prints them). */
+async function processTable(): Promise<Map<number, { ppid: number; args: string[] }>> {
+  const output = await new Deno.Command("ps", {
+    args: ["-eo", "pid=,ppid=,args="],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+    signal: AbortSignal.timeout(5_000),
+  }).output();
+  if (!output.success) throw new Error(`ps exited with status ${output.code}`);
+  const table = new Map<number, { ppid: number; args: string[] }>();
+  for (const line of new TextDecoder().decode(output.stdout).split("\n")) {
+    const match = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line);
+    if (match) {
+      table.set(Number(match[1]), { ppid: Number(match[2]), args: match[3]!.split(/\s+/) });
+    }
   }
-}
-
-async function readStat(pid: number): Promise<{ start: number; ppid: number } | undefined> {
-  try {
-    const text = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // The name in parentheses may hold spaces: the fields after it are plain.
-    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    // After the name: state(3) ppid(4) … starttime(22).
-    return { ppid: Number(fields[1]), start: Number(fields[19]) };
-  } catch {
-    return undefined;
-  }
+  return table;
 }

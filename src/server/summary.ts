@@ -269,7 +269,7 @@ export function summarize(input: SummaryInput): SummaryRow[] {
       ),
     );
   }
-  rows.push(timeSaved(a.hits, input.missToPut));
+  rows.push(timeSaved(a.hits, input.missToPut, a.bucket));
   return rows;
 }
 
@@ -477,7 +477,12 @@ function faultsText(faults: Fault[]): string {
   return faults.map((f) => `${f.cause} ×${f.count} (first: ${f.first})`).join("; ");
 }
 
-function timeSaved(hits: number, missToPut: MissToPut | null | undefined): SummaryRow {
+function timeSaved(
+  hits: number,
+  missToPut: MissToPut | null | undefined,
+  bucket: boolean,
+): SummaryRow {
+  const elsewhere = bucket ? "warm-up, S3 or an earlier server" : "an earlier server or process";
   const label = "Build time saved";
   const none = (text: string, basis: string) =>
     row(label, text, {
@@ -500,7 +505,7 @@ function timeSaved(hits: number, missToPut: MissToPut | null | undefined): Summa
   const measured = missToPut?.measured ?? 0;
   const canEstimate = missToPut !== undefined && measured >= MIN_MEASURED;
   if (savedHits === 0 && !canEstimate) {
-    const why = `${others} hits on outputs built elsewhere (warm-up, S3 or an earlier server), ` +
+    const why = `${others} hits on outputs built elsewhere (${elsewhere}), ` +
       `and ${measured} misses measured here (${MIN_MEASURED} needed for an estimate)`;
     return none(`not measured: ${why}`, why);
   }
