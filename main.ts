@@ -36,7 +36,11 @@ export async function main(args: string[]): Promise<number> {
     case "direct": {
       if (person) return await (await import("./src/cli/help.ts")).printUsage();
       if (!handshakeSent) await writeHandshake(Deno.stdout);
-      return await (await import("./src/cli/direct.ts")).runDirect(config, log);
+      // A line about one object is logged once per shape; the rest are counted, said at the end.
+      const once = (await import("./src/metrics/faults.ts")).collapsingLogger(log);
+      const status = await (await import("./src/cli/direct.ts")).runDirect(config, once);
+      once.flush();
+      return status;
     }
     case "serve": {
       const serve = await import("./src/cli/serve.ts");

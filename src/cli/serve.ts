@@ -241,11 +241,13 @@ async function announce(
   if (httpUrl) {
     log.warn(`status page: ${httpUrl}/ (metrics: ${httpUrl}/metrics, ${httpUrl}/debug/vars)`);
   }
+  // The lines first, then the log line that says they are there (tests wait for it). A closed
+  // stdout must not stop the server: the lines are a convenience.
+  await writeAll(Deno.stdout, new TextEncoder().encode(exportLines(config, where))).catch(() => {});
   log.warn(
     "point go at it: paste the export lines printed on stdout, or " +
       'eval "$(go-cache-plugin serve <the same flags> --print-env)"',
   );
-  await writeAll(Deno.stdout, new TextEncoder().encode(exportLines(config, where)));
 }
 
 /**
