@@ -12,14 +12,14 @@ import { NOT_DIRECT } from "./src/cli/commands.ts";
 /** Runs the program; resolves to the exit status. */
 export async function main(args: string[]): Promise<number> {
   // go waits for the handshake on every invocation: in direct mode send it before importing the
-  // flag parser (node:util alone costs tens of milliseconds) or anything else.
+  // flag parser (node:util alone costs tens of milliseconds) or anything else. At a terminal it is
+  // a person, not go: they get usage instead.
+  const person = Deno.stdin.isTerminal();
   let handshakeSent = false;
-  const sendHandshake = async () => {
+  if (!person && !args.some((arg) => NOT_DIRECT.has(arg))) {
     handshakeSent = true;
     await writeHandshake(Deno.stdout);
-  };
-  if (!args.some((arg) => NOT_DIRECT.has(arg))) await sendHandshake();
-
+  }
   const { parseConfig, UsageError } = await import("./src/cli/config.ts");
   let config;
   try {
@@ -27,17 +27,25 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     createLogger().warn(`usage: ${error.message}`);
+    if (person) await (await import("./src/cli/help.ts")).printUsage();
     return 2;
   }
   const log = createLogger({ verbose: config.verbose, debug: config.debug });
+  config = await (await import("./src/cli/_go_env.ts")).withGoCacheDir(config, log);
   switch (config.command) {
     case "direct": {
-      if (!handshakeSent) await sendHandshake();
-      const { runDirect } = await import("./src/cli/direct.ts");
-      return await runDirect(config, log);
+      if (person) return await (await import("./src/cli/help.ts")).printUsage();
+      if (!handshakeSent) await writeHandshake(Deno.stdout);
+      // A line about one object is logged once per shape; the rest are counted, said at the end.
+      const once = (await import("./src/metrics/faults.ts")).collapsingLogger(log);
+      const status = await (await import("./src/cli/direct.ts")).runDirect(config, once);
+      once.flush();
+      return status;
     }
-    case "serve":
-      return await (await import("./src/cli/serve.ts")).runServe(config, log);
+    case "serve": {
+      const serve = await import("./src/cli/serve.ts");
+      return await (config.serve.printEnv ? serve.printEnv(config) : serve.runServe(config, log));
+    }
     case "connect":
       return await (await import("./src/cli/connect.ts")).runConnect(config, log);
     case "stats":

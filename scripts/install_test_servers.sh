@@ -2,9 +2,12 @@
 # Installs the servers the end-to-end tests start on 127.0.0.1, at pinned versions, with
 # `go install` from the Go module proxy: MinIO (S3), toxiproxy (latency and stalls), MinIO's admin
 # client mc (users and policies for the trust-tier tests) and actionlint (the workflow checks).
+# Also builds promlint (tests/testdata/promlint: client_golang's linter behind
+# `promtool check metrics`, for tests/server/metrics_lint_test.ts) and, as root on Debian,
+# installs Chromium with apt-get (the status page's headless-browser test).
 # Idempotent: a binary already present is kept. Installs into
 #   ${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}/bin
-#   (names: minio, toxiproxy-server, mc, actionlint)
+#   (names: minio, toxiproxy-server, mc, actionlint, promlint)
 # Usage: scripts/install_test_servers.sh        (MinIO takes about 3 minutes to build)
 set -euo pipefail
 
@@ -61,4 +64,29 @@ if ! command -v curl >/dev/null; then
   else
     say "curl is not on PATH and cannot be installed here (needs root and apt-get)"
   fi
+fi
+
+# promlint: built from the module in this repository (its go.sum pins client_golang).
+if [ ! -x "$bin/promlint" ]; then
+  command -v go >/dev/null || { say "go is not on PATH: cannot build promlint"; exit 1; }
+  stage=$(mktemp -d "$tools/stage.XXXXXX")
+  say "promlint: go build tests/testdata/promlint (into $bin)"
+  if ! (cd "$(dirname "${BASH_SOURCE[0]}")/../tests/testdata/promlint" &&
+    GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0 go build -o "$stage/promlint" .) >&2; then
+    rm -rf "$stage"
+    say "promlint: go build failed"
+    exit 1
+  fi
+  mv "$stage/promlint" "$bin/promlint"
+  rm -rf "$stage"
+  say "promlint: installed $bin/promlint"
+fi
+
+# Chromium for the status page test (tests/server/status_page_browser_test.ts): Debian's package,
+# installed when missing and this runs as root with apt-get (one apt-get update).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "chromium: apt-get install chromium"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2 ||
+    { say "chromium: apt-get install failed"; exit 1; }
 fi

@@ -22,11 +22,15 @@ export const SUBCOMMANDS: readonly Command[] = Object.freeze([
 /** Flag names (without dashes) that ask for `help`, as Go's flag package reads them. */
 export const HELP_FLAGS: readonly string[] = Object.freeze(["h", "help"]);
 
+/** Flag names (without dashes) that ask for `version`. */
+export const VERSION_FLAGS: readonly string[] = Object.freeze(["version"]);
+
 /**
- * Every argument that means the process is not serving go directly: a subcommand, or a help flag
- * in either dash spelling. Without one of them `main.ts` writes the handshake at once.
+ * Every argument that means the process is not serving go directly: a subcommand, or a help or
+ * version flag in either dash spelling. Without one of them `main.ts` writes the handshake at
+ * once (unless stdin is a terminal: a person, not go).
  */
 export const NOT_DIRECT: ReadonlySet<string> = new Set([
   ...SUBCOMMANDS,
-  ...HELP_FLAGS.flatMap((name) => [`-${name}`, `--${name}`]),
+  ...[...HELP_FLAGS, ...VERSION_FLAGS].flatMap((name) => [`-${name}`, `--${name}`]),
 ]);

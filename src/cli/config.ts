@@ -29,9 +29,12 @@ export type { Command } from "./commands.ts";
 export { parseGoDuration, parseSize, UsageError } from "./_values.ts";
 
 /** What `stats --format` takes. */
-export type StatsFormat = "text" | "markdown" | "json";
+export type StatsFormat = "text" | "markdown" | "json" | "github";
 
-const STATS_FORMATS: readonly StatsFormat[] = ["text", "markdown", "json"];
+const STATS_FORMATS: readonly StatsFormat[] = ["text", "markdown", "json", "github"];
+
+/** `cacheDirSource` when no directory was given and go did not pass GOCACHE: ask `go env`. */
+export const ASK_GO_ENV = "the user cache directory (no GOCACHE set; go env GOCACHE not asked)";
 
 /** Where `stats` asks when neither `--http` nor `GOCACHE_HTTP` is set. */
 export const DEFAULT_STATS_HTTP = "127.0.0.1:5970";
@@ -78,7 +81,11 @@ export interface Config {
   statsFormat: StatsFormat;
   /** `stats`: the server's HTTP address, `host:port`. */
   statsAddress: string;
+  /** `stats --reset`: reset the server's counters after printing them. */
+  statsReset: boolean;
   serve: {
+    /** `--print-env`: print the export lines and exit. */
+    printEnv: boolean;
     plugin: string;
     http: string;
     modproxy: boolean;
@@ -114,16 +121,24 @@ const _fieldsAgree: Same<FlagField, keyof FromFlags | `serve.${keyof Config["ser
  * @throws {UsageError} For an unknown flag, a bad value or a missing required setting.
  */
 export function parseConfig(args: string[], env: (name: string) => string | undefined): Config {
-  const { values, positionals } = parseFlags(args);
+  const { values, positionals, help, version } = parseFlags(args);
   const named = positionals[0];
-  const command: Command = named && (SUBCOMMANDS as readonly string[]).includes(named)
+  let command: Command = named && (SUBCOMMANDS as readonly string[]).includes(named)
     ? named as Command
     : "direct";
-  const rest = command === "direct" ? positionals : positionals.slice(1);
+  let rest = command === "direct" ? positionals : positionals.slice(1);
+  if (help || version) {
+    // `CMD --help` is `help CMD`; `--version` anywhere is `version`.
+    if (help && command !== "help") rest = command === "direct" ? [] : [command];
+    command = help ? "help" : "version";
+    if (command === "version") rest = [];
+  }
   checkPositionals(command, rest);
+  // With --help or --version, the flags are checked against the command they were given with.
+  const given = help || version ? named ?? "direct" : command;
   for (const spec of FLAGS) {
     const scope = spec.scope as readonly string[] | undefined;
-    if (values[spec.flag] !== undefined && scope && !scope.includes(command)) {
+    if (values[spec.flag] !== undefined && scope && !scope.includes(given)) {
       const names = scope.length === 1
         ? `the ${scope[0]} command`
         : `the ${scope.slice(0, -1).join(", ")} and ${scope.at(-1)} commands`;
@@ -162,7 +177,7 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     throw new UsageError(
       `Invalid value ${
         JSON.stringify(flags.statsFormat)
-      } for --format: want text, markdown or json`,
+      } for --format: want text, markdown, json or github`,
     );
   }
   const statsAddress = command === "stats" ? serve.http || DEFAULT_STATS_HTTP : "";
@@ -212,13 +227,20 @@ function checkPositionals(command: Command, rest: string[]): void {
 
 function parseFlags(
   args: string[],
-): { values: Record<string, string | undefined>; positionals: string[] } {
+): {
+  values: Record<string, string | undefined>;
+  positionals: string[];
+  help: boolean;
+  version: boolean;
+} {
   // Go's flag package's spellings: -name and --name alike, -name=value, -name value (the next
   // argument, whatever it looks like), and a bare -name for booleans. Hand-written because
   // node:util's parser costs several milliseconds to load, paid before go's first reply.
   const values: Record<string, string | undefined> = {};
   const positionals: string[] = [];
   let onlyPositionals = false;
+  let help = false;
+  let version = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const match = onlyPositionals ? null : /^--?([A-Za-z][\w-]*)(=(.*))?$/s.exec(arg);
@@ -229,7 +251,11 @@ function parseFlags(
     }
     const [, name, hasValue, value] = match;
     if (HELP_FLAGS.includes(name!)) {
-      positionals.push("help");
+      help = true;
+      continue;
+    }
+    if (name === "version" && !hasValue) {
+      version = true;
       continue;
     }
     const spec = FLAGS.find((s) => s.flag === name);
@@ -248,7 +274,7 @@ function parseFlags(
       throw new UsageError(`Flag ${arg} needs a value: see "help environment"`);
     }
   }
-  return { values, positionals };
+  return { values, positionals, help, version };
 }
 
 /** The cache directory: as given (absolute), else under GOCACHE, else the user cache directory. */
@@ -275,7 +301,8 @@ function resolveCacheDir(
   if (!base) {
     throw new UsageError("Cannot choose a cache directory: set --cache-dir or GOCACHE_DIR");
   }
-  return { path: `${base}/go-cache-plugin`, source: "the user cache directory (no GOCACHE set)" };
+  // `main.ts` asks `go env GOCACHE` for this source (serve, clean): one directory for every mode.
+  return { path: `${base}/go-cache-plugin`, source: ASK_GO_ENV };
 }
 
 /** A `--revproxy` entry: a host name or address, optionally with `:port`. */

@@ -63,6 +63,8 @@ export type FlagField =
   | "debug"
   | "replyTimeoutMs"
   | "statsFormat"
+  | "statsReset"
+  | "serve.printEnv"
   | "serve.plugin"
   | "serve.http"
   | "serve.modproxy"
@@ -375,8 +377,27 @@ const ROWS: readonly FlagRow[] = [
     kind: "string",
     field: "statsFormat",
     default: "text",
-    help: "stats: text (a table), markdown (for a CI job summary) or json",
+    help: "stats: text (a table), markdown (a CI job summary), json, or github " +
+      "(::error::/::warning:: annotations for faults)",
     scope: ["stats"],
+  },
+  {
+    flag: "reset",
+    env: "GOCACHE_STATS_RESET",
+    kind: "bool",
+    field: "statsReset",
+    default: false,
+    help: "stats: after printing, set the server's counters and faults back to zero",
+    scope: ["stats"],
+  },
+  {
+    flag: "print-env",
+    env: "GOCACHE_PRINT_ENV",
+    kind: "bool",
+    field: "serve.printEnv",
+    default: false,
+    help: 'serve: print the export lines for these flags and exit: eval "$(… serve … --print-env)"',
+    scope: ["serve"],
   },
 ];
 

@@ -11,7 +11,8 @@ import { type Config, UsageError } from "./config.ts";
 import { FLAGS } from "./flags.ts";
 import { VERSION } from "./version.ts";
 
-const PERMISSIONS = "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go " +
+const PERMISSIONS =
+  "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go,ps " +
   "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
 
 const OVERVIEW =
@@ -21,17 +22,77 @@ Usage:
   go-cache-plugin [flags]               serve the protocol on stdin/stdout (run by go as GOCACHEPROG)
   go-cache-plugin serve --plugin=PORT   serve many go commands from one process
   go-cache-plugin connect PORT          bridge stdin/stdout to a serve process
-  go-cache-plugin stats [--http=ADDR]   print a server's counters (--format=text|markdown|json)
+  go-cache-plugin stats [--http=ADDR]   print a server's account (--format=text|markdown|json|github)
   go-cache-plugin clean                 empty the local cache directory (not while serve uses it)
-  go-cache-plugin help [topic]          topics: configure, environment, direct-mode, serve-mode,
+  go-cache-plugin help [topic]          topics: a command (serve, connect, stats, clean, direct),
+                                        configure, environment, direct-mode, serve-mode,
                                         module-proxy, reverse-proxy, debug, permissions
-  go-cache-plugin version
+  go-cache-plugin version               also --version; CMD --help is "help CMD"
 
 Example:
   GOCACHEPROG="go-cache-plugin --cache-dir=/var/cache/gcp" go build ./...
 
 Without --bucket the plugin uses the local tier alone. Go 1.24+ honours GOCACHEPROG; 1.21-1.23
 need a toolchain built with GOEXPERIMENT=cacheprog.`;
+
+/** What each command does, for `help CMD` and `CMD --help`; its flags follow from the table. */
+const COMMANDS: Record<string, { usage: string; text: string; scope?: string }> = {
+  direct: {
+    usage: "go-cache-plugin [flags]",
+    text:
+      `Serves the GOCACHEPROG protocol on stdin/stdout: go starts it, one process per go command.
+At a terminal it prints this usage instead (go talks to it through pipes).`,
+  },
+  serve: {
+    usage: "go-cache-plugin serve --plugin=PORT [--http=ADDR [--modproxy]] [flags]",
+    text: `Serves many go commands from one process (they reach it with "connect"). Prints the lines
+that point go at it plainly on stdout (export GOCACHEPROG=…, and GOPROXY/GOSUMDB with
+--modproxy); --print-env prints only those and exits: eval "$(go-cache-plugin serve … --print-env)".
+--http adds a status page at /, /metrics (Prometheus) and /debug/vars. SIGINT or SIGTERM stops
+accepting, lets sessions finish, flushes uploads and exits 0.`,
+    scope: "serve",
+  },
+  connect: {
+    usage: "go-cache-plugin connect PORT|SOCKET",
+    text: `Bridges go (stdin/stdout) to a serve process: GOCACHEPROG="go-cache-plugin connect 5930".
+When the server cannot be reached it serves the local tier itself and warns once.`,
+    scope: "connect",
+  },
+  stats: {
+    usage: "go-cache-plugin stats [--http=ADDR] [--format=text|markdown|json|github] [--reset]",
+    text: `Prints a running server's account: hits by where they came from (local, warm-up, S3 on
+demand, read prefixes), bytes from the store, uploads, faults with their first cause, the cache
+directory with its size, entries and --max-size, and the time saved (measured, or an estimate
+marked as one). --format=markdown is a CI job summary with a headline; --format=github prints
+::error::/::warning:: annotations for faults (nothing when all is well). --reset then sets the
+server's counters back to zero (POST /debug/reset, accepted from this machine only).`,
+    scope: "stats",
+  },
+  clean: {
+    usage: "go-cache-plugin clean [--cache-dir=DIR]",
+    text: `Empties the local cache directory (default: $GOCACHE/go-cache-plugin, GOCACHE as "go env"
+tells it); never the bucket. Refuses while a serve process uses the directory.`,
+  },
+  help: { usage: "go-cache-plugin help [topic]", text: "Prints help on a command or topic." },
+  version: { usage: "go-cache-plugin version", text: "Prints the version (also --version)." },
+};
+
+function commandHelp(name: string): string {
+  const { usage, text, scope } = COMMANDS[name]!;
+  const flags = FLAGS.filter((spec) =>
+    scope ? spec.scope?.includes(scope as never) : name === "direct" && !spec.scope
+  );
+  const list = flags.map((spec) => {
+    const flag = (spec.flag.length === 1 ? "-" : "--") + spec.flag;
+    return `  ${flag.padEnd(19)} ${spec.help} (${spec.env}; default ${spec.shown})`;
+  });
+  return `Usage: ${usage}
+
+${text}` + (list.length > 0 ? `\n\nFlags:\n${list.join("\n")}` : "") +
+    (scope || name === "direct"
+      ? `\n\nEvery flag with its variable: go-cache-plugin help environment`
+      : "");
+}
 
 const TOPICS: Record<string, () => string> = {
   configure: () =>
@@ -135,7 +196,9 @@ more. CONNECT to the proxy's own ports is refused. --max-size, --expiry, --read-
 
 read/write: the cache directory (chosen at run time); net: S3, listeners, module upstream, proxy
 origins; env SSL_CERT_FILE/SSL_CERT_DIR: CAs the proxy trusts for origins;
-run=go: only for "go env GOPROXY" when the module proxy has no other upstream.`,
+run=go: only for "go env GOCACHE" (serve and clean's default directory) and "go env GOPROXY"
+(when the module proxy has no other upstream); run=ps: serve reads the process table once per
+session to show which go command it serves on the status page.`,
 };
 
 /**
@@ -147,13 +210,27 @@ run=go: only for "go env GOPROXY" when the module proxy has no other upstream.`,
  */
 export function helpText(topic: string): string {
   if (!topic) return OVERVIEW;
+  if (topic in COMMANDS) return commandHelp(topic);
   const render = TOPICS[topic];
   if (!render) {
     throw new UsageError(
-      `Unknown help topic ${JSON.stringify(topic)}: try ${Object.keys(TOPICS).join(", ")}`,
+      `Unknown help topic ${JSON.stringify(topic)}: try ${
+        [...Object.keys(COMMANDS), ...Object.keys(TOPICS)].join(", ")
+      }`,
     );
   }
   return render();
+}
+
+/**
+ * Prints the overview to stderr, for a person who ran the plugin at a terminal (or gave a bad
+ * flag there).
+ *
+ * @returns The exit status, 2.
+ */
+export async function printUsage(): Promise<number> {
+  await writeAll(Deno.stderr, new TextEncoder().encode(OVERVIEW + "\n"));
+  return 2;
 }
 
 function environmentTable(): string {

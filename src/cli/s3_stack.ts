@@ -73,7 +73,6 @@ export async function openS3Stack(
     metrics,
     warm: await warmOptions(config, log),
   });
-  describe(metrics);
   containStrayErrors(log, metrics);
   // Uploads an earlier session owed (s3-pending/), queued in the background; never when
   // read-only (the directory is not even read). Started now, not on a timer: a direct-mode
@@ -187,59 +186,4 @@ function containStrayErrors(log: Logger, metrics: Metrics): void {
   };
   globalThis.addEventListener("unhandledrejection", (e) => contain(e, e.reason));
   globalThis.addEventListener("error", (e) => contain(e, e.error));
-}
-
-function describe(metrics: Metrics): void {
-  const help: Record<string, string> = {
-    "local_hits": "Gets answered by the local tier",
-    "s3_get_hits": "Gets answered from S3 after a local miss",
-    "s3_get_misses": "Gets that missed in S3 too",
-    "s3_get_errors": "Remote lookups that failed (answered as misses)",
-    "s3_get_skipped": "Remote lookups not made because the S3 tier was paused or disabled",
-    "s3_get_collapsed": "Gets that joined a lookup of the same action already in flight",
-    "s3_read_prefix_hits":
-      "Gets answered from a --read-prefixes prefix after a miss under --prefix",
-    "s3_corrupt": "Remote entries rejected: malformed action record or SHA-256 mismatch",
-    "s3_too_slow": "Remote downloads given up on: slower than the throughput floor (1 MiB/s)",
-    "s3_get_sluggish": "Remote lookups answered, but too slowly (counted toward the breaker)",
-    "s3_bytes_down": "Output bytes fetched from S3",
-    "s3_bytes_up": "Bytes uploaded to S3 (objects and action records)",
-    "s3_wait_ms": "Milliseconds gets spent waiting on S3",
-    "uploads_done": "Entries whose action record reached S3",
-    "uploads_skipped": "Objects not sent: already in the bucket, or below --min-upload-size",
-    "uploads_small": "Outputs below --min-upload-size kept local",
-    "uploads_skipped_read_only": "Puts kept local because the S3 tier is read-only",
-    "uploads_failed": "Uploads that failed or were dropped while S3 was paused",
-    "uploads_left": "Uploads still pending when the wait at close ran out",
-    "uploads_resumed": "Uploads an earlier session left undone, queued again",
-    "s3_breaker_trips": "Times the S3 circuit breaker opened",
-    "s3_breaker_open": "1 while the S3 tier is paused or disabled",
-    "s3_breaker_shared": "1 when the session found the S3 tier paused by an earlier session",
-    "s3_request_seconds": "Latency of S3 requests",
-    "warm_entries": "Entries the warm-up wrote to the local tier (outputs verified)",
-    "warm_bytes": "Bytes the warm-up fetched (outputs and packs)",
-    "warm_hits": "Gets answered from the warm-up: filled ahead, or joined its fetch",
-    "warm_jumped": "Gets for a manifest entry not fetched yet, fetched at once (no action GET)",
-    "warm_hedged": "Gets that waited on a warm-up fetch past 150 ms and also looked up themselves",
-    "warm_manifest_skipped": "Sessions that wrote no manifest: nothing new since the last one",
-    "warm_wasted_bytes": "Bytes the warm-up fetched that go never asked for this session",
-    "warm_ms": "Milliseconds the warm-up ran",
-    "warm_requests": "S3 requests the warm-up made (manifest, packs, outputs)",
-    "warm_manifest_writes": "Warm-up manifests written to S3",
-    "warm_manifest_entries": "Entries in the last manifest written",
-    "warm_manifest_errors": "Warm-up manifests that could not be written",
-    "warm_manifest_corrupt": "Warm-up manifests ignored: not gzip JSON of version 1",
-    "warm_packs_written": "Packs of small outputs written to S3",
-    "s3_uncaught": "Stray errors from the S3 client contained instead of ending the process",
-    "modproxy_store_skipped": "Module fills that skipped S3 because its breaker was open",
-    "modproxy_store_breaker_trips": "Times the module proxy's S3 circuit breaker opened",
-    "modproxy_store_breaker_open": "1 while the module proxy's S3 tier is paused or disabled",
-    "modproxy_store_bytes_up": "Module file bytes uploaded to S3",
-    "modproxy_store_read_prefix_hits": "Module fills from a --read-prefixes prefix",
-    "modproxy_store_uploads_skipped_read_only":
-      "Module files not uploaded because the S3 tier is read-only",
-    "modproxy_store_uploads_left": "Module uploads still pending when the wait at close ran out",
-    "modproxy_store_uploads_resumed": "Module uploads an earlier session left undone, queued again",
-  };
-  for (const [name, text] of Object.entries(help)) metrics.describe(name, text);
 }

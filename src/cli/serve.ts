@@ -17,7 +17,9 @@
  */
 
 import { DEBUG_BUILD_CACHE, DEBUG_REVPROXY, type Logger } from "../log/mod.ts";
-import { errorMessage, settledWithin } from "../util/mod.ts";
+import { collapsingLogger } from "../metrics/faults.ts";
+import type { ServerMode } from "../server/summary.ts";
+import { errorMessage, settledWithin, writeAll } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 import { VERSION } from "./version.ts";
 import { type CacheStack, openCacheStack, type OpenStackOptions, pruneIfDue } from "./stack.ts";
@@ -76,17 +78,21 @@ export async function runServe(config: Config, log: Logger): Promise<number> {
  */
 export async function runServer(
   config: Config,
-  log: Logger,
+  outerLog: Logger,
   options: ServerOptions,
 ): Promise<number> {
-  const [{ PluginListener }, http, { SessionLog }] = await Promise.all([
+  const [{ PluginListener }, http, { SessionLog }, { GoCommands }] = await Promise.all([
     import("../server/listener.ts"),
     import("../server/http.ts"),
     import("../server/session_log.ts"),
+    import("../server/_go_command.ts"),
   ]);
+  // Faults are recorded with a count; a line about one object is logged once per shape.
+  const faultLog = collapsingLogger(outerLog);
+  const log: Logger = faultLog;
   const metrics = new http.ServerMetrics();
   const startedAt = Date.now();
-  const sessions = new SessionLog({ metrics });
+  const sessions = new SessionLog({ metrics, commands: new GoCommands(config.serve.plugin) });
   const stack = await (options.openStack ?? openCacheStack)(config, {
     log,
     metrics,
@@ -168,12 +174,15 @@ export async function runServer(
             metrics.set("uploads_pending", uploads.pendingUploads);
           }
         },
+        faults: faultLog.faults,
         status: {
           pluginAddress: listener.address,
           cacheDir: stack.local.root,
           bucket: config.bucket,
           modproxy: modproxy !== undefined,
           version: VERSION,
+          maxSize: config.maxSize,
+          mode: config.bucket ? modeOf(config) : undefined,
         },
       });
       if (revproxy) {
@@ -205,7 +214,10 @@ export async function runServer(
           `(SSL_CERT_FILE, curl --cacert)` + (revproxy.caCreated ? " (new CA)" : ""),
       );
     }
-    announce(config, log, stack, listener.address, httpServer?.url);
+    await announce(config, log, stack, {
+      plugin: /^[1-9]\d*$/.test(config.serve.plugin) ? config.serve.plugin : listener.address,
+      http: httpServer?.address,
+    });
     options.onReady?.({ plugin: listener.address, http: httpServer?.address });
 
     if (config.expiryMs > 0 || config.maxSize > 0) {
@@ -246,6 +258,7 @@ export async function runServer(
     if (!flushed) log.warn(`uploads still pending after ${flushMs / 1000}s; exiting anyway`);
     await pruning;
     await stack.local.idle();
+    faultLog.flush();
     log.info("stopped");
     if (config.metrics || config.verbose) {
       log.warn(`metrics ${JSON.stringify(metrics.counters())}`);
@@ -262,29 +275,86 @@ export async function runServer(
   }
 }
 
-function announce(
+async function announce(
   config: Config,
   log: Logger,
   stack: CacheStack,
-  plugin: string,
-  httpUrl: string | undefined,
-): void {
+  where: { plugin: string; http?: string },
+): Promise<void> {
+  const httpUrl = where.http && `http://${where.http}`;
   const tier = config.bucket
     ? `local tier ${stack.local.root} + S3 bucket ${config.bucket}`
     : `the local tier alone at ${stack.local.root} (no --bucket: S3 is off)`;
-  log.warn(`serving the build cache on ${plugin}: ${tier}`);
-  const target = /^\d+$/.test(config.serve.plugin) ? config.serve.plugin : plugin;
-  log.warn(`point go at it: export GOCACHEPROG="${programPath()} connect ${target}"`);
+  log.warn(`serving the build cache on ${where.plugin}: ${tier}`);
   if (httpUrl) {
     log.warn(`status page: ${httpUrl}/ (metrics: ${httpUrl}/metrics, ${httpUrl}/debug/vars)`);
-    if (config.serve.modproxy) {
-      const sumdb = config.serve.sumdb[0];
-      log.warn(
-        `module proxy: export GOPROXY=${httpUrl}/mod` +
-          (sumdb ? ` GOSUMDB="${sumdb} ${httpUrl}/mod/sumdb/${sumdb}"` : ""),
-      );
-    }
   }
+  // The lines first, then the log line that says they are there (tests wait for it). A closed
+  // stdout must not stop the server: the lines are a convenience.
+  await writeAll(Deno.stdout, new TextEncoder().encode(exportLines(config, where))).catch(() => {});
+  log.warn(
+    "point go at it: paste the export lines printed on stdout, or " +
+      'eval "$(go-cache-plugin serve <the same flags> --print-env)"',
+  );
+}
+
+/**
+ * The shell lines that point go at a server started with `config`: `GOCACHEPROG`, and with the
+ * module proxy `GOPROXY` and `GOSUMDB`. Printed plainly by `serve` (stdout) and by
+ * `serve --print-env`, for `eval "$(…)"`.
+ *
+ * @param config The server's configuration.
+ * @param where The addresses actually listened on. @default those of `config`
+ * @returns The lines, each ending with a newline.
+ */
+export function exportLines(
+  config: Config,
+  where: { plugin?: string; http?: string } = {},
+): string {
+  const plugin = where.plugin ?? config.serve.plugin;
+  const lines = [`export GOCACHEPROG=${shellQuote(`${programPath()} connect ${plugin}`)}`];
+  const http = where.http ?? config.serve.http;
+  if (http && config.serve.modproxy) {
+    const base = `http://${dialable(http)}`;
+    lines.push(`export GOPROXY=${shellQuote(`${base}/mod`)}`);
+    const sumdb = config.serve.sumdb[0];
+    if (sumdb) lines.push(`export GOSUMDB=${shellQuote(`${sumdb} ${base}/mod/sumdb/${sumdb}`)}`);
+  }
+  return lines.map((l) => l + "\n").join("");
+}
+
+/** `serve --print-env`: prints {@linkcode exportLines} and exits. */
+export async function printEnv(config: Config): Promise<number> {
+  await writeAll(Deno.stdout, new TextEncoder().encode(exportLines(config)));
+  return 0;
+}
+
+/** The S3 tier's set-up, for the status page, `/debug/vars` and the job summary. */
+function modeOf(config: Config): ServerMode {
+  const warm = config.warmKey === "auto" ? `auto (dir:${Deno.cwd()})` : config.warmKey;
+  return {
+    bucket: config.bucket,
+    store: config.endpoint || `AWS S3${config.region ? ` ${config.region}` : ""}`,
+    prefix: config.prefix,
+    readPrefixes: config.readPrefixes.filter((p) => p.replace(/^\/+|\/+$/g, "") !== config.prefix),
+    readOnly: config.readOnly,
+    warmKey: warm === "off" ? "" : warm,
+  };
+}
+
+/** A listen address as a place to dial: an empty or any-address host means this machine. */
+function dialable(address: string): string {
+  const match = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(address);
+  if (!match) return /^\d+$/.test(address) ? `127.0.0.1:${address}` : address;
+  const host = match[1] ?? match[2] ?? "";
+  if (host === "" || host === "0.0.0.0") return `127.0.0.1:${match[3]}`;
+  if (host === "::") return `[::1]:${match[3]}`;
+  return match[1] !== undefined ? `[${host}]:${match[3]}` : `${host}:${match[3]}`;
+}
+
+/** Quotes for a POSIX shell when needed. */
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 function programPath(): string {

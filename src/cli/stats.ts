@@ -1,20 +1,33 @@
 /**
- * `stats`: asks a running `serve` for its counters (`GET /debug/vars` on its `--http` address,
- * default 127.0.0.1:5970) and prints the summary the status page shows (`server/summary.ts`):
- * as a two-column table (`--format=text`, the default), a Markdown table for a CI job summary
- * (`--format=markdown`), or one JSON object (`--format=json`). A server that cannot be reached
- * or does not answer with counters is one line on stderr and status 1.
+ * `stats`: asks a running `serve` for its account (`GET /debug/vars` on its `--http` address,
+ * default 127.0.0.1:5970) and prints what the status page shows (`server/summary.ts`), with the
+ * cache directory (its size and entries, read here, and `--max-size`): as a two-column table
+ * (`--format=text`, the default), Markdown for a CI job summary with a one-line headline
+ * (`--format=markdown`), one JSON object (`--format=json`), or GitHub annotations for faults
+ * (`--format=github`: `::error::`/`::warning::` lines, nothing when all is well). `--reset` then
+ * sets the server's counters and faults back to zero (`POST /debug/reset`). A server that cannot
+ * be reached or does not answer with counters is one line on stderr and status 1.
  *
  * @example
  * ```ts ignore
  * // go-cache-plugin stats --http=127.0.0.1:5970 --format=markdown >> "$GITHUB_STEP_SUMMARY"
+ * // go-cache-plugin stats --http=127.0.0.1:5970 --format=github   # annotations on stdout
  * ```
  *
  * @module
  */
 
 import type { Logger } from "../log/mod.ts";
-import { summarize, summaryInputOf, summaryJson, type SummaryRow } from "../server/summary.ts";
+import {
+  annotations,
+  formatBytes,
+  headline,
+  summarize,
+  type SummaryInput,
+  summaryInputOf,
+  summaryJson,
+  type SummaryRow,
+} from "../server/summary.ts";
 import { errorMessage, writeAll } from "../util/mod.ts";
 import type { Config, StatsFormat } from "./config.ts";
 
@@ -24,12 +37,14 @@ const TIMEOUT_MS = 5_000;
 /**
  * Runs `stats`.
  *
- * @param config The parsed configuration (`statsAddress`, `statsFormat`).
+ * @param config The parsed configuration (`statsAddress`, `statsFormat`, `statsReset`).
  * @param log Where a failure goes (stderr).
  * @returns The exit status: 0, or 1 when the server cannot be asked.
  */
 export async function runStats(config: Config, log: Logger): Promise<number> {
-  const url = `http://${dialable(config.statsAddress)}/debug/vars`;
+  const base = `http://${dialable(config.statsAddress)}`;
+  const url = `${base}/debug/vars`;
+  let input: SummaryInput;
   let rows: SummaryRow[];
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
@@ -37,23 +52,52 @@ export async function runStats(config: Config, log: Logger): Promise<number> {
       await response.body?.cancel();
       throw new Error(`it answered ${response.status} ${response.statusText}`.trim());
     }
-    rows = summarize(summaryInputOf(await response.json()));
+    const vars = await response.json();
+    input = summaryInputOf(vars);
+    rows = summarize(input);
+    const server = (vars.server ?? {}) as Record<string, unknown>;
+    if (typeof server.cache_dir === "string") {
+      rows.push(await cacheDirRow(server.cache_dir, Number(server.max_size) || 0));
+    }
   } catch (error) {
     log.warn(`Cannot read the server's counters from ${url}: ${reason(error)}`);
     return 1;
   }
-  await writeAll(Deno.stdout, new TextEncoder().encode(formatSummary(rows, config.statsFormat)));
-  return 0;
+  const out = config.statsFormat === "github"
+    ? annotations(input)
+    : formatSummary(rows, config.statsFormat, headline(input));
+  await writeAll(Deno.stdout, new TextEncoder().encode(out));
+  if (!config.statsReset) return 0;
+  try {
+    const response = await fetch(`${base}/debug/reset`, {
+      method: "POST",
+      headers: { "x-go-cache-plugin": "reset" },
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    const text = (await response.text()).trim();
+    if (!response.ok) throw new Error(`it answered ${response.status}: ${text}`);
+    log.warn(`the server's counters were reset`);
+    return 0;
+  } catch (error) {
+    log.warn(`Cannot reset the server's counters at ${base}/debug/reset: ${reason(error)}`);
+    return 1;
+  }
 }
 
 /**
  * Formats summary rows.
  *
  * @param rows The rows of `summarize`.
- * @param format `text`: aligned columns; `markdown`: a table under a heading; `json`: one object.
+ * @param format `text`: aligned columns; `markdown`: a headline and a table under a heading;
+ * `json`: one object.
+ * @param lead The headline for Markdown. @default none
  * @returns The text, ending with a newline.
  */
-export function formatSummary(rows: readonly SummaryRow[], format: StatsFormat): string {
+export function formatSummary(
+  rows: readonly SummaryRow[],
+  format: Exclude<StatsFormat, "github"> | StatsFormat,
+  lead?: string,
+): string {
   switch (format) {
     case "json":
       return JSON.stringify(summaryJson(rows), null, 2) + "\n";
@@ -61,15 +105,68 @@ export function formatSummary(rows: readonly SummaryRow[], format: StatsFormat):
       return [
         "### Go build cache",
         "",
+        ...lead ? [lead, ""] : [],
         "| Metric | Value |",
         "| --- | --- |",
-        ...rows.map((r) => `| ${cell(r.label)} | ${cell(r.text)} |`),
+        ...rows.map((r) =>
+          `| ${cell(r.label)} | ${cell(r.text)}${r.fault ? ` **(${cell(r.fault)})**` : ""} |`
+        ),
         "",
       ].join("\n");
-    case "text": {
+    case "text":
+    case "github": {
       const width = Math.max(...rows.map((r) => r.label.length));
       return rows.map((r) => `${r.label.padEnd(width)}  ${r.text}\n`).join("");
     }
+  }
+}
+
+/** The cache directory's row: where, how big, how many entries, and the cap. */
+async function cacheDirRow(dir: string, maxSize: number): Promise<SummaryRow> {
+  const usage = await usageOf(dir);
+  const cap = maxSize > 0 ? `--max-size ${formatBytes(maxSize)}` : "no --max-size";
+  const text = usage
+    ? `${dir}: ${formatBytes(usage.bytes)} in ${usage.entries} entries (${cap})`
+    : `${dir} (not readable here; ${cap})`;
+  return {
+    label: "Cache directory",
+    text,
+    json: {
+      "cache_dir": dir,
+      "cache_bytes": usage?.bytes ?? null,
+      "cache_entries": usage?.entries ?? null,
+      "max_size": maxSize,
+    },
+  };
+}
+
+/** Bytes of the outputs and the number of action entries under a cache directory. */
+async function usageOf(dir: string): Promise<{ bytes: number; entries: number } | undefined> {
+  const count = async (sub: string, sizes: boolean) => {
+    let files = 0;
+    let bytes = 0;
+    try {
+      await Deno.lstat(`${dir}/${sub}`);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return { files, bytes }; // nothing stored yet
+      throw error;
+    }
+    for await (const shard of Deno.readDir(`${dir}/${sub}`)) {
+      if (!shard.isDirectory) continue;
+      for await (const entry of Deno.readDir(`${dir}/${sub}/${shard.name}`)) {
+        if (!entry.isFile) continue;
+        files++;
+        if (sizes) bytes += (await Deno.lstat(`${dir}/${sub}/${shard.name}/${entry.name}`)).size;
+      }
+    }
+    return { files, bytes };
+  };
+  try {
+    await Deno.lstat(dir);
+    const [actions, outputs] = await Promise.all([count("action", false), count("output", true)]);
+    return { bytes: outputs.bytes, entries: actions.files };
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,6 +1,8 @@
 /**
  * A small metrics registry shared by every component: named counters and histograms, read by
- * `--metrics`, `/debug/vars`, `/metrics` (Prometheus text format) and the status page.
+ * `--metrics`, `/debug/vars`, `/metrics` (Prometheus text format, by the catalogue of
+ * `catalog.ts`: see `prometheus.ts`) and the status page. `faults.ts` keeps the first cause of
+ * each kind of failure with a count.
  *
  * @module
  */
@@ -73,6 +75,22 @@ export class Metrics {
     this.add(`${name}_count`);
   }
 
+  /**
+   * Sets every counter and histogram back to zero (`stats --reset`), except the names `keep`
+   * says are state rather than counts (gauges).
+   *
+   * @param keep Which names to leave alone. @default none
+   */
+  reset(keep: (name: string) => boolean = () => false): void {
+    for (const name of [...this.#counters.keys()]) {
+      if (!keep(name)) this.#counters.set(name, 0);
+    }
+    for (const h of this.#histograms.values()) {
+      h.counts.fill(0);
+      h.sum = 0;
+    }
+  }
+
   /** Documents a metric for the Prometheus `# HELP` line. */
   describe(name: string, help: string): void {
     this.#help.set(name, help);
@@ -104,3 +122,14 @@ export class Metrics {
     return out;
   }
 }
+
+export {
+  classifyFault,
+  type CollapsingLogger,
+  collapsingLogger,
+  type Fault,
+  FAULT_CAUSES,
+  FAULT_MEANING,
+  type FaultCause,
+  Faults,
+} from "./faults.ts";

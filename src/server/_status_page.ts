@@ -1,15 +1,18 @@
 /**
- * The status page at `/` of `serve --http`: the summary `stats` prints (`summary.ts`), the
- * server's own state (S3 health, errors, addresses), the hit rate per minute as an inline SVG
- * chart, and the recent go commands as a table. One self-contained HTML document, no external
- * assets, refreshed by the browser every five seconds.
+ * The status page at `/` of `serve --http`: the account `stats` prints (`summary.ts`), the
+ * server's own state (store health with the reason of any fault, errors, addresses), the hit rate
+ * per minute as an inline SVG chart, and the recent go commands (`go build`, `go test`, …) as a
+ * table. Rows for what is off (no bucket, no module proxy) are left out. One self-contained HTML
+ * document, no external assets; a small script fetches `/status/fragment` every five seconds and
+ * replaces the content, so it updates without reloading the page.
  *
  * @module
  */
 
 import type { Metrics } from "../metrics/mod.ts";
+import type { Fault } from "../metrics/faults.ts";
 import type { MinuteCount, MissToPut, SessionRecord } from "./session_log.ts";
-import { formatBytes, summarize } from "./summary.ts";
+import { formatBytes, type ServerMode, summarize } from "./summary.ts";
 
 /** What the status page shows besides metrics. */
 export interface StatusInfo {
@@ -23,6 +26,10 @@ export interface StatusInfo {
   modproxy: boolean;
   /** The program's version. */
   version: string;
+  /** The S3 tier's set-up. @default not shown */
+  mode?: ServerMode;
+  /** `--max-size` in bytes; 0 for none. @default {0} */
+  maxSize?: number;
 }
 
 /** The session log as the HTTP side reads it (see `session_log.ts`). */
@@ -35,65 +42,137 @@ export interface SessionView {
   missToPut(): MissToPut | undefined;
 }
 
+/** What the page is rendered from besides the registry and the static facts. */
+export interface StatusPageOptions {
+  /** When the server started (epoch ms). */
+  startedAt: number;
+  /** The session log, when there is one. */
+  sessions?: SessionView;
+  /** The faults by first cause. */
+  faults?: Fault[];
+}
+
+/** How often the page fetches its content again, in ms. */
+export const REFRESH_MS = 5000;
+
 /**
  * Renders the status page.
  *
  * @param metrics The shared registry.
  * @param status Static facts about the server.
- * @param options Start time, and the session log when there is one.
+ * @param options Start time, the session log and the faults.
  * @returns The HTML document.
  */
 export function statusPage(
   metrics: Metrics,
   status: StatusInfo,
-  options: { startedAt: number; sessions?: SessionView },
+  options: StatusPageOptions,
 ): string {
-  const m = (name: string) => metrics.get(name);
-  const sessions = options.sessions;
-  const summary = summarize({
-    counters: metrics.counters(),
-    missToPut: sessions ? sessions.missToPut() : null,
-    bucket: status.bucket !== "",
-    modproxy: status.modproxy,
-  });
-  let s3: string;
-  if (!status.bucket) {
-    s3 = "off (local tier only: start serve with --bucket to add S3)";
-  } else if (m("s3_breaker_open") > 0) {
-    s3 = `<b class="bad">DOWN</b>: circuit breaker open, serving the local tier (bucket ${
-      escapeHtml(status.bucket)
-    })`;
-  } else {
-    s3 = `<b class="ok">OK</b> (bucket ${escapeHtml(status.bucket)})`;
-  }
-  const server: [string, string][] = [
-    ["S3", s3],
-    ["S3 errors", `${m("s3_get_errors")} failed lookups, ${m("uploads_failed")} failed uploads`],
-    ["Stored", `${m("put_requests")} puts, ${formatBytes(m("put_bytes"))}`],
-    ["Sessions", `${m("sessions")} now, ${m("sessions_total")} since start`],
-    ["Errors", `${m("get_errors")} get, ${m("put_errors")} put, ${m("session_errors")} session`],
-    ["Plugin", `<code>${escapeHtml(status.pluginAddress)}</code>`],
-    ["Cache directory", `<code>${escapeHtml(status.cacheDir)}</code>`],
-    ["Module proxy", status.modproxy ? `on at <a href="/mod/">/mod/</a>` : "off"],
-    ["Uptime", formatUptime(Date.now() - options.startedAt)],
-  ];
-  const table = (rows: [string, string][]) =>
-    `<table>\n${rows.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("\n")}\n</table>`;
   return `<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<html><head><meta charset="utf-8">
 <title>go-cache-plugin</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}td{padding:.2em 1em .2em 0}
 th{text-align:left;padding-right:1em;font-weight:600}.ok{color:#080}.bad{color:#c00}
-table.runs td,table.runs th{text-align:right}h2{font-size:1.1em;margin-top:1.5em}</style></head>
+.why{color:#c00;display:block;font-size:.9em}#updated{color:#666;font-size:.9em}
+table.runs td,table.runs th{text-align:right}table.runs td.cmd{text-align:left}
+h2{font-size:1.1em;margin-top:1.5em}</style></head>
 <body><h1>go-cache-plugin ${escapeHtml(status.version)}</h1>
-${table(summary.map((r) => [r.label, escapeHtml(r.text)]))}
+<main id="status">
+${statusFragment(metrics, status, options)}
+</main>
+<p><a href="/metrics">/metrics</a> · <a href="/debug/vars">/debug/vars</a> ·
+<span id="updated">updates every ${REFRESH_MS / 1000} s</span></p>
+<script>
+(() => {
+  const main = document.getElementById("status");
+  const updated = document.getElementById("updated");
+  const tick = async () => {
+    try {
+      const response = await fetch("/status/fragment", { cache: "no-store" });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      main.innerHTML = await response.text();
+      updated.textContent = "updated " + new Date().toLocaleTimeString();
+    } catch (error) {
+      updated.textContent = "not updated: the server did not answer (" + error.message + ")";
+    }
+  };
+  setInterval(tick, ${REFRESH_MS});
+})();
+</script>
+</body></html>
+`;
+}
+
+/**
+ * Renders the page's content (what `/status/fragment` answers and the page swaps in).
+ *
+ * @param metrics The shared registry.
+ * @param status Static facts about the server.
+ * @param options Start time, the session log and the faults.
+ * @returns An HTML fragment.
+ */
+export function statusFragment(
+  metrics: Metrics,
+  status: StatusInfo,
+  options: StatusPageOptions,
+): string {
+  const m = (name: string) => metrics.get(name);
+  const sessions = options.sessions;
+  const faults = options.faults ?? [];
+  const histograms = metrics.histograms();
+  const summary = summarize({
+    counters: metrics.counters(),
+    remoteRequests: histograms["s3_request_seconds"]?.count ?? 0,
+    missToPut: sessions ? sessions.missToPut() : null,
+    bucket: status.bucket !== "",
+    modproxy: status.modproxy,
+    mode: status.mode,
+    faults,
+  });
+  const server: [string, string][] = [];
+  if (status.bucket) {
+    const reason = faults.find((f) => f.cause !== "upload" && f.cause !== "breaker") ??
+      faults.find((f) => f.cause === "breaker");
+    const why = reason
+      ? `<span class="why">${escapeHtml(`${reason.cause}: ${reason.first}`)}</span>`
+      : "";
+    const s3 = m("s3_breaker_open") > 0
+      ? `<b class="bad">DOWN</b>: serving the local tier (bucket ${
+        escapeHtml(status.bucket)
+      })${why}`
+      : `<b class="ok">OK</b> (bucket ${escapeHtml(status.bucket)})${
+        reason ? `, earlier fault${why}` : ""
+      }`;
+    server.push(
+      ["S3", s3],
+      ["S3 errors", `${m("s3_get_errors")} failed lookups, ${m("uploads_failed")} failed uploads`],
+    );
+  }
+  server.push(
+    ["Stored", `${m("put_requests")} puts, ${formatBytes(m("put_bytes"))}`],
+    ["Sessions", `${m("sessions")} now, ${m("sessions_total")} since start`],
+    ["Plugin", `<code>${escapeHtml(status.pluginAddress)}</code>`],
+    [
+      "Cache directory",
+      `<code>${escapeHtml(status.cacheDir)}</code>` +
+      (status.maxSize ? ` (kept under ${formatBytes(status.maxSize)})` : ""),
+    ],
+  );
+  if (status.modproxy) server.push(["Module proxy", `on at <a href="/mod/">/mod/</a>`]);
+  server.push(["Uptime", formatUptime(Date.now() - options.startedAt)]);
+  const table = (rows: [string, string][]) =>
+    `<table>\n${rows.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("\n")}\n</table>`;
+  return `${
+    table(summary.map((r) => [
+      r.label,
+      escapeHtml(r.text) +
+      (r.fault ? `<span class="why">${escapeHtml(r.fault)}</span>` : ""),
+    ]))
+  }
 <h2>Server</h2>
 ${table(server)}
 ${sessions ? hitRateChart(sessions.hitRateByMinute()) : ""}
-${sessions ? recentTable(sessions.recent()) : ""}
-<p><a href="/metrics">/metrics</a> · <a href="/debug/vars">/debug/vars</a></p>
-</body></html>
-`;
+${sessions ? recentTable(sessions.recent()) : ""}`;
 }
 
 const CHART_WIDTH = 600;
@@ -144,12 +223,13 @@ function recentTable(records: SessionRecord[]): string {
     const duration = r.durationMs === undefined
       ? "running"
       : `${(r.durationMs / 1000).toFixed(1)} s`;
-    return `<tr><td>${r.id}</td><td>${new Date(r.start).toISOString().slice(0, 19)}Z</td>` +
+    return `<tr><td>${r.id}</td><td class="cmd">${escapeHtml(r.command)}</td>` +
+      `<td>${new Date(r.start).toISOString().slice(0, 19)}Z</td>` +
       `<td>${duration}</td><td>${r.gets}</td><td>${rate}</td><td>${r.puts}</td></tr>`;
   });
   return `<h2>Recent go commands</h2>
-<table class="runs"><tr><th>#</th><th>Start (UTC)</th><th>Duration</th><th>Gets</th>` +
-    `<th>Hit rate</th><th>Puts</th></tr>
+<table class="runs"><tr><th>#</th><th>Command</th><th>Start (UTC)</th><th>Duration</th>` +
+    `<th>Gets</th><th>Hit rate</th><th>Puts</th></tr>
 ${rows.join("\n")}
 </table>`;
 }

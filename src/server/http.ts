@@ -1,23 +1,27 @@
 /**
- * The HTTP side of `serve --http=ADDR`: a status page at `/` (`_status_page.ts`), `/debug/vars`
- * (JSON), `/metrics` (Prometheus text exposition, generated from the shared {@linkcode Metrics}
- * registry), and the module proxy under `/mod/` when it is on. Only GET and HEAD are allowed.
+ * The HTTP side of `serve --http=ADDR`: a status page at `/` (`_status_page.ts`) that updates
+ * itself from `/status/fragment`, `/debug/vars` (JSON), `/metrics` (Prometheus text exposition
+ * by the catalogue of `src/metrics/catalog.ts`, see `src/metrics/prometheus.ts`), and the module
+ * proxy under `/mod/` when it is on. Only GET and HEAD are allowed, except `POST /debug/reset`
+ * (from loopback only), which sets the counters and faults back to zero (`stats --reset`).
  *
- * Every counter `x` is exported as `go_cache_plugin_x`; names written with `Metrics.set` (or ever
- * lowered) are gauges, the others counters. Histograms get `_bucket{le=…}`, `_sum` and `_count`.
- *
- * `/debug/vars` holds `cmdline`, `uptime_seconds`, `memstats`, `counters`, `histograms`, and
- * `server` (`version`, `bucket` and `modproxy` as booleans); with a session log also
- * `miss_to_put` (`measured`, `median_ms`, `saved_hits`, `saved_ms`; null before the first), `recent_sessions` and
- * `hit_rate_by_minute`. `stats` reads it.
+ * `/debug/vars` holds `cmdline`, `uptime_seconds`, `memstats`, `counters`, `histograms`,
+ * `faults` (`cause`, `count`, `first`, `firstAt` each), and `server` (`version`, `bucket` and
+ * `modproxy` as booleans, `cache_dir`, `max_size`, and `mode`: `bucket`, `store`, `prefix`,
+ * `readPrefixes`, `readOnly`, `warmKey`); with a session log also `miss_to_put` (`measured`,
+ * `median_ms`, `saved_hits`, `saved_ms`, `produced_ms`; null before the first),
+ * `recent_sessions` and `hit_rate_by_minute`. `stats` reads it.
  *
  * @module
  */
 
-import { Metrics } from "../metrics/mod.ts";
+import { type Faults, Metrics } from "../metrics/mod.ts";
+import { prometheusText } from "../metrics/prometheus.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
-import { type SessionView, type StatusInfo, statusPage } from "./_status_page.ts";
+import { type SessionView, statusFragment, type StatusInfo, statusPage } from "./_status_page.ts";
 import { HttpGuard } from "./_http_guard.ts";
+
+export { prometheusText } from "../metrics/prometheus.ts";
 
 export type { SessionView, StatusInfo } from "./_status_page.ts";
 
@@ -40,6 +44,10 @@ export interface HttpHandlerOptions {
   sessions?: SessionView;
   /** Called before each page, `/metrics` or `/debug/vars` is made, to update gauges. @default none */
   refresh?: () => void;
+  /** The faults by first cause. @default none recorded */
+  faults?: Faults;
+  /** Called by `POST /debug/reset` after the counters and faults are reset. @default none */
+  onReset?: () => void;
 }
 
 /** Options for {@linkcode startHttpServer}. */
@@ -85,42 +93,11 @@ export class ServerMetrics extends Metrics {
   isGauge(name: string): boolean {
     return this.#gauges.has(name);
   }
-}
 
-const GAUGE_NAMES = /(^sessions$|_open$|_inflight$|_in_flight$|_pending$|_active$|_queued$)/;
-const PREFIX = "go_cache_plugin_";
-
-/**
- * Renders the registry in the Prometheus text exposition format (version 0.0.4).
- *
- * @param metrics The registry; with a {@linkcode ServerMetrics}, `set` names are gauges.
- * @returns The exposition, ending with a newline.
- */
-export function prometheusText(metrics: Metrics): string {
-  const lines: string[] = [];
-  const isGauge = (name: string) =>
-    metrics instanceof ServerMetrics ? metrics.isGauge(name) : GAUGE_NAMES.test(name);
-  const counters = metrics.counters();
-  if (!("sessions" in counters)) counters.sessions = 0;
-  for (const [name, value] of Object.entries(counters)) {
-    const full = PREFIX + sanitize(name);
-    const type = isGauge(name) || name === "sessions" ? "gauge" : "counter";
-    lines.push(`# HELP ${full} ${escapeHelp(metrics.help(name) ?? describe(name, type))}`);
-    lines.push(`# TYPE ${full} ${type}`);
-    lines.push(`${full} ${formatNumber(value)}`);
+  /** Sets the counters back to zero, not the gauges. */
+  override reset(): void {
+    super.reset((name) => this.#gauges.has(name));
   }
-  for (const [name, histogram] of Object.entries(metrics.histograms())) {
-    const full = PREFIX + sanitize(name);
-    lines.push(`# HELP ${full} ${escapeHelp(metrics.help(name) ?? `Histogram ${name}`)}`);
-    lines.push(`# TYPE ${full} histogram`);
-    for (const bucket of histogram.buckets) {
-      lines.push(`${full}_bucket{le="${formatNumber(bucket.le)}"} ${formatNumber(bucket.count)}`);
-    }
-    lines.push(`${full}_bucket{le="+Inf"} ${formatNumber(histogram.count)}`);
-    lines.push(`${full}_sum ${formatNumber(histogram.sum)}`);
-    lines.push(`${full}_count ${formatNumber(histogram.count)}`);
-  }
-  return lines.join("\n") + "\n";
 }
 
 /**
@@ -143,10 +120,14 @@ export function prometheusText(metrics: Metrics): string {
  */
 export function createHttpHandler(
   options: HttpHandlerOptions,
-): (request: Request) => Promise<Response> {
+): (request: Request, info?: { remoteAddr: Deno.Addr }) => Promise<Response> {
   const startedAt = options.startedAt ?? Date.now();
-  return async function handle(request: Request): Promise<Response> {
+  return async function handle(
+    request: Request,
+    info?: { remoteAddr: Deno.Addr },
+  ): Promise<Response> {
     const method = request.method;
+    if (rawPath(request.url) === "/debug/reset") return reset(request, info, options);
     if (method !== "GET" && method !== "HEAD") {
       return text(405, `Method ${method} is not allowed: use GET or HEAD\n`, {
         allow: "GET, HEAD",
@@ -160,17 +141,27 @@ export function createHttpHandler(
         ? await options.modproxy.handle(request)
         : text(404, "The module proxy is off: start serve with --modproxy\n");
     } else if (path === "/metrics") {
-      response = text(200, prometheusText(options.metrics), {
-        "content-type": "text/plain; version=0.0.4; charset=utf-8",
-      });
+      response = text(
+        200,
+        prometheusText(options.metrics, {
+          faults: options.faults,
+          version: options.status.version,
+          startedAt: performance.timeOrigin,
+        }),
+        {
+          "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        },
+      );
     } else if (path === "/debug/vars") {
       response = new Response(JSON.stringify(debugVars(options, startedAt), null, 1), {
         headers: { "content-type": "application/json; charset=utf-8" },
       });
-    } else if (path === "/" || path === "/index.html") {
-      const page = statusPage(options.metrics, options.status, {
+    } else if (path === "/" || path === "/index.html" || path === "/status/fragment") {
+      const render = path === "/status/fragment" ? statusFragment : statusPage;
+      const page = render(options.metrics, options.status, {
         startedAt,
         sessions: options.sessions,
+        faults: options.faults?.list(),
       });
       response = new Response(page, {
         headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
@@ -278,7 +269,15 @@ function debugVars(options: HttpHandlerOptions, startedAt: number): Record<strin
     memstats: Deno.memoryUsage(),
     counters: metrics.counters(),
     histograms: metrics.histograms(),
-    server: { version: status.version, bucket: status.bucket !== "", modproxy: status.modproxy },
+    faults: options.faults?.list() ?? [],
+    server: {
+      version: status.version,
+      bucket: status.bucket !== "",
+      modproxy: status.modproxy,
+      "cache_dir": status.cacheDir,
+      "max_size": status.maxSize ?? 0,
+      ...status.mode ? { mode: status.mode } : {},
+    },
   };
   if (sessions) {
     const measured = sessions.missToPut();
@@ -288,6 +287,7 @@ function debugVars(options: HttpHandlerOptions, startedAt: number): Record<strin
         "median_ms": measured.medianMs,
         "saved_hits": measured.savedHits,
         "saved_ms": measured.savedMs,
+        "produced_ms": measured.producedMs ?? 0,
       }
       : null;
     vars["recent_sessions"] = sessions.recent().map((r) => ({
@@ -298,6 +298,7 @@ function debugVars(options: HttpHandlerOptions, startedAt: number): Record<strin
       hits: r.hits,
       puts: r.puts,
       end: r.end ?? null,
+      command: r.command,
     }));
     vars["hit_rate_by_minute"] = sessions.hitRateByMinute().map((m) => ({
       minute: new Date(m.minute).toISOString(),
@@ -306,6 +307,35 @@ function debugVars(options: HttpHandlerOptions, startedAt: number): Record<strin
     }));
   }
   return vars;
+}
+
+/**
+ * `POST /debug/reset`: counters and faults back to zero. Only from loopback (the address Deno
+ * reports for the connection), so that a server listening on 0.0.0.0 cannot be reset from afar.
+ */
+async function reset(
+  request: Request,
+  info: { remoteAddr: Deno.Addr } | undefined,
+  options: HttpHandlerOptions,
+): Promise<Response> {
+  await request.body?.cancel();
+  if (request.method !== "POST") {
+    return text(405, `Method ${request.method} is not allowed: use POST\n`, { allow: "POST" });
+  }
+  // A custom header: a web page cannot send it across origins without a preflight, which this
+  // server never answers, so a browser on this machine cannot be made to reset the counters.
+  if (request.headers.get("x-go-cache-plugin") !== "reset") {
+    return text(400, "Send the header X-Go-Cache-Plugin: reset (go-cache-plugin stats --reset)\n");
+  }
+  const addr = info?.remoteAddr;
+  const host = addr && "hostname" in addr ? addr.hostname : "";
+  if (!/^(127\.|::1$|::ffff:127\.)/.test(host)) {
+    return text(403, "Resetting the counters is only allowed from this machine (loopback)\n");
+  }
+  options.metrics.reset();
+  options.faults?.reset();
+  options.onReset?.();
+  return text(200, "Counters reset\n");
 }
 
 function rawPath(url: string): string {
@@ -321,23 +351,4 @@ function text(status: number, body: string, headers: Record<string, string> = {}
     status,
     headers: { "content-type": "text/plain; charset=utf-8", ...headers },
   });
-}
-
-function describe(name: string, type: string): string {
-  return `go-cache-plugin ${type} ${name}`;
-}
-
-function sanitize(name: string): string {
-  return name.replace(/[^a-zA-Z0-9_:]/g, "_");
-}
-
-function escapeHelp(help: string): string {
-  return help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
-}
-
-function formatNumber(value: number): string {
-  if (Number.isNaN(value)) return "NaN";
-  if (value === Infinity) return "+Inf";
-  if (value === -Infinity) return "-Inf";
-  return String(value);
 }

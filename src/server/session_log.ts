@@ -1,6 +1,6 @@
 /**
  * What `serve` remembers about its go commands, for the status page, `/debug/vars` and `stats`:
- * the last sessions (start, duration, gets, hits, puts), the hit rate per minute, the outputs
+ * the last sessions (go command, start, duration, gets, hits, puts), the hit rate per minute, the outputs
  * running sessions were handed (a trim must keep them), and how long go took to produce what it
  * missed.
  *
@@ -39,6 +39,8 @@ export interface SessionRecord {
   puts: number;
   /** How it ended (`close`, `end of input`, `error`); `undefined` while it runs. */
   end?: string;
+  /** The go command it served (`go build`, `go test`, …), or `go` when not known. */
+  command: string;
 }
 
 /** Gets and hits of one minute. */
@@ -61,6 +63,11 @@ export interface MissToPut {
   savedHits: number;
   /** What producing them had cost, in ms: the time those hits saved. */
   savedMs: number;
+  /**
+   * What go spent producing outputs on this server (every miss-to-put measured), in ms: the bound
+   * of an estimate. @default unknown (an older server)
+   */
+  producedMs?: number;
 }
 
 /** Options for {@linkcode SessionLog}. */
@@ -71,6 +78,11 @@ export interface SessionLogOptions {
   minutes?: number;
   /** Where `miss_to_put_seconds` is observed. @default none */
   metrics?: Metrics;
+  /**
+   * Tells which go command a session serves (see `_go_command.ts`), and is told when it ends.
+   * @default none: every session is `go`
+   */
+  commands?: { identify(id: number): Promise<string>; release(id: number): void };
 }
 
 /** How many miss-to-put durations the median is taken over. */
@@ -103,6 +115,7 @@ export class SessionLog implements SessionObserver {
   readonly #keep: number;
   readonly #minutesKept: number;
   readonly #metrics?: Metrics;
+  readonly #commands?: SessionLogOptions["commands"];
   readonly #records: SessionRecord[] = [];
   readonly #minutes: MinuteCount[] = [];
   readonly #inUse = new Map<string, number>();
@@ -112,12 +125,14 @@ export class SessionLog implements SessionObserver {
   readonly #produced = new Map<string, number>();
   #savedHits = 0;
   #savedMs = 0;
+  #producedMs = 0;
 
   /** @param options How much to keep, and where to count. */
   constructor(options: SessionLogOptions = {}) {
     this.#keep = options.keep ?? 50;
     this.#minutesKept = options.minutes ?? 120;
     this.#metrics = options.metrics;
+    this.#commands = options.commands;
   }
 
   /**
@@ -127,7 +142,21 @@ export class SessionLog implements SessionObserver {
    * @returns Its watch: wrap the cache with it, and end it when the session ends.
    */
   begin(id: number): SessionWatch {
-    const record: SessionRecord = { id, start: Date.now(), gets: 0, hits: 0, puts: 0 };
+    const record: SessionRecord = {
+      id,
+      start: Date.now(),
+      gets: 0,
+      hits: 0,
+      puts: 0,
+      command: "go",
+    };
+    const commands = this.#commands;
+    if (commands) {
+      void commands.identify(id).then((command) => {
+        record.command = command;
+        if (record.end !== undefined) commands.release(id);
+      });
+    }
     this.#records.push(record);
     if (this.#records.length > this.#keep) this.#records.shift();
     const started = performance.now();
@@ -188,6 +217,7 @@ export class SessionLog implements SessionObserver {
         if (record.end !== undefined) return;
         record.end = how;
         record.durationMs = Math.round(performance.now() - started);
+        this.#commands?.release(id);
         for (const outputId of used) {
           const left = (this.#inUse.get(outputId) ?? 1) - 1;
           if (left > 0) this.#inUse.set(outputId, left);
@@ -232,6 +262,7 @@ export class SessionLog implements SessionObserver {
       medianMs: Math.round(medianMs * 10) / 10,
       savedHits: this.#savedHits,
       savedMs: Math.round(this.#savedMs),
+      producedMs: Math.round(this.#producedMs),
     };
   }
 
@@ -249,6 +280,7 @@ export class SessionLog implements SessionObserver {
 
   #measure(actionId: string, ms: number): void {
     this.#metrics?.observe("miss_to_put_seconds", ms / 1000, MISS_TO_PUT_BUCKETS);
+    this.#producedMs += ms;
     this.#produced.delete(actionId);
     this.#produced.set(actionId, ms);
     if (this.#produced.size > ACTIONS_KEPT) {

@@ -1,119 +1,349 @@
 /**
- * The summary of what a server's cache did, in one list of rows that every view shares: the
- * status page, and `stats` as a table, Markdown (a CI job summary) or JSON. Built from the
- * counters and the session log's miss-to-put measurements, or from a `/debug/vars` answer.
+ * One account of what a server's cache did, and its views: the rows the status page and `stats`
+ * show (a table, Markdown for a CI job summary, JSON), a one-line headline, and GitHub
+ * annotations for faults (`stats --format=github`). Built from `/debug/vars` (or the live
+ * registry): counters, histograms, the server's mode, its faults and the session log's
+ * miss-to-put measurements.
+ *
+ * ## What the account says
+ *
+ * - Hits by where they came from: `local` (the local tier's own), `warm` (outputs the warm-up
+ *   fetched), `s3` (looked up on demand under `--prefix`), `read prefix` (under a
+ *   `--read-prefixes` prefix). They add up to the hits.
+ * - Bytes from the store, the warm-up's included, and the requests made (the warm-up's too).
+ * - Uploads done, failed, queued, left at a shutdown, and kept local by `--read-only`.
+ * - The mode: store, bucket and prefix, read prefixes, read-only, warm key.
+ * - Faults: the first message of each cause (credentials, bucket, TLS, endpoint, timeout,
+ *   slow, breaker, upload) with a count (`src/metrics/faults.ts`).
+ * - Time saved: measured where it can be (hits on actions this server saw produced: what go took
+ *   from the miss to the put), else an estimate marked as one, at the median miss-to-put and
+ *   never more than go spent producing outputs on this server. Rows for what is off (no bucket,
+ *   no module proxy) are left out.
  *
  * @module
  */
 
 import type { MissToPut } from "./session_log.ts";
+import { type Fault, FAULT_CAUSES, FAULT_MEANING, type FaultCause } from "../metrics/faults.ts";
+import { hitsByTier } from "../metrics/catalog.ts";
+
+/** How the server is set up, as `/debug/vars` `server` says. */
+export interface ServerMode {
+  /** The bucket; "" without one. */
+  bucket: string;
+  /** Where the bucket is: the endpoint URL, or "AWS S3". @default {"AWS S3"} */
+  store?: string;
+  /** The own prefix. @default {""} */
+  prefix?: string;
+  /** Prefixes read after a miss under the own one. @default none */
+  readPrefixes?: string[];
+  /** Nothing is written to the bucket. @default {false} */
+  readOnly?: boolean;
+  /** The warm key, "" when the warm-up is off. @default {""} */
+  warmKey?: string;
+}
 
 /** What a summary is made of. */
 export interface SummaryInput {
   /** The counters (`/debug/vars` `counters`). */
   counters: Record<string, number>;
+  /** Requests made to the object store (the `s3_request_seconds` histogram's count). @default {0} */
+  remoteRequests?: number;
   /**
    * The miss-to-put measurements; `undefined` when none were made yet, `null` when the server
    * does not make them.
    */
   missToPut?: MissToPut | null;
-  /** Whether the server has an S3 tier. @default whether any S3 counter is set */
+  /** Whether the server has an S3 tier. @default whether any S3 counter is set, or `mode.bucket` */
   bucket?: boolean;
   /** Whether the server runs the module proxy. @default whether any module-proxy counter is set */
   modproxy?: boolean;
+  /** The server's mode. @default unknown: not shown */
+  mode?: ServerMode;
+  /** The faults, first cause and count each. @default none */
+  faults?: Fault[];
 }
 
 /** One line of the summary. */
 export interface SummaryRow {
   /** What it shows, such as `Hit rate`. */
   label: string;
-  /** The value for people, such as `93.1% (3920 hits, 290 misses)`. */
+  /** The value for people, such as `93.1% (3920 of 4210 gets, 290 misses)`. */
   text: string;
   /** The values for machines (`stats --format=json`), by snake_case name. */
-  json: Record<string, number | string | null>;
+  json: Record<string, number | string | boolean | null>;
+  /** A fault to show beside the value (the status page marks it). @default none */
+  fault?: string;
+}
+
+/** The account: every figure the views show. */
+export interface Account {
+  sessions: number;
+  gets: number;
+  hits: number;
+  misses: number;
+  getErrors: number;
+  /** Hits by where they came from. */
+  hitsBy: { local: number; warm: number; s3: number; readPrefix: number };
+  servedBytes: number;
+  /** Bytes from the object store: on demand and by the warm-up. */
+  fetched: { lookup: number; warmUp: number };
+  remoteRequests: number;
+  uploadedBytes: number;
+  uploads: {
+    done: number;
+    failed: number;
+    pending: number;
+    left: number;
+    skipped: number;
+    readOnly: number;
+  };
+  waitedMs: number;
+  breakerTrips: number;
+  breakerOpen: boolean;
+  /** Whether there is a bucket, and the module proxy. */
+  bucket: boolean;
+  modproxy: boolean;
+  mode?: ServerMode;
+  faults: Fault[];
 }
 
 /** Fewer measured misses than this give no estimate of the time saved. */
 export const MIN_MEASURED = 10;
 
+/** Causes that mean the object store was not usable at all: an error annotation. */
+const SEVERE: readonly FaultCause[] = ["credentials", "bucket", "tls", "endpoint"];
+
 /**
- * The summary rows.
+ * The account of a summary input.
  *
- * @param input Counters and measurements.
- * @returns The rows, in the order every view shows them.
+ * @param input Counters, mode, faults.
+ * @returns The figures.
  */
-export function summarize(input: SummaryInput): SummaryRow[] {
+export function accountOf(input: SummaryInput): Account {
   const counters = input.counters;
   const m = (name: string) => counters[name] ?? 0;
   const names = Object.keys(counters);
-  const bucket = input.bucket ?? names.some((n) => n.startsWith("s3_") || n.startsWith("uploads_"));
+  const bucket = input.bucket ?? (input.mode ? input.mode.bucket !== "" : undefined) ??
+    names.some((n) => n.startsWith("s3_") || n.startsWith("uploads_"));
   const modproxy = input.modproxy ?? names.some((n) => n.startsWith("modproxy_"));
-  const gets = m("get_requests");
+  const tiers = hitsByTier(m);
   const hits = m("get_hits");
-  const misses = m("get_misses");
-  const remote = m("s3_get_hits");
-  const local = "local_hits" in counters ? m("local_hits") : Math.max(0, hits - remote);
-  const pending = m("uploads_pending");
-  const left = m("uploads_left");
-  const classes = ["immutable", "mutable", "sumdb"];
-  const modHits = classes.reduce((sum, c) => sum + m(`modproxy_${c}_hits`), 0);
-  const modMisses = classes.reduce((sum, c) => sum + m(`modproxy_${c}_misses`), 0);
-  const notFound = m("modproxy_not_found");
-  const modErrors = m("modproxy_errors");
-  const off = (why: string) => `off (${why})`;
-  return [
-    row("Go commands served", String(m("sessions_total")), { "go_commands": m("sessions_total") }),
-    row("Gets", String(gets), { gets }),
+  // Without the local_hits counter (an older server, or no S3 tier) every hit not from S3 is local.
+  const local = "local_hits" in counters
+    ? tiers.local!
+    : Math.max(0, hits - tiers.warm! - tiers.s3! - tiers.read_prefix!);
+  return {
+    sessions: m("sessions_total"),
+    gets: m("get_requests"),
+    hits,
+    misses: m("get_misses"),
+    getErrors: m("get_errors"),
+    hitsBy: { local, warm: tiers.warm!, s3: tiers.s3!, readPrefix: tiers.read_prefix! },
+    servedBytes: m("get_hit_bytes"),
+    fetched: { lookup: m("s3_bytes_down"), warmUp: m("warm_bytes") },
+    remoteRequests: input.remoteRequests ?? 0,
+    uploadedBytes: m("s3_bytes_up"),
+    uploads: {
+      done: m("uploads_done"),
+      failed: m("uploads_failed"),
+      pending: m("uploads_pending"),
+      left: m("uploads_left"),
+      skipped: m("uploads_skipped"),
+      readOnly: m("uploads_skipped_read_only"),
+    },
+    waitedMs: m("s3_wait_ms"),
+    breakerTrips: m("s3_breaker_trips"),
+    breakerOpen: m("s3_breaker_open") > 0,
+    bucket,
+    modproxy,
+    mode: input.mode,
+    faults: input.faults ?? [],
+  };
+}
+
+/**
+ * The summary rows; rows for what is off are left out.
+ *
+ * @param input Counters, mode, faults and measurements.
+ * @returns The rows, in the order every view shows them.
+ */
+export function summarize(input: SummaryInput): SummaryRow[] {
+  const a = accountOf(input);
+  const m = (name: string) => input.counters[name] ?? 0;
+  const rows: SummaryRow[] = [
+    row("Go commands served", String(a.sessions), { "go_commands": a.sessions }),
+    row("Gets", String(a.gets), { gets: a.gets }),
+    row("Hit rate", hitRate(a), {
+      "hit_rate": a.gets > 0 ? round(a.hits / a.gets, 4) : null,
+      hits: a.hits,
+      misses: a.misses,
+      "get_errors": a.getErrors,
+    }),
+    row("Hits by source", hitSources(a), {
+      "local_hits": a.hitsBy.local,
+      "warm_hits": a.hitsBy.warm,
+      "remote_hits": a.hitsBy.s3 + a.hitsBy.readPrefix,
+      "read_prefix_hits": a.hitsBy.readPrefix,
+    }),
+    row("Served from cache", formatBytes(a.servedBytes), { "bytes_served": a.servedBytes }),
     row(
-      "Hit rate",
-      gets > 0 ? `${percent(hits / gets)} (${hits} hits, ${misses} misses)` : "no requests yet",
-      { "hit_rate": gets > 0 ? round(hits / gets, 4) : null, hits, misses },
-    ),
-    row("Local hits", String(local), { "local_hits": local }),
-    row("Remote hits", bucket ? `${remote} from S3` : off("no --bucket"), {
-      "remote_hits": remote,
-    }),
-    row("Served from cache", formatBytes(m("get_hit_bytes")), {
-      "bytes_served": m("get_hit_bytes"),
-    }),
-    row("Downloaded from S3", bucket ? formatBytes(m("s3_bytes_down")) : off("no --bucket"), {
-      "bytes_downloaded": m("s3_bytes_down"),
-    }),
-    row("Uploaded to S3", bucket ? formatBytes(m("s3_bytes_up")) : off("no --bucket"), {
-      "bytes_uploaded": m("s3_bytes_up"),
-    }),
-    row("Waited on S3", bucket ? formatDuration(m("s3_wait_ms")) : off("no --bucket"), {
-      "s3_wait_ms": m("s3_wait_ms"),
-    }),
-    row(
-      "Uploads left",
-      !bucket ? off("no --bucket") : [
-        `${pending} queued or running`,
-        ...left > 0 ? [`${left} left at a shutdown, retried by the next session`] : [],
-      ].join(", "),
-      { "uploads_pending": pending, "uploads_left": left },
-    ),
-    row("S3 breaker trips", bucket ? String(m("s3_breaker_trips")) : off("no --bucket"), {
-      "breaker_trips": m("s3_breaker_trips"),
-    }),
-    row("Module proxy hits", modproxy ? String(modHits) : off("no --modproxy"), {
-      "modproxy_hits": modHits,
-    }),
-    row(
-      "Module proxy misses",
-      modproxy
-        ? `${modMisses} (${m("modproxy_upstream_fetches")} upstream fetches; ` +
-          `${notFound} answered not found, ${modErrors} errors)`
-        : off("no --modproxy"),
+      "Errors",
+      `${a.getErrors} get, ${m("put_errors")} put, ${m("session_errors")} session` +
+        (a.bucket ? `, ${m("s3_get_errors")} S3 lookup` : ""),
       {
-        "modproxy_misses": modMisses,
-        "modproxy_not_found": notFound,
-        "modproxy_errors": modErrors,
+        "put_errors": m("put_errors"),
+        "session_errors": m("session_errors"),
+        "s3_get_errors": m("s3_get_errors"),
       },
     ),
-    ...(names.some((n) => n.startsWith("revproxy_")) ? revproxyRows(m) : []),
-    timeSaved(hits, input.missToPut),
   ];
+  if (a.bucket) {
+    const mode = a.mode;
+    if (mode) rows.push(row("Store", storeText(mode), modeJson(mode)));
+    const fetched = a.fetched.lookup + a.fetched.warmUp;
+    rows.push(
+      row(
+        "Fetched from the store",
+        `${formatBytes(fetched)} (${formatBytes(a.fetched.warmUp)} by the warm-up, ` +
+          `${formatBytes(a.fetched.lookup)} on demand) in ${a.remoteRequests} requests`,
+        {
+          "bytes_downloaded": fetched,
+          "bytes_downloaded_warm": a.fetched.warmUp,
+          "bytes_downloaded_lookup": a.fetched.lookup,
+          "remote_requests": a.remoteRequests,
+        },
+      ),
+      row("Uploads", uploadsText(a), {
+        "uploads_done": a.uploads.done,
+        "uploads_failed": a.uploads.failed,
+        "uploads_pending": a.uploads.pending,
+        "uploads_left": a.uploads.left,
+        "uploads_skipped_read_only": a.uploads.readOnly,
+        "bytes_uploaded": a.uploadedBytes,
+      }, uploadFault(a)),
+      row("Waited on the store", formatDuration(a.waitedMs), {
+        "s3_wait_seconds": round(a.waitedMs / 1000, 3),
+      }),
+      row(
+        "Store health",
+        a.breakerOpen
+          ? `paused or disabled: serving the local tier (breaker tripped ${a.breakerTrips} times)`
+          : a.breakerTrips > 0
+          ? `answering (breaker tripped ${a.breakerTrips} times)`
+          : "answering",
+        { "breaker_trips": a.breakerTrips, "breaker_open": a.breakerOpen },
+        a.breakerOpen ? firstCause(a.faults) : undefined,
+      ),
+    );
+  }
+  if (a.bucket || a.faults.length > 0) {
+    rows.push(
+      row("Faults", faultsText(a.faults), {
+        faults: a.faults.length === 0
+          ? "none"
+          : a.faults.map((f) => `${f.cause} x${f.count}: ${f.first}`).join("; "),
+        ...Object.fromEntries(
+          FAULT_CAUSES.map((c) => [`faults_${c}`, a.faults.find((f) => f.cause === c)?.count ?? 0]),
+        ),
+      }, a.faults.length > 0 ? faultsText(a.faults) : undefined),
+    );
+  }
+  if (a.modproxy) {
+    const classes = ["immutable", "mutable", "sumdb"];
+    const modHits = classes.reduce((sum, c) => sum + m(`modproxy_${c}_hits`), 0);
+    const modMisses = classes.reduce((sum, c) => sum + m(`modproxy_${c}_misses`), 0);
+    const notFound = m("modproxy_not_found");
+    const modErrors = m("modproxy_errors");
+    rows.push(
+      row("Module proxy hits", String(modHits), { "modproxy_hits": modHits }),
+      row(
+        "Module proxy misses",
+        `${modMisses} (${m("modproxy_upstream_fetches")} upstream fetches; ` +
+          `${notFound} answered not found, ${modErrors} errors)`,
+        {
+          "modproxy_misses": modMisses,
+          "modproxy_not_found": notFound,
+          "modproxy_errors": modErrors,
+        },
+      ),
+    );
+  }
+  if (Object.keys(input.counters).some((n) => n.startsWith("revproxy_"))) {
+    rows.push(...revproxyRows(m));
+  }
+  rows.push(timeSaved(a.hits, input.missToPut, a.bucket));
+  return rows;
+}
+
+/**
+ * The one-line headline a CI engineer reads first: hit rate, where hits came from, what was
+ * uploaded (or why not), and the fault that mattered.
+ *
+ * @param input The summary input.
+ * @returns One line of Markdown.
+ */
+export function headline(input: SummaryInput): string {
+  const a = accountOf(input);
+  const parts = [
+    a.gets > 0
+      ? `**${percent(a.hits / a.gets)} hits** (${a.hits} of ${a.gets} gets): ${hitSources(a)}`
+      : "**no gets yet**",
+  ];
+  if (a.bucket) {
+    const ro = a.mode?.readOnly || (a.uploads.readOnly > 0 && a.uploads.done === 0);
+    if (ro) {
+      parts.push(`read-only: nothing uploaded (${a.uploads.readOnly} outputs kept local)`);
+    } else {
+      parts.push(
+        `uploaded ${a.uploads.done} (${formatBytes(a.uploadedBytes)})` +
+          (a.uploads.failed > 0 ? `, **${a.uploads.failed} failed**` : "") +
+          (a.uploads.left > 0 ? `, ${a.uploads.left} left for the next run` : ""),
+      );
+    }
+    const severe = a.faults.find((f) => SEVERE.includes(f.cause));
+    if (severe) parts.push(`**store unusable: ${FAULT_MEANING[severe.cause]}**`);
+  } else {
+    parts.push("local tier only (no bucket)");
+  }
+  return parts.join(" · ");
+}
+
+/**
+ * GitHub workflow commands for what went wrong: an `::error::` when the store could not be used
+ * (credentials, bucket, TLS, endpoint) or uploads failed, a `::warning::` for other faults and
+ * for uploads left undone, a `::notice::` for read-only. One line each; none when all is well.
+ *
+ * @param input The summary input.
+ * @returns The lines, each ending with a newline ("" for none).
+ */
+export function annotations(input: SummaryInput): string {
+  const a = accountOf(input);
+  const lines: string[] = [];
+  const title = "Go build cache";
+  const add = (level: "error" | "warning" | "notice", text: string) =>
+    lines.push(`::${level} title=${title}::${escapeCommand(text)}`);
+  for (const f of a.faults) {
+    const what = `${FAULT_MEANING[f.cause]} (${f.count} time${f.count === 1 ? "" : "s"}), ` +
+      `first: ${f.first}`;
+    if (SEVERE.includes(f.cause)) add("error", `The S3 tier was not used: ${what}`);
+    else if (f.cause !== "upload") add("warning", `S3 tier: ${what}`);
+  }
+  if (a.uploads.failed > 0) {
+    const cause = firstCause(a.faults);
+    add(
+      "error",
+      `${a.uploads.failed} uploads to the bucket failed (${a.uploads.done} done)` +
+        (cause ? `: ${cause}` : ""),
+    );
+  }
+  if (a.uploads.left > 0) {
+    add("warning", `${a.uploads.left} uploads were left undone at shutdown`);
+  }
+  if (a.bucket && a.mode?.readOnly) {
+    add("notice", `Read-only: nothing was uploaded (${a.uploads.readOnly} outputs kept local)`);
+  }
+  return lines.map((l) => l + "\n").join("");
 }
 
 /** The caching proxy's rows (`--revproxy`), shown only when it has counted something. */
@@ -159,7 +389,9 @@ function revproxyRows(m: (name: string) => number): SummaryRow[] {
  * @param rows The rows of {@linkcode summarize}.
  * @returns The values by name.
  */
-export function summaryJson(rows: readonly SummaryRow[]): Record<string, number | string | null> {
+export function summaryJson(
+  rows: readonly SummaryRow[],
+): Record<string, number | string | boolean | null> {
   return Object.assign({}, ...rows.map((r) => r.json));
 }
 
@@ -186,28 +418,123 @@ export function summaryInputOf(vars: unknown): SummaryInput {
         medianMs: Number(measured.median_ms) || 0,
         savedHits: Number(measured.saved_hits) || 0,
         savedMs: Number(measured.saved_ms) || 0,
+        producedMs: "produced_ms" in measured ? Number(measured.produced_ms) || 0 : undefined,
       }
       : undefined;
   }
+  const histograms = (record.histograms ?? {}) as Record<string, { count?: unknown }>;
+  const mode = typeof server.mode === "object" && server.mode !== null
+    ? server.mode as ServerMode
+    : undefined;
+  const faults = Array.isArray(record.faults) ? record.faults as Fault[] : undefined;
   return {
     counters: counters as Record<string, number>,
+    remoteRequests: Number(histograms["s3_request_seconds"]?.count) || 0,
     missToPut,
     bucket: typeof server.bucket === "boolean" ? server.bucket : undefined,
     modproxy: typeof server.modproxy === "boolean" ? server.modproxy : undefined,
+    mode,
+    faults,
   };
 }
 
-function timeSaved(hits: number, missToPut: MissToPut | null | undefined): SummaryRow {
+function hitRate(a: Account): string {
+  if (a.gets === 0) return "no requests yet";
+  return `${percent(a.hits / a.gets)} (${a.hits} of ${a.gets} gets, ${a.misses} misses` +
+    (a.getErrors > 0 ? `, ${a.getErrors} errors` : "") + ")";
+}
+
+function hitSources(a: Account): string {
+  if (a.hits === 0) return "no hits";
+  if (!a.bucket) return `${a.hitsBy.local} local`;
+  const parts = [
+    `${a.hitsBy.local} local`,
+    `${a.hitsBy.warm} from the warm-up`,
+    `${a.hitsBy.s3} from S3 on demand`,
+  ];
+  if (a.hitsBy.readPrefix > 0 || (a.mode?.readPrefixes?.length ?? 0) > 0) {
+    parts.push(`${a.hitsBy.readPrefix} from read prefixes`);
+  }
+  return parts.join(", ");
+}
+
+function storeText(mode: ServerMode): string {
+  const where = `s3://${mode.bucket}${mode.prefix ? `/${mode.prefix}` : ""}` +
+    ` (${mode.store || "AWS S3"})`;
+  const parts = [where];
+  if (mode.readPrefixes?.length) {
+    parts.push(`read prefixes ${mode.readPrefixes.map((p) => p || "/").join(", ")}`);
+  }
+  parts.push(
+    mode.readOnly ? "read-only: nothing is written to the bucket" : "read-write",
+    mode.warmKey ? `warm key ${JSON.stringify(mode.warmKey)}` : "warm-up off",
+  );
+  return parts.join("; ");
+}
+
+function modeJson(mode: ServerMode): SummaryRow["json"] {
+  return {
+    bucket: mode.bucket,
+    prefix: mode.prefix ?? "",
+    "read_prefixes": (mode.readPrefixes ?? []).join(","),
+    "read_only": mode.readOnly ?? false,
+    "warm_key": mode.warmKey ?? "",
+    store: mode.store || "AWS S3",
+  };
+}
+
+function uploadsText(a: Account): string {
+  const u = a.uploads;
+  if (a.mode?.readOnly) {
+    return `none: read-only (${u.readOnly} outputs kept local)`;
+  }
+  const parts = [
+    `${u.done} done (${formatBytes(a.uploadedBytes)})`,
+    `${u.failed} failed`,
+    `${u.pending} queued or running`,
+  ];
+  if (u.left > 0) parts.push(`${u.left} left at a shutdown, retried by the next session`);
+  if (u.readOnly > 0) parts.push(`${u.readOnly} kept local (read-only)`);
+  return parts.join(", ");
+}
+
+function uploadFault(a: Account): string | undefined {
+  if (a.uploads.failed === 0) return undefined;
+  const cause = firstCause(a.faults);
+  return `${a.uploads.failed} failed` + (cause ? `: ${cause}` : "");
+}
+
+/** The first cause that explains a failure: a severe one, else any but `upload`. */
+function firstCause(faults: Fault[]): string | undefined {
+  const f = faults.find((f) => SEVERE.includes(f.cause)) ??
+    faults.find((f) => f.cause !== "upload" && f.cause !== "breaker") ??
+    faults.find((f) => f.cause === "breaker");
+  return f && `${FAULT_MEANING[f.cause]}: ${f.first}`;
+}
+
+function faultsText(faults: Fault[]): string {
+  if (faults.length === 0) return "none";
+  return faults.map((f) => `${f.cause} ×${f.count} (first: ${f.first})`).join("; ");
+}
+
+function timeSaved(
+  hits: number,
+  missToPut: MissToPut | null | undefined,
+  bucket: boolean,
+): SummaryRow {
+  const elsewhere = bucket ? "warm-up, S3 or an earlier server" : "an earlier server or process";
   const label = "Build time saved";
   const none = (text: string, basis: string) =>
     row(label, text, {
       "time_saved_ms": null,
+      "time_saved_measured_ms": null,
+      "time_saved_estimated_ms": null,
       "time_saved_measured_hits": 0,
       "time_saved_basis": basis,
     });
   if (missToPut === null) {
     return none(
-      "not estimated: this server does not measure how long go takes per miss",
+      "not known: this server does not measure how long go takes per miss",
       "not measured by this server",
     );
   }
@@ -218,9 +545,9 @@ function timeSaved(hits: number, missToPut: MissToPut | null | undefined): Summa
   const measured = missToPut?.measured ?? 0;
   const canEstimate = missToPut !== undefined && measured >= MIN_MEASURED;
   if (savedHits === 0 && !canEstimate) {
-    const why = `no hit on an action produced here yet, and ${measured} misses measured so far ` +
-      `(${MIN_MEASURED} needed for an estimate)`;
-    return none(`not estimated yet: ${why}`, why);
+    const why = `${others} hits on outputs built elsewhere (${elsewhere}), ` +
+      `and ${measured} misses measured here (${MIN_MEASURED} needed for an estimate)`;
+    return none(`not measured: ${why}`, why);
   }
   const parts: string[] = [];
   if (savedHits > 0) {
@@ -229,29 +556,48 @@ function timeSaved(hits: number, missToPut: MissToPut | null | undefined): Summa
         "the put of each same action earlier on this server",
     );
   }
-  let ms = savedMs;
+  let estimatedMs: number | null = null;
   if (others > 0 && canEstimate) {
-    ms += others * missToPut!.medianMs;
+    // Bounded by what producing outputs cost go on this server: never more than the builds took.
+    const bound = missToPut!.producedMs ?? Infinity;
+    const raw = others * missToPut!.medianMs;
+    estimatedMs = Math.round(Math.min(raw, bound));
     parts.push(
-      `${others} hits on actions this server did not see produced, estimated at the median ` +
-        `miss-to-put, ${missToPut!.medianMs} ms (over the last ${measured} misses)`,
+      `estimate for ${others} hits on outputs built elsewhere: ${
+        formatDuration(estimatedMs)
+      } (the median miss-to-put here, ${missToPut!.medianMs} ms over the last ${measured} ` +
+        `misses, times the hits` +
+        (raw > bound ? `, capped at the ${formatDuration(bound)} go spent building here` : "") +
+        ")",
     );
   } else if (others > 0) {
-    parts.push(`${others} hits on actions this server did not see produced, not counted`);
+    parts.push(`${others} hits on outputs built elsewhere, not counted`);
   }
   parts.push("compute time, not wall-clock time: go runs steps in parallel");
   const basis = parts.join("; ");
-  const exact = others === 0;
-  const approx = exact ? "" : others > 0 && canEstimate ? "about " : "at least ";
-  return row(label, `${approx}${formatDuration(Math.round(ms))} (${basis})`, {
-    "time_saved_ms": Math.round(ms),
+  const measuredText = savedHits > 0 ? `${formatDuration(savedMs)} measured` : "";
+  const estimateText = estimatedMs !== null ? `about ${formatDuration(estimatedMs)} estimated` : "";
+  const lead = others > 0 && estimatedMs === null
+    ? `at least ${measuredText}`
+    : [measuredText, estimateText].filter((s) => s).join(" + ");
+  return row(label, `${lead} (${basis})`, {
+    "time_saved_ms": savedHits > 0 || estimatedMs !== null
+      ? Math.round(savedMs + (estimatedMs ?? 0))
+      : null,
+    "time_saved_measured_ms": savedHits > 0 ? Math.round(savedMs) : 0,
+    "time_saved_estimated_ms": estimatedMs,
     "time_saved_measured_hits": savedHits,
     "time_saved_basis": basis,
   });
 }
 
-function row(label: string, text: string, json: SummaryRow["json"]): SummaryRow {
-  return { label, text, json };
+function row(
+  label: string,
+  text: string,
+  json: SummaryRow["json"],
+  fault?: string,
+): SummaryRow {
+  return fault ? { label, text, json, fault } : { label, text, json };
 }
 
 function percent(fraction: number): string {
@@ -261,6 +607,11 @@ function percent(fraction: number): string {
 function round(value: number, digits: number): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
+}
+
+/** Escapes a GitHub workflow command's message (`%`, CR, LF). */
+function escapeCommand(text: string): string {
+  return text.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * A `serve` process spawned through scripts/go-cache-plugin, for end-to-end tests: started with a
- * clean environment, its stderr collected, ready once it prints how to point go at it.
+ * clean environment, its stderr and stdout (the export lines) collected, ready once it says how to
+ * point go at it.
  *
  * @module
  */
@@ -11,17 +12,24 @@ import { PLUGIN } from "./go.ts";
 export const DENO_DIR: string = Deno.env.get("DENO_DIR") ??
   `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache`}/deno`;
 
-/** A `serve` process; its stderr is collected. */
+/** A `serve` process; its stderr and stdout are collected. */
 export class Server implements AsyncDisposable {
   process: Deno.ChildProcess;
   stderr = "";
-  #reading: Promise<void>;
+  /** What it printed on stdout: the `export` lines that point go at it. */
+  stdout = "";
+  #reading: Promise<unknown>;
 
   private constructor(process: Deno.ChildProcess) {
     this.process = process;
-    this.#reading = process.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (text) => void (this.stderr += text) }),
-    ).catch(() => {});
+    this.#reading = Promise.all([
+      process.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+        new WritableStream({ write: (text) => void (this.stderr += text) }),
+      ).catch(() => {}),
+      process.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+        new WritableStream({ write: (text) => void (this.stdout += text) }),
+      ).catch(() => {}),
+    ]);
   }
 
   static async start(args: string[], env: Record<string, string> = {}): Promise<Server> {
@@ -35,7 +43,7 @@ export class Server implements AsyncDisposable {
       },
       clearEnv: true,
       stdin: "null",
-      stdout: "null",
+      stdout: "piped",
       stderr: "piped",
     }).spawn();
     const server = new Server(process);

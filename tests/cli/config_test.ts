@@ -90,6 +90,7 @@ Deno.test("parseConfig() parses serve and connect", () => {
   ], env(base));
   assert.equal(serve.command, "serve");
   assert.deepEqual(serve.serve, {
+    printEnv: false,
     plugin: "5930",
     http: ":5970",
     modproxy: true,
@@ -336,7 +337,10 @@ Deno.test("parseConfig() parses stats and clean", () => {
 
 Deno.test("parseConfig() rejects bad stats and clean arguments with one-line UsageErrors", () => {
   const cases: [string[], RegExp][] = [
-    [["stats", "--format=html"], /Invalid value "html" for --format: want text, markdown or json/],
+    [
+      ["stats", "--format=html"],
+      /Invalid value "html" for --format: want text, markdown, json or github/,
+    ],
     [["stats", "--http=nowhere"], /not \[host\]:port/],
     [["stats", "extra"], /stats takes no arguments/],
     [["clean", "now"], /clean takes no arguments/],

@@ -193,3 +193,121 @@ Deno.test("main: direct mode exits promptly when go stops reading its replies (k
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main: every command has help, as `help CMD` and as `CMD --help`", async () => {
+  for (const command of ["serve", "connect", "stats", "clean", "direct", "help", "version"]) {
+    const topic = await run(["help", command]);
+    assert.equal(topic.code, 0, `help ${command}: ${topic.stderr}`);
+    const usage = command === "direct" ? "go-cache-plugin [flags]" : `go-cache-plugin ${command}`;
+    assert.ok(topic.stdout.startsWith(`Usage: ${usage}`), topic.stdout);
+    if (command === "direct") continue;
+    for (const flag of ["--help", "-h"]) {
+      const args = command === "help" ? [flag] : [command, flag];
+      const result = await run(args);
+      assert.equal(result.code, 0, `${args.join(" ")}: ${result.stderr}`);
+      assert.equal(result.stderr, "");
+      if (command !== "help") assert.equal(result.stdout, topic.stdout, args.join(" "));
+    }
+  }
+  // Flags given with --help are checked against their command, not against "help".
+  const serve = await run(["serve", "--plugin=5930", "--modproxy", "--help"]);
+  assert.equal(serve.code, 0, serve.stderr);
+  assert.match(serve.stdout, /--print-env/);
+  const stats = await run(["stats", "--help"]);
+  assert.match(stats.stdout, /--reset/);
+  assert.match(stats.stdout, /--format/);
+});
+
+Deno.test("main: --version prints the version, never the handshake", async () => {
+  for (const args of [["--version"], ["-version"], ["serve", "--version"]]) {
+    const result = await run(args);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^go-cache-plugin \d+\.\d+\.\d+ \(Deno [\d.]+\)\n$/);
+  }
+});
+
+/** Runs the launcher with stdin, stdout and stderr on a pseudo-terminal (util-linux `script`). */
+async function atTerminal(args: string[]): Promise<{ code: number; output: string }> {
+  const line = [PLUGIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(" ");
+  const output = await new Deno.Command("script", {
+    args: ["-qec", line, "/dev/null"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: output.code, output: decode(output.stdout) + decode(output.stderr) };
+}
+
+Deno.test({
+  name: "main: at a terminal direct mode prints usage, not the handshake",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const bad = await atTerminal(["--bogus"]);
+    assert.equal(bad.code, 2);
+    assert.doesNotMatch(bad.output, /KnownCommands/);
+    assert.match(bad.output, /usage: Unknown flag "--bogus"/);
+    assert.match(bad.output, /Usage:\r?\n +go-cache-plugin \[flags\]/);
+    const plain = await atTerminal([]);
+    assert.equal(plain.code, 2);
+    assert.doesNotMatch(plain.output, /KnownCommands/);
+    assert.match(plain.output, /run by go as GOCACHEPROG/);
+    const version = await atTerminal(["--version"]);
+    assert.equal(version.code, 0);
+    assert.match(version.output, /^go-cache-plugin \d+\.\d+\.\d+/);
+  },
+});
+
+Deno.test("main: serve --print-env prints export lines a shell can eval", async () => {
+  const result = await run([
+    "serve",
+    "--plugin=5930",
+    "--http=:5970",
+    "--modproxy",
+    "--print-env",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stderr, "");
+  const lines = result.stdout.trimEnd().split("\n");
+  assert.equal(lines.length, 3, result.stdout);
+  for (const line of lines) assert.match(line, /^export GO[A-Z]+=/);
+  const shell = await new Deno.Command("bash", {
+    args: [
+      "-c",
+      `eval "$1"; printf '%s\\n' "$GOCACHEPROG" "$GOPROXY" "$GOSUMDB"`,
+      "-",
+      result.stdout,
+    ],
+    stdout: "piped",
+  }).output();
+  assert.deepEqual(new TextDecoder().decode(shell.stdout).trimEnd().split("\n"), [
+    `${PLUGIN} connect 5930`,
+    "http://127.0.0.1:5970/mod",
+    "sum.golang.org http://127.0.0.1:5970/mod/sumdb/sum.golang.org",
+  ]);
+});
+
+Deno.test("main: serve and clean default to $GOCACHE/go-cache-plugin, as go env tells it", async () => {
+  const home = await Deno.makeTempDir({ prefix: "gcp-home-" });
+  try {
+    const output = await new Deno.Command(PLUGIN, {
+      args: ["clean", "-v"],
+      clearEnv: true,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: home,
+        XDG_CACHE_HOME: `${home}/xdg`,
+        DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, stderr);
+    // go's own default GOCACHE here is $XDG_CACHE_HOME/go-build: direct mode, run by go, uses
+    // the same parent.
+    assert.match(stderr, new RegExp(`${home}/xdg/go-build/go-cache-plugin`));
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});

@@ -43,13 +43,14 @@ Deno.test({
         assert.ok(stats.hit_rate > 0.3 && stats.hit_rate < 1, result.stdout);
         assert.ok(stats.bytes_served > 0, result.stdout);
         assert.equal(stats.remote_hits, 0);
-        assert.equal(stats.uploads_pending, 0);
-        for (const name of ["bytes_downloaded", "bytes_uploaded", "s3_wait_ms", "breaker_trips"]) {
-          assert.equal(stats[name], 0, name);
+        // No bucket, no module proxy: no figures about them at all.
+        for (const name of ["bytes_downloaded", "uploads_done", "breaker_trips", "modproxy_hits"]) {
+          assert.equal(stats[name], undefined, name);
         }
-        for (const name of ["modproxy_hits", "modproxy_misses", "modproxy_not_found"]) {
-          assert.equal(stats[name], 0, name);
-        }
+        assert.equal(stats.cache_dir, `${work.path}/cache`);
+        assert.ok(stats.cache_entries > 10 && stats.cache_bytes > 10_000, result.stdout);
+        assert.equal(stats.max_size, 0);
+        assert.equal(stats.put_errors, 0);
         // The warm build hit what the cold one produced here: the time saved is measured.
         assert.ok(stats.time_saved_ms > 0, result.stdout);
         assert.ok(stats.time_saved_measured_hits > 50, result.stdout);
@@ -61,30 +62,71 @@ Deno.test({
         assert.equal(result.code, 0, result.stderr);
         const lines = result.stdout.trimEnd().split("\n");
         assert.equal(lines[0], "### Go build cache");
-        const table = lines.slice(2);
+        const table = lines.slice(4);
         assert.deepEqual(table.slice(0, 2), ["| Metric | Value |", "| --- | --- |"]);
         for (const line of table) assert.match(line, /^\| .+ \| .+ \|$/, line);
         assert.ok(table.includes("| Go commands served | 2 |"), result.stdout);
-        assert.match(result.stdout, /^\| Hit rate \| [\d.]+% \(\d+ hits, \d+ misses\) \|$/m);
-        assert.match(result.stdout, /^\| Build time saved \| .+ \(\d+ hits measured, /m);
-        assert.match(result.stdout, /^\| Remote hits \| off \(no --bucket\) \|$/m);
+        assert.match(
+          lines[2]!,
+          /^\*\*[\d.]+% hits\*\* \(\d+ of \d+ gets\): \d+ local · local tier only/,
+        );
+        assert.match(result.stdout, /^\| Hit rate \| [\d.]+% \(\d+ of \d+ gets, \d+ misses\) \|$/m);
+        assert.match(
+          result.stdout,
+          /^\| Build time saved \| [\dmhs. ]+ measured( \+ about [\dmhs. ]+ estimated)? \(\d+ hits measured, /m,
+        );
+        assert.doesNotMatch(result.stdout, /\boff\b|S3|Module proxy/, "no rows for what is off");
       });
 
       await t.step("the default text table, and GOCACHE_HTTP", async () => {
         const result = await plugin(["stats"], { GOCACHE_HTTP: http });
         assert.equal(result.code, 0, result.stderr);
         assert.match(result.stdout, /^Go commands served +2$/m);
-        assert.match(result.stdout, /^Hit rate +[\d.]+% \(\d+ hits, \d+ misses\)$/m);
+        assert.match(result.stdout, /^Hit rate +[\d.]+% \(\d+ of \d+ gets, \d+ misses\)$/m);
         assert.match(result.stdout, /^Served from cache +[\d.]+ (KiB|MiB)$/m);
+        assert.match(result.stdout, /^Errors +0 get, 0 put, 0 session$/m);
+        assert.match(
+          result.stdout,
+          /^Cache directory +\/.+\/cache: [\d.]+ (KiB|MiB) in \d+ entries \(no --max-size\)$/m,
+        );
         assert.equal(result.stderr, "");
+      });
+
+      await t.step("--format=github: no annotation when all is well", async () => {
+        const result = await plugin(["stats", `--http=${http}`, "--format=github"]);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, "");
+      });
+
+      await t.step("--reset prints, then zeroes the counters", async () => {
+        const result = await plugin(["stats", `--http=${http}`, "--format=json", "--reset"]);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(JSON.parse(result.stdout).go_commands, 2, "printed before the reset");
+        assert.match(result.stderr, /the server's counters were reset/);
+        const after = JSON.parse(
+          (await plugin(["stats", `--http=${http}`, "--format=json"])).stdout,
+        );
+        assert.equal(after.go_commands, 0);
+        assert.equal(after.gets, 0);
       });
 
       await t.step(
         "the status page lists the two go commands and charts the hit rate",
         async () => {
           const page = await (await fetch(`http://${http}/`)).text();
-          assert.match(page, /Go commands served<\/th><td>2</);
-          assert.equal(page.match(/<tr><td>\d+<\/td><td>[\d-]+T[\d:]+Z<\/td>/g)?.length, 2);
+          assert.match(page, /Go commands served<\/th><td>\d</);
+          // Which go command ran: read from /proc on Linux (connect's parent), else "go".
+          const command = Deno.build.os === "linux" ? "go build" : "go";
+          assert.equal(
+            page.match(
+              new RegExp(
+                `<tr><td>\\d+</td><td class="cmd">${command}</td><td>[\\d-]+T[\\d:]+Z</td>`,
+                "g",
+              ),
+            )?.length,
+            2,
+            page,
+          );
           assert.match(page, /<svg [^>]*aria-label="hit rate per minute"/);
         },
       );

@@ -148,8 +148,9 @@ Deno.test({
 
       await t.step("/metrics and the status page over real HTTP", async () => {
         const metrics = await (await fetch(`http://${http}/metrics`)).text();
-        assert.match(metrics, /^# TYPE go_cache_plugin_get_hits counter$/m);
-        assert.match(metrics, /^go_cache_plugin_sessions 0$/m);
+        assert.match(metrics, /^# TYPE go_cache_plugin_gets_total counter$/m);
+        assert.match(metrics, /^go_cache_plugin_gets_total\{result="hit"\} [1-9]\d*$/m);
+        assert.match(metrics, /^go_cache_plugin_sessions_running 0$/m);
         const page = await (await fetch(`http://${http}/`)).text();
         assert.match(page, /Hit rate<\/th><td>100\.0%/);
         const post = await fetch(`http://${http}/metrics`, { method: "POST" });
@@ -160,7 +161,7 @@ Deno.test({
       await t.step("--plugin and connect take a Unix socket path", async () => {
         const socket = `${work.path}/gcp.sock`;
         await using unix = await Server.start([`--plugin=${socket}`, `--cache-dir=${serverCache}`]);
-        assert.match(unix.stderr, new RegExp(`connect ${socket}"`));
+        assert.match(unix.stdout, new RegExp(`^export GOCACHEPROG='.+ connect ${socket}'$`, "m"));
         const result = await mustGo(["test", "./..."], { cwd: module, env: connectEnv(socket) });
         assert.match(result.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
         assert.doesNotMatch(result.stderr, /Cannot use the server/);
@@ -182,7 +183,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "serve on a fresh machine: local tier under the user cache dir, how-to lines on stderr",
+  name: "serve on a fresh machine: local tier under go's GOCACHE, plain export lines on stdout",
   async fn() {
     await using home = await tempDir("gcp-home-");
     const port = freePort();
@@ -192,10 +193,16 @@ Deno.test({
       { HOME: home.path, XDG_CACHE_HOME: `${home.path}/xdg` },
     );
     const err = server.stderr;
-    assert.match(err, new RegExp(`the local tier alone at ${home.path}/xdg/go-cache-plugin`));
-    assert.match(err, new RegExp(`GOCACHEPROG="${ROOT}/scripts/go-cache-plugin connect ${port}"`));
+    // go's default GOCACHE here is $XDG_CACHE_HOME/go-build: the directory direct mode uses too.
+    const dir = `${home.path}/xdg/go-build/go-cache-plugin`;
+    assert.match(err, new RegExp(`the local tier alone at ${dir}`));
+    // The export line as printed: no timestamp, no program name, pasteable.
+    assert.equal(
+      server.stdout,
+      `export GOCACHEPROG='${ROOT}/scripts/go-cache-plugin connect ${port}'\n`,
+    );
     assert.match(err, new RegExp(`http://127\\.0\\.0\\.1:${httpPort}/`));
-    assert.ok((await Deno.stat(`${home.path}/xdg/go-cache-plugin`)).isDirectory);
+    assert.ok((await Deno.stat(dir)).isDirectory);
     server.kill("SIGINT");
     assert.equal(await server.exit(), 0);
   },
@@ -213,10 +220,12 @@ Deno.test({
       { HOME: home.path, GOPROXY: "http://127.0.0.1:9/mod" },
     );
     const base = `http://127.0.0.1:${httpPort}`;
-    assert.ok(server.stderr.includes(`export GOPROXY=${base}/mod`), server.stderr);
-    assert.ok(
-      server.stderr.includes(`GOSUMDB="sum.golang.org ${base}/mod/sumdb/sum.golang.org"`),
-      server.stderr,
+    const lines = server.stdout.trimEnd().split("\n");
+    assert.equal(lines[1], `export GOPROXY=${base}/mod`, server.stdout);
+    assert.equal(
+      lines[2],
+      `export GOSUMDB='sum.golang.org ${base}/mod/sumdb/sum.golang.org'`,
+      server.stdout,
     );
     server.kill("SIGTERM");
     assert.equal(await server.exit(), 0);

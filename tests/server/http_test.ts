@@ -7,7 +7,7 @@ import {
   startHttpServer,
   type StatusInfo,
 } from "../../src/server/http.ts";
-import { Metrics } from "../../src/metrics/mod.ts";
+import { Faults, Metrics } from "../../src/metrics/mod.ts";
 import { SessionLog } from "../../src/server/session_log.ts";
 import { summarize, summaryInputOf, summaryJson } from "../../src/server/summary.ts";
 
@@ -94,9 +94,16 @@ function parsePrometheus(text: string): Map<string, Family> {
     assert.notEqual(family.type, "", `${name} has a TYPE`);
     assert.ok(family.samples.length > 0, `${name} has samples`);
     if (family.type === "counter" || family.type === "gauge") {
-      assert.deepEqual(family.samples.map((s) => s.name), [name]);
+      for (const sample of family.samples) assert.equal(sample.name, name);
+      const seen = family.samples.map((s) => JSON.stringify(s.labels));
+      assert.equal(new Set(seen).size, seen.length, `${name}: each label set once`);
     }
-    if (family.type === "counter") assert.ok(family.samples[0]!.value >= 0);
+    if (family.type === "counter") {
+      assert.match(name, /_total$/, `${name}: a counter's name ends in _total`);
+      for (const sample of family.samples) assert.ok(sample.value >= 0);
+    }
+    assert.doesNotMatch(name, /_ms(_|$)/, `${name}: seconds, not milliseconds`);
+    assert.notEqual(family.help, "", `${name} has a HELP text`);
     if (family.type === "histogram") {
       const buckets = family.samples.filter((s) => s.name === `${name}_bucket`);
       const les = buckets.map((b) => b.labels.le === "+Inf" ? Infinity : Number(b.labels.le));
@@ -129,18 +136,45 @@ function sampleMetrics(): ServerMetrics {
   return metrics;
 }
 
+/** One sample's value, by family and labels. */
+function sample(
+  families: Map<string, Family>,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  return families.get(name)?.samples.find((s) =>
+    s.name === name && JSON.stringify(s.labels) === JSON.stringify(labels)
+  )?.value;
+}
+
 Deno.test("prometheusText() output parses strictly and carries every metric", () => {
-  const families = parsePrometheus(prometheusText(sampleMetrics()));
-  assert.equal(families.get("go_cache_plugin_get_hits")?.type, "counter");
-  assert.equal(families.get("go_cache_plugin_get_hits")?.samples[0]?.value, 7);
+  const metrics = sampleMetrics();
+  metrics.add("local_hits", 5);
+  metrics.add("warm_hits", 3);
+  metrics.add("warm_local_hits", 2);
+  metrics.add("s3_get_hits", 1);
+  metrics.add("s3_wait_ms", 1500);
+  const families = parsePrometheus(prometheusText(metrics, { version: "9.9.9" }));
+  assert.equal(families.get("go_cache_plugin_gets_total")?.type, "counter");
+  assert.equal(sample(families, "go_cache_plugin_gets_total", { result: "hit" }), 7);
+  assert.equal(sample(families, "go_cache_plugin_gets_total", { result: "miss" }), 3);
+  // Hits by tier: 3 of the 5 local hits were the local tier's own, 3 the warm-up's.
+  assert.equal(sample(families, "go_cache_plugin_hits_total", { tier: "local" }), 3);
+  assert.equal(sample(families, "go_cache_plugin_hits_total", { tier: "warm" }), 3);
+  assert.equal(sample(families, "go_cache_plugin_hits_total", { tier: "s3" }), 1);
+  assert.equal(sample(families, "go_cache_plugin_remote_wait_seconds_total"), 1.5);
+  assert.equal(families.get("go_cache_plugin_breaker_open")?.type, "gauge");
+  assert.equal(sample(families, "go_cache_plugin_breaker_open", { store: "build" }), 0);
+  assert.equal(sample(families, "go_cache_plugin_sessions_running"), 2);
+  assert.equal(sample(families, "go_cache_plugin_sessions_total", { result: "ok" }), 5);
   assert.equal(
-    families.get("go_cache_plugin_get_hits")?.help,
-    'Gets answered "from cache"\\nwith a \\\\ backslash',
+    sample(families, "go_cache_plugin_build_info", { version: "9.9.9", deno: Deno.version.deno }),
+    1,
   );
-  assert.equal(families.get("go_cache_plugin_s3_breaker_open")?.type, "gauge");
-  assert.equal(families.get("go_cache_plugin_sessions")?.type, "gauge");
-  assert.equal(families.get("go_cache_plugin_sessions")?.samples[0]?.value, 2);
-  const histogram = families.get("go_cache_plugin_s3_request_seconds")!;
+  assert.ok(sample(families, "process_resident_memory_bytes")! > 0);
+  assert.ok(sample(families, "process_start_time_seconds")! > 1e9);
+  assert.ok(sample(families, "process_cpu_seconds_total")! > 0);
+  const histogram = families.get("go_cache_plugin_remote_request_seconds")!;
   assert.equal(histogram.type, "histogram");
   const count = histogram.samples.find((s) => s.name.endsWith("_count"))!;
   assert.equal(count.value, 3);
@@ -148,12 +182,66 @@ Deno.test("prometheusText() output parses strictly and carries every metric", ()
   assert.ok(Math.abs(sum.value - 103.02) < 1e-9);
   const le5 = histogram.samples.find((s) => s.labels.le === "5")!;
   assert.equal(le5.value, 2);
-  assert.ok(!families.has("go_cache_plugin_s3_request_seconds_count"), "no stray counter");
+  assert.ok(!families.has("go_cache_plugin_uncatalogued"), "every counter is catalogued");
 });
 
-Deno.test("prometheusText() always has a sessions gauge, even on a plain registry", () => {
+Deno.test("prometheusText() has every series from the start, at zero", () => {
   const families = parsePrometheus(prometheusText(new Metrics()));
-  assert.equal(families.get("go_cache_plugin_sessions")?.type, "gauge");
+  for (const name of ["go_cache_plugin_gets_total", "go_cache_plugin_uploads_total"]) {
+    assert.ok(families.get(name)!.samples.length > 1, name);
+    for (const s of families.get(name)!.samples) assert.equal(s.value, 0, name);
+  }
+  assert.equal(sample(families, "go_cache_plugin_sessions_running"), 0);
+  assert.equal(sample(families, "go_cache_plugin_faults_total", { cause: "credentials" }), 0);
+  assert.equal(
+    families.get("go_cache_plugin_miss_to_put_seconds")?.type,
+    "histogram",
+    "histograms too",
+  );
+});
+
+Deno.test("prometheusText() exports a counter the catalogue lacks, by name", () => {
+  const metrics = new Metrics();
+  metrics.add("brand_new_thing", 4);
+  const families = parsePrometheus(prometheusText(metrics));
+  assert.equal(
+    sample(families, "go_cache_plugin_uncatalogued", { name: "brand_new_thing" }),
+    4,
+  );
+});
+
+Deno.test("the catalogue names every counter the program counts", async () => {
+  // Every literal counter name handed to add()/set() under src/ (the module proxy's per-class
+  // names are built from a template: checked through one class).
+  const names = new Set<string>();
+  const root = new URL("../../src/", import.meta.url);
+  const walk = async (dir: URL) => {
+    for await (const entry of Deno.readDir(dir)) {
+      const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
+      if (entry.isDirectory) await walk(url);
+      else if (entry.name.endsWith(".ts")) {
+        const text = await Deno.readTextFile(url);
+        for (const m of text.matchAll(/\.(?:add|set)\("([a-z0-9]+_[a-z0-9_]+)"/g)) {
+          names.add(m[1]!);
+        }
+        for (
+          const m of text.matchAll(
+            /\b(?:done|skipped|failed|left|resumed|bytesUp|hits|bytesServed): "([a-z0-9_]+)"/g,
+          )
+        ) names.add(m[1]!);
+        for (const m of text.matchAll(/`modproxy_\$\{cls\}_([a-z_]+)`/g)) {
+          names.add(`modproxy_mutable_${m[1]}`);
+        }
+      }
+    }
+  };
+  await walk(root);
+  for (const name of ["s3_breaker_trips", "s3_breaker_open", "s3_breaker_shared"]) names.add(name);
+  assert.ok(names.size > 40, `found ${names.size} names`);
+  const { catalogued } = await import("../../src/metrics/catalog.ts");
+  const known = catalogued();
+  const missing = [...names].filter((n) => !known.has(n) && !n.endsWith("_seconds"));
+  assert.deepEqual(missing, [], "counters /metrics would export as uncatalogued");
 });
 
 Deno.test("the strict parser rejects malformed expositions", () => {
@@ -175,22 +263,34 @@ Deno.test("createHttpHandler() serves /metrics, /debug/vars and the status page"
   const json = await vars.json();
   assert.equal(json.counters.get_hits, 7);
   assert.equal(json.histograms.s3_request_seconds.count, 3);
+  assert.deepEqual(json.faults, []);
 
   const page = await (await handle(new Request("http://x/"))).text();
   assert.match(page, /Hit rate<\/th><td>70\.0%/);
   assert.match(page, /3\.0 MiB/);
-  assert.match(page, /S3<\/th><td>off/);
+  assert.doesNotMatch(page, /<th>(S3|Remote hits|Uploads|Module proxy)/, "no rows for what is off");
+  assert.doesNotMatch(page, />off\b/, "no rows saying off");
   assert.match(page, /\/tmp\/&#60;cache&#62;/, "values are escaped");
 
   const down = new ServerMetrics();
   down.set("s3_breaker_open", 1);
   down.add("s3_get_errors", 4);
+  const faults = new Faults();
+  faults.record("endpoint", "Cannot GET action/ab: connect ECONNREFUSED 127.0.0.1:9");
+  faults.record("endpoint", "again", 3);
   const downPage = await (await createHttpHandler({
     metrics: down,
+    faults,
     status: { ...STATUS, bucket: "b" },
   })(new Request("http://x/"))).text();
   assert.match(downPage, /DOWN/);
   assert.match(downPage, /4 failed lookups/);
+  assert.match(
+    downPage,
+    /DOWN<\/b>: serving the local tier \(bucket b\)<span class="why">endpoint: Cannot GET action\/ab: connect ECONNREFUSED/,
+    "the reason beside the fault",
+  );
+  assert.match(downPage, /endpoint ×4/);
 });
 
 Deno.test("createHttpHandler() allows only GET and HEAD, and 404s unknown paths", async () => {
@@ -211,6 +311,35 @@ Deno.test("createHttpHandler() allows only GET and HEAD, and 404s unknown paths"
   const noProxy = await handle(new Request("http://x/mod/example.com/@v/list"));
   assert.equal(noProxy.status, 404);
   await noProxy.body?.cancel();
+});
+
+Deno.test("POST /debug/reset zeroes counters and faults, from loopback with the header only", async () => {
+  const metrics = sampleMetrics();
+  const faults = new Faults();
+  faults.record("credentials", "Cannot GET x: InvalidAccessKeyId: no such key");
+  const handle = createHttpHandler({ metrics, faults, status: STATUS });
+  const post = (host: string, headers: Record<string, string> = { "x-go-cache-plugin": "reset" }) =>
+    handle(new Request("http://x/debug/reset", { method: "POST", headers }), {
+      remoteAddr: { transport: "tcp", hostname: host, port: 40000 },
+    });
+  for (
+    const [response, status] of [
+      [await post("10.0.0.2"), 403],
+      [await post("127.0.0.1", {}), 400],
+      [await handle(new Request("http://x/debug/reset", { method: "POST" })), 400],
+      [await handle(new Request("http://x/debug/reset")), 405],
+    ] as const
+  ) {
+    assert.equal(response.status, status);
+    await response.body?.cancel();
+  }
+  assert.equal(metrics.get("get_hits"), 7, "refused: nothing reset");
+  const ok = await post("127.0.0.1");
+  assert.equal(ok.status, 200, await ok.text());
+  assert.equal(metrics.get("get_hits"), 0);
+  assert.equal(metrics.get("sessions"), 2, "gauges are state, kept");
+  assert.deepEqual(faults.list(), []);
+  assert.equal((await post("::1")).status, 200);
 });
 
 Deno.test("createHttpHandler() hands /mod/ requests, raw path intact, to the module proxy", async () => {
@@ -343,23 +472,31 @@ Deno.test("summarize() shows every figure stats prints, and says how time saved 
     "modproxy_not_found": 3,
     "modproxy_errors": 1,
   };
-  const missToPut = { measured: 40, medianMs: 200, savedHits: 100, savedMs: 50_000 };
+  const missToPut = {
+    measured: 40,
+    medianMs: 200,
+    savedHits: 100,
+    savedMs: 50_000,
+    producedMs: 80_000,
+  };
   const rows = summarize({ counters, missToPut });
   const text = Object.fromEntries(rows.map((r) => [r.label, r.text]));
   assert.equal(text["Go commands served"], "3");
-  assert.equal(text["Hit rate"], "75.0% (150 hits, 50 misses)");
-  assert.equal(text["Remote hits"], "30 from S3");
+  assert.equal(text["Hit rate"], "75.0% (150 of 200 gets, 50 misses)");
+  assert.equal(text["Hits by source"], "120 local, 0 from the warm-up, 30 from S3 on demand");
   assert.equal(text["Served from cache"], "5.0 MiB");
-  assert.equal(text["Waited on S3"], "1.5 s");
-  assert.match(text["Uploads left"]!, /^2 queued or running/);
+  assert.equal(text["Waited on the store"], "1.5 s");
+  assert.match(text["Uploads"]!, /^0 done \(2\.0 MiB\), 0 failed, 2 queued or running/);
   assert.match(text["Module proxy misses"]!, /^4 .*3 answered not found, 1 errors/);
   assert.match(
     text["Build time saved"]!,
-    /^about 1m00s \(100 hits measured, 50\.0 s: what go took from the miss to the put of each same action earlier on this server; 50 hits on actions this server did not see produced, estimated at the median miss-to-put, 200 ms \(over the last 40 misses\); compute time/,
+    /^50\.0 s measured \+ about 10\.0 s estimated \(100 hits measured, 50\.0 s: what go took from the miss to the put of each same action earlier on this server; estimate for 50 hits on outputs built elsewhere: 10\.0 s \(the median miss-to-put here, 200 ms over the last 40 misses, times the hits\); compute time/,
   );
   const json = summaryJson(rows);
   assert.equal(json.hit_rate, 0.75);
   assert.equal(json.time_saved_ms, 60_000);
+  assert.equal(json.time_saved_measured_ms, 50_000);
+  assert.equal(json.time_saved_estimated_ms, 10_000);
   assert.equal(json.time_saved_measured_hits, 100);
   assert.equal(json.modproxy_hits, 7);
   assert.equal(json.modproxy_not_found, 3);
@@ -370,26 +507,41 @@ Deno.test("summarize() shows every figure stats prints, and says how time saved 
   );
   assert.equal(local.local_hits, 3, "without a bucket every hit is local");
   const unmeasured = summarize({ counters, missToPut: null }).at(-1)!;
-  assert.match(unmeasured.text, /^not estimated: this server does not measure/);
+  assert.match(unmeasured.text, /^not known: this server does not measure/);
   assert.equal(unmeasured.json.time_saved_ms, null);
   const exact = summarize({
     counters,
     missToPut: { measured: 40, medianMs: 200, savedHits: 150, savedMs: 45_000 },
   }).at(-1)!;
-  assert.match(exact.text, /^45\.0 s \(150 hits measured, 45\.0 s: /);
+  assert.match(exact.text, /^45\.0 s measured \(150 hits measured, 45\.0 s: /);
   const few = summarize({
     counters,
     missToPut: { measured: 3, medianMs: 10, savedHits: 0, savedMs: 0 },
   }).at(-1)!;
-  assert.match(few.text, /^not estimated yet: no hit on an action produced here yet, and 3 misses/);
+  assert.match(few.text, /^not measured: 150 hits on outputs built elsewhere .*, and 3 misses/);
   const part = summarize({
     counters,
     missToPut: { measured: 3, medianMs: 10, savedHits: 5, savedMs: 900 },
   }).at(-1)!;
   assert.match(
     part.text,
-    /^at least 900 ms \(5 hits measured, .*; 145 hits on actions this server did not see produced, not counted;/,
+    /^at least 900 ms measured \(5 hits measured, .*; 145 hits on outputs built elsewhere, not counted;/,
   );
+});
+
+Deno.test("summarize() never estimates more time saved than go spent building here", () => {
+  // A fresh runner on a warm bucket: 1940 hits from the warm-up, 31 misses measured here (about
+  // 0.2 s each), 38 s of building in all. Extrapolating gives 6m28s; the bound is what was built.
+  const counters = { "get_requests": 1971, "get_hits": 1940, "get_misses": 31, "warm_hits": 1940 };
+  const row = summarize({
+    counters,
+    bucket: true,
+    missToPut: { measured: 31, medianMs: 200, savedHits: 0, savedMs: 0, producedMs: 38_000 },
+  }).at(-1)!;
+  assert.match(row.text, /^about 38\.0 s estimated \(estimate for 1940 hits/);
+  assert.match(row.text, /capped at the 38\.0 s go spent building here/);
+  assert.equal(row.json.time_saved_ms, 38_000);
+  assert.equal(row.json.time_saved_measured_ms, 0);
 });
 
 Deno.test("createHttpHandler() with a session log: /debug/vars, the chart and the recent commands", async () => {
@@ -411,7 +563,14 @@ Deno.test("createHttpHandler() with a session log: /debug/vars, the chart and th
     vars.hit_rate_by_minute.reduce((n: number, m: { gets: number }) => n + m.gets, 0),
     10,
   );
-  assert.deepEqual(vars.server, { version: "9.9.9", bucket: false, modproxy: false });
+  assert.deepEqual(vars.server, {
+    version: "9.9.9",
+    bucket: false,
+    modproxy: false,
+    "cache_dir": "/tmp/<cache>",
+    "max_size": 0,
+  });
+  assert.equal(vars.recent_sessions[0].command, "go", "no way to tell: plain go");
   const input = summaryInputOf(vars);
   assert.deepEqual(input.missToPut, sessions.missToPut());
   assert.equal(summaryInputOf({ counters: {} }).missToPut, null, "an older server");
@@ -424,14 +583,19 @@ Deno.test("createHttpHandler() with a session log: /debug/vars, the chart and th
   assert.match(page, /Recent go commands/);
   assert.match(
     page,
-    /<tr><td>2<\/td><td>[\d-]+T[\d:]+Z<\/td><td>running<\/td><td>5<\/td><td>100\.0%/,
+    /<tr><td>2<\/td><td class="cmd">go<\/td><td>[\d-]+T[\d:]+Z<\/td><td>running<\/td><td>5<\/td><td>100\.0%/,
   );
   // 7 hits in the counters, 5 of them on actions produced here: at least those 5.
-  assert.match(page, /Build time saved<\/th><td>at least \d+ ms \(5 hits measured, /);
-  assert.ok(!/<script|https?:\/\/(?!www\.w3\.org)/.test(page), "no scripts or external assets");
-  assert.equal(refreshed, 2);
-  await (await handle(new Request("http://x/metrics"))).text();
+  assert.match(page, /Build time saved<\/th><td>at least \d+ ms measured \(5 hits measured, /);
+  assert.ok(!/https?:\/\/(?!www\.w3\.org)/.test(page), "no external assets");
+  assert.ok(!/http-equiv="refresh"/.test(page), "no full-page reload");
+  assert.match(page, /fetch\("\/status\/fragment"/, "updates itself");
+  const fragment = await (await handle(new Request("http://x/status/fragment"))).text();
+  assert.ok(!fragment.includes("<html"), "a fragment");
+  assert.match(fragment, /Hit rate<\/th><td>70\.0%/);
   assert.equal(refreshed, 3);
+  await (await handle(new Request("http://x/metrics"))).text();
+  assert.equal(refreshed, 4);
 });
 
 Deno.test("SessionLog keeps a cache's answer-at-once lookups, and counts them", () => {

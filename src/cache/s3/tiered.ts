@@ -422,10 +422,17 @@ export class TieredCache implements CacheHandler {
   #localMisses = 0;
   #warmLoaded = false;
 
-  /** A local hit: recorded for the manifest, and a warm hit when the warm-up put it there. */
+  /**
+   * A local hit: recorded for the manifest, and a warm hit when the warm-up put it there (counted
+   * in `warm_local_hits` too, so that the summary can tell the local tier's own hits from the
+   * warm-up's: `local_hits` counts both).
+   */
   #used(actionId: string, hit: CacheHit): void {
     this.#localHits++;
-    if (this.#warmUp?.claim(actionId)) this.#metrics?.add("warm_hits");
+    if (this.#warmUp?.claim(actionId)) {
+      this.#metrics?.add("warm_hits");
+      this.#metrics?.add("warm_local_hits");
+    }
     this.#session?.record(sessionEntry(actionId, hit));
   }
 
