@@ -41,6 +41,8 @@ collect_summary() {
   code=$?
   if [ "$code" -eq 0 ] && [ -n "$out" ]; then
     summary=$out
+    # Faults as annotations on the job (::error::/::warning::/::notice::, escaped by stats).
+    gcp_bounded 30 "$exe" stats "--http=$http" --format=github 2>/dev/null || true
     return 0
   fi
   why=$(grep -v '^[[:space:]]*$' "$state_dir/stats.err" 2>/dev/null | tail -n 1)

@@ -188,7 +188,11 @@ export async function runServer(
       if (revproxy) {
         // The proxy's front owns the --http address and hands everything else to the usual
         // server, which then listens on loopback only.
-        const inner = await http.startHttpServer("127.0.0.1:0", handler, { log });
+        const inner = await http.startHttpServer("127.0.0.1:0", handler, {
+          log,
+          // Its clients come through the front: local only when the front listens on loopback.
+          clientsAreLocal: http.isLoopbackHost(http.parseHttpAddress(config.serve.http).hostname),
+        });
         const front = await revproxy.listen(config.serve.http, inner.address);
         const shutdown = async () => {
           await front.shutdown();

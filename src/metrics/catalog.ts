@@ -398,6 +398,121 @@ export const FAMILIES: readonly FamilySpec[] = Object.freeze([
     help: "Module fills that skipped the object store because its breaker was open",
     series: [{ value: "modproxy_store_skipped" }],
   },
+  {
+    name: "revproxy_requests_total",
+    type: "counter",
+    help: "Requests the caching proxy (--revproxy) answered, by how they arrived",
+    series: labelled("via", {
+      "absolute_form": (m) => Math.max(0, m("revproxy_requests") - m("revproxy_intercepted")),
+      intercepted: "revproxy_intercepted",
+    }),
+  },
+  {
+    name: "revproxy_tunnels_total",
+    type: "counter",
+    help: "CONNECT tunnels to hosts the caching proxy does not cache, by result",
+    series: labelled("result", {
+      ok: (m) => Math.max(0, m("revproxy_tunnels") - m("revproxy_tunnel_errors")),
+      error: "revproxy_tunnel_errors",
+    }),
+  },
+  {
+    name: "revproxy_refused_total",
+    type: "counter",
+    help: "Proxy requests refused: client not allowed, bad target, oversized or malformed",
+    series: [{ value: "revproxy_refused" }],
+  },
+  {
+    name: "revproxy_hits_total",
+    type: "counter",
+    help: "Caching proxy answers served from the cache, by tier",
+    series: labelled("tier", {
+      memory: "revproxy_hits_memory",
+      local: "revproxy_hits_local",
+      remote: "revproxy_hits_remote",
+    }),
+  },
+  {
+    name: "revproxy_fetches_total",
+    type: "counter",
+    help: "Caching proxy fetches from the origin, by what was kept of the answer",
+    series: labelled("kept", {
+      disk: "revproxy_fetch_cached",
+      memory: "revproxy_fetch_memory",
+      none: "revproxy_fetch_uncached",
+    }),
+  },
+  {
+    name: "revproxy_origin_fetches_total",
+    type: "counter",
+    help: "Requests the caching proxy sent to origins",
+    series: [{ value: "revproxy_fetches" }],
+  },
+  {
+    name: "revproxy_collapsed_total",
+    type: "counter",
+    help: "Caching proxy requests that joined a fetch of the same URL already under way",
+    series: [{ value: "revproxy_collapsed" }],
+  },
+  {
+    name: "revproxy_bytes_total",
+    type: "counter",
+    help: "Caching proxy body bytes, by direction",
+    series: labelled("direction", {
+      served: "revproxy_bytes_served",
+      fetched: "revproxy_bytes_fetched",
+    }),
+  },
+  {
+    name: "revproxy_errors_total",
+    type: "counter",
+    help: "Caching proxy faults that cost a fetch or a failed answer, by kind",
+    series: labelled("kind", {
+      origin: "revproxy_upstream_errors",
+      disk: "revproxy_disk_errors",
+      corrupt: "revproxy_corrupt",
+      store: "revproxy_store_errors",
+    }),
+  },
+  {
+    name: "revproxy_store_fills_total",
+    type: "counter",
+    help: "Caching proxy objects filled from the object store, by source",
+    series: labelled("source", {
+      prefix: (m) => Math.max(0, m("revproxy_store_fills") - m("revproxy_store_read_prefix_hits")),
+      "read_prefix": "revproxy_store_read_prefix_hits",
+    }),
+  },
+  {
+    name: "revproxy_store_fill_bytes_total",
+    type: "counter",
+    help: "Caching proxy object bytes filled from the object store",
+    series: [{ value: "revproxy_store_fill_bytes" }],
+  },
+  {
+    name: "revproxy_store_skipped_total",
+    type: "counter",
+    help: "Caching proxy fills that skipped the object store because its breaker was open",
+    series: [{ value: "revproxy_store_skipped" }],
+  },
+  {
+    name: "revproxy_store_uploads_total",
+    type: "counter",
+    help: "Caching proxy objects sent to the object store, by result",
+    series: labelled("result", {
+      done: "revproxy_store_puts",
+      skipped: "revproxy_store_put_skips",
+      "read_only": "revproxy_store_uploads_skipped_read_only",
+      left: "revproxy_store_uploads_left",
+      resumed: "revproxy_store_uploads_resumed",
+    }),
+  },
+  {
+    name: "revproxy_store_uploaded_bytes_total",
+    type: "counter",
+    help: "Caching proxy object bytes uploaded to the object store",
+    series: [{ value: "revproxy_store_bytes_up" }],
+  },
 ]);
 
 /**

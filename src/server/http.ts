@@ -60,6 +60,28 @@ export interface HttpServerOptions {
   headerTimeoutMs?: number;
   /** Time without a byte either way between requests before a connection is closed. @default {60000} */
   idleTimeoutMs?: number;
+  /**
+   * Whether every client reaches this server from this machine. Behind the guard the handler sees
+   * the guard's socket, not the client, so the server vouches for loopback clients only when this
+   * holds (`POST /debug/reset` is refused otherwise).
+   * @default whether the listen address is a loopback address
+   */
+  clientsAreLocal?: boolean;
+}
+
+/** The address a handler is told a vouched-for local client has. */
+const LOCAL_CLIENT: { remoteAddr: Deno.NetAddr } = {
+  remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+};
+
+/**
+ * Whether `hostname` is a loopback address (or `localhost`).
+ *
+ * @param hostname A host name or address.
+ * @returns True for 127.0.0.0/8, ::1 and localhost.
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  return /^(127\.|::1$|::ffff:127\.|localhost$)/.test(hostname.replace(/^\[|\]$/g, ""));
 }
 
 /** A running HTTP server. */
@@ -196,7 +218,7 @@ export function createHttpHandler(
  */
 export async function startHttpServer(
   address: string,
-  handler: (request: Request) => Promise<Response>,
+  handler: (request: Request, info?: { remoteAddr: Deno.Addr }) => Promise<Response>,
   options: HttpServerOptions = {},
 ): Promise<HttpServer> {
   const log = options.log ?? SILENT;
@@ -209,9 +231,12 @@ export async function startHttpServer(
   const unix = Deno.build.os !== "windows";
   const stage = unix ? await Deno.makeTempDir({ prefix: "go-cache-plugin-http-" }) : "";
   const listening = Promise.withResolvers<Deno.Addr>();
+  const local = options.clientsAreLocal ?? isLoopbackHost(hostname);
+  const served = (request: Request, info: Deno.ServeHandlerInfo) =>
+    handler(request, local ? LOCAL_CLIENT : info);
   const inner = unix
-    ? Deno.serve({ path: `${stage}/http.sock`, onListen: listening.resolve, onError }, handler)
-    : Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: listening.resolve, onError }, handler);
+    ? Deno.serve({ path: `${stage}/http.sock`, onListen: listening.resolve, onError }, served)
+    : Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: listening.resolve, onError }, served);
   const backend = await listening.promise;
   let guard: HttpGuard;
   try {
@@ -328,8 +353,7 @@ async function reset(
     return text(400, "Send the header X-Go-Cache-Plugin: reset (go-cache-plugin stats --reset)\n");
   }
   const addr = info?.remoteAddr;
-  const host = addr && "hostname" in addr ? addr.hostname : "";
-  if (!/^(127\.|::1$|::ffff:127\.)/.test(host)) {
+  if (!addr || !("hostname" in addr) || !isLoopbackHost(addr.hostname)) {
     return text(403, "Resetting the counters is only allowed from this machine (loopback)\n");
   }
   options.metrics.reset();
