@@ -200,3 +200,110 @@ export async function readSmall(
   }
   return new TextDecoder().decode(bytes);
 }
+
+/** Bounds of {@linkcode readGzipJson}. */
+export interface GzipJsonBounds {
+  /** Compressed bytes read at most. */
+  maxInputBytes: number;
+  /** Decompressed bytes kept at most (the JSON text). */
+  maxOutputBytes: number;
+  /** Arrays and objects nested at most this deep. */
+  maxDepth: number;
+}
+
+/** A body past one of its bounds: abandoned, whatever its declared size said. */
+export class BoundError extends RangeError {
+  override name = "BoundError";
+}
+
+/**
+ * Compressed bytes handed to the decompressor at a time: it expands one input chunk in one go, so
+ * this bounds its output chunk (deflate expands at most about 1032:1, so about 2 MiB).
+ */
+const INFLATE_SLICE = 2048;
+
+/**
+ * Reads gzip-compressed JSON, streamed and bounded: the compressed bytes, the decompressed
+ * bytes, and the nesting of arrays and objects (checked on the text before `JSON.parse` sees
+ * it). Past a bound the body is cancelled and a {@linkcode BoundError} thrown, so a
+ * decompression or nesting bomb costs at most about `maxOutputBytes` of memory.
+ *
+ * @param body The compressed body.
+ * @param bounds The bounds.
+ * @returns The parsed JSON value.
+ * @throws {BoundError} Past a bound.
+ * @throws {SyntaxError|TypeError} When it is not gzip or not JSON.
+ */
+export async function readGzipJson(
+  body: ReadableStream<Uint8Array>,
+  bounds: GzipJsonBounds,
+): Promise<unknown> {
+  let input = 0;
+  const slicer = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      input += chunk.length;
+      if (input > bounds.maxInputBytes) {
+        throw new BoundError(`more than ${bounds.maxInputBytes} compressed bytes`);
+      }
+      for (let at = 0; at < chunk.length; at += INFLATE_SLICE) {
+        controller.enqueue(chunk.subarray(at, at + INFLATE_SLICE));
+      }
+    },
+  });
+  const inflated = body.pipeThrough(slicer).pipeThrough(
+    new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
+  );
+  const reader = inflated.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const depth = new DepthScan();
+  let output = 0;
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      output += value.length;
+      if (output > bounds.maxOutputBytes) {
+        throw new BoundError(`more than ${bounds.maxOutputBytes} bytes once decompressed`);
+      }
+      if (depth.scan(value) > bounds.maxDepth) {
+        throw new BoundError(`JSON nested more than ${bounds.maxDepth} deep`);
+      }
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  }
+  return JSON.parse(text + decoder.decode());
+}
+
+/** Tracks the nesting depth of JSON text across chunks (brackets outside strings). */
+class DepthScan {
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+
+  /** Scans a chunk; returns the deepest nesting seen in it. */
+  scan(bytes: Uint8Array): number {
+    let deepest = this.#depth;
+    let depth = this.#depth;
+    let inString = this.#inString;
+    let escaped = this.#escaped;
+    for (let i = 0; i < bytes.length; i++) {
+      const byte = bytes[i]!;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (byte === 0x5c) escaped = true; // \
+        else if (byte === 0x22) inString = false; // "
+      } else if (byte === 0x22) inString = true;
+      else if (byte === 0x5b || byte === 0x7b) { // [ {
+        if (++depth > deepest) deepest = depth;
+      } else if (byte === 0x5d || byte === 0x7d) depth--; // ] }
+    }
+    this.#depth = depth;
+    this.#inString = inString;
+    this.#escaped = escaped;
+    return deepest;
+  }
+}

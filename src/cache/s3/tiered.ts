@@ -111,6 +111,8 @@ export interface TieredWarmOptions {
   key: string;
   /** Its hash, `warm/<keyHash>/` in the bucket. */
   keyHash: string;
+  /** Bucket and own prefix: this machine's manifest copy is kept per scope. @default "" */
+  scope?: string;
   /** Bytes the warm-up fetches at most. @default {1 GiB} */
   maxBytes?: number;
   /** Warm-up fetches at once. @default {16} */
@@ -236,6 +238,7 @@ export class TieredCache implements CacheHandler {
         this.#session = new WarmSession(local, view.own, {
           key: warm.key,
           keyHash: warm.keyHash,
+          scope: warm.scope,
           log: options.log,
           metrics: options.metrics,
           breaker: this.#breaker,
@@ -371,8 +374,10 @@ export class TieredCache implements CacheHandler {
 
   /** A local hit: recorded for the manifest, and a warm hit when the warm-up put it there. */
   #used(actionId: string, hit: CacheHit): void {
-    if (this.#warmUp?.claim(actionId)) this.#metrics?.add("warm_hits");
-    this.#session?.record(sessionEntry(actionId, hit));
+    const filled = this.#warmUp?.claim(actionId) ?? false;
+    if (filled) this.#metrics?.add("warm_hits");
+    // Not filled by the warm-up: anyone sharing the directory may have put it there.
+    this.#session?.record(sessionEntry(actionId, hit), { local: !filled });
   }
 
   /**

@@ -23,15 +23,18 @@ import type { ObjectStore } from "./object_store.ts";
 import type { CircuitBreaker } from "./breaker.ts";
 import { outputKey } from "./layout.ts";
 import {
-  decodeManifest,
+  MANIFEST_LIMITS,
   manifestKey,
+  type ManifestLimits,
   type PackInfo,
   packKey,
+  readManifest,
   type WarmEntry,
   type WarmManifest,
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
-import { CorruptError, VerifyStream } from "./_streams.ts";
+import { AbortOnStream, CorruptError, VerifyStream } from "./_streams.ts";
+import { StoreError } from "./object_store.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 
 /** Counters the warm-up reports. */
@@ -64,6 +67,10 @@ export interface WarmUpOptions {
   slowGraceMs?: number;
   /** Stop when the first this many entries are all local already. @default {64} */
   warmStreak?: number;
+  /** What a manifest may hold (sizes, counts, bytes). @default {@linkcode MANIFEST_LIMITS} */
+  limits?: Partial<ManifestLimits>;
+  /** Entries the warm-up considers per turn of the event loop. @default {64} */
+  entriesPerTurn?: number;
   /** The breaker: the warm-up stops while it is open, and reports failures to it. */
   breaker: CircuitBreaker;
   /** Problems (info only: the warm-up is an optimisation). @default silent */
@@ -98,6 +105,13 @@ export class WarmUp {
   #packWaste = 0;
   #checked = 0;
   #present = 0;
+  /** The session's deadline (the warm-up's wall-time bound). */
+  #deadline?: AbortSignal;
+  /**
+   * Packs of the manifest fetched (true) or found missing (false) under the manifest's prefix:
+   * the next manifest keeps none that are missing (see `warm_session.ts`).
+   */
+  readonly packsSeen: Map<string, boolean> = new Map();
   /** The manifest found, and whether under the own prefix. */
   manifest?: WarmManifest;
   /** The manifest came from the own prefix (its packs may be reused). */
@@ -130,6 +144,7 @@ export class WarmUp {
    */
   start(stores: readonly ObjectStore[]): Promise<void> {
     const started = performance.now();
+    this.#deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
     this.done = this.#run(stores).catch((error) => {
       this.#options.log?.info(`warm-up stopped: ${message(error)}`);
     }).finally(() => {
@@ -187,17 +202,28 @@ export class WarmUp {
   async #run(stores: readonly ObjectStore[]): Promise<void> {
     const { breaker } = this.#options;
     await breaker.ready();
+    const deadline = this.#deadline!;
     for (const [index, store] of stores.entries()) {
-      if (breaker.paused) return;
-      const object = await this.#request(
-        () => store.get(manifestKey(this.#options.keyHash), { signal: this.#signal() }),
-      );
-      if (!object) continue;
-      const bytes = await new Response(object.body).bytes();
-      const manifest = await decodeManifest(bytes);
+      if (breaker.paused || deadline.aborted) return;
+      const key = manifestKey(this.#options.keyHash);
+      const read = await this.#request(async () => {
+        const object = await store.get(key, { signal: this.#signal() });
+        if (!object) return undefined;
+        // Bounded however large the body or its declared size (`ManifestLimits`).
+        return await readManifest(
+          object.body.pipeThrough(this.#deadlined()),
+          object.size,
+          this.#limits,
+        );
+      });
+      if (!read) continue;
+      const { manifest, problem } = read;
       if (!manifest) {
         this.#metrics?.add("warm_manifest_corrupt");
-        this.#options.log?.info(`ignoring a malformed warm-up manifest under prefix #${index}`);
+        this.#options.log?.info(
+          `ignoring the warm-up manifest under prefix #${index} (${JSON.stringify(key)}): ` +
+            problem,
+        );
         continue;
       }
       this.manifest = manifest;
@@ -210,12 +236,20 @@ export class WarmUp {
     for (const entry of manifest.entries) this.#entries.set(entry.actionId, entry);
     this.#loaded();
     const jobs = jobsOf(manifest);
-    const deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
+    const perTurn = Math.max(1, this.#options.entriesPerTurn ?? 64);
     let next = 0;
+    let turn = 0;
     const worker = async () => {
       while (next < jobs.length) {
         if (this.#stop.signal.aborted || deadline.aborted || breaker.paused) return;
         if (this.#bytes >= (this.#options.maxBytes ?? 2 ** 30)) return;
+        // Local work (empty outputs, entries already here) needs no request: a few per turn of
+        // the event loop, so go's requests and the HTTP side are never kept waiting behind it.
+        if (++turn >= perTurn) {
+          turn = 0;
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          if (next >= jobs.length) return;
+        }
         const job = jobs[next++]!;
         if ("pack" in job) await this.#warmPack(job.pack, job.entries);
         else await this.#warmOne(job.entry);
@@ -290,9 +324,18 @@ export class WarmUp {
         const signal = this.#signal(pack.size);
         const key = packKey(this.#options.keyHash, pack.name);
         const object = await this.#store!.get(key, { signal });
+        if (this.fromOwn) this.packsSeen.set(pack.name, object !== undefined);
         if (!object) return undefined;
+        if (object.size !== pack.size) {
+          // Never read past the size the manifest declared (the memory bound holds).
+          await object.body.cancel().catch(() => {});
+          throw new CorruptError(
+            `Ignoring S3 object ${JSON.stringify(key)}: ${object.size} bytes, ` +
+              `the manifest says ${pack.size}`,
+          );
+        }
         return await this.#floor.arriving(() =>
-          new Response(this.#floored(object.body, object.size, key)).bytes()
+          readExactly(this.#floored(object.body, pack.size, key), pack.size, key)
         );
       });
     } catch {
@@ -420,12 +463,31 @@ export class WarmUp {
     this.#options.breaker.failed(error, elapsedMs);
   }
 
-  /** A request's deadline (plus a second per MiB of body); warm-up fetches also end on stop. */
+  /**
+   * A request's deadline (plus a second per MiB of body, the size bounded by the manifest's
+   * limits and the timer by the warm-up's own); warm-up fetches also end on stop and at the
+   * warm-up's deadline.
+   */
   #signal(size = 0, asked = false): AbortSignal {
-    const ms = (this.#options.requestTimeoutMs ?? 10_000) + Math.ceil(size / 1048576) * 1000;
+    const mib = Math.ceil(Math.min(Math.max(0, size), this.#limits.maxEntrySize) / 1048576);
+    const ms = Math.min(
+      (this.#options.requestTimeoutMs ?? 10_000) + mib * 1000,
+      this.#options.timeoutMs ?? 120_000,
+      MAX_TIMER_MS,
+    );
     const signals = [AbortSignal.timeout(ms), this.#options.breaker.signal];
-    if (!asked) signals.push(this.#stop.signal);
+    if (!asked) signals.push(this.#stop.signal, this.#deadline ?? this.#stop.signal);
     return AbortSignal.any(signals);
+  }
+
+  /** The manifest's bounds. */
+  get #limits(): ManifestLimits {
+    return { ...MANIFEST_LIMITS, ...this.#options.limits };
+  }
+
+  /** Errors a body at the warm-up's deadline. */
+  #deadlined(): TransformStream<Uint8Array, Uint8Array> {
+    return new AbortOnStream(this.#deadline ?? this.#stop.signal);
   }
 }
 
@@ -449,6 +511,46 @@ function jobsOf(manifest: WarmManifest): Job[] {
     list.push(entry);
   }
   return jobs;
+}
+
+/** The longest delay a timer takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Reads a body of exactly `size` bytes into one buffer; more or fewer is an error (the buffer
+ * is never grown past the declared size).
+ */
+async function readExactly(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  key: string,
+): Promise<Uint8Array> {
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  const reader = body.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (at + value.length > size) {
+        throw new CorruptError(
+          `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
+        );
+      }
+      bytes.set(value, at);
+      at += value.length;
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  }
+  if (at !== size) {
+    throw new StoreError(
+      `Cannot read S3 object ${JSON.stringify(key)}: got ${at} bytes, expected ${size}`,
+      "other",
+    );
+  }
+  return bytes;
 }
 
 function message(error: unknown): string {
