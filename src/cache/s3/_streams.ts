@@ -201,6 +201,27 @@ export async function readSmall(
   return new TextDecoder().decode(bytes);
 }
 
+/**
+ * Hands the event loop back once `ms` of synchronous work have passed since it last did: for
+ * loops whose awaits resolve without a turn of the event loop (inflating, checking entries).
+ */
+export class TurnPacer {
+  readonly #ms: number;
+  #since = performance.now();
+
+  /** @param ms Work between turns, in ms. @default {4} */
+  constructor(ms = 4) {
+    this.#ms = ms;
+  }
+
+  /** Waits for the next turn of the event loop when this one has been used up. */
+  async pace(): Promise<void> {
+    if (performance.now() - this.#since < this.#ms) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#since = performance.now();
+  }
+}
+
 /** Bounds of {@linkcode readGzipJson}. */
 export interface GzipJsonBounds {
   /** Compressed bytes read at most. */
@@ -257,9 +278,11 @@ export async function readGzipJson(
   const decoder = new TextDecoder();
   let text = "";
   const depth = new DepthScan();
+  const pacer = new TurnPacer();
   let output = 0;
   try {
     while (true) {
+      await pacer.pace();
       const { done, value } = await reader.read();
       if (done) break;
       output += value.length;

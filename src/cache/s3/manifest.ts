@@ -28,11 +28,16 @@
  * fetched from `output/<xx>/<id>`. Readers ignore fields they do not know and any malformed
  * entry.
  *
+ * Anyone who can write the prefix can write a manifest, so {@linkcode readManifest} checks every
+ * number against {@linkcode MANIFEST_LIMITS} (a manifest past one is skipped whole), clamps put
+ * times to now and `seen` values to the manifest's session, and inflates the gzip streamed and
+ * bounded in bytes and nesting.
+ *
  * @module
  */
 
 import { HEX_ID } from "./layout.ts";
-import { BoundError, readGzipJson } from "./_streams.ts";
+import { BoundError, readGzipJson, TurnPacer } from "./_streams.ts";
 
 /** One action of a working set. */
 export interface WarmEntry {
@@ -302,7 +307,7 @@ export async function readManifest(
         : `not gzip-compressed JSON (${error instanceof Error ? error.message : error})`,
     };
   }
-  return checkManifest(raw, bounds);
+  return await checkManifest(raw, bounds);
 }
 
 /**
@@ -321,7 +326,7 @@ export async function decodeManifest(
 }
 
 /** The checks of {@linkcode readManifest} on parsed JSON. */
-function checkManifest(raw: unknown, limits: ManifestLimits): ManifestRead {
+async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<ManifestRead> {
   if (typeof raw !== "object" || raw === null) return { problem: "not a JSON object" };
   const object = raw as Record<string, unknown>;
   if (object.version !== 1) return { problem: `version ${JSON.stringify(object.version)}` };
@@ -362,7 +367,9 @@ function checkManifest(raw: unknown, limits: ManifestLimits): ManifestRead {
   const entries: WarmEntry[] = [];
   const seen = new Set<string>();
   let total = 0;
+  const pacer = new TurnPacer();
   for (const [index, e] of object.entries.entries()) {
+    if (index % 256 === 0) await pacer.pace();
     const entry = decodeEntry(e, context);
     if (typeof entry === "string") return { problem: `entry ${index} ${entry}` };
     if (!entry || seen.has(entry.actionId)) continue;

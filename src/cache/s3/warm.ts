@@ -69,7 +69,7 @@ export interface WarmUpOptions {
   warmStreak?: number;
   /** What a manifest may hold (sizes, counts, bytes). @default {@linkcode MANIFEST_LIMITS} */
   limits?: Partial<ManifestLimits>;
-  /** Entries the warm-up considers per turn of the event loop. @default {64} */
+  /** Entries the warm-up considers per turn of the event loop. @default {32} */
   entriesPerTurn?: number;
   /** The breaker: the warm-up stops while it is open, and reports failures to it. */
   breaker: CircuitBreaker;
@@ -236,20 +236,13 @@ export class WarmUp {
     for (const entry of manifest.entries) this.#entries.set(entry.actionId, entry);
     this.#loaded();
     const jobs = jobsOf(manifest);
-    const perTurn = Math.max(1, this.#options.entriesPerTurn ?? 64);
     let next = 0;
-    let turn = 0;
     const worker = async () => {
       while (next < jobs.length) {
+        await this.#pace();
         if (this.#stop.signal.aborted || deadline.aborted || breaker.paused) return;
         if (this.#bytes >= (this.#options.maxBytes ?? 2 ** 30)) return;
-        // Local work (empty outputs, entries already here) needs no request: a few per turn of
-        // the event loop, so go's requests and the HTTP side are never kept waiting behind it.
-        if (++turn >= perTurn) {
-          turn = 0;
-          await new Promise((resolve) => setTimeout(resolve, 0));
-          if (next >= jobs.length) return;
-        }
+        if (next >= jobs.length) return;
         const job = jobs[next++]!;
         if ("pack" in job) await this.#warmPack(job.pack, job.entries);
         else await this.#warmOne(job.entry);
@@ -263,6 +256,29 @@ export class WarmUp {
       this.#fetching = false;
     }
   }
+
+  /**
+   * Caps the warm-up's work per turn of the event loop. Local work (an entry already here, an
+   * empty output, a slice of a pack written) is synchronous file calls that never yield by
+   * themselves: after `entriesPerTurn` entries or {@linkcode TURN_MS} every worker waits for the
+   * next turn together, so go's requests and the HTTP side are never kept waiting behind it.
+   */
+  async #pace(): Promise<void> {
+    while (this.#turnGate) await this.#turnGate;
+    const now = performance.now();
+    if (this.#turnWork === 0) this.#turnStarted = now;
+    const perTurn = Math.max(1, this.#options.entriesPerTurn ?? 32);
+    if (++this.#turnWork < perTurn && now - this.#turnStarted < TURN_MS) return;
+    this.#turnWork = 0;
+    this.#turnGate = new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => {
+      this.#turnGate = undefined;
+    });
+    await this.#turnGate;
+  }
+
+  #turnGate?: Promise<void>;
+  #turnWork = 0;
+  #turnStarted = 0;
 
   /** Whether the machine turned out to be warm already: the first entries are all local. */
   #warmAlready(): boolean {
@@ -352,6 +368,7 @@ export class WarmUp {
       }
       try {
         used += entry.size;
+        await this.#pace();
         // A view on the pack: written before the pack is let go, so no copy is needed.
         resolve(await this.#fill(entry, slice, true));
       } catch {
@@ -512,6 +529,9 @@ function jobsOf(manifest: WarmManifest): Job[] {
   }
   return jobs;
 }
+
+/** The warm-up's local work per turn of the event loop, in ms, at most (see `#pace`). */
+const TURN_MS = 4;
 
 /** The longest delay a timer takes (a longer one fires at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -5,11 +5,17 @@
  * manifest before it, bounded, with its small outputs in packs (`packs.ts`).
  *
  * The merge base is the bucket's manifest as the warm-up fetched it (never fetched twice), joined
- * with this machine's copy of the last manifest it wrote, `<cache-dir>/warm/<keyHash>.json.gz`,
- * which is written before the bucket's. So go commands run one after another on one machine
+ * with this machine's copy of the last manifest it wrote,
+ * `<cache-dir>/warm/<keyHash>.<scopeHash>.json.gz` (per endpoint, bucket and prefix, so jobs of
+ * other trust tiers sharing the directory never see it), which is written before the bucket's. So go commands run one after another on one machine
  * (`go build`, `go vet`, `go test`) end with one manifest covering all of them, even when the
  * next command started before the last one's upload finished. Two jobs writing the same key at
  * once: the last writer wins, and the other job's new entries wait for its next run.
+ *
+ * A manifest stays within its trust tier: a plain local hit (which any job sharing the directory
+ * may have put there) is written only when a manifest of this tier already names it with the same
+ * output, and packs the own prefix does not hold are dropped with their entries before a manifest
+ * is written again (which repairs one an earlier version spoilt).
  *
  * @module
  */
@@ -169,6 +175,7 @@ export class WarmSession {
       session: this.#session,
     });
     let plan = planPacks(entries, union?.packs ?? [], this.#options.packs);
+    if (!union && entries.length === 0) return; // nothing this session can vouch for
     if (union && !this.#addsTo(union, used) && plan.toPack.length === 0) {
       // A warm machine re-running what it ran before: the manifest would say the same again.
       metrics?.add("warm_manifest_skipped");
