@@ -190,7 +190,9 @@ Deno.test({
       assert.ok(after && await decodeManifest(after), "the next writer repaired the manifest");
       return { ...run, skipped: skipped.length };
     };
+    // The numbers the README quotes, on stderr.
     const report = (what: string, run: Run) =>
+      // deno-lint-ignore no-console
       console.error(
         `  ${what}: peak RSS ${mib(run.peakRss)}, ${run.files} files, ${Math.round(run.ms)} ms`,
       );

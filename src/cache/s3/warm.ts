@@ -326,7 +326,11 @@ export class WarmUp {
   async #warmPackNow(pack: PackInfo, entries: WarmEntry[]): Promise<void> {
     if (this.#stop.signal.aborted) return;
     const candidates = entries.filter((e) => !this.#started.has(e.actionId));
-    const local = await Promise.all(candidates.map((e) => this.#isLocal(e)));
+    const local: boolean[] = [];
+    for (const entry of candidates) {
+      await this.#pace();
+      local.push(await this.#isLocal(entry));
+    }
     if (this.#warmAlready()) return;
     const missing = candidates.filter((e, i) => !local[i] && !this.#started.has(e.actionId));
     if (missing.length === 0) return;
