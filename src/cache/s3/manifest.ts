@@ -36,7 +36,7 @@
  * @module
  */
 
-import { HEX_ID } from "./layout.ts";
+import { HEX_ID, MAX_OUTPUT_SIZE } from "./layout.ts";
 import { BoundError, readGzipJson, TurnPacer } from "./_streams.ts";
 
 /** One action of a working set. */
@@ -261,7 +261,7 @@ export const MANIFEST_LIMITS: Readonly<ManifestLimits> = Object.freeze({
   maxDepth: 16,
   maxEntries: 50_000,
   maxPacks: 1024,
-  maxEntrySize: 1 << 30,
+  maxEntrySize: MAX_OUTPUT_SIZE,
   maxPackSize: 32 << 20,
   maxTotalBytes: 2 ** 31,
   maxSession: 2 ** 31 - 1,

@@ -28,7 +28,14 @@ import { type UploadEntry, UploadQueue } from "./uploads.ts";
 import { ReadThroughStore } from "./read_through.ts";
 import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
-import { actionKey, HEX_ID, outputKey, parseActionRecord } from "./layout.ts";
+import {
+  actionKey,
+  bodyDeadlineMs,
+  HEX_ID,
+  MAX_OUTPUT_SIZE,
+  outputKey,
+  parseActionRecord,
+} from "./layout.ts";
 import { WarmUp } from "./warm.ts";
 import { WarmSession } from "./warm_session.ts";
 
@@ -575,8 +582,15 @@ export class TieredCache implements CacheHandler {
     ]);
     const object = await store.get(outputKey(outputId), { signal: bodySignal });
     if (!object) return undefined; // the action was written but its object is gone
+    if (object.size > MAX_OUTPUT_SIZE) {
+      await object.body.cancel().catch(() => {});
+      throw new CorruptError(
+        `Ignoring S3 object ${JSON.stringify(outputKey(outputId))}: ${object.size} bytes, ` +
+          `above go's largest output (${MAX_OUTPUT_SIZE})`,
+      );
+    }
     const bodyDeadline = AbortSignal.timeout(
-      this.#options.getTimeoutMs + Math.ceil(object.size / 1048576) * 1000,
+      bodyDeadlineMs(this.#options.getTimeoutMs, object.size),
     );
     const time = new Date(Number(nanos / 1_000_000n));
     const verified = object.body

@@ -21,7 +21,7 @@ import type { Logger } from "../../log/mod.ts";
 import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
 import type { CircuitBreaker } from "./breaker.ts";
-import { outputKey } from "./layout.ts";
+import { bodyDeadlineMs, outputKey } from "./layout.ts";
 import {
   MANIFEST_LIMITS,
   manifestKey,
@@ -490,11 +490,9 @@ export class WarmUp {
    * warm-up's deadline.
    */
   #signal(size = 0, asked = false): AbortSignal {
-    const mib = Math.ceil(Math.min(Math.max(0, size), this.#limits.maxEntrySize) / 1048576);
     const ms = Math.min(
-      (this.#options.requestTimeoutMs ?? 10_000) + mib * 1000,
+      bodyDeadlineMs(this.#options.requestTimeoutMs ?? 10_000, size),
       this.#options.timeoutMs ?? 120_000,
-      MAX_TIMER_MS,
     );
     const signals = [AbortSignal.timeout(ms), this.#options.breaker.signal];
     if (!asked) signals.push(this.#stop.signal, this.#deadline ?? this.#stop.signal);
@@ -536,9 +534,6 @@ function jobsOf(manifest: WarmManifest): Job[] {
 
 /** The warm-up's local work per turn of the event loop, in ms, at most (see `#pace`). */
 const TURN_MS = 4;
-
-/** The longest delay a timer takes (a longer one fires at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Reads a body of exactly `size` bytes into one buffer; more or fewer is an error (the buffer
