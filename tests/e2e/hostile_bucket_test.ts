@@ -11,13 +11,17 @@ import {
   canRun,
   copyModule,
   goEnv,
+  mustGo,
   needs,
+  PLUGIN,
   pluginCommand,
   pluginMetrics,
   tempDir,
   total,
 } from "../_util/go.ts";
 import { findMinio, type Minio, startMinio } from "../_util/minio.ts";
+import { freePort } from "../_util/net.ts";
+import { Server } from "../_util/serve.ts";
 import {
   decodeManifest,
   encodeManifest,
@@ -265,10 +269,11 @@ Deno.test({
       assert.ok(run.peakRss < rssBound(), `peak RSS ${mib(run.peakRss)}`);
     });
 
+    let capped!: Uint8Array;
     await t.step(
       "50,000 entries (the cap) of empty outputs: bounded files, time and memory",
       async () => {
-        const capped = await gzip(
+        capped = await gzip(
           (function* () {
             yield '{"version":1,"key":"k","session":1,"packs":[],"entries":[';
             yield* emptyEntries(50_000);
@@ -283,6 +288,56 @@ Deno.test({
         assert.ok(run.files <= baseline.files + 50_001, `${run.files} files`);
         assert.ok(run.ms < 60_000, `${Math.round(run.ms)} ms`);
         assert.ok(run.peakRss < rssBound(), `peak RSS ${mib(run.peakRss)}`);
+      },
+    );
+
+    await t.step(
+      "serve mode, 50,000 empty outputs: /metrics and connect answer throughout",
+      async () => {
+        await minio.putObject(manifestKey(keyHash), capped);
+        const plugin = freePort();
+        const http = freePort();
+        await using server = await Server.start([
+          `--plugin=${plugin}`,
+          `--http=127.0.0.1:${http}`,
+          `--cache-dir=${work.path}/serve`,
+          ...minio.flags(),
+          "--metrics",
+          `--warm-key=dir:${module}`,
+        ], minio.env());
+        let slowest = 0;
+        let polls = 0;
+        let polling = true;
+        const poller = (async () => {
+          while (polling) {
+            const started = performance.now();
+            const response = await fetch(`http://127.0.0.1:${http}/metrics`);
+            await response.text();
+            slowest = Math.max(slowest, performance.now() - started);
+            polls++;
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        })();
+        const started = performance.now();
+        let stdout: string;
+        try {
+          const env = goEnv(`${work.path}/gocache-serve`, `${PLUGIN} connect ${plugin}`);
+          stdout = (await mustGo(["test", "./..."], { cwd: module, env })).stdout;
+        } finally {
+          polling = false;
+          await poller;
+        }
+        const ms = performance.now() - started;
+        server.kill("SIGTERM");
+        assert.equal(await server.exit(), 0, server.stderr);
+        // deno-lint-ignore no-console
+        console.error(
+          `  serve mode, 50,000 empty outputs: build ${Math.round(ms)} ms, slowest /metrics ` +
+            `${Math.round(slowest)} ms of ${polls}`,
+        );
+        assert.match(stdout, /^ok\s/m);
+        assert.ok(slowest < 2_000, `/metrics took ${Math.round(slowest)} ms`);
+        assert.ok(ms < 60_000, `the build took ${Math.round(ms)} ms`);
       },
     );
 
