@@ -201,25 +201,98 @@ export async function readSmall(
   return new TextDecoder().decode(bytes);
 }
 
+/** Options for {@linkcode TurnPacer}. */
+export interface TurnPacerOptions {
+  /** Work between turns of the event loop, in ms. @default {4} */
+  ms?: number;
+  /** Calls of `pace()` between turns, at most. @default {Infinity} */
+  perTurn?: number;
+  /**
+   * Rest after each slice as long as it took, so that other work gets at least half the time
+   * (work that can wait, such as the warm-up's); otherwise the next slice starts on the next
+   * turn.
+   * @default {false}
+   */
+  rest?: boolean;
+}
+
 /**
- * Hands the event loop back once `ms` of synchronous work have passed since it last did: for
- * loops whose awaits resolve without a turn of the event loop (inflating, checking entries).
+ * Hands the event loop back once a slice of synchronous work is used up (`ms`, or `perTurn`
+ * calls): for loops whose awaits resolve without a turn of the event loop (inflating, checking
+ * entries, synchronous file calls). Shared by several workers, all of them wait for the next
+ * turn together, so none keeps the loop to itself meanwhile.
  */
 export class TurnPacer {
   readonly #ms: number;
+  readonly #perTurn: number;
   #since = performance.now();
+  readonly #rest: boolean;
+  #calls = 0;
+  #gate?: Promise<void>;
 
-  /** @param ms Work between turns, in ms. @default {4} */
-  constructor(ms = 4) {
-    this.#ms = ms;
+  /** @param options The slice. */
+  constructor(options: TurnPacerOptions = {}) {
+    this.#ms = options.ms ?? 4;
+    this.#perTurn = Math.max(1, options.perTurn ?? Infinity);
+    this.#rest = options.rest ?? false;
   }
 
-  /** Waits for the next turn of the event loop when this one has been used up. */
+  /** Waits for the next turn of the event loop when this slice has been used up. */
   async pace(): Promise<void> {
-    if (performance.now() - this.#since < this.#ms) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    this.#since = performance.now();
+    while (this.#gate) await this.#gate;
+    const used = performance.now() - this.#since;
+    if (++this.#calls < this.#perTurn && used < this.#ms) return;
+    const rest = this.#rest ? Math.min(used, 4 * this.#ms) : 0;
+    this.#gate = new Promise<void>((resolve) => setTimeout(resolve, rest)).then(() => {
+      this.#gate = undefined;
+      this.#calls = 0;
+      this.#since = performance.now();
+    });
+    await this.#gate;
   }
+}
+
+/**
+ * Reads a body of exactly `size` bytes into one buffer, never grown past the declared size.
+ *
+ * @param body The body.
+ * @param size Its declared size.
+ * @param key The object's key, for messages.
+ * @returns The bytes.
+ * @throws {CorruptError} When more arrives.
+ * @throws {StoreError} When less arrives.
+ */
+export async function readExactly(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  key: string,
+): Promise<Uint8Array> {
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  const reader = body.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (at + value.length > size) {
+        throw new CorruptError(
+          `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
+        );
+      }
+      bytes.set(value, at);
+      at += value.length;
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  }
+  if (at !== size) {
+    throw new StoreError(
+      `Cannot read S3 object ${JSON.stringify(key)}: got ${at} bytes, expected ${size}`,
+      "other",
+    );
+  }
+  return bytes;
 }
 
 /** Bounds of {@linkcode readGzipJson}. */

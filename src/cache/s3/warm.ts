@@ -33,8 +33,7 @@ import {
   type WarmManifest,
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
-import { AbortOnStream, CorruptError, VerifyStream } from "./_streams.ts";
-import { StoreError } from "./object_store.ts";
+import { AbortOnStream, CorruptError, readExactly, TurnPacer, VerifyStream } from "./_streams.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 
 /** Counters the warm-up reports. */
@@ -260,25 +259,15 @@ export class WarmUp {
   /**
    * Caps the warm-up's work per turn of the event loop. Local work (an entry already here, an
    * empty output, a slice of a pack written) is synchronous file calls that never yield by
-   * themselves: after `entriesPerTurn` entries or {@linkcode TURN_MS} every worker waits for the
-   * next turn together, so go's requests and the HTTP side are never kept waiting behind it.
+   * themselves: after `entriesPerTurn` entries or 4 ms every worker rests together as long as
+   * the slice took, so go's requests and the HTTP side get at least half the time.
    */
-  async #pace(): Promise<void> {
-    while (this.#turnGate) await this.#turnGate;
-    const now = performance.now();
-    if (this.#turnWork === 0) this.#turnStarted = now;
-    const perTurn = Math.max(1, this.#options.entriesPerTurn ?? 32);
-    if (++this.#turnWork < perTurn && now - this.#turnStarted < TURN_MS) return;
-    this.#turnWork = 0;
-    this.#turnGate = new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => {
-      this.#turnGate = undefined;
-    });
-    await this.#turnGate;
+  #pace(): Promise<void> {
+    this.#pacer ??= new TurnPacer({ perTurn: this.#options.entriesPerTurn ?? 32, rest: true });
+    return this.#pacer.pace();
   }
 
-  #turnGate?: Promise<void>;
-  #turnWork = 0;
-  #turnStarted = 0;
+  #pacer?: TurnPacer;
 
   /** Whether the machine turned out to be warm already: the first entries are all local. */
   #warmAlready(): boolean {
@@ -530,46 +519,6 @@ function jobsOf(manifest: WarmManifest): Job[] {
     list.push(entry);
   }
   return jobs;
-}
-
-/** The warm-up's local work per turn of the event loop, in ms, at most (see `#pace`). */
-const TURN_MS = 4;
-
-/**
- * Reads a body of exactly `size` bytes into one buffer; more or fewer is an error (the buffer
- * is never grown past the declared size).
- */
-async function readExactly(
-  body: ReadableStream<Uint8Array>,
-  size: number,
-  key: string,
-): Promise<Uint8Array> {
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  const reader = body.getReader();
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (at + value.length > size) {
-        throw new CorruptError(
-          `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
-        );
-      }
-      bytes.set(value, at);
-      at += value.length;
-    }
-  } catch (error) {
-    await reader.cancel().catch(() => {});
-    throw error;
-  }
-  if (at !== size) {
-    throw new StoreError(
-      `Cannot read S3 object ${JSON.stringify(key)}: got ${at} bytes, expected ${size}`,
-      "other",
-    );
-  }
-  return bytes;
 }
 
 function message(error: unknown): string {

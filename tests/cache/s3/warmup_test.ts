@@ -385,7 +385,8 @@ Deno.test("TieredCache warm-up: packs in memory stay within maxInFlightBytes", a
   const keyHash = await warmKeyHash("test");
   const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
   assert.equal(manifest.packs.length, 3);
-  store.packDelayMs = 30;
+  // Long enough that the warm-up's paced local work (checking each pack's entries) ends first.
+  store.packDelayMs = 300;
   for (const [bound, peak] of [[undefined, 3], [1, 1]] as const) {
     store.packsPeak = 0;
     await withCache(store, async (cache, metrics) => {
