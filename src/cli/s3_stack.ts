@@ -152,6 +152,7 @@ async function warmOptions(config: Config, log: Logger): Promise<TieredWarmOptio
   return {
     key,
     keyHash,
+    scope: JSON.stringify([config.endpoint, config.bucket, config.prefix]),
     maxBytes: config.warmBytes,
     concurrency: config.warmConcurrency,
   };

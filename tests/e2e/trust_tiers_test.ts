@@ -10,6 +10,13 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startFakeUpstream } from "../_util/fake_upstream.ts";
+import {
+  actionKey,
+  decodeManifest,
+  manifestKey,
+  packKey,
+  warmKeyHash,
+} from "../../src/cache/s3/mod.ts";
 import { freePort } from "../_util/net.ts";
 import { Server } from "../_util/serve.ts";
 import {
@@ -298,6 +305,43 @@ Deno.test({
         const owed = await Array.fromAsync(Deno.readDir(`${pr.cacheDir}/s3-pending`));
         assert.ok(owed.length > 0, "denied uploads are recorded for a later session");
         assert.deepEqual(await minio.listKeys(bucket, "main/"), before, "main/ unchanged");
+      },
+    );
+
+    await t.step(
+      "one cache directory shared by a pull request and then main: main's manifest stays main's",
+      async () => {
+        // The pull request compiles its change into the shared directory and writes pr/5/.
+        const changed = await changedModule("Shared");
+        const keyHash = await warmKeyHash(`dir:${changed}`);
+        const pr = machine(prCi, minio, ["--prefix=pr/5", "--read-prefixes=main"]);
+        await mustGo(["build", "./..."], { cwd: changed, env: pr.env });
+        await mustGo(["test", "./..."], { cwd: changed, env: pr.env });
+        const prManifest = await decodeManifest(
+          (await minio.getObject(`pr/5/${manifestKey(keyHash)}`))!,
+        );
+        assert.ok(prManifest && prManifest.entries.length > 0);
+        // Then main runs in the same directory: every entry a local hit, the PR's included.
+        const main = machine(mainCi, minio, ["--prefix=main"]);
+        main.env.GOCACHEPROG = main.env.GOCACHEPROG!.replace(main.cacheDir, pr.cacheDir);
+        const build = await mustGo(["build", "./..."], { cwd: changed, env: main.env });
+        const test = await mustGo(["test", "./..."], { cwd: changed, env: main.env });
+        const metrics = pluginMetrics(build.stderr + test.stderr);
+        assert.ok(total(metrics, "warm_unvouched") > 0, JSON.stringify(metrics));
+        const keys = new Set(await minio.listKeys(bucket, "main/"));
+        const mainManifest = await decodeManifest(
+          (await minio.getObject(`main/${manifestKey(keyHash)}`)) ?? new Uint8Array(),
+        );
+        // Whatever main wrote names only entries and packs main/ holds.
+        for (const entry of mainManifest?.entries ?? []) {
+          assert.ok(keys.has(`main/${actionKey(entry.actionId)}`), entry.actionId);
+        }
+        for (const pack of mainManifest?.packs ?? []) {
+          assert.ok(keys.has(`main/${packKey(keyHash, pack.name)}`), pack.name);
+        }
+        // And the pull request's local copy of its manifest is its own, apart from main's.
+        const copies = await Array.fromAsync(Deno.readDir(`${pr.cacheDir}/warm`));
+        assert.ok(copies.filter((c) => c.name.startsWith(`${keyHash}.`)).length >= 1);
       },
     );
 

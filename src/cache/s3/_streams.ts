@@ -200,3 +200,206 @@ export async function readSmall(
   }
   return new TextDecoder().decode(bytes);
 }
+
+/** Options for {@linkcode TurnPacer}. */
+export interface TurnPacerOptions {
+  /** Work between turns of the event loop, in ms. @default {4} */
+  ms?: number;
+  /** Calls of `pace()` between turns, at most. @default {Infinity} */
+  perTurn?: number;
+  /**
+   * Rest after each slice as long as it took, so that other work gets at least half the time
+   * (work that can wait, such as the warm-up's); otherwise the next slice starts on the next
+   * turn.
+   * @default {false}
+   */
+  rest?: boolean;
+}
+
+/**
+ * Hands the event loop back once a slice of synchronous work is used up (`ms`, or `perTurn`
+ * calls): for loops whose awaits resolve without a turn of the event loop (inflating, checking
+ * entries, synchronous file calls). Shared by several workers, all of them wait for the next
+ * turn together, so none keeps the loop to itself meanwhile.
+ */
+export class TurnPacer {
+  readonly #ms: number;
+  readonly #perTurn: number;
+  #since = performance.now();
+  readonly #rest: boolean;
+  #calls = 0;
+  #gate?: Promise<void>;
+
+  /** @param options The slice. */
+  constructor(options: TurnPacerOptions = {}) {
+    this.#ms = options.ms ?? 4;
+    this.#perTurn = Math.max(1, options.perTurn ?? Infinity);
+    this.#rest = options.rest ?? false;
+  }
+
+  /** Waits for the next turn of the event loop when this slice has been used up. */
+  async pace(): Promise<void> {
+    while (this.#gate) await this.#gate;
+    const used = performance.now() - this.#since;
+    if (++this.#calls < this.#perTurn && used < this.#ms) return;
+    const rest = this.#rest ? Math.min(used, 4 * this.#ms) : 0;
+    this.#gate = new Promise<void>((resolve) => setTimeout(resolve, rest)).then(() => {
+      this.#gate = undefined;
+      this.#calls = 0;
+      this.#since = performance.now();
+    });
+    await this.#gate;
+  }
+}
+
+/**
+ * Reads a body of exactly `size` bytes into one buffer, never grown past the declared size.
+ *
+ * @param body The body.
+ * @param size Its declared size.
+ * @param key The object's key, for messages.
+ * @returns The bytes.
+ * @throws {CorruptError} When more arrives.
+ * @throws {StoreError} When less arrives.
+ */
+export async function readExactly(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  key: string,
+): Promise<Uint8Array> {
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  const reader = body.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (at + value.length > size) {
+        throw new CorruptError(
+          `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
+        );
+      }
+      bytes.set(value, at);
+      at += value.length;
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  }
+  if (at !== size) {
+    throw new StoreError(
+      `Cannot read S3 object ${JSON.stringify(key)}: got ${at} bytes, expected ${size}`,
+      "other",
+    );
+  }
+  return bytes;
+}
+
+/** Bounds of {@linkcode readGzipJson}. */
+export interface GzipJsonBounds {
+  /** Compressed bytes read at most. */
+  maxInputBytes: number;
+  /** Decompressed bytes kept at most (the JSON text). */
+  maxOutputBytes: number;
+  /** Arrays and objects nested at most this deep. */
+  maxDepth: number;
+}
+
+/** A body past one of its bounds: abandoned, whatever its declared size said. */
+export class BoundError extends RangeError {
+  override name = "BoundError";
+}
+
+/**
+ * Compressed bytes handed to the decompressor at a time: it expands one input chunk in one go, so
+ * this bounds its output chunk (deflate expands at most about 1032:1, so about 2 MiB).
+ */
+const INFLATE_SLICE = 2048;
+
+/**
+ * Reads gzip-compressed JSON, streamed and bounded: the compressed bytes, the decompressed
+ * bytes, and the nesting of arrays and objects (checked on the text before `JSON.parse` sees
+ * it). Past a bound the body is cancelled and a {@linkcode BoundError} thrown, so a
+ * decompression or nesting bomb costs at most about `maxOutputBytes` of memory.
+ *
+ * @param body The compressed body.
+ * @param bounds The bounds.
+ * @returns The parsed JSON value.
+ * @throws {BoundError} Past a bound.
+ * @throws {SyntaxError|TypeError} When it is not gzip or not JSON.
+ */
+export async function readGzipJson(
+  body: ReadableStream<Uint8Array>,
+  bounds: GzipJsonBounds,
+): Promise<unknown> {
+  let input = 0;
+  const slicer = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      input += chunk.length;
+      if (input > bounds.maxInputBytes) {
+        throw new BoundError(`more than ${bounds.maxInputBytes} compressed bytes`);
+      }
+      for (let at = 0; at < chunk.length; at += INFLATE_SLICE) {
+        controller.enqueue(chunk.subarray(at, at + INFLATE_SLICE));
+      }
+    },
+  });
+  const inflated = body.pipeThrough(slicer).pipeThrough(
+    new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
+  );
+  const reader = inflated.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const depth = new DepthScan();
+  const pacer = new TurnPacer();
+  let output = 0;
+  try {
+    while (true) {
+      await pacer.pace();
+      const { done, value } = await reader.read();
+      if (done) break;
+      output += value.length;
+      if (output > bounds.maxOutputBytes) {
+        throw new BoundError(`more than ${bounds.maxOutputBytes} bytes once decompressed`);
+      }
+      if (depth.scan(value) > bounds.maxDepth) {
+        throw new BoundError(`JSON nested more than ${bounds.maxDepth} deep`);
+      }
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  }
+  return JSON.parse(text + decoder.decode());
+}
+
+/** Tracks the nesting depth of JSON text across chunks (brackets outside strings). */
+class DepthScan {
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+
+  /** Scans a chunk; returns the deepest nesting seen in it. */
+  scan(bytes: Uint8Array): number {
+    let deepest = this.#depth;
+    let depth = this.#depth;
+    let inString = this.#inString;
+    let escaped = this.#escaped;
+    for (let i = 0; i < bytes.length; i++) {
+      const byte = bytes[i]!;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (byte === 0x5c) escaped = true; // \
+        else if (byte === 0x22) inString = false; // "
+      } else if (byte === 0x22) inString = true;
+      else if (byte === 0x5b || byte === 0x7b) { // [ {
+        if (++depth > deepest) deepest = depth;
+      } else if (byte === 0x5d || byte === 0x7d) depth--; // ] }
+    }
+    this.#depth = depth;
+    this.#inString = inString;
+    this.#escaped = escaped;
+    return deepest;
+  }
+}

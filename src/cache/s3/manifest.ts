@@ -28,10 +28,16 @@
  * fetched from `output/<xx>/<id>`. Readers ignore fields they do not know and any malformed
  * entry.
  *
+ * Anyone who can write the prefix can write a manifest, so {@linkcode readManifest} checks every
+ * number against {@linkcode MANIFEST_LIMITS} (a manifest past one is skipped whole), clamps put
+ * times to now and `seen` values to the manifest's session, and inflates the gzip streamed and
+ * bounded in bytes and nesting.
+ *
  * @module
  */
 
-import { HEX_ID } from "./layout.ts";
+import { HEX_ID, MAX_OUTPUT_SIZE } from "./layout.ts";
+import { BoundError, readGzipJson, TurnPacer } from "./_streams.ts";
 
 /** One action of a working set. */
 export interface WarmEntry {
@@ -224,63 +230,210 @@ export async function encodeManifest(manifest: WarmManifest): Promise<Uint8Array
 }
 
 /**
- * Decodes a manifest; malformed entries (and packs) are left out.
- *
- * @param bytes The object's bytes (gzip-compressed JSON).
- * @returns The manifest, or `undefined` when it is not one.
+ * What a manifest read from the bucket may hold: each number is checked before it is used, and
+ * a manifest past any of these is skipped whole (one log line; it costs only misses).
  */
-export async function decodeManifest(bytes: Uint8Array): Promise<WarmManifest | undefined> {
+export interface ManifestLimits {
+  /** Bytes of the compressed object. @default {16 MiB} */
+  maxObjectBytes: number;
+  /** Bytes of its JSON once decompressed. @default {32 MiB} */
+  maxJsonBytes: number;
+  /** Nesting of arrays and objects in its JSON (a manifest needs 3). @default {16} */
+  maxDepth: number;
+  /** Entries (as many as a written manifest keeps). @default {50000} */
+  maxEntries: number;
+  /** Packs. @default {1024} */
+  maxPacks: number;
+  /** Size of one entry's output (go's largest put). @default {1 GiB} */
+  maxEntrySize: number;
+  /** Size of one pack (at most what the warm-up holds in memory). @default {32 MiB} */
+  maxPackSize: number;
+  /** All the entries' sizes together (what a written manifest keeps). @default {2 GiB} */
+  maxTotalBytes: number;
+  /** Sessions. @default {2^31 - 1} */
+  maxSession: number;
+}
+
+/** The default {@linkcode ManifestLimits}. */
+export const MANIFEST_LIMITS: Readonly<ManifestLimits> = Object.freeze({
+  maxObjectBytes: 16 << 20,
+  maxJsonBytes: 32 << 20,
+  maxDepth: 16,
+  maxEntries: 50_000,
+  maxPacks: 1024,
+  maxEntrySize: MAX_OUTPUT_SIZE,
+  maxPackSize: 32 << 20,
+  maxTotalBytes: 2 ** 31,
+  maxSession: 2 ** 31 - 1,
+});
+
+/** A manifest read, or why it was skipped (one line). */
+export type ManifestRead = { manifest: WarmManifest; problem?: undefined } | {
+  manifest?: undefined;
+  problem: string;
+};
+
+/**
+ * Reads a manifest object from the bucket, bounded (see {@linkcode ManifestLimits}): its body is
+ * streamed through gunzip and abandoned past a bound whatever its declared size says; its numbers
+ * are checked, its times and `seen` values clamped; malformed entries are left out.
+ *
+ * @param body The object's body (gzip-compressed JSON); read to its end or cancelled.
+ * @param size Its declared size.
+ * @param limits The bounds. @default {@linkcode MANIFEST_LIMITS}
+ * @returns The manifest, or the problem that made it skipped.
+ */
+export async function readManifest(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+  limits: Partial<ManifestLimits> = {},
+): Promise<ManifestRead> {
+  const bounds = { ...MANIFEST_LIMITS, ...limits };
+  if (!(size <= bounds.maxObjectBytes)) {
+    await body.cancel().catch(() => {});
+    return { problem: `its size of ${size} bytes is above the cap of ${bounds.maxObjectBytes}` };
+  }
   let raw: unknown;
   try {
-    const stream = ReadableStream.from([bytes]).pipeThrough(
-      new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
-    );
-    raw = JSON.parse(await new Response(stream).text());
-  } catch {
-    return undefined;
+    raw = await readGzipJson(body, {
+      maxInputBytes: bounds.maxObjectBytes,
+      maxOutputBytes: bounds.maxJsonBytes,
+      maxDepth: bounds.maxDepth,
+    });
+  } catch (error) {
+    return {
+      problem: error instanceof BoundError
+        ? error.message
+        : `not gzip-compressed JSON (${error instanceof Error ? error.message : error})`,
+    };
   }
-  if (typeof raw !== "object" || raw === null) return undefined;
+  return await checkManifest(raw, bounds);
+}
+
+/**
+ * Decodes a manifest held in memory, as {@linkcode readManifest} does; malformed entries are
+ * left out.
+ *
+ * @param bytes The object's bytes (gzip-compressed JSON).
+ * @param limits The bounds. @default {@linkcode MANIFEST_LIMITS}
+ * @returns The manifest, or `undefined` when it is not one or breaks a bound.
+ */
+export async function decodeManifest(
+  bytes: Uint8Array,
+  limits: Partial<ManifestLimits> = {},
+): Promise<WarmManifest | undefined> {
+  return (await readManifest(ReadableStream.from([bytes]), bytes.length, limits)).manifest;
+}
+
+/** The checks of {@linkcode readManifest} on parsed JSON. */
+async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<ManifestRead> {
+  if (typeof raw !== "object" || raw === null) return { problem: "not a JSON object" };
   const object = raw as Record<string, unknown>;
-  if (object.version !== 1 || !Array.isArray(object.entries)) return undefined;
-  const packs: PackInfo[] = [];
-  for (const p of Array.isArray(object.packs) ? object.packs : []) {
-    if (typeof p?.name === "string" && HEX_ID.test(p.name) && Number.isSafeInteger(p.size)) {
-      packs.push({ name: p.name, size: p.size });
-    }
+  if (object.version !== 1) return { problem: `version ${JSON.stringify(object.version)}` };
+  if (!Array.isArray(object.entries)) return { problem: "no entries" };
+  const session = object.session ?? 0;
+  if (!Number.isSafeInteger(session) || (session as number) < 0) {
+    return { problem: `session ${JSON.stringify(session)} is not a count` };
   }
-  const packNames = new Set(packs.map((p) => p.name));
+  if ((session as number) > limits.maxSession) {
+    return { problem: `session ${session} is above the cap of ${limits.maxSession}` };
+  }
+  const rawPacks = Array.isArray(object.packs) ? object.packs : [];
+  if (rawPacks.length > limits.maxPacks) {
+    return { problem: `${rawPacks.length} packs, above the cap of ${limits.maxPacks}` };
+  }
+  if (object.entries.length > limits.maxEntries) {
+    return {
+      problem: `${object.entries.length} entries, above the cap of ${limits.maxEntries}`,
+    };
+  }
+  const packs = new Map<string, PackInfo>();
+  for (const p of rawPacks) {
+    if (typeof p?.name !== "string" || !HEX_ID.test(p.name) || packs.has(p.name)) continue;
+    if (!Number.isSafeInteger(p.size) || p.size <= 0 || p.size > limits.maxPackSize) {
+      return {
+        problem: `pack ${p.name.slice(0, 12)} has size ${JSON.stringify(p.size)}, outside ` +
+          `1..${limits.maxPackSize}`,
+      };
+    }
+    packs.set(p.name, { name: p.name, size: p.size });
+  }
+  const context: EntryContext = {
+    packs,
+    limits,
+    session: session as number,
+    nowNanos: BigInt(Date.now()) * 1_000_000n,
+  };
   const entries: WarmEntry[] = [];
-  for (const e of object.entries as Record<string, unknown>[]) {
-    const entry = decodeEntry(e, packNames);
-    if (entry) entries.push(entry);
+  const seen = new Set<string>();
+  let total = 0;
+  const pacer = new TurnPacer();
+  for (const [index, e] of object.entries.entries()) {
+    if (index % 256 === 0) await pacer.pace();
+    const entry = decodeEntry(e, context);
+    if (typeof entry === "string") return { problem: `entry ${index} ${entry}` };
+    if (!entry || seen.has(entry.actionId)) continue;
+    seen.add(entry.actionId);
+    total += entry.size;
+    if (total > limits.maxTotalBytes) {
+      return { problem: `its entries hold more than the cap of ${limits.maxTotalBytes} bytes` };
+    }
+    entries.push(entry);
   }
   return {
-    key: typeof object.key === "string" ? object.key : "",
-    session: Number.isSafeInteger(object.session) ? object.session as number : 0,
-    entries,
-    packs,
+    manifest: {
+      key: typeof object.key === "string" ? object.key : "",
+      session: session as number,
+      entries,
+      packs: [...packs.values()],
+    },
   };
 }
 
-function decodeEntry(e: Record<string, unknown>, packs: Set<string>): WarmEntry | undefined {
+interface EntryContext {
+  packs: Map<string, PackInfo>;
+  limits: ManifestLimits;
+  session: number;
+  nowNanos: bigint;
+}
+
+/**
+ * One entry: `undefined` when malformed (left out), a problem when it breaks a bound (the
+ * manifest is skipped). A put time in the future is read as now, before 1970 as 1970; a `seen`
+ * past the manifest's session, or not a count, as 0 (never used: it ages out).
+ */
+function decodeEntry(e: unknown, context: EntryContext): WarmEntry | string | undefined {
   if (typeof e !== "object" || e === null) return undefined;
-  const { action, output, size, time, seen, pack, offset } = e;
+  const { action, output, size, time, seen, pack, offset } = e as Record<string, unknown>;
   if (typeof action !== "string" || !HEX_ID.test(action)) return undefined;
   if (typeof output !== "string" || !HEX_ID.test(output)) return undefined;
   if (!Number.isSafeInteger(size) || (size as number) < 0) return undefined;
   if (typeof time !== "string" || !/^-?\d{1,19}$/.test(time)) return undefined;
+  const { limits } = context;
+  if ((size as number) > limits.maxEntrySize) {
+    return `has size ${size}, above the cap of ${limits.maxEntrySize}`;
+  }
+  let nanos = BigInt(time);
+  if (nanos > context.nowNanos) nanos = context.nowNanos;
+  if (nanos < 0n) nanos = 0n;
+  const used = Number.isSafeInteger(seen) && (seen as number) >= 0 &&
+      (seen as number) <= context.session
+    ? seen as number
+    : 0;
   const entry: WarmEntry = {
     actionId: action,
     outputId: output,
     size: size as number,
-    nanos: BigInt(time),
-    seen: Number.isSafeInteger(seen) ? seen as number : 0,
+    nanos,
+    seen: used,
   };
-  if (
-    typeof pack === "string" && packs.has(pack) && Number.isSafeInteger(offset) &&
-    (offset as number) >= 0
-  ) {
-    entry.pack = pack;
+  const info = typeof pack === "string" ? context.packs.get(pack) : undefined;
+  if (info && Number.isSafeInteger(offset) && (offset as number) >= 0) {
+    if ((offset as number) + entry.size > info.size) {
+      return `lies at ${offset}+${entry.size}, outside pack ${info.name.slice(0, 12)} of ` +
+        `${info.size} bytes`;
+    }
+    entry.pack = info.name;
     entry.offset = offset as number;
   }
   return entry;

@@ -28,7 +28,14 @@ import { type UploadEntry, UploadQueue } from "./uploads.ts";
 import { ReadThroughStore } from "./read_through.ts";
 import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
-import { actionKey, HEX_ID, outputKey, parseActionRecord } from "./layout.ts";
+import {
+  actionKey,
+  bodyDeadlineMs,
+  HEX_ID,
+  MAX_OUTPUT_SIZE,
+  outputKey,
+  parseActionRecord,
+} from "./layout.ts";
 import { WarmUp } from "./warm.ts";
 import { WarmSession } from "./warm_session.ts";
 
@@ -111,6 +118,8 @@ export interface TieredWarmOptions {
   key: string;
   /** Its hash, `warm/<keyHash>/` in the bucket. */
   keyHash: string;
+  /** Bucket and own prefix: this machine's manifest copy is kept per scope. @default "" */
+  scope?: string;
   /** Bytes the warm-up fetches at most. @default {1 GiB} */
   maxBytes?: number;
   /** Warm-up fetches at once. @default {16} */
@@ -244,6 +253,7 @@ export class TieredCache implements CacheHandler {
         this.#session = new WarmSession(local, view.own, {
           key: warm.key,
           keyHash: warm.keyHash,
+          scope: warm.scope,
           log: options.log,
           metrics: options.metrics,
           breaker: this.#breaker,
@@ -429,11 +439,13 @@ export class TieredCache implements CacheHandler {
    */
   #used(actionId: string, hit: CacheHit): void {
     this.#localHits++;
-    if (this.#warmUp?.claim(actionId)) {
+    const filled = this.#warmUp?.claim(actionId) ?? false;
+    if (filled) {
       this.#metrics?.add("warm_hits");
       this.#metrics?.add("warm_local_hits");
     }
-    this.#session?.record(sessionEntry(actionId, hit));
+    // Not filled by the warm-up: anyone sharing the directory may have put it there.
+    this.#session?.record(sessionEntry(actionId, hit), { local: !filled });
   }
 
   /**
@@ -631,8 +643,15 @@ export class TieredCache implements CacheHandler {
     ]);
     const object = await store.get(outputKey(outputId), { signal: bodySignal });
     if (!object) return undefined; // the action was written but its object is gone
+    if (object.size > MAX_OUTPUT_SIZE) {
+      await object.body.cancel().catch(() => {});
+      throw new CorruptError(
+        `Ignoring S3 object ${JSON.stringify(outputKey(outputId))}: ${object.size} bytes, ` +
+          `above go's largest output (${MAX_OUTPUT_SIZE})`,
+      );
+    }
     const bodyDeadline = AbortSignal.timeout(
-      this.#options.getTimeoutMs + Math.ceil(object.size / 1048576) * 1000,
+      bodyDeadlineMs(this.#options.getTimeoutMs, object.size),
     );
     const time = new Date(Number(nanos / 1_000_000n));
     const verified = object.body

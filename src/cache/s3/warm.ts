@@ -21,17 +21,19 @@ import type { Logger } from "../../log/mod.ts";
 import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
 import type { CircuitBreaker } from "./breaker.ts";
-import { outputKey } from "./layout.ts";
+import { bodyDeadlineMs, outputKey } from "./layout.ts";
 import {
-  decodeManifest,
+  MANIFEST_LIMITS,
   manifestKey,
+  type ManifestLimits,
   type PackInfo,
   packKey,
+  readManifest,
   type WarmEntry,
   type WarmManifest,
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
-import { CorruptError, VerifyStream } from "./_streams.ts";
+import { AbortOnStream, CorruptError, readExactly, TurnPacer, VerifyStream } from "./_streams.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 
 /** Counters the warm-up reports. */
@@ -64,6 +66,10 @@ export interface WarmUpOptions {
   slowGraceMs?: number;
   /** Stop when the first this many entries are all local already. @default {64} */
   warmStreak?: number;
+  /** What a manifest may hold (sizes, counts, bytes). @default {@linkcode MANIFEST_LIMITS} */
+  limits?: Partial<ManifestLimits>;
+  /** Entries the warm-up considers per turn of the event loop. @default {32} */
+  entriesPerTurn?: number;
   /** The breaker: the warm-up stops while it is open, and reports failures to it. */
   breaker: CircuitBreaker;
   /** Problems (info only: the warm-up is an optimisation). @default silent */
@@ -98,6 +104,13 @@ export class WarmUp {
   #packWaste = 0;
   #checked = 0;
   #present = 0;
+  /** The session's deadline (the warm-up's wall-time bound). */
+  #deadline?: AbortSignal;
+  /**
+   * Packs of the manifest fetched (true) or found missing (false) under the manifest's prefix:
+   * the next manifest keeps none that are missing (see `warm_session.ts`).
+   */
+  readonly packsSeen: Map<string, boolean> = new Map();
   /** The manifest found, and whether under the own prefix. */
   manifest?: WarmManifest;
   /** The manifest came from the own prefix (its packs may be reused). */
@@ -130,6 +143,7 @@ export class WarmUp {
    */
   start(stores: readonly ObjectStore[]): Promise<void> {
     const started = performance.now();
+    this.#deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
     this.done = this.#run(stores).catch((error) => {
       this.#options.log?.info(`warm-up stopped: ${message(error)}`);
     }).finally(() => {
@@ -187,17 +201,28 @@ export class WarmUp {
   async #run(stores: readonly ObjectStore[]): Promise<void> {
     const { breaker } = this.#options;
     await breaker.ready();
+    const deadline = this.#deadline!;
     for (const [index, store] of stores.entries()) {
-      if (breaker.paused) return;
-      const object = await this.#request(
-        () => store.get(manifestKey(this.#options.keyHash), { signal: this.#signal() }),
-      );
-      if (!object) continue;
-      const bytes = await new Response(object.body).bytes();
-      const manifest = await decodeManifest(bytes);
+      if (breaker.paused || deadline.aborted) return;
+      const key = manifestKey(this.#options.keyHash);
+      const read = await this.#request(async () => {
+        const object = await store.get(key, { signal: this.#signal() });
+        if (!object) return undefined;
+        // Bounded however large the body or its declared size (`ManifestLimits`).
+        return await readManifest(
+          object.body.pipeThrough(this.#deadlined()),
+          object.size,
+          this.#limits,
+        );
+      });
+      if (!read) continue;
+      const { manifest, problem } = read;
       if (!manifest) {
         this.#metrics?.add("warm_manifest_corrupt");
-        this.#options.log?.info(`ignoring a malformed warm-up manifest under prefix #${index}`);
+        this.#options.log?.info(
+          `ignoring the warm-up manifest under prefix #${index} (${JSON.stringify(key)}): ` +
+            problem,
+        );
         continue;
       }
       this.manifest = manifest;
@@ -210,12 +235,13 @@ export class WarmUp {
     for (const entry of manifest.entries) this.#entries.set(entry.actionId, entry);
     this.#loaded();
     const jobs = jobsOf(manifest);
-    const deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
     let next = 0;
     const worker = async () => {
       while (next < jobs.length) {
+        await this.#pace();
         if (this.#stop.signal.aborted || deadline.aborted || breaker.paused) return;
         if (this.#bytes >= (this.#options.maxBytes ?? 2 ** 30)) return;
+        if (next >= jobs.length) return;
         const job = jobs[next++]!;
         if ("pack" in job) await this.#warmPack(job.pack, job.entries);
         else await this.#warmOne(job.entry);
@@ -229,6 +255,19 @@ export class WarmUp {
       this.#fetching = false;
     }
   }
+
+  /**
+   * Caps the warm-up's work per turn of the event loop. Local work (an entry already here, an
+   * empty output, a slice of a pack written) is synchronous file calls that never yield by
+   * themselves: after `entriesPerTurn` entries or 4 ms every worker rests together as long as
+   * the slice took, so go's requests and the HTTP side get at least half the time.
+   */
+  #pace(): Promise<void> {
+    this.#pacer ??= new TurnPacer({ perTurn: this.#options.entriesPerTurn ?? 32, rest: true });
+    return this.#pacer.pace();
+  }
+
+  #pacer?: TurnPacer;
 
   /** Whether the machine turned out to be warm already: the first entries are all local. */
   #warmAlready(): boolean {
@@ -276,7 +315,11 @@ export class WarmUp {
   async #warmPackNow(pack: PackInfo, entries: WarmEntry[]): Promise<void> {
     if (this.#stop.signal.aborted) return;
     const candidates = entries.filter((e) => !this.#started.has(e.actionId));
-    const local = await Promise.all(candidates.map((e) => this.#isLocal(e)));
+    const local: boolean[] = [];
+    for (const entry of candidates) {
+      await this.#pace();
+      local.push(await this.#isLocal(entry));
+    }
     if (this.#warmAlready()) return;
     const missing = candidates.filter((e, i) => !local[i] && !this.#started.has(e.actionId));
     if (missing.length === 0) return;
@@ -290,9 +333,18 @@ export class WarmUp {
         const signal = this.#signal(pack.size);
         const key = packKey(this.#options.keyHash, pack.name);
         const object = await this.#store!.get(key, { signal });
+        if (this.fromOwn) this.packsSeen.set(pack.name, object !== undefined);
         if (!object) return undefined;
+        if (object.size !== pack.size) {
+          // Never read past the size the manifest declared (the memory bound holds).
+          await object.body.cancel().catch(() => {});
+          throw new CorruptError(
+            `Ignoring S3 object ${JSON.stringify(key)}: ${object.size} bytes, ` +
+              `the manifest says ${pack.size}`,
+          );
+        }
         return await this.#floor.arriving(() =>
-          new Response(this.#floored(object.body, object.size, key)).bytes()
+          readExactly(this.#floored(object.body, pack.size, key), pack.size, key)
         );
       });
     } catch {
@@ -309,6 +361,7 @@ export class WarmUp {
       }
       try {
         used += entry.size;
+        await this.#pace();
         // A view on the pack: written before the pack is let go, so no copy is needed.
         resolve(await this.#fill(entry, slice, true));
       } catch {
@@ -420,12 +473,29 @@ export class WarmUp {
     this.#options.breaker.failed(error, elapsedMs);
   }
 
-  /** A request's deadline (plus a second per MiB of body); warm-up fetches also end on stop. */
+  /**
+   * A request's deadline (plus a second per MiB of body, the size bounded by the manifest's
+   * limits and the timer by the warm-up's own); warm-up fetches also end on stop and at the
+   * warm-up's deadline.
+   */
   #signal(size = 0, asked = false): AbortSignal {
-    const ms = (this.#options.requestTimeoutMs ?? 10_000) + Math.ceil(size / 1048576) * 1000;
+    const ms = Math.min(
+      bodyDeadlineMs(this.#options.requestTimeoutMs ?? 10_000, size),
+      this.#options.timeoutMs ?? 120_000,
+    );
     const signals = [AbortSignal.timeout(ms), this.#options.breaker.signal];
-    if (!asked) signals.push(this.#stop.signal);
+    if (!asked) signals.push(this.#stop.signal, this.#deadline ?? this.#stop.signal);
     return AbortSignal.any(signals);
+  }
+
+  /** The manifest's bounds. */
+  get #limits(): ManifestLimits {
+    return { ...MANIFEST_LIMITS, ...this.#options.limits };
+  }
+
+  /** Errors a body at the warm-up's deadline. */
+  #deadlined(): TransformStream<Uint8Array, Uint8Array> {
+    return new AbortOnStream(this.#deadline ?? this.#stop.signal);
   }
 }
 

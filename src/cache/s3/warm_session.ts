@@ -5,11 +5,17 @@
  * manifest before it, bounded, with its small outputs in packs (`packs.ts`).
  *
  * The merge base is the bucket's manifest as the warm-up fetched it (never fetched twice), joined
- * with this machine's copy of the last manifest it wrote, `<cache-dir>/warm/<keyHash>.json.gz`,
- * which is written before the bucket's. So go commands run one after another on one machine
+ * with this machine's copy of the last manifest it wrote,
+ * `<cache-dir>/warm/<keyHash>.<scopeHash>.json.gz` (per endpoint, bucket and prefix, so jobs of
+ * other trust tiers sharing the directory never see it), which is written before the bucket's. So go commands run one after another on one machine
  * (`go build`, `go vet`, `go test`) end with one manifest covering all of them, even when the
  * next command started before the last one's upload finished. Two jobs writing the same key at
  * once: the last writer wins, and the other job's new entries wait for its next run.
+ *
+ * A manifest stays within its trust tier: a plain local hit (which any job sharing the directory
+ * may have put there) is written only when a manifest of this tier already names it with the same
+ * output, and packs the own prefix does not hold are dropped with their entries before a manifest
+ * is written again (which repairs one an earlier version spoilt).
  *
  * @module
  */
@@ -17,13 +23,16 @@
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
+import { createHash } from "node:crypto";
 import {
-  decodeManifest,
   encodeManifest,
+  MANIFEST_LIMITS,
   type ManifestBounds,
   manifestKey,
   mergeEntries,
+  type PackInfo,
   packKey,
+  readManifest,
   type SessionEntry,
   unionManifests,
   type WarmEntry,
@@ -40,6 +49,12 @@ export interface WarmSessionOptions {
   key: string;
   /** Its hash (`warm/<keyHash>/`). */
   keyHash: string;
+  /**
+   * Where the manifest goes (bucket and own prefix): this machine's copy is kept per scope, so
+   * jobs of other trust tiers sharing the cache directory never see each other's copies.
+   * @default ""
+   */
+  scope?: string;
   /** Bounds of the manifest. @default see {@linkcode ManifestBounds} */
   bounds?: ManifestBounds;
   /** Packing policy. @default see {@linkcode PackPolicy} */
@@ -61,6 +76,8 @@ export class WarmSession {
   readonly #store: ObjectStore;
   readonly #options: WarmSessionOptions;
   readonly #used = new Map<string, SessionEntry>();
+  /** Entries used as local hits only: written only when a manifest of this scope had them. */
+  readonly #unvouched = new Set<string>();
   #changed = false;
   #session?: number;
   #writing?: Promise<void>;
@@ -91,19 +108,29 @@ export class WarmSession {
    * of the same action takes the new output).
    *
    * @param entry The entry.
+   * @param options `local`: a plain local hit, which anyone sharing the cache directory may
+   * have put there (another trust tier's job): written only when this scope's manifest (the
+   * bucket's or this machine's copy) already vouches for it. Served from the bucket, filled by
+   * the warm-up or stored by this session, an entry is vouched for.
    */
-  record(entry: SessionEntry): void {
+  record(entry: SessionEntry, options: { local?: boolean } = {}): void {
     const known = this.#used.get(entry.actionId);
-    if (known && known.outputId === entry.outputId) return;
+    if (known && known.outputId === entry.outputId) {
+      if (!options.local) this.#unvouched.delete(entry.actionId);
+      return;
+    }
     const max = this.#options.bounds?.maxEntries ?? 50_000;
     if (!known && this.#used.size >= max) return;
     this.#used.set(entry.actionId, entry);
+    if (options.local) this.#unvouched.add(entry.actionId);
+    else this.#unvouched.delete(entry.actionId);
     this.#changed = true;
   }
 
-  /** The path of this machine's copy of the manifest. */
+  /** The path of this machine's copy of the manifest (per warm key and scope). */
   get localCopy(): string {
-    return `${this.#local.root}/warm/${this.#options.keyHash}.json.gz`;
+    const scope = createHash("sha256").update(this.#options.scope ?? "").digest("hex");
+    return `${this.#local.root}/warm/${this.#options.keyHash}.${scope.slice(0, 16)}.json.gz`;
   }
 
   /**
@@ -115,7 +142,7 @@ export class WarmSession {
    * then are its packs reused).
    * @param signal Ends the write (a deadline).
    */
-  write(base: { manifest?: WarmManifest; fromOwn: boolean }, signal: AbortSignal): Promise<void> {
+  write(base: WarmBase, signal: AbortSignal): Promise<void> {
     if (!this.#changed) return this.#writing ?? Promise.resolve();
     const breaker = this.#options.breaker;
     if (breaker?.paused) {
@@ -136,21 +163,36 @@ export class WarmSession {
     return this.#writing;
   }
 
-  async #write(base: { manifest?: WarmManifest; fromOwn: boolean }, signal: AbortSignal) {
+  async #write(base: WarmBase, signal: AbortSignal) {
     const { keyHash, metrics } = this.#options;
     const remote = base.manifest && !base.fromOwn ? withoutPacks(base.manifest) : base.manifest;
     const mine = await this.#readLocalCopy();
-    const union = unionManifests(remote, mine);
+    let union = unionManifests(remote, mine);
     this.#session ??= (union?.session ?? 0) + 1;
-    const entries = mergeEntries(union?.entries ?? [], this.#used.values(), {
+    const used = this.#vouched(union);
+    let entries = mergeEntries(union?.entries ?? [], used, {
       ...this.#options.bounds,
       session: this.#session,
     });
-    const plan = planPacks(entries, union?.packs ?? [], this.#options.packs);
-    if (union && !this.#addsTo(union) && plan.toPack.length === 0) {
+    let plan = planPacks(entries, union?.packs ?? [], this.#options.packs);
+    if (!union && entries.length === 0) return; // nothing this session can vouch for
+    if (union && !this.#addsTo(union, used) && plan.toPack.length === 0) {
       // A warm machine re-running what it ran before: the manifest would say the same again.
       metrics?.add("warm_manifest_skipped");
       return;
+    }
+    if (union && plan.keep.length > 0) {
+      // Packs are named by their hash, not by prefix: one the own prefix does not hold (gone,
+      // or named by a manifest an earlier version spoilt) is dropped with its entries.
+      const repaired = await this.#withoutMissingPacks(union, plan.keep, base.packsSeen, signal);
+      if (repaired !== union) {
+        union = repaired;
+        entries = mergeEntries(union.entries, this.#vouched(union), {
+          ...this.#options.bounds,
+          session: this.#session,
+        });
+        plan = planPacks(entries, union.packs, this.#options.packs);
+      }
     }
     const manifest: WarmManifest = {
       key: this.#options.key,
@@ -206,14 +248,70 @@ export class WarmSession {
   }
 
   /**
+   * The entries this session may write: all it used, but a plain local hit only when the
+   * manifest of this scope names it with the same output (counted in `warm_unvouched`).
+   */
+  #vouched(manifest: WarmManifest | undefined): SessionEntry[] {
+    const known = new Map(manifest?.entries.map((e) => [e.actionId, e.outputId]));
+    const entries: SessionEntry[] = [];
+    let dropped = 0;
+    for (const entry of this.#used.values()) {
+      if (this.#unvouched.has(entry.actionId) && known.get(entry.actionId) !== entry.outputId) {
+        dropped++;
+        continue;
+      }
+      entries.push(entry);
+    }
+    this.#options.metrics?.set("warm_unvouched", dropped);
+    return entries;
+  }
+
+  /**
+   * The manifest without the packs the own prefix does not hold (those the warm-up found
+   * missing, and any it did not fetch that a HEAD finds missing), and without their entries.
+   * The same manifest when none is missing.
+   */
+  async #withoutMissingPacks(
+    manifest: WarmManifest,
+    keep: readonly PackInfo[],
+    seen: ReadonlyMap<string, boolean> | undefined,
+    signal: AbortSignal,
+  ): Promise<WarmManifest> {
+    const missing = new Set<string>();
+    const unknown = keep.filter((p) => {
+      const known = seen?.get(p.name);
+      if (known === false) missing.add(p.name);
+      return known === undefined;
+    }).slice(0, MANIFEST_LIMITS.maxPacks);
+    let next = 0;
+    const check = async () => {
+      while (next < unknown.length) {
+        const pack = unknown[next++]!;
+        signal.throwIfAborted();
+        const there = await this.#store.has(packKey(this.#options.keyHash, pack.name), { signal });
+        if (!there) missing.add(pack.name);
+      }
+    };
+    await Promise.all(Array.from({ length: PACK_CHECKS }, check));
+    if (missing.size === 0) return manifest;
+    const entries = manifest.entries.filter((e) => !e.pack || !missing.has(e.pack));
+    this.#options.metrics?.add("warm_packs_missing", missing.size);
+    this.#options.log?.info(
+      `warm-up manifest: dropping ${missing.size} packs the own prefix does not hold, and ` +
+        `their ${manifest.entries.length - entries.length} entries`,
+    );
+    return { ...manifest, entries, packs: manifest.packs.filter((p) => !missing.has(p.name)) };
+  }
+
+  /**
    * Whether this session used something the manifest lacks: an entry it does not name, another
    * output, or one it has not seen used for half the idle bound (refreshed so it does not age
    * out while still in use).
    */
-  #addsTo(manifest: WarmManifest): boolean {
+  #addsTo(manifest: WarmManifest, used: readonly SessionEntry[]): boolean {
     const known = new Map(manifest.entries.map((e) => [e.actionId, e]));
     const refresh = Math.ceil((this.#options.bounds?.maxIdleSessions ?? 8) / 2);
-    for (const entry of this.#used.values()) {
+    for (const entry of used) {
       const before = known.get(entry.actionId);
       if (!before || before.outputId !== entry.outputId) return true;
       if (manifest.session - before.seen >= refresh) return true;
@@ -231,9 +329,14 @@ export class WarmSession {
     }
   }
 
+  /** This machine's copy, read with the bucket's bounds (anyone sharing the directory wrote). */
   async #readLocalCopy(): Promise<WarmManifest | undefined> {
     try {
-      return await decodeManifest(await Deno.readFile(this.localCopy));
+      const file = await Deno.open(this.localCopy);
+      const { size } = await file.stat();
+      const read = await readManifest(file.readable, size);
+      if (read.problem) this.#options.log?.info(`ignoring ${this.localCopy}: ${read.problem}`);
+      return read.manifest;
     } catch {
       return undefined;
     }
@@ -251,6 +354,19 @@ export class WarmSession {
     }
   }
 }
+
+/** What the warm-up found: the merge base of a {@linkcode WarmSession.write}. */
+export interface WarmBase {
+  /** The bucket's manifest, if one was found. */
+  manifest?: WarmManifest;
+  /** Whether it came from the own prefix (only then are its packs kept). */
+  fromOwn: boolean;
+  /** Packs the warm-up fetched (true) or found missing (false) under the own prefix. */
+  packsSeen?: ReadonlyMap<string, boolean>;
+}
+
+/** Pack HEADs at once when a manifest is checked before it is written again. */
+const PACK_CHECKS = 8;
 
 function withoutPacks(manifest: WarmManifest): WarmManifest {
   return {

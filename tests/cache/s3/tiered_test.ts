@@ -532,3 +532,26 @@ Deno.test("TieredCache.idle is false while an upload runs", async () => {
   await t.cache.close();
   assert.equal(t.cache.idle, true);
 });
+
+Deno.test("parseActionRecord() reads a put time in the future as now", () => {
+  const hex = "0a".repeat(32);
+  const before = BigInt(Date.now()) * 1_000_000n;
+  const parsed = parseActionRecord(`${hex} 9999999999999999999`)!;
+  assert.ok(parsed.nanos >= before && parsed.nanos <= BigInt(Date.now()) * 1_000_000n);
+  assert.equal(parseActionRecord(`${hex} -5`)?.nanos, 0n);
+});
+
+Deno.test("TieredCache.get(): an object announcing 2.25e12 bytes is a miss, not a tripped breaker", async () => {
+  await using t = await setup();
+  const outputId = await seed(t.store, id(1), encoder.encode("abc"), 1n);
+  const get = t.store.get.bind(t.store);
+  t.store.get = async (key, options) => {
+    const object = await get(key, options);
+    return object && key === outputKey(outputId) ? { ...object, size: 2.25e12 } : object;
+  };
+  for (let n = 0; n < 3; n++) assert.equal(await t.cache.get(id(1)), undefined);
+  const counters = t.metrics.counters();
+  assert.equal(counters.s3_corrupt, 3);
+  assert.equal(counters.s3_breaker_trips ?? 0, 0);
+  assert.equal(counters.s3_get_errors ?? 0, 0);
+});

@@ -83,14 +83,19 @@ async function seed(store: MemoryObjectStore, count: number, size = 100) {
 async function withCache(
   store: MemoryObjectStore,
   fn: (cache: TieredCache, metrics: Metrics, dir: string) => Promise<void>,
-  options: { readOnly?: boolean; dir?: string; maxInFlightBytes?: number } = {},
+  options: { readOnly?: boolean; dir?: string; maxInFlightBytes?: number; scope?: string } = {},
 ) {
   const dir = options.dir ?? await Deno.makeTempDir();
   const metrics = new Metrics();
   const keyHash = await warmKeyHash("test");
   const cache = new TieredCache(await LocalCache.open(dir), store, {
     metrics,
-    warm: { key: "test", keyHash, maxInFlightBytes: options.maxInFlightBytes },
+    warm: {
+      key: "test",
+      keyHash,
+      maxInFlightBytes: options.maxInFlightBytes,
+      scope: options.scope,
+    },
   });
   try {
     await fn(cache, metrics, dir);
@@ -380,7 +385,8 @@ Deno.test("TieredCache warm-up: packs in memory stay within maxInFlightBytes", a
   const keyHash = await warmKeyHash("test");
   const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
   assert.equal(manifest.packs.length, 3);
-  store.packDelayMs = 30;
+  // Long enough that the warm-up's paced local work (checking each pack's entries) ends first.
+  store.packDelayMs = 300;
   for (const [bound, peak] of [[undefined, 3], [1, 1]] as const) {
     store.packsPeak = 0;
     await withCache(store, async (cache, metrics) => {
@@ -470,4 +476,164 @@ Deno.test("TieredCache: slow lookups while the warm-up downloads do not pause S3
   assert.equal(metrics.counters().s3_breaker_trips, 1, JSON.stringify(metrics.counters()));
   await cache.close();
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("TieredCache warm-up: a pack larger than the manifest says is never read; misses only", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 40);
+  const keyHash = await warmKeyHash("test");
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
+  const name = manifest.packs[0]!.name;
+  // The pack's object is now 16 MiB; the manifest still says about 4 KB.
+  store.objects.set(packKey(keyHash, name), new Uint8Array(16 << 20));
+  await withCache(store, async (cache, metrics) => {
+    await cache.startWarmUp();
+    assert.equal(metrics.counters().warm_bytes ?? 0, 0, "nothing of the pack was kept");
+    assert.ok((metrics.counters().s3_corrupt ?? 0) >= 1);
+    for (const e of entries) assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
+    assert.equal(metrics.counters().s3_get_hits, 40, "each entry fell back to its lookup");
+    assert.equal(metrics.counters().breaker_trips ?? 0, 0);
+  });
+});
+
+Deno.test("TieredCache: a manifest past a cap is skipped with one line and costs only misses", async () => {
+  const store = new MemoryObjectStore();
+  const entries = await seed(store, 5);
+  const keyHash = await warmKeyHash("test");
+  const huge = entries.map((e) => ({ ...e, size: 2.25e12 }));
+  store.objects.set(
+    manifestKey(keyHash),
+    await encodeManifest({ key: "test", session: 1, packs: [], entries: huge }),
+  );
+  const lines: string[] = [];
+  const dir = await Deno.makeTempDir();
+  const cache = new TieredCache(await LocalCache.open(dir), store, {
+    metrics: new Metrics(),
+    log: { info: (line: string) => lines.push(line) } as never,
+    warm: { key: "test", keyHash },
+  });
+  try {
+    const started = performance.now();
+    await cache.startWarmUp();
+    for (const e of entries) assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
+    assert.ok(performance.now() - started < 2_000);
+    const skipped = lines.filter((l) => l.includes("ignoring the warm-up manifest"));
+    assert.equal(skipped.length, 1, lines.join("\n"));
+    assert.match(skipped[0]!, /size 2250000000000, above the cap of 1073741824/);
+    assert.ok(!lines.some((l) => /deadline|pause|breaker/i.test(l)), lines.join("\n"));
+  } finally {
+    await cache.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("TieredCache: a shared directory keeps manifests within their trust tier", async (t) => {
+  const pr = new MemoryObjectStore();
+  const main = new MemoryObjectStore();
+  const dir = await Deno.makeTempDir();
+  const keyHash = await warmKeyHash("test");
+  const bodies = Array.from({ length: 30 }, (_, n) => encoder.encode(`pr output ${n}`));
+  const prEntries = await Promise.all(bodies.map(async (body, n) => ({
+    actionId: id(100 + n),
+    outputId: await sha256(body),
+    body,
+  })));
+  try {
+    await t.step(
+      "a pull-request job stores 30 entries (and packs them under its prefix)",
+      async () => {
+        await withCache(pr, async (cache) => {
+          for (const e of prEntries) await cache.put(e);
+          await cache.close();
+          await cache.finishSession();
+        }, { dir, scope: "pr/5" });
+        const manifest = (await decodeManifest(pr.objects.get(manifestKey(keyHash))!))!;
+        assert.equal(manifest.entries.length, 30);
+        assert.ok(manifest.packs.length >= 1);
+      },
+    );
+    await t.step(
+      "main, same directory: its manifest names none of them, nor their packs",
+      async () => {
+        const mine = await seed(main, 3);
+        await withCache(main, async (cache, metrics) => {
+          // Local hits on the PR's entries: go would use them, but main cannot vouch for them.
+          for (const e of prEntries) assert.ok(await cache.get(e.actionId));
+          for (const e of mine) assert.ok(await cache.get(e.actionId));
+          await cache.finishSession();
+          assert.equal(metrics.counters().warm_unvouched, 30);
+        }, { dir, scope: "main" });
+        const manifest = (await decodeManifest(main.objects.get(manifestKey(keyHash))!))!;
+        assert.deepEqual(manifest.entries.map((e) => e.actionId), mine.map((e) => e.actionId));
+        assert.deepEqual(manifest.packs, []);
+      },
+    );
+    await t.step(
+      "a manifest spoilt by an earlier version is repaired by the next writer",
+      async () => {
+        // What the earlier version wrote: the PR's entries and packs, and seen = 2^53-1.
+        const spoilt = (await decodeManifest(pr.objects.get(manifestKey(keyHash))!))!;
+        const entries = spoilt.entries.map((e, i) => ({
+          ...e,
+          seen: i < 2 ? Number.MAX_SAFE_INTEGER : 7,
+        }));
+        main.objects.set(
+          manifestKey(keyHash),
+          await encodeManifest({ ...spoilt, session: 7, entries }),
+        );
+        const extra = await seed(main, 35);
+        await withCache(main, async (cache, metrics) => {
+          await cache.startWarmUp();
+          for (const e of extra.slice(30)) assert.ok(await cache.get(e.actionId));
+          await cache.finishSession();
+          assert.equal(metrics.counters().warm_packs_missing, spoilt.packs.length);
+        }, { scope: "main" });
+        const repaired = (await decodeManifest(main.objects.get(manifestKey(keyHash))!))!;
+        for (const p of repaired.packs) assert.ok(main.objects.has(packKey(keyHash, p.name)));
+        const ids = new Set(repaired.entries.map((e) => e.actionId));
+        assert.ok(prEntries.every((e) => !ids.has(e.actionId)), "the PR's entries are gone");
+        assert.ok(repaired.entries.every((e) => e.seen <= repaired.session));
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("TieredCache warm-up: 8,000 empty outputs never hold the event loop long", async () => {
+  const store = new MemoryObjectStore();
+  const keyHash = await warmKeyHash("test");
+  const empty = await sha256(new Uint8Array(0));
+  const entries = Array.from({ length: 8_000 }, (_, n) => ({
+    actionId: n.toString(16).padStart(64, "0"),
+    outputId: empty,
+    size: 0,
+    nanos: 1n,
+    seen: 1,
+  }));
+  store.objects.set(
+    manifestKey(keyHash),
+    await encodeManifest({ key: "test", session: 1, packs: [], entries }),
+  );
+  await withCache(store, async (cache, metrics) => {
+    let worst = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      worst = Math.max(worst, now - last - 10);
+      last = now;
+    }, 10);
+    try {
+      await cache.startWarmUp();
+    } finally {
+      clearInterval(timer);
+    }
+    assert.equal(metrics.counters().warm_entries, 8_000);
+    // Synchronous file calls, paced: other work gets a turn every few ms (it was seconds).
+    assert.ok(worst < 500, `the event loop was held for ${Math.round(worst)} ms`);
+  });
 });
