@@ -291,6 +291,19 @@ export const FAMILIES: readonly FamilySpec[] = Object.freeze([
     }),
   },
   {
+    name: "warm_unvouched_entries",
+    type: "gauge",
+    help: "Local hits left out of the last manifest written: no manifest of this tier named " +
+      "them, so this session cannot vouch for them (another tier may share the directory)",
+    series: [{ value: "warm_unvouched" }],
+  },
+  {
+    name: "warm_packs_missing_total",
+    type: "counter",
+    help: "Packs a manifest named that the own prefix does not hold, dropped with their entries",
+    series: [{ value: "warm_packs_missing" }],
+  },
+  {
     name: "warm_manifest_entries",
     type: "gauge",
     help: "Entries in the last warm-up manifest written",

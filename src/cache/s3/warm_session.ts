@@ -41,7 +41,7 @@ import {
 import { buildPacks, type PackPolicy, planPacks } from "./packs.ts";
 import type { WarmMetrics } from "./warm.ts";
 import type { CircuitBreaker } from "./breaker.ts";
-import { readFullSync } from "../_files.ts";
+import { FILE_MODE, makeDirs, readFullSync } from "../_files.ts";
 
 /** Options for {@linkcode WarmSession}. */
 export interface WarmSessionOptions {
@@ -345,9 +345,9 @@ export class WarmSession {
   async #writeLocalCopy(manifest: WarmManifest, encoded?: Uint8Array): Promise<void> {
     try {
       const bytes = encoded ?? await encodeManifest(manifest);
-      await Deno.mkdir(`${this.#local.root}/warm`, { recursive: true });
+      await makeDirs(`${this.#local.root}/warm`);
       const temp = `${this.localCopy}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-      await Deno.writeFile(temp, bytes);
+      await Deno.writeFile(temp, bytes, { mode: FILE_MODE });
       await Deno.rename(temp, this.localCopy);
     } catch {
       // A directory that takes no writes: the bucket's copy still counts.
