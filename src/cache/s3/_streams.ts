@@ -5,7 +5,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { sha256 } from "./_hash.ts";
 import { StoreError } from "./object_store.ts";
 
 /** A remote entry that must not be served: counted as `s3_corrupt`, not as a failure. */
@@ -21,7 +21,7 @@ export class VerifyStream extends TransformStream<Uint8Array, Uint8Array> {
    * @param key The object's key, for messages.
    */
   constructor(outputId: string, size: number, key: string) {
-    const hash = createHash("sha256");
+    const hash = sha256();
     let seen = 0;
     super({
       transform(chunk, controller) {

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { hashingReady, sha256 } from "./_hash.ts";
 import type { PackInfo, WarmEntry } from "./manifest.ts";
 
 /** Options for {@linkcode planPacks}. */
@@ -108,6 +108,7 @@ export async function* buildPacks(
   readInto: (entry: WarmEntry, target: Uint8Array) => Promise<boolean> | boolean,
   policy: PackPolicy = {},
 ): AsyncGenerator<BuiltPack> {
+  await hashingReady();
   const packBytes = policy.packBytes ?? 4 << 20;
   const maxEntrySize = policy.maxEntrySize ?? 1 << 20;
   let buffer: Uint8Array | undefined;
@@ -115,7 +116,7 @@ export async function* buildPacks(
   let size = 0;
   const close = (): BuiltPack => {
     const bytes = buffer!.subarray(0, size);
-    const name = createHash("sha256").update(bytes).digest("hex");
+    const name = sha256().update(bytes).digest("hex");
     const pack = { info: { name, size }, bytes, offsets };
     offsets = new Map();
     size = 0;

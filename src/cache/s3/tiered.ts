@@ -27,6 +27,7 @@ import { CircuitBreaker } from "./breaker.ts";
 import { type UploadEntry, UploadQueue } from "./uploads.ts";
 import { ReadThroughStore } from "./read_through.ts";
 import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
+import { hashingReady } from "./_hash.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
 import {
   actionKey,
@@ -288,14 +289,25 @@ export class TieredCache implements CacheHandler {
   async finishSession(timeoutMs = 30_000): Promise<void> {
     const warm = this.#warmUp;
     if (!warm) return;
-    if (this.#warmStarted) {
-      // A manifest still loading is the merge base: wait for it, briefly.
+    // A manifest still loading is the merge base: wait for it, briefly.
+    const loaded = async () => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([warm.loaded, new Promise((r) => timer = setTimeout(r, 2_000))]);
       clearTimeout(timer);
-    }
+      return warm;
+    };
+    if (this.#warmStarted) await loaded();
     this.#metrics?.set("warm_wasted_bytes", warm.wastedBytes);
-    await this.#session?.write(warm, AbortSignal.timeout(timeoutMs));
+    // The warm-up never started (a warm machine): the bucket's manifest is fetched alone, after
+    // go has its replies, and only when this machine's copy cannot decide the write alone.
+    const base = this.#warmStarted ? warm : {
+      fromOwn: false,
+      load: () => {
+        this.#warmStarted ??= this.#inBackground(warm.start(this.#stores, { manifestOnly: true }));
+        return loaded();
+      },
+    };
+    await this.#session?.write(base, AbortSignal.timeout(timeoutMs));
   }
 
   /** Stops the warm-up's own fetches (a get may still start one). */
@@ -523,6 +535,7 @@ export class TieredCache implements CacheHandler {
   }
 
   async #fetch(actionId: string): Promise<CacheHit | undefined> {
+    await hashingReady();
     await this.#breaker.ready();
     if (!this.#breaker.allow()) {
       this.#metrics?.add("s3_get_skipped");

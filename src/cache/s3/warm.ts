@@ -15,7 +15,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { hashingReady, sha256 } from "./_hash.ts";
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
@@ -139,14 +139,18 @@ export class WarmUp {
    * the fetches. Never rejects.
    *
    * @param stores The own prefix first, then the read prefixes.
+   * @param options `manifestOnly`: load the manifest and fetch nothing else (the merge base of a
+   * session whose warm-up never started), even after {@linkcode stop}.
    * @returns The warm-up's end (also {@linkcode done}).
    */
-  start(stores: readonly ObjectStore[]): Promise<void> {
+  start(stores: readonly ObjectStore[], options: { manifestOnly?: boolean } = {}): Promise<void> {
     const started = performance.now();
     this.#deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
-    this.done = this.#run(stores).catch((error) => {
-      this.#options.log?.info(`warm-up stopped: ${message(error)}`);
-    }).finally(() => {
+    this.done = hashingReady().then(() => this.#run(stores, options.manifestOnly ?? false)).catch(
+      (error) => {
+        this.#options.log?.info(`warm-up stopped: ${message(error)}`);
+      },
+    ).finally(() => {
       this.#loaded();
       this.#metrics?.set("warm_ms", Math.round(performance.now() - started));
     });
@@ -198,7 +202,7 @@ export class WarmUp {
     return bytes;
   }
 
-  async #run(stores: readonly ObjectStore[]): Promise<void> {
+  async #run(stores: readonly ObjectStore[], manifestOnly: boolean): Promise<void> {
     const { breaker } = this.#options;
     await breaker.ready();
     const deadline = this.#deadline!;
@@ -206,7 +210,7 @@ export class WarmUp {
       if (breaker.paused || deadline.aborted) return;
       const key = manifestKey(this.#options.keyHash);
       const read = await this.#request(async () => {
-        const object = await store.get(key, { signal: this.#signal() });
+        const object = await store.get(key, { signal: this.#signal(0, manifestOnly) });
         if (!object) return undefined;
         // Bounded however large the body or its declared size (`ManifestLimits`).
         return await readManifest(
@@ -234,6 +238,7 @@ export class WarmUp {
     if (!manifest) return;
     for (const entry of manifest.entries) this.#entries.set(entry.actionId, entry);
     this.#loaded();
+    if (manifestOnly) return;
     const jobs = jobsOf(manifest);
     let next = 0;
     const worker = async () => {
@@ -354,7 +359,7 @@ export class WarmUp {
     for (const entry of missing) {
       const resolve = results.get(entry.actionId)!;
       const slice = bytes && slicePack(bytes, entry);
-      if (!slice || createHash("sha256").update(slice).digest("hex") !== entry.outputId) {
+      if (!slice || sha256().update(slice).digest("hex") !== entry.outputId) {
         if (bytes) this.#metrics?.add("s3_corrupt");
         resolve(undefined);
         continue;

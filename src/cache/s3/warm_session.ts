@@ -23,7 +23,7 @@
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { ObjectStore } from "./object_store.ts";
-import { createHash } from "node:crypto";
+import { hashingReady, sha256 } from "./_hash.ts";
 import {
   encodeManifest,
   MANIFEST_LIMITS,
@@ -129,7 +129,7 @@ export class WarmSession {
 
   /** The path of this machine's copy of the manifest (per warm key and scope). */
   get localCopy(): string {
-    const scope = createHash("sha256").update(this.#options.scope ?? "").digest("hex");
+    const scope = sha256().update(this.#options.scope ?? "").digest("hex");
     return `${this.#local.root}/warm/${this.#options.keyHash}.${scope.slice(0, 16)}.json.gz`;
   }
 
@@ -164,9 +164,13 @@ export class WarmSession {
   }
 
   async #write(base: WarmBase, signal: AbortSignal) {
+    await hashingReady();
     const { keyHash, metrics } = this.#options;
-    const remote = base.manifest && !base.fromOwn ? withoutPacks(base.manifest) : base.manifest;
     const mine = await this.#readLocalCopy();
+    if (!base.manifest && base.load && (!mine || this.#addsTo(mine, this.#vouched(mine)))) {
+      base = await base.load(); // a write is likely: the bucket's manifest is its merge base
+    }
+    const remote = base.manifest && !base.fromOwn ? withoutPacks(base.manifest) : base.manifest;
     let union = unionManifests(remote, mine);
     this.#session ??= (union?.session ?? 0) + 1;
     const used = this.#vouched(union);
@@ -331,6 +335,7 @@ export class WarmSession {
 
   /** This machine's copy, read with the bucket's bounds (anyone sharing the directory wrote). */
   async #readLocalCopy(): Promise<WarmManifest | undefined> {
+    await hashingReady();
     try {
       const file = await Deno.open(this.localCopy);
       const { size } = await file.stat();
@@ -343,6 +348,7 @@ export class WarmSession {
   }
 
   async #writeLocalCopy(manifest: WarmManifest, encoded?: Uint8Array): Promise<void> {
+    await hashingReady();
     try {
       const bytes = encoded ?? await encodeManifest(manifest);
       await makeDirs(`${this.#local.root}/warm`);
@@ -363,6 +369,12 @@ export interface WarmBase {
   fromOwn: boolean;
   /** Packs the warm-up fetched (true) or found missing (false) under the own prefix. */
   packsSeen?: ReadonlyMap<string, boolean>;
+  /**
+   * Fetches the bucket's manifest when none was fetched (the warm-up never started): called only
+   * when this machine's copy cannot decide alone, so a warm machine re-running its build makes
+   * no request for it. @default no manifest beyond the one given
+   */
+  load?: () => Promise<WarmBase>;
 }
 
 /** Pack HEADs at once when a manifest is checked before it is written again. */

@@ -640,3 +640,49 @@ Deno.test("TieredCache warm-up: 8,000 empty outputs never hold the event loop lo
     assert.ok(worst < 500, `the event loop was held for ${Math.round(worst)} ms`);
   });
 });
+
+Deno.test("TieredCache: a warm machine whose warm-up never started merges with the bucket's manifest", async () => {
+  const store = new TestStore();
+  const entries = await seed(store, 20);
+  const keyHash = await warmKeyHash("test");
+  // Machine A, fresh: warms up (nothing in the bucket's manifest yet) and writes one naming all 20.
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+    cache.stopWarmUp();
+    await cache.startWarmUp();
+  });
+  assert.equal(
+    (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!.entries.length,
+    20,
+  );
+  // Machine B: warm already (a local hit first, so no warm-up) and no manifest copy of its own.
+  const dir = await Deno.makeTempDir();
+  const first = entries[0]!;
+  const local = await LocalCache.open(dir);
+  const body = store.objects.get(outputKey(first.outputId))!;
+  await local.writeObject(first.outputId, body);
+  await local.writeAction(first.actionId, {
+    outputId: first.outputId,
+    size: body.length,
+    time: new Date(),
+  });
+  const manifestGets = () => store.calls.filter((c) => c === `GET ${manifestKey(keyHash)}`).length;
+  const before = manifestGets();
+  await withCache(store, async (cache) => {
+    assert.ok(cache.getNow(first.actionId));
+    const fresh = encoder.encode("a new output");
+    await cache.put({ actionId: id(950), outputId: await sha256(fresh), body: fresh });
+    await cache.finishSession();
+  }, { dir });
+  assert.equal(manifestGets(), before + 1, "the write fetched the bucket's manifest as its base");
+  const merged = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
+  assert.equal(merged.entries.length, 21, "machine A's entries kept, the new one added");
+  // Again on B, nothing new: its own copy decides, and the bucket is not asked.
+  await withCache(store, async (cache) => {
+    assert.ok(cache.getNow(first.actionId));
+    await cache.finishSession();
+  }, { dir });
+  assert.equal(manifestGets(), before + 1, "no manifest request on a warm re-run");
+  await Deno.remove(dir, { recursive: true });
+});
