@@ -201,7 +201,10 @@ export async function hashZip(path: string): Promise<string> {
     }
     const start = entry.localOffset + 30 + header.getUint16(26, true) + header.getUint16(28, true);
     const hash = createHash("sha256");
-    let raw: ReadableStream<Uint8Array> = rangeStream(file, start, entry.compressedSize);
+    // Deflated input in small slices: the decompressor expands each slice in one go (up to about
+    // 1000×), so a bomb's 16 KiB slice is at most ~16 MiB in memory, never hundreds.
+    const slice = entry.method === 8 ? 16 << 10 : 256 << 10;
+    let raw: ReadableStream<Uint8Array> = rangeStream(file, start, entry.compressedSize, slice);
     if (entry.method === 8) {
       raw = raw.pipeThrough(
         new DecompressionStream("deflate-raw") as unknown as TransformStream<
@@ -212,7 +215,16 @@ export async function hashZip(path: string): Promise<string> {
     } else if (entry.method !== 0) {
       throw new SyntaxError(`Bad module zip: unsupported compression ${entry.method}`);
     }
-    for await (const chunk of raw) hash.update(chunk);
+    let inflated = 0;
+    for await (const chunk of raw) {
+      inflated += chunk.length;
+      if (inflated > entry.size) {
+        throw new SyntaxError(
+          `Bad module zip: entry ${JSON.stringify(entry.name)} inflates past its ${entry.size} bytes`,
+        );
+      }
+      hash.update(chunk);
+    }
     lines.push(`${hash.digest("hex")}  ${entry.name}\n`);
   }
   lines.sort((a, b) => {
@@ -223,7 +235,12 @@ export async function hashZip(path: string): Promise<string> {
   return h1(lines);
 }
 
-function rangeStream(file: Deno.FsFile, start: number, length: number): ReadableStream<Uint8Array> {
+function rangeStream(
+  file: Deno.FsFile,
+  start: number,
+  length: number,
+  slice: number,
+): ReadableStream<Uint8Array> {
   let position = start;
   const end = start + length;
   return new ReadableStream<Uint8Array>({
@@ -232,7 +249,7 @@ function rangeStream(file: Deno.FsFile, start: number, length: number): Readable
         controller.close();
         return;
       }
-      const chunk = await readAt(file, position, Math.min(256 << 10, end - position));
+      const chunk = await readAt(file, position, Math.min(slice, end - position));
       position += chunk.length;
       controller.enqueue(chunk);
     },
