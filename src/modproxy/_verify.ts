@@ -220,7 +220,9 @@ export async function hashZip(path: string): Promise<string> {
       inflated += chunk.length;
       if (inflated > entry.size) {
         throw new SyntaxError(
-          `Bad module zip: entry ${JSON.stringify(entry.name)} inflates past its ${entry.size} bytes`,
+          `Bad module zip: entry ${
+            JSON.stringify(entry.name)
+          } inflates past its ${entry.size} bytes`,
         );
       }
       hash.update(chunk);
