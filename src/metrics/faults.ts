@@ -155,13 +155,16 @@ const PAUSED = /^(.*?)S3 tier (paused for \d+s after \d+ consecutive failures?|d
  * @returns The wrapper.
  */
 export function collapsingLogger(log: Logger, faults: Faults = new Faults()): CollapsingLogger {
-  const left = new Map<string, { count: number; sample: string }>();
-  const pass = (emit: (line: string) => void, line: string) => {
+  // Per shape: how many lines were held back, and whether any was a warning (the closing count
+  // is said at the level of what it stands for: info lines stay behind -v).
+  const left = new Map<string, { count: number; warn: boolean }>();
+  const pass = (warn: boolean, line: string) => {
+    const emit = (l: string) => warn ? log.warn(l) : log.info(l);
     const failure = FAILURE.exec(line);
     if (failure) {
       const cause = classifyFault(failure[3]!);
       if (faults.record(cause, failure[3]!)) return emit(line);
-      return hold(`${failure[1]}S3 failure (${cause})`, line);
+      return hold(`${failure[1]}S3 failure (${cause})`, warn);
     }
     const paused = PAUSED.exec(line);
     if (paused) {
@@ -173,24 +176,28 @@ export function collapsingLogger(log: Logger, faults: Faults = new Faults()): Co
     if (shape === line.replace(/\b\d+\b/g, "N")) return emit(line);
     if (/^not uploading /.test(line)) faults.record("upload", line.replace(OBJECT_ID, "<id>"));
     if (!left.has(shape)) {
-      left.set(shape, { count: 0, sample: line });
+      left.set(shape, { count: 0, warn: false });
       return emit(line);
     }
-    hold(shape, line);
+    hold(shape, warn);
   };
-  const hold = (shape: string, line: string) => {
-    const entry = left.get(shape);
-    if (entry) entry.count++;
-    else left.set(shape, { count: 1, sample: line });
+  const hold = (shape: string, warn: boolean) => {
+    const entry = left.get(shape) ?? { count: 0, warn: false };
+    entry.count++;
+    entry.warn ||= warn;
+    left.set(shape, entry);
   };
   return {
     faults,
-    info: (line) => pass((l) => log.info(l), line),
-    warn: (line) => pass((l) => log.warn(l), line),
+    info: (line) => pass(false, line),
+    warn: (line) => pass(true, line),
     trace: (bit) => log.trace(bit),
     flush: () => {
-      for (const [shape, { count }] of left) {
-        if (count > 0) log.warn(`${count} more line(s) like "${shape}" were not shown`);
+      for (const [shape, { count, warn }] of left) {
+        if (count === 0) continue;
+        const line = `${count} more line(s) like "${shape}" were not shown`;
+        if (warn) log.warn(line);
+        else log.info(line);
       }
       left.clear();
     },

@@ -286,8 +286,8 @@ Deno.test({
         assert.match(stats.stdout, /Proxy hits\s+\d+ \(memory \d+, disk [1-9]\d*, bucket 0\)/);
         assert.match(stats.stdout, /Proxy fetches\s+\d+ \([1-9]\d* kept on disk/);
         const metrics = await (await fetch(`http://${http}/metrics`)).text();
-        assert.match(metrics, /^go_cache_plugin_revproxy_hits_local [1-9]/m);
-        assert.match(metrics, /^go_cache_plugin_revproxy_bytes_served [1-9]/m);
+        assert.match(metrics, /^go_cache_plugin_revproxy_hits_total\{tier="local"\} [1-9]/m);
+        assert.match(metrics, /^go_cache_plugin_revproxy_bytes_total\{direction="served"\} [1-9]/m);
       });
 
       await t.step("after a restart the disk answers", async () => {
