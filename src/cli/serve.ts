@@ -81,11 +81,10 @@ export async function runServer(
   outerLog: Logger,
   options: ServerOptions,
 ): Promise<number> {
-  const [{ PluginListener }, http, { SessionLog }, { GoCommands }] = await Promise.all([
+  const [{ PluginListener }, http, { GoCommands, SessionLog }] = await Promise.all([
     import("../server/listener.ts"),
     import("../server/http.ts"),
     import("../server/session_log.ts"),
-    import("../server/_go_command.ts"),
   ]);
   // Faults are recorded with a count; a line about one object is logged once per shape.
   const faultLog = collapsingLogger(outerLog);

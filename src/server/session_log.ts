@@ -23,6 +23,9 @@ import type { Metrics } from "../metrics/mod.ts";
 import type { CacheHandler, CacheHit } from "../protocol/mod.ts";
 import type { SessionObserver, SessionWatch } from "./listener.ts";
 
+/** Names which go command each session serves; `serve` hands one to {@linkcode SessionLog}. */
+export { GoCommands } from "./_go_command.ts";
+
 /** One go command (one session), as the status page lists it. */
 export interface SessionRecord {
   /** The session's number since the server started. */
