@@ -1,6 +1,6 @@
 /**
  * What `--read-prefixes` costs per lookup, against MinIO on loopback: the S3 tier's own code
- * (`TieredCache` over a `ReadThroughStore` of `AwsObjectStore`s, as `src/cli/s3_stack.ts` wires
+ * (`TieredCache` over a `ReadThroughStore` of `AwsObjectStore`s, as `src/cli/remote_stack.ts` wires
  * it) in this process, one get at a time, each for a new action id on an empty local tier. It
  * counts the S3 requests each get makes (from the `--debug=4` trace hook) and times the get, for
  *
@@ -19,13 +19,8 @@
  */
 
 import { LocalCache } from "../../src/cache/local.ts";
-import {
-  actionKey,
-  AwsObjectStore,
-  outputKey,
-  ReadThroughStore,
-  TieredCache,
-} from "../../src/cache/s3/mod.ts";
+import { actionKey, outputKey, TieredCache } from "../../src/cache/remote/mod.ts";
+import { AwsObjectStore, ReadThroughStore } from "../../src/store/mod.ts";
 import { findMinio, startMinio } from "../../tests/_util/minio.ts";
 import {
   BENCH_DIR,

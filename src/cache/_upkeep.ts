@@ -8,14 +8,10 @@
  */
 
 import type { Logger } from "../log/mod.ts";
+import { FILE_MODE, isTempName, reason, removeQuietly, statOrUndefined } from "../util/files.ts";
 import {
-  FILE_MODE,
-  isTempName,
-  reason,
-  removeQuietly,
   removeTempIfStale,
   REVPROXY_OBJECT,
-  statOrUndefined,
   TEMP_MAX_AGE_MS,
   type TrimResult,
   trimToSize,

@@ -14,7 +14,7 @@
  */
 
 import type { Logger } from "../log/mod.ts";
-import { isBodyError, reason } from "./_files.ts";
+import { isBodyError, reason } from "../util/files.ts";
 import type { FallbackOptions } from "./fallback.ts";
 
 /** After a refused write, writes go to the fallback for this long before the directory is retried. */

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { reason } from "./_files.ts";
+import { reason } from "../util/files.ts";
 
 /** The byte cap of a fallback directory's outputs. */
 export const FALLBACK_MAX_BYTES = 512 * 1024 * 1024;

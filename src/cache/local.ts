@@ -23,7 +23,8 @@
 import type { Logger } from "../log/mod.ts";
 import { SILENT } from "../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../protocol/mod.ts";
-import { atomicWrite, makeDirs, sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
+import { atomicWrite, makeDirs } from "../util/files.ts";
+import { sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
 import {
   BackgroundTrim,
   cleanCache,

@@ -69,4 +69,4 @@ export {
   fallbackPath,
   systemFallback,
 } from "./fallback.ts";
-export * from "./s3/mod.ts";
+export * from "./remote/mod.ts";

@@ -1,5 +1,5 @@
 /**
- * The {@linkcode CacheStack} type: what `stack.ts` (local tier) and `s3_stack.ts` (S3 tier) build
+ * The {@linkcode CacheStack} type: what `stack.ts` (local tier) and `remote_stack.ts` (S3 tier) build
  * and the run functions serve from. In a file of its own so the two builders share it without
  * importing each other.
  *
@@ -7,7 +7,7 @@
  */
 
 import type { LocalCache } from "../cache/local.ts";
-import type { ObjectStore } from "../cache/s3/object_store.ts";
+import type { ObjectStore } from "../store/mod.ts";
 import type { CacheHandler } from "../protocol/mod.ts";
 
 /** The cache a process serves, with its end-of-life hooks. */

@@ -5,15 +5,16 @@
  * kind (`_values.ts`). What is left here is the command line's shape (subcommand and positional
  * arguments, Go's `-flag` spellings) and the rules that span several flags: the cache directory's
  * resolution, `serve`'s listen targets, `--modproxy` needing `--http`, `stats`' address and
- * format, and the S3 endpoint check (only with a bucket).
+ * format, and which store `--bucket` names (`_store_spec.ts`).
  *
  * @module
  */
 
 import { type Command, HELP_FLAGS, SUBCOMMANDS } from "./commands.ts";
 import { defaultOf, type FlagField, FLAGS, type FlagSpec, type FlagValue } from "./flags.ts";
+import type { StoreSpec } from "../store/spec.ts";
+import { storeSpecOf } from "./_store_spec.ts";
 import {
-  checkEndpoint,
   checkHttpAddress,
   checkListenTarget,
   isAbsolute,
@@ -50,7 +51,10 @@ export interface Config {
   cacheDir: string;
   /** Why `cacheDir` is what it is, for `-v`. */
   cacheDirSource: string;
+  /** `--bucket` as given (a name or a URL); "" is the local tier alone. */
   bucket: string;
+  /** The store `--bucket` names, with its settings; `undefined` without a bucket. */
+  store: StoreSpec | undefined;
   region: string;
   endpoint: string;
   pathStyle: boolean;
@@ -102,7 +106,7 @@ export interface Config {
 /** The top-level fields one flag each fills; the rest come from the positionals. */
 type FromFlags = Omit<
   Config,
-  "command" | "helpTopic" | "connectTarget" | "cacheDirSource" | "statsAddress" | "serve"
+  "command" | "helpTopic" | "connectTarget" | "cacheDirSource" | "statsAddress" | "serve" | "store"
 >;
 
 /** True when A and B are the same set of names. */
@@ -182,13 +186,14 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
   }
   const statsAddress = command === "stats" ? serve.http || DEFAULT_STATS_HTTP : "";
   if (command === "stats") checkHttpAddress(statsAddress);
-  if (flags.bucket && flags.endpoint) checkEndpoint(flags.endpoint);
+  const store = storeSpecOf(flags, env);
   return Object.freeze({
     command,
     helpTopic: command === "help" ? rest.join(" ") : "",
     connectTarget: command === "connect" ? rest[0]! : "",
     statsAddress,
     ...flags,
+    store: store && Object.freeze(store),
     cacheDir: cacheDir.path,
     cacheDirSource: cacheDir.source,
     serve: Object.freeze(serve),

@@ -22,7 +22,7 @@
  * - Help: `help.ts` (`help [topic]`, with `help environment` generated from the flag table),
  *   `version.ts` ({@linkcode VERSION}).
  * - Wiring the cache: `stack.ts` ({@linkcode openCacheStack}: the local tier, its fallback
- *   directory, pruning and the `--max-size` trim), `s3_stack.ts` (the S3 tier on top, loaded
+ *   directory, pruning and the `--max-size` trim), `remote_stack.ts` (the S3 tier on top, loaded
  *   only with `--bucket`), `cache_stack.ts` (the {@linkcode CacheStack} type both build).
  *
  * This file re-exports the public entry points for readers and tests. `main.ts` does not import

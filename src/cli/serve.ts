@@ -19,6 +19,7 @@
 import { DEBUG_BUILD_CACHE, DEBUG_REVPROXY, type Logger } from "../log/mod.ts";
 import { collapsingLogger } from "../metrics/faults.ts";
 import type { ServerMode } from "../server/summary.ts";
+import { bucketUrl, describeStore, storeLocation } from "../store/spec.ts";
 import { errorMessage, settledWithin, writeAll } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 import { VERSION } from "./version.ts";
@@ -285,9 +286,9 @@ async function announce(
   where: { plugin: string; http?: string },
 ): Promise<void> {
   const httpUrl = where.http && `http://${where.http}`;
-  const tier = config.bucket
-    ? `local tier ${stack.local.root} + S3 bucket ${config.bucket}`
-    : `the local tier alone at ${stack.local.root} (no --bucket: S3 is off)`;
+  const tier = config.store
+    ? `local tier ${stack.local.root} + ${describeStore(config.store)}`
+    : `the local tier alone at ${stack.local.root} (no --bucket: the remote tier is off)`;
   log.warn(`serving the build cache on ${where.plugin}: ${tier}`);
   if (httpUrl) {
     log.warn(`status page: ${httpUrl}/ (metrics: ${httpUrl}/metrics, ${httpUrl}/debug/vars)`);
@@ -336,8 +337,8 @@ export async function printEnv(config: Config): Promise<number> {
 function modeOf(config: Config): ServerMode {
   const warm = config.warmKey === "auto" ? `auto (dir:${Deno.cwd()})` : config.warmKey;
   return {
-    bucket: config.bucket,
-    store: config.endpoint || `AWS S3${config.region ? ` ${config.region}` : ""}`,
+    bucket: config.store ? bucketUrl(config.store) : config.bucket,
+    store: config.store ? storeLocation(config.store) : "",
     prefix: config.prefix,
     readPrefixes: config.readPrefixes.filter((p) => p.replace(/^\/+|\/+$/g, "") !== config.prefix),
     readOnly: config.readOnly,

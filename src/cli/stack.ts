@@ -98,8 +98,8 @@ export async function openCacheStack(
     log.info("no --bucket: serving the local tier alone");
     return { handler: local, local, shutdown: stopSweeps };
   }
-  const { openS3Stack } = await import("./s3_stack.ts");
-  const stack = await openS3Stack(local, config, options);
+  const { openRemoteStack } = await import("./remote_stack.ts");
+  const stack = await openRemoteStack(local, config, options);
   return {
     ...stack,
     shutdown: async () => {

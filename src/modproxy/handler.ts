@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ObjectStore } from "../cache/s3/object_store.ts";
+import type { ObjectStore } from "../store/mod.ts";
 import { DEBUG_MODPROXY, type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { errorMessage } from "../util/mod.ts";

@@ -36,11 +36,11 @@ import {
   readFullSync,
   removeQuietly,
   tempName,
-} from "../cache/_files.ts";
-import { CircuitBreaker } from "../cache/s3/breaker.ts";
-import { type ObjectStore, StoreError } from "../cache/s3/object_store.ts";
-import { ReadThroughStore } from "../cache/s3/read_through.ts";
-import { type UploadEntry, UploadQueue } from "../cache/s3/uploads.ts";
+} from "../util/files.ts";
+import { CircuitBreaker } from "../store/mod.ts";
+import { type ObjectStore, StoreError } from "../store/mod.ts";
+import { ReadThroughStore } from "../store/mod.ts";
+import { type UploadEntry, UploadQueue } from "../store/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { errorMessage } from "../util/mod.ts";
@@ -125,7 +125,7 @@ interface WriteOptions {
  *
  * @example
  * ```ts
- * import { MemoryObjectStore } from "../cache/s3/object_store.ts";
+ * import { MemoryObjectStore } from "../store/mod.ts";
  * import { ModuleStore } from "./store.ts";
  * const dir = await Deno.makeTempDir();
  * const remote = new MemoryObjectStore();

@@ -18,10 +18,10 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
-import { CircuitBreaker } from "../cache/s3/breaker.ts";
-import { type ObjectStore, StoreError } from "../cache/s3/object_store.ts";
-import { ReadThroughStore } from "../cache/s3/read_through.ts";
-import { type UploadEntry, UploadQueue } from "../cache/s3/uploads.ts";
+import { CircuitBreaker } from "../store/mod.ts";
+import { type ObjectStore, StoreError } from "../store/mod.ts";
+import { ReadThroughStore } from "../store/mod.ts";
+import { type UploadEntry, UploadQueue } from "../store/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { errorMessage } from "../util/mod.ts";

@@ -459,7 +459,8 @@ function hitSources(a: Account): string {
 }
 
 function storeText(mode: ServerMode): string {
-  const where = `s3://${mode.bucket}${mode.prefix ? `/${mode.prefix}` : ""}` +
+  const url = mode.bucket.includes("://") ? mode.bucket : `s3://${mode.bucket}`;
+  const where = `${url}${mode.prefix ? `/${mode.prefix}` : ""}` +
     ` (${mode.store || "AWS S3"})`;
   const parts = [where];
   if (mode.readPrefixes?.length) {

@@ -10,7 +10,7 @@ import {
   type StoreCallOptions,
   type StoredObject,
   StoreError,
-} from "../../src/cache/s3/mod.ts";
+} from "../../src/store/mod.ts";
 
 /**
  * A body that arrives at `bytesPerSecond`, in 16 KiB chunks; cancelling it stops its timer.

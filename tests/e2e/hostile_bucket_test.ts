@@ -28,7 +28,7 @@ import {
   manifestKey,
   packKey,
   warmKeyHash,
-} from "../../src/cache/s3/mod.ts";
+} from "../../src/cache/remote/mod.ts";
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());

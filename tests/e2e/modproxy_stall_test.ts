@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AwsObjectStore } from "../../src/cache/s3/aws_store.ts";
+import { AwsObjectStore } from "../../src/store/mod.ts";
 import type { Logger } from "../../src/log/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { createModuleProxy, type ModuleProxy } from "../../src/modproxy/mod.ts";

@@ -16,7 +16,7 @@ import {
   manifestKey,
   packKey,
   warmKeyHash,
-} from "../../src/cache/s3/mod.ts";
+} from "../../src/cache/remote/mod.ts";
 import { freePort } from "../_util/net.ts";
 import { Server } from "../_util/serve.ts";
 import {
@@ -221,7 +221,7 @@ Deno.test({
         assert.equal(total(metrics, "s3_get_errors") + total(metrics, "s3_corrupt"), 0);
         for (const name of UPLOAD_COUNTERS) assert.equal(total(metrics, name), 0, name);
         // Said once per plugin process under -v.
-        assert.equal(stderr.match(/S3 tier is read-only/g)?.length, 2, stderr);
+        assert.equal(stderr.match(/remote tier is read-only/g)?.length, 2, stderr);
         // --debug=4: GETs only, every one under main/.
         const s3Calls = [...stderr.matchAll(/ B S3 (\w+) (\S+)/g)];
         assert.ok(s3Calls.length > 5, `${s3Calls.length} S3 calls traced`);
@@ -407,7 +407,11 @@ Deno.test({
           calls = await trace.stop();
           metrics = await stopServer(prServer);
         }
-        assert.equal(prServer.stderr.match(/S3 tier is read-only/g)?.length, 1, prServer.stderr);
+        assert.equal(
+          prServer.stderr.match(/remote tier is read-only/g)?.length,
+          1,
+          prServer.stderr,
+        );
         assert.ok(
           (metrics.s3_read_prefix_hits ?? 0) + (metrics.warm_hits ?? 0) > 100,
           JSON.stringify(metrics),

@@ -28,7 +28,7 @@ import {
 import { freePort } from "../_util/net.ts";
 import { Server } from "../_util/serve.ts";
 import { sha256Hex } from "../_util/bytes.ts";
-import { decodeManifest, manifestKey, outputKey, warmKeyHash } from "../../src/cache/s3/mod.ts";
+import { decodeManifest, manifestKey, outputKey, warmKeyHash } from "../../src/cache/remote/mod.ts";
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());

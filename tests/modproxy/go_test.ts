@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MemoryObjectStore, type ObjectStore } from "../../src/cache/s3/object_store.ts";
+import { MemoryObjectStore, type ObjectStore } from "../../src/store/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { createModuleProxy, type ModuleProxyOptions } from "../../src/modproxy/mod.ts";
 import { rawPathOf } from "../../src/modproxy/paths.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MemoryObjectStore } from "../../src/cache/s3/object_store.ts";
+import { MemoryObjectStore } from "../../src/store/mod.ts";
 import { createLogger } from "../../src/log/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import {

@@ -9,8 +9,8 @@ import {
   type StoreCallOptions,
   type StoredObject,
   StoreError,
-} from "../../src/cache/s3/object_store.ts";
-import { ReadThroughStore } from "../../src/cache/s3/read_through.ts";
+} from "../../src/store/mod.ts";
+import { ReadThroughStore } from "../../src/store/mod.ts";
 import type { Logger } from "../../src/log/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { ModuleStore, type ModuleStoreOptions, TooLargeError } from "../../src/modproxy/store.ts";

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryObjectStore, ReadThroughStore, StoreError } from "../../src/cache/s3/mod.ts";
+import { MemoryObjectStore, ReadThroughStore, StoreError } from "../../src/store/mod.ts";
 import { ServerMetrics } from "../../src/server/http.ts";
 import { cacheKey, clientAllowed, keyedUrl, openRevProxy } from "../../src/revproxy/mod.ts";
 import { generated, makeOriginCerts, startHttpsOrigin } from "../_util/https_upstream.ts";

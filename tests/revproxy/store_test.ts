@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryObjectStore, ReadThroughStore } from "../../src/cache/s3/mod.ts";
+import { MemoryObjectStore, ReadThroughStore } from "../../src/store/mod.ts";
 import { LocalCache } from "../../src/cache/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { cacheKey, encodeHead, keyedUrl, parseHead } from "../../src/revproxy/entry.ts";

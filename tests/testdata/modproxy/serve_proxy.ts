@@ -14,7 +14,7 @@
 
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ObjectStore } from "../../../src/cache/s3/object_store.ts";
+import type { ObjectStore } from "../../../src/store/mod.ts";
 import { createLogger } from "../../../src/log/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { createModuleProxy } from "../../../src/modproxy/mod.ts";
@@ -126,7 +126,7 @@ async function main(args: string[]): Promise<void> {
   const s3 = rest.find((a) => a.startsWith("--s3="))?.slice(5);
   let store: ObjectStore | undefined;
   if (s3) {
-    const { AwsObjectStore } = await import("../../../src/cache/s3/aws_store.ts");
+    const { AwsObjectStore } = await import("../../../src/store/mod.ts");
     const [endpoint, bucket] = s3.split("#") as [string, string];
     store = new AwsObjectStore({ bucket, endpoint, pathStyle: true, region: "us-east-1" })
       .withPrefix("module");

@@ -10,7 +10,7 @@
  */
 
 import type { Connection, Session } from "./_connection.ts";
-import { networkError, responseError } from "./_errors.ts";
+import { networkError, responseError } from "../_errors.ts";
 import { encodeKeyPath } from "./_sigv4.ts";
 
 /** One request of the data path. */

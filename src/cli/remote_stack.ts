@@ -1,8 +1,8 @@
 /**
- * Wires the S3 tier: an {@linkcode AwsObjectStore} on the configured bucket and a
- * {@linkcode TieredCache} over the local tier. Imported by `stack.ts` only when `--bucket` is set,
- * after the handshake; the SDK itself loads on the first remote call, so a slow or unreachable S3
- * never delays the first reply.
+ * Wires the remote tier: the store `--bucket` names (`openStore`) and a {@linkcode TieredCache}
+ * over the local tier. Imported by `stack.ts` only when `--bucket` is set, after the handshake;
+ * a store's SDK loads on its first remote call, so a slow or unreachable store never delays the
+ * first reply.
  *
  * The trust tiers (`--read-prefixes`, `--read-only`) are one {@linkcode ReadThroughStore} for the
  * build cache and one under `module/` for the module proxy, on one client and connection.
@@ -11,13 +11,14 @@
  */
 
 import type { LocalCache } from "../cache/local.ts";
+import { TieredCache, type TieredWarmOptions, warmKeyHash } from "../cache/remote/mod.ts";
 import {
-  AwsObjectStore,
+  describeStore,
+  openStore,
   ReadThroughStore,
-  TieredCache,
-  type TieredWarmOptions,
-  warmKeyHash,
-} from "../cache/s3/mod.ts";
+  storeScope,
+  type StoreSpec,
+} from "../store/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { DEBUG_S3 } from "../log/mod.ts";
@@ -36,17 +37,14 @@ import type { CacheStack } from "./cache_stack.ts";
  * `<read prefix>/module/` (the module proxy puts its own breaker and upload queue in front of it,
  * see `src/modproxy/store.ts`).
  */
-export async function openS3Stack(
+export async function openRemoteStack(
   local: LocalCache,
   config: Config,
   options: { log: Logger; metrics: Metrics },
 ): Promise<CacheStack> {
   const { log, metrics } = options;
-  const bucket = new AwsObjectStore({
-    bucket: config.bucket,
-    region: config.region,
-    endpoint: config.endpoint,
-    pathStyle: config.pathStyle,
+  const spec = config.store!;
+  const bucket = openStore(spec, {
     observe: (name, seconds) => metrics.observe(name, seconds),
     trace: log.trace(DEBUG_S3),
   });
@@ -68,10 +66,10 @@ export async function openS3Stack(
     // Direct mode starts a process per go command: what one learns about a failing bucket is
     // shared through the cache directory, so the next one does not pay the same deadlines.
     breakerFile: `${local.root}/s3-breaker`,
-    breakerScope: `${config.endpoint || "aws"} ${config.bucket}`,
+    breakerScope: storeScope(spec),
     log,
     metrics,
-    warm: await warmOptions(config, log),
+    warm: await warmOptions(config, spec, log),
   });
   containStrayErrors(log, metrics);
   // Uploads an earlier session owed (s3-pending/), queued in the background; never when
@@ -79,17 +77,15 @@ export async function openS3Stack(
   // session blocks on go's reads while the tier is idle, and a timer could wait past the build.
   if (!config.readOnly) void handler.resumePending().catch(() => {});
   log.info(
-    `S3 tier: bucket ${JSON.stringify(config.bucket)}` +
+    `remote tier: ${describeStore(spec)}` +
       (config.prefix ? ` prefix ${JSON.stringify(config.prefix)}` : "") +
       (readPrefixes.length > 0
         ? ` read prefixes ${readPrefixes.map((p) => JSON.stringify(p || "/")).join(", ")}`
-        : "") +
-      (config.region ? ` region ${config.region}` : " (region looked up on first use)") +
-      (config.endpoint ? ` endpoint ${config.endpoint}` : ""),
+        : ""),
   );
   if (config.readOnly) {
     log.info(
-      "S3 tier is read-only (--read-only): nothing is written to the bucket; puts stay local " +
+      "remote tier is read-only (--read-only): nothing is written to the bucket; puts stay local " +
         "and owed uploads are neither sent nor recorded",
     );
   }
@@ -137,7 +133,11 @@ const MANIFEST_EVERY_MS = 60_000;
  * The warm-up settings: the warm key as given, or derived from the working directory (the go
  * command's, in direct mode) for `auto`, the default; `off` or "" turns the warm-up off.
  */
-async function warmOptions(config: Config, log: Logger): Promise<TieredWarmOptions | undefined> {
+async function warmOptions(
+  config: Config,
+  spec: StoreSpec,
+  log: Logger,
+): Promise<TieredWarmOptions | undefined> {
   let key = config.warmKey;
   if (key === "" || key === "off") return undefined;
   if (key === "auto") {
@@ -152,7 +152,12 @@ async function warmOptions(config: Config, log: Logger): Promise<TieredWarmOptio
   return {
     key,
     keyHash,
-    scope: JSON.stringify([config.endpoint, config.bucket, config.prefix]),
+    // S3's scope keeps its earlier spelling, so local manifest copies stay valid.
+    scope: JSON.stringify(
+      spec.kind === "s3"
+        ? [spec.endpoint, spec.bucket, config.prefix]
+        : [storeScope(spec), config.prefix],
+    ),
     maxBytes: config.warmBytes,
     concurrency: config.warmConcurrency,
   };

@@ -4,19 +4,17 @@
  * one PUT or HEAD).
  */
 import assert from "node:assert/strict";
-import { LocalCache } from "../../../src/cache/local.ts";
+import { LocalCache } from "../../src/cache/local.ts";
+import { actionKey, outputKey, TieredCache } from "../../src/cache/remote/mod.ts";
 import {
-  actionKey,
   MemoryObjectStore,
-  outputKey,
   type ReadThroughOptions,
   ReadThroughStore,
   type StoreCallOptions,
   type StoredObject,
   StoreError,
-  TieredCache,
-} from "../../../src/cache/s3/mod.ts";
-import { Metrics } from "../../../src/metrics/mod.ts";
+} from "../../src/store/mod.ts";
+import { Metrics } from "../../src/metrics/mod.ts";
 
 const encoder = new TextEncoder();
 

@@ -37,7 +37,7 @@
  */
 
 import { HEX_ID, MAX_OUTPUT_SIZE } from "./layout.ts";
-import { BoundError, readGzipJson, TurnPacer } from "./_streams.ts";
+import { BoundError, readGzipJson, TurnPacer } from "../../store/mod.ts";
 
 /** One action of a working set. */
 export interface WarmEntry {

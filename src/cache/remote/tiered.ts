@@ -22,13 +22,13 @@
 import type { ActionRecord, LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../../protocol/mod.ts";
-import type { ObjectStore } from "./object_store.ts";
-import { CircuitBreaker } from "./breaker.ts";
-import { type UploadEntry, UploadQueue } from "./uploads.ts";
-import { ReadThroughStore } from "./read_through.ts";
-import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "./_streams.ts";
-import { hashingReady } from "./_hash.ts";
-import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
+import type { ObjectStore } from "../../store/mod.ts";
+import { CircuitBreaker } from "../../store/mod.ts";
+import { type UploadEntry, UploadQueue } from "../../store/mod.ts";
+import { ReadThroughStore } from "../../store/mod.ts";
+import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "../../store/mod.ts";
+import { hashingReady } from "../../store/mod.ts";
+import { SharedFloor, ThroughputFloorStream, TooSlowError } from "../../store/mod.ts";
 import {
   actionKey,
   bodyDeadlineMs,
@@ -158,7 +158,7 @@ const SMALL_OBJECT = 1 << 16;
  * @example
  * ```ts
  * import { LocalCache } from "../local.ts";
- * import { MemoryObjectStore } from "./object_store.ts";
+ * import { MemoryObjectStore } from "../../store/mod.ts";
  * import { TieredCache } from "./tiered.ts";
  * const dir = await Deno.makeTempDir();
  * const cache = new TieredCache(await LocalCache.open(dir), new MemoryObjectStore());

@@ -16,12 +16,12 @@
  * @module
  */
 
-import type { Logger } from "../../log/mod.ts";
-import { settledWithin } from "../../util/mod.ts";
+import type { Logger } from "../log/mod.ts";
+import { settledWithin } from "../util/mod.ts";
 import type { CircuitBreaker } from "./breaker.ts";
 import type { ObjectStore } from "./object_store.ts";
-import { fileBody } from "./_streams.ts";
-import { FILE_MODE, makeDirs } from "../_files.ts";
+import { fileBody } from "./streams.ts";
+import { FILE_MODE, makeDirs } from "../util/files.ts";
 
 /** One upload: a local file sent to one key, then optionally a small record. */
 export interface UploadEntry {

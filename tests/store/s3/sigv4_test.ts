@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import * as hashes from "node:crypto";
-import { encodeKeyPath, SigV4Signer, UNSIGNED_PAYLOAD } from "../../../src/cache/s3/_sigv4.ts";
+import { encodeKeyPath, SigV4Signer, UNSIGNED_PAYLOAD } from "../../../src/store/s3/_sigv4.ts";
 
 const EXAMPLE = {
   accessKeyId: "AKIAIOSFODNN7EXAMPLE",

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { hashingReady, sha256 } from "./_hash.ts";
+import { hashingReady, sha256 } from "../../store/mod.ts";
 import type { PackInfo, WarmEntry } from "./manifest.ts";
 
 /** Options for {@linkcode planPacks}. */

@@ -18,14 +18,10 @@
  */
 
 import { type AwsObjectStoreOptions, Connection } from "./_connection.ts";
-import { classify } from "./_errors.ts";
+import { classify } from "../_errors.ts";
 import { type PutPayload, putPayload, sendSigned } from "./_signed_fetch.ts";
-import {
-  type ObjectStore,
-  type StoreCallOptions,
-  type StoredObject,
-  StoreError,
-} from "./object_store.ts";
+import type { BucketStore } from "../open.ts";
+import { type StoreCallOptions, type StoredObject, StoreError } from "../object_store.ts";
 
 export type { AwsObjectStoreOptions };
 
@@ -39,12 +35,14 @@ export type { AwsObjectStoreOptions };
  *
  * @example
  * ```ts ignore
- * import { AwsObjectStore } from "./aws_store.ts";
+ * import { AwsObjectStore } from "./store.ts";
  * const store = new AwsObjectStore({ bucket: "my-bucket", prefix: "ci", region: "us-east-1" });
  * const object = await store.get("action/00/00…");
  * ```
  */
-export class AwsObjectStore implements ObjectStore {
+export class AwsObjectStore implements BucketStore {
+  /** This store's kind. */
+  readonly kind = "s3";
   #connection: Connection;
   #prefix: string;
 

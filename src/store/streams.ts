@@ -5,7 +5,7 @@
  * @module
  */
 
-import { sha256 } from "./_hash.ts";
+import { sha256 } from "./hash.ts";
 import { StoreError } from "./object_store.ts";
 
 /** A remote entry that must not be served: counted as `s3_corrupt`, not as a failure. */

@@ -10,7 +10,7 @@ import {
   MANIFEST_LIMITS,
   readManifest,
   type WarmManifest,
-} from "../../../src/cache/s3/mod.ts";
+} from "../../../src/cache/remote/mod.ts";
 
 const HEX_A = "a".repeat(64);
 const HEX_B = "b".repeat(64);

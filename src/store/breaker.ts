@@ -28,10 +28,10 @@
  * @module
  */
 
-import type { Logger } from "../../log/mod.ts";
+import type { Logger } from "../log/mod.ts";
 import { StoreError, type StoreErrorKind } from "./object_store.ts";
-import { TooSlowError } from "./_throughput.ts";
-import { FILE_MODE } from "../_files.ts";
+import { TooSlowError } from "./throughput.ts";
+import { FILE_MODE } from "../util/files.ts";
 
 /** Slow failures (sluggish lookups, too-slow downloads) within this many ms count together. */
 const SLOW_WINDOW_MS = 20_000;

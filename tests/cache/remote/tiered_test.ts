@@ -6,14 +6,13 @@ import assert from "node:assert/strict";
 import { LocalCache } from "../../../src/cache/local.ts";
 import {
   actionKey,
-  MemoryObjectStore,
   outputKey,
   parseActionRecord,
-  StoreError,
   TieredCache,
   type TieredCacheOptions,
-} from "../../../src/cache/s3/mod.ts";
-import { ThroughputFloorStream, TooSlowError } from "../../../src/cache/s3/_throughput.ts";
+} from "../../../src/cache/remote/mod.ts";
+import { MemoryObjectStore, StoreError } from "../../../src/store/mod.ts";
+import { ThroughputFloorStream, TooSlowError } from "../../../src/store/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { recordingLogger } from "../../_util/logger.ts";
 import { TestStore } from "../../_util/test_store.ts";

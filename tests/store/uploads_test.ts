@@ -10,10 +10,10 @@ import {
   type UploadEntry,
   UploadQueue,
   type UploadQueueOptions,
-} from "../../../src/cache/s3/mod.ts";
-import { Metrics } from "../../../src/metrics/mod.ts";
-import { recordingLogger } from "../../_util/logger.ts";
-import { TestStore } from "../../_util/test_store.ts";
+} from "../../src/store/mod.ts";
+import { Metrics } from "../../src/metrics/mod.ts";
+import { recordingLogger } from "../_util/logger.ts";
+import { TestStore } from "../_util/test_store.ts";
 
 const encoder = new TextEncoder();
 

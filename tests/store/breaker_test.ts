@@ -3,7 +3,8 @@
  * bucket, the next one (another TieredCache on the same directory) starts from.
  */
 import assert from "node:assert/strict";
-import { LocalCache } from "../../../src/cache/local.ts";
+import { LocalCache } from "../../src/cache/local.ts";
+import { TieredCache } from "../../src/cache/remote/mod.ts";
 import {
   CircuitBreaker,
   type CircuitBreakerOptions,
@@ -11,11 +12,10 @@ import {
   type StoreCallOptions,
   type StoredObject,
   StoreError,
-  TieredCache,
   TooSlowError,
-} from "../../../src/cache/s3/mod.ts";
-import { Metrics } from "../../../src/metrics/mod.ts";
-import { recordingLogger } from "../../_util/logger.ts";
+} from "../../src/store/mod.ts";
+import { Metrics } from "../../src/metrics/mod.ts";
+import { recordingLogger } from "../_util/logger.ts";
 
 const encoder = new TextEncoder();
 const TIMEOUT = new StoreError("Cannot GET action/aa/aa: deadline exceeded", "timeout");

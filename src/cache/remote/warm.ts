@@ -15,12 +15,12 @@
  * @module
  */
 
-import { hashingReady, sha256 } from "./_hash.ts";
+import { hashingReady, sha256 } from "../../store/mod.ts";
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
-import type { ObjectStore } from "./object_store.ts";
-import type { CircuitBreaker } from "./breaker.ts";
+import type { ObjectStore } from "../../store/mod.ts";
+import type { CircuitBreaker } from "../../store/mod.ts";
 import { bodyDeadlineMs, outputKey } from "./layout.ts";
 import {
   MANIFEST_LIMITS,
@@ -33,8 +33,14 @@ import {
   type WarmManifest,
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
-import { AbortOnStream, CorruptError, readExactly, TurnPacer, VerifyStream } from "./_streams.ts";
-import { SharedFloor, ThroughputFloorStream, TooSlowError } from "./_throughput.ts";
+import {
+  AbortOnStream,
+  CorruptError,
+  readExactly,
+  TurnPacer,
+  VerifyStream,
+} from "../../store/mod.ts";
+import { SharedFloor, ThroughputFloorStream, TooSlowError } from "../../store/mod.ts";
 
 /** Counters the warm-up reports. */
 export interface WarmMetrics {

@@ -5,8 +5,8 @@
  * retried once, big ones streamed without being buffered whole.
  */
 import assert from "node:assert/strict";
-import { AwsObjectStore } from "../../../src/cache/s3/mod.ts";
-import { putPayload, SizedBody } from "../../../src/cache/s3/_signed_fetch.ts";
+import { AwsObjectStore } from "../../../src/store/mod.ts";
+import { putPayload, SizedBody } from "../../../src/store/s3/_signed_fetch.ts";
 
 /** What the fake bucket saw of one request. */
 interface Seen {

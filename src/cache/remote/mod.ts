@@ -1,33 +1,19 @@
 /**
- * The S3 tier: a bucket behind the local cache directory, bucket-compatible with tailscale's
- * go-cache-plugin, so either program reads what the other wrote. Its breaker and upload queue
- * also serve the module proxy's store (`src/modproxy/store.ts`).
+ * The remote tier: a bucket (any store of `src/store/`) behind the local cache directory,
+ * bucket-compatible with tailscale's go-cache-plugin, so either program reads what the other
+ * wrote.
  *
  * ## Where to start reading
  *
- * - `object_store.ts`: the narrow {@linkcode ObjectStore} interface every other part uses, its
- *   {@linkcode StoreError} (with the failure's kind) and an in-memory store for tests.
  * - `tiered.ts`: {@linkcode TieredCache}, the build cache's local-then-bucket handler (lookups,
  *   verified remote hits, puts).
- * - `read_through.ts`: {@linkcode ReadThroughStore}, the trust tiers: the own prefix, read
- *   prefixes looked up after a miss under it, and read-only mode (see "Trust tiers" below).
- * - `breaker.ts`: {@linkcode CircuitBreaker}, which stops calls to a failing bucket (state
- *   optionally shared between processes); `uploads.ts`: {@linkcode UploadQueue}, bounded
- *   background uploads with a pending directory for a later session.
  * - `layout.ts`: the bucket's keys and action record format (below).
- * - `aws_store.ts`: {@linkcode AwsObjectStore}, the adapter on a real bucket, with its private
- *   parts `_connection.ts` (CA bundle, credentials, region, endpoint; the SDK only when needed),
- *   `_signed_fetch.ts` (one SigV4-signed request: `fetch`, or node:https for big stream PUTs),
- *   `_errors.ts` (classification into kinds), `_sigv4.ts` and `_tls.ts`.
- * - `_streams.ts` and `_throughput.ts`: stream helpers (verify, deadlines, file bodies, the
- *   download throughput floor).
+ * - `warm.ts`: the warm-up, which fetches a working set named by a manifest (`manifest.ts`) in
+ *   packs (`packs.ts`); `warm_session.ts` records what a session used and writes the next
+ *   manifest and packs under `warm/`.
  *
- * Imports inside the folder point one way: `tiered.ts` → `uploads.ts` → `breaker.ts` →
- * `object_store.ts`, `tiered.ts` → `read_through.ts` → `object_store.ts`, and `aws_store.ts` → `_connection.ts`, `_signed_fetch.ts` → `_errors.ts` →
- * `object_store.ts`. Within `src/`, only this file and the wiring (`src/cli/s3_stack.ts`) import
- * the adapter; the module proxy uses `object_store.ts`, `breaker.ts`, `uploads.ts` and
- * `read_through.ts`. The
- * adapter imports the SDK dynamically, only when its first call needs it.
+ * Imports: `src/store/mod.ts` (the store, its breaker, upload queue and trust tiers), the local
+ * tier (`../local.ts`), `src/protocol/`, `src/log/` and `src/util/`.
  *
  * ## Cache layout
  *
@@ -79,16 +65,9 @@
  * @module
  */
 
-export * from "./object_store.ts";
-export * from "./aws_store.ts";
-export { classify } from "./_errors.ts";
 export * from "./tiered.ts";
-export * from "./uploads.ts";
-export * from "./read_through.ts";
 export { actionKey, outputKey, parseActionRecord } from "./layout.ts";
-export * from "./breaker.ts";
 export * from "./manifest.ts";
 export * from "./packs.ts";
 export * from "./warm.ts";
 export * from "./warm_session.ts";
-export { TooSlowError } from "./_throughput.ts";

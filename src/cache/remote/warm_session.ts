@@ -22,8 +22,8 @@
 
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
-import type { ObjectStore } from "./object_store.ts";
-import { hashingReady, sha256 } from "./_hash.ts";
+import type { ObjectStore } from "../../store/mod.ts";
+import { hashingReady, sha256 } from "../../store/mod.ts";
 import {
   encodeManifest,
   MANIFEST_LIMITS,
@@ -40,8 +40,8 @@ import {
 } from "./manifest.ts";
 import { buildPacks, type PackPolicy, planPacks } from "./packs.ts";
 import type { WarmMetrics } from "./warm.ts";
-import type { CircuitBreaker } from "./breaker.ts";
-import { FILE_MODE, makeDirs, readFullSync } from "../_files.ts";
+import type { CircuitBreaker } from "../../store/mod.ts";
+import { FILE_MODE, makeDirs, readFullSync } from "../../util/files.ts";
 
 /** Options for {@linkcode WarmSession}. */
 export interface WarmSessionOptions {

@@ -11,19 +11,21 @@ import {
   decodeManifest,
   encodeManifest,
   manifestKey,
-  MemoryObjectStore,
   mergeEntries,
   outputKey,
   packKey,
   planPacks,
   slicePack,
-  type StoreCallOptions,
-  type StoredObject,
-  StoreError,
   TieredCache,
   type WarmEntry,
   warmKeyHash,
-} from "../../../src/cache/s3/mod.ts";
+} from "../../../src/cache/remote/mod.ts";
+import {
+  MemoryObjectStore,
+  type StoreCallOptions,
+  type StoredObject,
+  StoreError,
+} from "../../../src/store/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { TestStore } from "../../_util/test_store.ts";
 
@@ -329,7 +331,7 @@ Deno.test("TieredCache: sessions one after another end with one manifest; read-o
 
   const readOnly = new MemoryObjectStore();
   await seed(readOnly, 5);
-  const { ReadThroughStore } = await import("../../../src/cache/s3/mod.ts");
+  const { ReadThroughStore } = await import("../../../src/store/mod.ts");
   const view = new ReadThroughStore(readOnly, { readOnly: true });
   const before = readOnly.objects.size;
   await withCache(view as unknown as MemoryObjectStore, async (cache) => {

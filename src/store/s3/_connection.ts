@@ -11,9 +11,9 @@
 
 import type { S3Client } from "@aws-sdk/client-s3";
 import { type SigningCredentials, SigV4Signer } from "./_sigv4.ts";
-import type { CaBundle } from "./_tls.ts";
-import { StoreError } from "./object_store.ts";
-import { classify, firstLine } from "./_errors.ts";
+import type { CaBundle } from "../_tls.ts";
+import { StoreError } from "../object_store.ts";
+import { classify, firstLine } from "../_errors.ts";
 import { errorMessage } from "../../util/mod.ts";
 
 /** Options for {@linkcode AwsObjectStore}. */
@@ -124,7 +124,7 @@ export class Connection {
    */
   #loadCa(): Promise<CaBundle | undefined> {
     this.#ca ??= (async () => {
-      const { CaBundle } = await import("./_tls.ts");
+      const { CaBundle } = await import("../_tls.ts");
       const ca = await CaBundle.load((name) => Deno.env.get(name) || undefined);
       if (ca) {
         this.options.trace?.(

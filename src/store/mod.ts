@@ -1,0 +1,39 @@
+/**
+ * The remote store: the narrow interface the build cache, the module proxy and the caching proxy
+ * need from a bucket, the stores behind it, and what guards every call to one. Nothing above this
+ * folder knows which store it talks to; they import this file only.
+ *
+ * ## Where to start reading
+ *
+ * - `object_store.ts`: {@linkcode ObjectStore} (get, has, put), its {@linkcode StoreError} (with
+ *   the failure's kind, which the breaker reads) and {@linkcode MemoryObjectStore} for tests.
+ * - `spec.ts`: {@linkcode parseBucketName} (`s3://`, `gs://`, `azblob://` or a plain S3 name)
+ *   and {@linkcode StoreSpec}, which store and its settings; imports nothing.
+ * - `open.ts`: {@linkcode openStore} and {@linkcode BucketStore}, a store under a prefix.
+ * - `breaker.ts`: {@linkcode CircuitBreaker}, which stops calls to a failing store (state
+ *   optionally shared between processes through a file).
+ * - `uploads.ts`: {@linkcode UploadQueue}, bounded background uploads with a pending directory
+ *   for a later session.
+ * - `read_through.ts`: {@linkcode ReadThroughStore}, the trust tiers: the own prefix, read
+ *   prefixes looked up after a miss under it, and read-only mode.
+ * - `streams.ts`, `throughput.ts`, `hash.ts`: verifying and bounded stream helpers, the download
+ *   throughput floor, SHA-256 loaded on first need.
+ * - `s3/`: the S3 adapter (`store.ts`, with its connection, signer and signed fetch);
+ *   `_errors.ts` and `_tls.ts` classify failures and read a private CA bundle for every adapter.
+ *
+ * Imports: this folder imports `src/util/` and `src/log/` only.
+ *
+ * @module
+ */
+
+export * from "./object_store.ts";
+export * from "./spec.ts";
+export * from "./open.ts";
+export * from "./breaker.ts";
+export * from "./uploads.ts";
+export * from "./read_through.ts";
+export * from "./streams.ts";
+export * from "./throughput.ts";
+export * from "./hash.ts";
+export { classify } from "./_errors.ts";
+export { AwsObjectStore, type AwsObjectStoreOptions } from "./s3/store.ts";
