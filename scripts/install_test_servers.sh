@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the servers the end-to-end tests start on 127.0.0.1, at pinned versions, with
 # `go install` from the Go module proxy: MinIO (S3), toxiproxy (latency and stalls), MinIO's admin
-# client mc (users and policies for the trust-tier tests) and actionlint (the workflow checks).
+# client mc (users and policies for the trust-tier tests) and actionlint (the workflow checks);
+# Azurite (Azure Blob Storage's emulator) with npm.
 # Also builds promlint (tests/testdata/promlint: client_golang's linter behind
 # `promtool check metrics`, for tests/server/metrics_lint_test.ts) and, as root on Debian,
 # installs Chromium with apt-get (the status page's headless-browser test).
 # Idempotent: a binary already present is kept. Installs into
 #   ${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}/bin
-#   (names: minio, toxiproxy-server, mc, actionlint, promlint)
+#   (names: minio, toxiproxy-server, mc, actionlint, promlint, azurite-blob)
 # Usage: scripts/install_test_servers.sh        (MinIO takes about 3 minutes to build)
 set -euo pipefail
 
@@ -54,6 +55,26 @@ install minio "$MINIO_MODULE@$MINIO_VERSION" minio
 install toxiproxy-server "$TOXIPROXY_PACKAGE@$TOXIPROXY_VERSION" server
 install mc "$MC_MODULE@$MC_VERSION" mc
 install actionlint "$ACTIONLINT_PACKAGE@$ACTIONLINT_VERSION" actionlint
+
+# Azurite: Microsoft's Azure Storage emulator, from npm at a pinned version into its own directory
+# under the tools dir (no global install); azurite-blob (the blob service alone) is linked into
+# bin. It runs on the machine's Node.js.
+AZURITE_VERSION=3.37.0
+if [ ! -x "$bin/azurite-blob" ]; then
+  command -v npm >/dev/null || { say "npm is not on PATH: cannot install azurite"; exit 1; }
+  stage=$(mktemp -d "$tools/stage.XXXXXX")
+  say "azurite: npm install azurite@$AZURITE_VERSION (into $tools/azurite-$AZURITE_VERSION)"
+  if ! npm install --prefix "$stage" --no-audit --no-fund --omit=dev --loglevel=error \
+    "azurite@$AZURITE_VERSION" >&2; then
+    rm -rf "$stage"
+    say "azurite: npm install failed"
+    exit 1
+  fi
+  rm -rf "$tools/azurite-$AZURITE_VERSION"
+  mv "$stage" "$tools/azurite-$AZURITE_VERSION"
+  ln -sf "$tools/azurite-$AZURITE_VERSION/node_modules/.bin/azurite-blob" "$bin/azurite-blob"
+  say "azurite: installed $bin/azurite-blob"
+fi
 
 # curl: tests/e2e/revproxy_test.ts drives the real curl through the caching proxy. It comes from
 # the system's packages; without it that test fails in CI (and is skipped elsewhere, saying so).
