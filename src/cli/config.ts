@@ -13,7 +13,7 @@
 import { type Command, HELP_FLAGS, SUBCOMMANDS } from "./commands.ts";
 import { defaultOf, type FlagField, FLAGS, type FlagSpec, type FlagValue } from "./flags.ts";
 import type { StoreSpec } from "../store/spec.ts";
-import { storeSpecOf } from "./_store_spec.ts";
+import { bucketOf, storeSpecOf } from "./_store_spec.ts";
 import {
   checkHttpAddress,
   checkListenTarget,
@@ -58,6 +58,10 @@ export interface Config {
   region: string;
   endpoint: string;
   pathStyle: boolean;
+  /** `--azure-account`: the Azure storage account; "" takes it from the connection string. */
+  azureAccount: string;
+  /** `--azure-container`: an Azure container, as `--bucket=azblob://CONTAINER` names one. */
+  azureContainer: string;
   prefix: string;
   /** `--read-prefixes`: looked up in order after a miss under `prefix`, never written. */
   readPrefixes: string[];
@@ -193,6 +197,7 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     connectTarget: command === "connect" ? rest[0]! : "",
     statsAddress,
     ...flags,
+    bucket: bucketOf(flags, store),
     store: store && Object.freeze(store),
     cacheDir: cacheDir.path,
     cacheDirSource: cacheDir.source,

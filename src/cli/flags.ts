@@ -47,6 +47,8 @@ export type FlagField =
   | "region"
   | "endpoint"
   | "pathStyle"
+  | "azureAccount"
+  | "azureContainer"
   | "prefix"
   | "readPrefixes"
   | "readOnly"
@@ -170,6 +172,25 @@ const ROWS: readonly FlagRow[] = [
     field: "pathStyle",
     default: false,
     help: "Use path-style S3 URLs",
+  },
+  // Azure Blob Storage (with --bucket=azblob://CONTAINER, or instead of --bucket).
+  {
+    flag: "azure-account",
+    env: "GOCACHE_AZURE_ACCOUNT",
+    kind: "string",
+    field: "azureAccount",
+    default: ({ env }) => env("AZURE_STORAGE_ACCOUNT") ?? "",
+    shown: "AZURE_STORAGE_ACCOUNT, else the connection string's",
+    help: "Azure storage account (credentials: AZURE_STORAGE_CONNECTION_STRING, " +
+      "AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN, else managed or workload identity)",
+  },
+  {
+    flag: "azure-container",
+    env: "GOCACHE_AZURE_CONTAINER",
+    kind: "string",
+    field: "azureContainer",
+    default: "",
+    help: "Azure Blob Storage container: the same as --bucket=azblob://CONTAINER",
   },
   {
     flag: "prefix",

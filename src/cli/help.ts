@@ -13,7 +13,7 @@ import { VERSION } from "./version.ts";
 
 const PERMISSIONS =
   "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go,ps " +
-  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
+  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID,AZURE_*,IDENTITY_ENDPOINT,IDENTITY_HEADER,IDENTITY_SERVER_THUMBPRINT,IMDS_ENDPOINT,MSI_ENDPOINT,MSI_SECRET,DEBUG,TYPESPEC_RUNTIME_LOG_LEVEL,ProgramData,ProgramFiles,HTTP_PROXY,HTTPS_PROXY,ALL_PROXY,NO_PROXY,http_proxy,https_proxy,all_proxy,no_proxy";
 
 const OVERVIEW =
   `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional S3 tier

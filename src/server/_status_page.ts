@@ -122,7 +122,8 @@ export function statusFragment(
   const histograms = metrics.histograms();
   const summary = summarize({
     counters: metrics.counters(),
-    remoteRequests: histograms["s3_request_seconds"]?.count ?? 0,
+    remoteRequests: (histograms["s3_request_seconds"]?.count ?? 0) +
+      (histograms["azure_request_seconds"]?.count ?? 0),
     missToPut: sessions ? sessions.missToPut() : null,
     bucket: status.bucket !== "",
     modproxy: status.modproxy,

@@ -47,7 +47,10 @@ export interface ServerMode {
 export interface SummaryInput {
   /** The counters (`/debug/vars` `counters`). */
   counters: Record<string, number>;
-  /** Requests made to the object store (the `s3_request_seconds` histogram's count). @default {0} */
+  /**
+   * Requests made to the object store (the `s3_request_seconds` and `azure_request_seconds`
+   * histograms' counts). @default {0}
+   */
   remoteRequests?: number;
   /**
    * The miss-to-put measurements; `undefined` when none were made yet, `null` when the server
@@ -429,7 +432,8 @@ export function summaryInputOf(vars: unknown): SummaryInput {
   const faults = Array.isArray(record.faults) ? record.faults as Fault[] : undefined;
   return {
     counters: counters as Record<string, number>,
-    remoteRequests: Number(histograms["s3_request_seconds"]?.count) || 0,
+    remoteRequests: (Number(histograms["s3_request_seconds"]?.count) || 0) +
+      (Number(histograms["azure_request_seconds"]?.count) || 0),
     missToPut,
     bucket: typeof server.bucket === "boolean" ? server.bucket : undefined,
     modproxy: typeof server.modproxy === "boolean" ? server.modproxy : undefined,

@@ -20,6 +20,8 @@
  *   throughput floor, SHA-256 loaded on first need.
  * - `s3/`: the S3 adapter (`store.ts`, with its connection, signer and signed fetch);
  *   `_errors.ts` and `_tls.ts` classify failures and read a private CA bundle for every adapter.
+ * - `azure/`: the Azure Blob Storage adapter (`store.ts`: fetch with Shared Key, SAS or an Entra
+ *   token; `@azure/identity` loaded on the first call that needs a token).
  *
  * Imports: this folder imports `src/util/` and `src/log/` only.
  *
@@ -37,3 +39,4 @@ export * from "./throughput.ts";
 export * from "./hash.ts";
 export { classify } from "./_errors.ts";
 export { AwsObjectStore, type AwsObjectStoreOptions } from "./s3/store.ts";
+export { AzureBlobStore, type AzureBlobStoreOptions } from "./azure/store.ts";

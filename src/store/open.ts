@@ -8,6 +8,7 @@
 import type { ObjectStore } from "./object_store.ts";
 import type { StoreKind, StoreSpec } from "./spec.ts";
 import { AwsObjectStore } from "./s3/store.ts";
+import { AzureBlobStore } from "./azure/store.ts";
 
 /** A store on one bucket or container, under a key prefix. */
 export interface BucketStore extends ObjectStore {
@@ -47,8 +48,16 @@ export function openStore(spec: StoreSpec, hooks: StoreHooks = {}): BucketStore 
         observe: hooks.observe,
         trace: hooks.trace,
       });
-    case "gcs":
     case "azure":
+      return new AzureBlobStore({
+        container: spec.container,
+        account: spec.account,
+        connectionString: spec.connectionString,
+        endpoint: spec.endpoint,
+        observe: hooks.observe,
+        trace: hooks.trace,
+      });
+    case "gcs":
       throw new Error(`The ${spec.kind} store is not built yet`);
   }
 }

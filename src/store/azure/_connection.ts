@@ -18,11 +18,7 @@
  */
 
 import type { TokenCredential } from "@azure/identity";
-import {
-  accountEndpoint,
-  accountOfEndpoint,
-  parseConnectionString,
-} from "./_connection_string.ts";
+import { accountEndpoint, accountOfEndpoint, parseConnectionString } from "./_connection_string.ts";
 import { SharedKeySigner } from "./_shared_key.ts";
 import { StoreError } from "../object_store.ts";
 import { firstLine } from "../_errors.ts";
@@ -122,7 +118,7 @@ export class Connection {
           value: token.token,
           refreshAt: Math.max(
             Date.now() + 30_000,
-            (token.refreshAfterTimestamp ?? token.expiresOnTimestamp - TOKEN_SLACK_MS),
+            token.refreshAfterTimestamp ?? token.expiresOnTimestamp - TOKEN_SLACK_MS,
           ),
         };
         return token.token;
@@ -193,34 +189,9 @@ export class Connection {
       this.options.trace?.(`AZURE auth sas account ${account} endpoint ${url.origin}`);
       return { ...base, auth: { kind: "sas", query: sas } };
     }
+    const { defaultCredential } = await import("./_identity.ts");
     const credential = this.options.credential ?? await defaultCredential(get);
     this.options.trace?.(`AZURE auth token account ${account} endpoint ${url.origin}`);
     return { ...base, auth: { kind: "token", credential } };
   }
-}
-
-/**
- * DefaultAzureCredential's order without its developer tools: environment (service principal),
- * workload identity (when its file is named), managed identity. `@azure/identity` is imported
- * here, on the first call that needs a token.
- */
-async function defaultCredential(
-  env: (name: string) => string | undefined,
-): Promise<TokenCredential> {
-  const identity = await import("@azure/identity");
-  const chain: TokenCredential[] = [];
-  if (env("AZURE_TENANT_ID") && env("AZURE_CLIENT_ID") &&
-    (env("AZURE_CLIENT_SECRET") || env("AZURE_CLIENT_CERTIFICATE_PATH"))) {
-    chain.push(new identity.EnvironmentCredential());
-  }
-  if (env("AZURE_FEDERATED_TOKEN_FILE") && env("AZURE_CLIENT_ID") && env("AZURE_TENANT_ID")) {
-    chain.push(new identity.WorkloadIdentityCredential());
-  }
-  const clientId = env("AZURE_CLIENT_ID");
-  chain.push(
-    clientId
-      ? new identity.ManagedIdentityCredential({ clientId })
-      : new identity.ManagedIdentityCredential(),
-  );
-  return chain.length === 1 ? chain[0]! : new identity.ChainedTokenCredential(...chain);
 }

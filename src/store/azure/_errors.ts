@@ -80,7 +80,11 @@ export async function azureResponseError(
     code ||= /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? "";
     message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? "";
   }
-  code ||= status === 404 ? "NotFound" : status >= 300 && status < 400 ? "Redirect" : String(status);
+  code ||= status === 404
+    ? "NotFound"
+    : status >= 300 && status < 400
+    ? "Redirect"
+    : String(status);
   message = message.split("\n")[0]!.trim() || `HTTP ${status}`;
   return new AzureResponseError(code, unescapeXml(message), status);
 }
