@@ -242,6 +242,7 @@ Deno.test("parseConfig() defaults are the flag table's defaults, as help shows t
     bucket: "",
     region: "us-east-2",
     "s3-endpoint-url": "http://e",
+    "azure-account": "",
     c: navigator.hardwareConcurrency,
     u: navigator.hardwareConcurrency,
     expiry: 0,
