@@ -28,6 +28,9 @@ const INPUTS = [
   "sha256",
   "verify-attestation",
   "token",
+  "azure-account",
+  "azure-client-id",
+  "azure-tenant-id",
 ];
 
 /** How long a script may run before it is ended (with a warning): bounds no step should reach. */

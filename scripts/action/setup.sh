@@ -19,7 +19,8 @@
 # Inputs (main.mjs passes them, `-` spelled `_`): INPUT_BUCKET, INPUT_REGION, INPUT_ENDPOINT,
 # INPUT_PATH_STYLE, INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_WARM_KEY,
 # INPUT_MODULE_PROXY, INPUT_VERSION, INPUT_CACHE_DIR, INPUT_SHA256, INPUT_VERIFY_ATTESTATION,
-# INPUT_TOKEN (given to gh only, never to the server); GCP_ACTION_REPOSITORY and GCP_ACTION_REF
+# INPUT_TOKEN (given to gh only, never to the server), INPUT_AZURE_ACCOUNT, INPUT_AZURE_CLIENT_ID,
+# INPUT_AZURE_TENANT_ID; GCP_ACTION_REPOSITORY and GCP_ACTION_REF
 # (the action's own repository and ref). GitHub's files and facts: GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, RUNNER_OS,
 # RUNNER_ARCH, RUNNER_TEMP, RUNNER_TOOL_CACHE, GITHUB_EVENT_NAME, GITHUB_SERVER_URL,
 # GITHUB_REPOSITORY, GITHUB_WORKFLOW, GITHUB_JOB.
@@ -74,7 +75,8 @@ number_or() {
 check_inputs() {
   local name value input
   for name in BUCKET REGION ENDPOINT PATH_STYLE PREFIX READ_PREFIXES READ_ONLY WARM_KEY \
-    MODULE_PROXY VERSION CACHE_DIR SHA256 VERIFY_ATTESTATION; do
+    MODULE_PROXY VERSION CACHE_DIR SHA256 VERIFY_ATTESTATION AZURE_ACCOUNT AZURE_CLIENT_ID \
+    AZURE_TENANT_ID; do
     input="INPUT_$name"
     value=$(gcp_trim "${!input:-}")
     printf -v "$input" '%s' "$value"
@@ -366,6 +368,11 @@ start_server() {
     elif truthy "${INPUT_PATH_STYLE:-false}"; then
       args+=(--s3-path-style)
     fi
+    # Azure: the account, and the Entra app whose federated credential takes GitHub's OIDC
+    # token (the server asks the runner for a fresh one whenever Entra wants one).
+    [ -n "${INPUT_AZURE_ACCOUNT:-}" ] && args+=("--azure-account=$INPUT_AZURE_ACCOUNT")
+    [ -n "${INPUT_AZURE_CLIENT_ID:-}" ] && server_env+=("AZURE_CLIENT_ID=$INPUT_AZURE_CLIENT_ID")
+    [ -n "${INPUT_AZURE_TENANT_ID:-}" ] && server_env+=("AZURE_TENANT_ID=$INPUT_AZURE_TENANT_ID")
     say "starting: $exe ${args[*]}"
     (
       unset GOCACHEPROG # the server must never run go through itself

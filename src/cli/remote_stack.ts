@@ -67,6 +67,7 @@ export async function openRemoteStack(
     // shared through the cache directory, so the next one does not pay the same deadlines.
     breakerFile: `${local.root}/s3-breaker`,
     breakerScope: storeScope(spec),
+    storeName: spec.kind === "azure" ? "Azure" : undefined,
     log,
     metrics,
     warm: await warmOptions(config, spec, log),

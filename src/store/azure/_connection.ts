@@ -10,7 +10,8 @@
  * 4. else a Microsoft Entra token for `https://storage.azure.com/` from `@azure/identity`, imported
  *    then and only then: a service principal's secret or certificate (`AZURE_CLIENT_SECRET`, …),
  *    workload identity federation (`AZURE_FEDERATED_TOKEN_FILE` with `AZURE_CLIENT_ID` and
- *    `AZURE_TENANT_ID`, as GitHub Actions' OIDC and AKS set up), then managed identity. This is
+ *    `AZURE_TENANT_ID`, as AKS sets up; or GitHub Actions' own OIDC token, asked of the runner
+ *    each time, with `AZURE_CLIENT_ID` and `AZURE_TENANT_ID`), then managed identity. This is
  *    DefaultAzureCredential's order without its developer tools (the Azure CLI, PowerShell,
  *    azd), which the plugin may not run. Tokens are cached until five minutes before expiry.
  *

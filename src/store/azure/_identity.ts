@@ -2,7 +2,10 @@
  * Entra ID tokens from `@azure/identity`, imported on the first call that needs one: a service
  * principal's secret or certificate (`EnvironmentCredential`), workload identity federation
  * (`WorkloadIdentityCredential`: `AZURE_FEDERATED_TOKEN_FILE` with `AZURE_CLIENT_ID` and
- * `AZURE_TENANT_ID`, as GitHub Actions' OIDC and AKS set up), then managed identity
+ * `AZURE_TENANT_ID`, as AKS and `azure/login` set up; or, on a GitHub Actions runner whose job
+ * may request an ID token (`permissions: id-token: write`), a fresh GitHub OIDC token for
+ * `api://AzureADTokenExchange` each time Entra asks for one, so that no file expires under a long
+ * job), then managed identity
  * (`ManagedIdentityCredential`: IMDS, App Service's `IDENTITY_ENDPOINT`, Azure Arc, …). This is
  * DefaultAzureCredential's order without its developer tools (the Azure CLI, PowerShell, azd),
  * which the plugin may not run.
@@ -39,16 +42,56 @@ export async function defaultCredential(
   ) {
     chain.push(new identity.EnvironmentCredential());
   }
-  if (env("AZURE_FEDERATED_TOKEN_FILE") && env("AZURE_CLIENT_ID") && env("AZURE_TENANT_ID")) {
-    chain.push(new identity.WorkloadIdentityCredential());
-  }
   const clientId = env("AZURE_CLIENT_ID");
+  const tenantId = env("AZURE_TENANT_ID");
+  if (env("AZURE_FEDERATED_TOKEN_FILE") && clientId && tenantId) {
+    chain.push(new identity.WorkloadIdentityCredential());
+  } else if (
+    env("ACTIONS_ID_TOKEN_REQUEST_URL") && env("ACTIONS_ID_TOKEN_REQUEST_TOKEN") && clientId &&
+    tenantId
+  ) {
+    chain.push(
+      new identity.ClientAssertionCredential(tenantId, clientId, () => githubIdToken(env)),
+    );
+  }
   chain.push(
     clientId
       ? new identity.ManagedIdentityCredential({ clientId })
       : new identity.ManagedIdentityCredential(),
   );
   return chain.length === 1 ? chain[0]! : new identity.ChainedTokenCredential(...chain);
+}
+
+/** The audience Entra expects in a federated credential's token. */
+export const AZURE_TOKEN_EXCHANGE = "api://AzureADTokenExchange";
+
+/**
+ * A GitHub Actions OIDC token for Entra's token exchange, asked of the runner
+ * (`ACTIONS_ID_TOKEN_REQUEST_URL` with the bearer `ACTIONS_ID_TOKEN_REQUEST_TOKEN`).
+ *
+ * @param env Reads an environment variable.
+ * @param signal Bounds the request. @default 10 s
+ * @returns The token (a JWT).
+ * @throws {Error} When the runner does not answer with one.
+ */
+export async function githubIdToken(
+  env: (name: string) => string | undefined,
+  signal: AbortSignal = AbortSignal.timeout(10_000),
+): Promise<string> {
+  const url = new URL(env("ACTIONS_ID_TOKEN_REQUEST_URL") ?? "");
+  url.searchParams.set("audience", AZURE_TOKEN_EXCHANGE);
+  const response = await fetch(url, {
+    headers: { authorization: `bearer ${env("ACTIONS_ID_TOKEN_REQUEST_TOKEN")}` },
+    signal,
+  });
+  const body = await response.json().catch(() => undefined) as { value?: unknown } | undefined;
+  if (!response.ok || typeof body?.value !== "string") {
+    throw new Error(
+      `Cannot get a GitHub OIDC token: HTTP ${response.status}` +
+        (response.ok ? ", no value" : " (does the job have permissions: id-token: write?)"),
+    );
+  }
+  return body.value;
 }
 
 let loading: Promise<typeof import("@azure/identity")> | undefined;

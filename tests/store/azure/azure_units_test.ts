@@ -135,3 +135,22 @@ Deno.test("classifyAzure() sorts failures into config, unreachable, timeout and 
   );
   assert.equal(head.message, 'Cannot HEAD "k": ContainerNotFound (HTTP 404)');
 });
+
+Deno.test("githubIdToken() asks the runner for a token for Entra's token exchange", async () => {
+  const { githubIdToken } = await import("../../../src/store/azure/_identity.ts");
+  const asked: string[] = [];
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const url = new URL(req.url);
+    asked.push(`${url.searchParams.get("audience")} ${req.headers.get("authorization")}`);
+    if (req.headers.get("authorization") !== "bearer runner-secret") {
+      return new Response("no", { status: 403 });
+    }
+    return Response.json({ value: "jwt.from.github" });
+  });
+  const base = `http://127.0.0.1:${server.addr.port}/token?api-version=2.0`;
+  const env = (token: string) => (name: string) =>
+    ({ ACTIONS_ID_TOKEN_REQUEST_URL: base, ACTIONS_ID_TOKEN_REQUEST_TOKEN: token })[name];
+  assert.equal(await githubIdToken(env("runner-secret")), "jwt.from.github");
+  assert.deepEqual(asked, ["api://AzureADTokenExchange bearer runner-secret"]);
+  await assert.rejects(githubIdToken(env("wrong")), /HTTP 403 .*id-token: write/);
+});
