@@ -91,7 +91,7 @@ const body = crypto.getRandomValues(new Uint8Array(8 << 10));
 const ops = ["PUT 8 KiB", "GET 8 KiB", "HEAD hit", "HEAD miss"] as const;
 const latency = new Map<string, number[]>();
 const cpu = new Map<string, number>();
-for (const [name, client] of Object.entries(clients)) {
+for (const client of Object.values(clients)) {
   for (let i = 0; i < 20; i++) await client.put(`warm/${i}`, body); // connections and code warm
 }
 for (let round = 0; round < 3; round++) {

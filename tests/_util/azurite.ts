@@ -36,16 +36,6 @@ export interface AzuriteOptions {
   container?: string;
 }
 
-/** A counting proxy from {@linkcode Azurite.countingProxy}. */
-export interface RequestCounter extends AsyncDisposable {
-  /** The blob endpoint through the proxy. */
-  endpoint: string;
-  /** Requests forwarded, by method. */
-  counts: Record<string, number>;
-  /** Requests forwarded in all. */
-  total(): number;
-}
-
 /** A running Azurite blob service. */
 export class Azurite {
   /** `http://127.0.0.1:PORT/devstoreaccount1`, the blob endpoint. */
@@ -132,37 +122,6 @@ export class Azurite {
       keys.push(item.name);
     }
     return keys.sort();
-  }
-
-  /**
-   * A loopback HTTP proxy in front of the server that counts the requests it forwards, by
-   * method: what a plugin pointed at `endpoint` asked the store for.
-   *
-   * @returns The proxy's blob endpoint and counts; dispose it to stop it.
-   */
-  countingProxy(): RequestCounter {
-    const counts: Record<string, number> = {};
-    const target = `http://127.0.0.1:${this.port}`;
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-      counts[req.method] = (counts[req.method] ?? 0) + 1;
-      const url = new URL(req.url);
-      const headers = new Headers(req.headers);
-      headers.delete("host");
-      const body = req.method === "PUT" ? await req.arrayBuffer() : undefined;
-      const answer = await fetch(target + url.pathname + url.search, {
-        method: req.method,
-        headers,
-        body,
-        redirect: "manual",
-      });
-      return new Response(answer.body, { status: answer.status, headers: answer.headers });
-    });
-    return {
-      endpoint: `http://127.0.0.1:${server.addr.port}/${AZURITE_ACCOUNT}`,
-      counts,
-      total: () => Object.values(counts).reduce((a, b) => a + b, 0),
-      [Symbol.asyncDispose]: () => server.shutdown(),
-    };
   }
 
   /** The server's recent output, for failure messages. */

@@ -11,7 +11,11 @@ import { findAzurite, startAzurite } from "../../_util/azurite.ts";
 import { needs } from "../../_util/go.ts";
 import { freePort } from "../../_util/net.ts";
 
-const skipAzurite = await needs("Azurite (scripts/install_test_servers.sh)", findAzurite());
+// `deno task test:unit` (GCP_SKIP_TEST_SERVERS=1) runs without test servers; the Linux gate runs
+// the Azurite test, and there a missing Azurite fails it.
+const unitOnly = Deno.env.get("GCP_SKIP_TEST_SERVERS") === "1";
+const skipAzurite = unitOnly ||
+  await needs("Azurite (scripts/install_test_servers.sh)", findAzurite());
 const noEnv = () => undefined;
 
 function kindOf(error: unknown): string {
