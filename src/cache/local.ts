@@ -2,7 +2,7 @@
  * The local tier: {@linkcode LocalCache}, a cache directory the go command reads outputs from by
  * path, in the layout described in `mod.ts` ("Cache layout"). This file holds lookups and writes;
  * the fallback for refused writes is `_write_fallback.ts`, pruning and the byte cap
- * `_upkeep.ts`, atomic writes and directory walks `_files.ts`.
+ * `_upkeep.ts`, directory walks `_files.ts`, atomic writes `src/util/files.ts`.
  *
  * ## When the directory cannot take a write
  *
@@ -15,7 +15,7 @@
  *
  * Why one file of this size: `LocalCache` is one class whose synchronous get path must stay in
  * one place to stay cheap; its fallback routing (`_write_fallback.ts`), upkeep (`_upkeep.ts`) and
- * file helpers (`_files.ts`) live apart.
+ * file helpers (`_files.ts`, `src/util/files.ts`) live apart.
  *
  * @module
  */
