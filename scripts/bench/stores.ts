@@ -11,6 +11,7 @@
  *
  * Usage: scripts/deno run --frozen --allow-read --allow-write --allow-env --allow-net=127.0.0.1
  *        --allow-sys=osRelease --allow-run scripts/bench/stores.ts [--n=2] [--requests=300]
+ *        (`--n=0`: the hot path alone; each build's time is also printed as it ends)
  *
  * @module
  */
@@ -124,6 +125,13 @@ const hotRows = Object.keys(clients).map((name) => [
   }),
 ]);
 const hotLoad = await loadAverage();
+print(`### Hot path: S3 on MinIO, Azure on Azurite (loopback)
+
+${requests} requests per operation and client (3 rounds interleaved), median latency and this
+process's CPU per request; load ${hotLoad}.
+
+${table(["client", ...ops], hotRows)}
+`);
 
 // ---- 2. Cold build with uploads, then a fresh worker, per store ----
 const pkgs = await prepareWorkload();
@@ -176,7 +184,7 @@ for (let round = 0; round < rounds; round++) {
   }
   loads.push(await loadAverage());
 }
-const buildRows = (["cold", "fresh"] as const).map((scenario) => {
+const buildRows = rounds === 0 ? [] : (["cold", "fresh"] as const).map((scenario) => {
   const s3Ms = median(builds.get(`${scenario}|S3 (MinIO)`)!);
   const azMs = median(builds.get(`${scenario}|Azure (Azurite)`)!);
   return [
@@ -187,19 +195,16 @@ const buildRows = (["cold", "fresh"] as const).map((scenario) => {
   ];
 });
 
-print(`### Stores side by side: S3 on MinIO, Azure on Azurite (loopback)
-
-Hot path: ${requests} requests per operation and client (3 rounds interleaved), median latency
-and this process's CPU per request; load ${hotLoad}.
-
-${table(["client", ...ops], hotRows)}
+if (rounds > 0) {
+  print(`### x/tools builds: S3 on MinIO, Azure on Azurite (loopback)
 
 x/tools build (${pkgs.length} packages), median of ${rounds} rounds interleaved; loads ${
-  loads.join("; ")
-}.
+    loads.join("; ")
+  }.
 
 ${table(["scenario", "S3 (MinIO)", "Azure (Azurite)", "Azure / S3"], buildRows)}
 `);
+}
 const file = await saveResults("stores", {
   latency: Object.fromEntries(latency),
   cpu: Object.fromEntries(cpu),

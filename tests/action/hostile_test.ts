@@ -49,6 +49,9 @@ const INPUTS: Record<string, string> = {
   INPUT_CACHE_DIR: "cache-dir",
   INPUT_SHA256: "sha256",
   INPUT_VERIFY_ATTESTATION: "verify-attestation",
+  INPUT_AZURE_ACCOUNT: "azure-account",
+  INPUT_AZURE_CLIENT_ID: "azure-client-id",
+  INPUT_AZURE_TENANT_ID: "azure-tenant-id",
 };
 
 /** Asserts the GitHub file command is only `NAME<<ghadelimiter_<32 hex>` blocks, each its own. */

@@ -110,6 +110,10 @@ Deno.test({
       INPUT_REGION: "us-east-1",
       INPUT_READ_PREFIXES: "main",
       INPUT_MODULE_PROXY: "false",
+      // Azure's inputs reach the server (unused with an S3 bucket, harmless).
+      INPUT_AZURE_ACCOUNT: "acmestore",
+      INPUT_AZURE_CLIENT_ID: "client-1",
+      INPUT_AZURE_TENANT_ID: "tenant-1",
       GITHUB_REPOSITORY: "acme/app",
       GITHUB_WORKFLOW: "ci",
       GITHUB_JOB: "test",
@@ -137,6 +141,14 @@ Deno.test({
           .output())
           .stdout,
       ).split("\0");
+      assert.ok(environ.includes("AZURE_CLIENT_ID=client-1"), environ.join(" "));
+      assert.ok(environ.includes("AZURE_TENANT_ID=tenant-1"), environ.join(" "));
+      const cmdline = new TextDecoder().decode(
+        (await new Deno.Command("cat", { args: [`/proc/${pid}/cmdline`], stdout: "piped" })
+          .output())
+          .stdout,
+      ).split("\0");
+      assert.ok(cmdline.includes("--azure-account=acmestore"), cmdline.join(" "));
       if (await pluginHasReadOnly()) {
         assert.equal(outputs["read-only"], "true");
         assert.deepEqual(notices, []);
