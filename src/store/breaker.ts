@@ -123,6 +123,11 @@ export interface GuardedCallOptions<T> {
    * @default {"failed"}
    */
   evidence?: (error: unknown) => Evidence;
+  /**
+   * Called for a failure the breaker counted (not one cut short by the breaker opening, nor one
+   * telling nothing), before it is rethrown. @default none
+   */
+  onFailed?: (error: unknown) => void;
 }
 
 /** What the shared file holds. */
@@ -276,7 +281,10 @@ export class CircuitBreaker {
       if (evidence === "answered") this.succeeded();
       else if (evidence === "nothing") {
         if (probe) this.cancelProbe();
-      } else if (!trip.aborted) this.failed(error, performance.now() - started);
+      } else if (!trip.aborted) {
+        this.failed(error, performance.now() - started);
+        options.onFailed?.(error);
+      }
       throw error;
     }
     const verdict = options.judge?.(value, performance.now() - started) ?? "answered";

@@ -32,6 +32,7 @@ export * from "./open.ts";
 export * from "./breaker.ts";
 export * from "./uploads.ts";
 export * from "./read_through.ts";
+export * from "./bucket_tier.ts";
 export * from "./streams.ts";
 export * from "./throughput.ts";
 export * from "./hash.ts";
