@@ -1,28 +1,17 @@
 /**
  * Module-file storage for the proxy: a local directory in the module-cache download layout, plus
- * an optional {@linkcode ObjectStore} (the S3 tier) that holds the same keys.
+ * an optional {@linkcode ObjectStore} (the bucket tier) that holds the same keys.
  *
- * It runs on the build cache's store core: local writes are atomic (the local tier's
- * `atomicWrite`, or for a body of unknown size a temporary file named as the local tier names
- * them, capped and checked, then renamed into place); remote fills and uploads go
- * through a {@linkcode CircuitBreaker}, and uploads through the bounded {@linkcode UploadQueue},
- * which records what it could not send under `<dir>/.pending/` (one file per key, named by the
- * key's SHA-256 and holding the key) and sends it from the next session. A module path element
- * never starts with a dot, so `.pending` cannot collide with a module.
- *
- * The breaker is the store's own, not the build cache's: a bucket policy may allow one prefix
- * and not the other, and a module fill that waits blocks a `go` command outright (there is no
- * compiling instead), so one missed deadline opens it. While it is open, fills skip the bucket
- * and go to upstream at once, and uploads are recorded as owed.
- *
- * Given a {@linkcode ReadThroughStore}, the trust tiers apply as in the build cache: a fill that
- * misses under the own prefix tries each read prefix in order (every copy is checked the same
- * way), uploads go to the own prefix only, and read-only there is no upload queue at all:
- * nothing is uploaded, and `.pending/` is neither read nor written.
- *
- * Why one file of this size: `ModuleStore` is one class (local files, the bucket's read
- * prefixes, its breaker and upload queue wired together); the shared core it is built on lives in
- * `cache/`.
+ * Local writes are atomic (`atomicWrite`, or for a body of unknown size a temporary file,
+ * capped and checked, then renamed into place). The bucket behind the directory is a
+ * {@linkcode BucketTier} (`store/bucket_tier.ts`): fills from the own prefix and then each read
+ * prefix behind a breaker of its own (one missed deadline opens it: a module fill that waits
+ * blocks a `go` command outright; while it is open, fills go to upstream at once), and uploads
+ * through a bounded queue, which records what it could not send under `<dir>/.pending/` (one
+ * file per key, named by the key's SHA-256 and holding the key) and sends it from the next
+ * session. A module path element never starts with a dot, so `.pending` cannot collide with a
+ * module. Read-only there is no upload queue at all: nothing is uploaded, and `.pending/` is
+ * neither read nor written.
  *
  * @module
  */

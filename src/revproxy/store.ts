@@ -9,9 +9,9 @@
  * the first time this process serves it (then remembered by inode and size); a fill from the
  * bucket is checked as it arrives. A mismatch removes the local file and counts as a miss.
  *
- * Bucket reads and uploads share one {@linkcode CircuitBreaker}; uploads go through the bounded
- * {@linkcode UploadQueue} (own deadline each), and what it could not send is recorded under
- * `revproxy/.pending/` for the next start.
+ * The bucket behind the directory is a {@linkcode BucketTier} (`store/bucket_tier.ts`): reads
+ * and uploads share its breaker; uploads go through its bounded queue (own deadline each), and
+ * what it could not send is recorded under `revproxy/.pending/` for the next start.
  *
  * @module
  */

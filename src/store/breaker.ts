@@ -2,9 +2,10 @@
  * The S3 tier's circuit breaker: after repeated failures it stops remote calls for a cool-down,
  * then lets one probe through. Its state can be shared through a small file in the cache
  * directory, so that in direct mode (one process per go command) a dead or slow bucket costs one
- * deadline per cool-down, not one per go command. The build cache (`tiered.ts`) and the module
- * proxy's store (`src/modproxy/store.ts`) each have one; the upload queue (`uploads.ts`) asks
- * its owner's.
+ * deadline per cool-down, not one per go command. The build cache (`cache/remote/tiered.ts`) and
+ * each `BucketTier` (`bucket_tier.ts`: the module proxy's, the caching proxy's) have one; the
+ * upload queue (`uploads.ts`) asks its owner's. Calls go through
+ * {@linkcode CircuitBreaker.call}.
  *
  * ## Shared state
  *
