@@ -23,7 +23,9 @@
 import type { Logger } from "../log/mod.ts";
 import { SILENT } from "../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../protocol/mod.ts";
-import { atomicWrite, makeDirs } from "../util/files.ts";
+import { atomicWrite, isAbsolute, makeDirs } from "../util/files.ts";
+import { HEX_ID } from "../util/mod.ts";
+import { actionPath, outputPath } from "./dir_layout.ts";
 import { sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
 import {
   BackgroundTrim,
@@ -87,7 +89,6 @@ export interface ActionRecord {
   time: Date;
 }
 
-const HEX_ID = /^[0-9a-f]{64}$/;
 const decoder = new TextDecoder();
 /** Touch interval of a fallback directory: its trim must see which files are in use. */
 const FALLBACK_TOUCH_MS = 300_000;
@@ -154,12 +155,12 @@ export class LocalCache implements CacheHandler {
 
   /** The path of an action record. */
   actionPath(actionId: string): string {
-    return `${this.root}/action/${actionId.slice(0, 2)}/${actionId}`;
+    return actionPath(this.root, actionId);
   }
 
   /** The path an output is (or would be) stored at. */
   outputPath(outputId: string): string {
-    return `${this.root}/output/${outputId.slice(0, 2)}/${outputId}`;
+    return outputPath(this.root, outputId);
   }
 
   /**
@@ -422,10 +423,6 @@ function checkId(id: string, kind: string): void {
   if (!HEX_ID.test(id)) {
     throw new TypeError(`Cannot use ${kind} id ${JSON.stringify(id)}: not 64 hex digits`);
   }
-}
-
-function isAbsolute(path: string): boolean {
-  return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path) || path.startsWith("\\\\");
 }
 
 /**

@@ -9,7 +9,8 @@ import { Metrics } from "../metrics/mod.ts";
 import type { ByteSink, ByteSource } from "../protocol/io.ts";
 import { serve } from "../protocol/server.ts";
 import type { Config } from "./config.ts";
-import { openCacheStack, pruneIfDue } from "./stack.ts";
+import { pruneIfDue } from "../cache/local_tier.ts";
+import { openCacheStack } from "./stack.ts";
 
 /**
  * Serves one go command. The caller has already written the handshake line.

@@ -59,4 +59,4 @@ export { runConnect } from "./connect.ts";
 export { formatSummary, runStats } from "./stats.ts";
 export { runClean } from "./clean.ts";
 export type { CacheStack } from "./cache_stack.ts";
-export { openCacheStack, type OpenStackOptions, pruneIfDue } from "./stack.ts";
+export { openCacheStack, type OpenStackOptions } from "./stack.ts";

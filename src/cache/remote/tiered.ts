@@ -19,6 +19,7 @@
  * @module
  */
 
+import { PENDING_DIR } from "../dir_layout.ts";
 import type { ActionRecord, LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../../protocol/mod.ts";
@@ -145,8 +146,6 @@ const WARM_HEDGE_MS = 150;
  */
 const WARM_AFTER_MISSES = 16;
 
-/** Directory in the cache dir naming actions whose upload is still owed. */
-const PENDING_DIR = "s3-pending";
 /** Remote objects up to this size are read whole before they are written locally. */
 const SMALL_OBJECT = 1 << 16;
 
