@@ -13,11 +13,11 @@
 import { type Command, HELP_FLAGS, SUBCOMMANDS } from "./commands.ts";
 import { defaultOf, type FlagField, FLAGS, type FlagSpec, type FlagValue } from "./flags.ts";
 import type { StoreSpec } from "../store/spec.ts";
+import { isAbsolute } from "../util/files.ts";
 import { storeSpecOf } from "./_store_spec.ts";
 import {
   checkHttpAddress,
   checkListenTarget,
-  isAbsolute,
   toBool,
   toDuration,
   toInt,

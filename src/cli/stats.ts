@@ -20,7 +20,6 @@
 import type { Logger } from "../log/mod.ts";
 import {
   annotations,
-  formatBytes,
   headline,
   summarize,
   type SummaryInput,
@@ -28,7 +27,7 @@ import {
   summaryJson,
   type SummaryRow,
 } from "../server/summary.ts";
-import { errorMessage, writeAll } from "../util/mod.ts";
+import { errorMessage, formatBytes, writeAll } from "../util/mod.ts";
 import type { Config, StatsFormat } from "./config.ts";
 
 /** How long the server has to answer. */

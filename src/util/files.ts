@@ -1,7 +1,7 @@
 /**
  * File helpers every component that writes under the cache directory shares: private modes,
  * atomic writes (a temporary file next to the target, renamed into place), quiet removal,
- * temporary-file names, and an OS error's reason.
+ * temporary-file names, absolute paths, and an OS error's reason.
  *
  * @module
  */
@@ -252,6 +252,17 @@ async function* read(
 function bodyError(error: unknown): unknown {
   if (typeof error === "object" && error !== null) bodyErrors.add(error);
   return error;
+}
+
+/**
+ * Whether a path is absolute on POSIX (`/…`) or Windows (`C:\…`, `C:/…`, or a UNC path
+ * `\\server\share\…`).
+ *
+ * @param path The path.
+ * @returns True when absolute.
+ */
+export function isAbsolute(path: string): boolean {
+  return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path) || path.startsWith("\\\\");
 }
 
 /** An OS error's text without the code and the path Deno appends. */
