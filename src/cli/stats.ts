@@ -27,7 +27,8 @@ import {
   summaryJson,
   type SummaryRow,
 } from "../server/summary.ts";
-import { errorMessage, formatBytes, writeAll } from "../util/mod.ts";
+import { reason as osReason } from "../util/files.ts";
+import { formatBytes, writeAll } from "../util/mod.ts";
 import type { Config, StatsFormat } from "./config.ts";
 
 /** How long the server has to answer. */
@@ -187,9 +188,7 @@ function reason(error: unknown): string {
   if (error instanceof DOMException && error.name === "TimeoutError") {
     return `no answer within ${TIMEOUT_MS / 1000}s`;
   }
-  let message = errorMessage(error).split("\n")[0]!;
   // fetch says "error sending request for url (…)"; the cause names the problem.
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
-  if (cause) message = errorMessage(cause).split("\n")[0]!;
-  return message.replace(/ \(os error \d+\)$/, "");
+  return osReason(cause ?? error).split("\n")[0]!;
 }

@@ -19,5 +19,4 @@ export * from "./framing.ts";
 export * from "./frame_stream.ts";
 export * from "./server.ts";
 export * from "./relay.ts";
-export * from "./budget.ts";
 export type { ByteSink, ByteSource } from "./io.ts";

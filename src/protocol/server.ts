@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ByteBudget } from "./budget.ts";
+import type { ByteBudget } from "../util/byte_budget.ts";
 import { type Frame, FrameParser } from "./framing.ts";
 import { ReplyWriter } from "./_replies.ts";
 import { Watchdog } from "./_watchdog.ts";
@@ -231,7 +231,7 @@ export async function serve(
     await Promise.allSettled(pending);
     await input.cancel();
     throw error instanceof ProtocolError ? error : new ProtocolError(
-      `Cannot read requests: ${error instanceof Error ? error.message : String(error)}`,
+      `Cannot read requests: ${errorMessage(error)}`,
       { cause: error },
     );
   } finally {

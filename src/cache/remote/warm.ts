@@ -18,7 +18,8 @@
 import { hashingReady, sha256 } from "../../store/mod.ts";
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
-import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
+import type { CacheHit } from "../../protocol/mod.ts";
+import { ByteBudget } from "../../util/byte_budget.ts";
 import type { ObjectStore } from "../../store/mod.ts";
 import type { CircuitBreaker } from "../../store/mod.ts";
 import { bodyDeadlineMs, outputKey } from "./layout.ts";
