@@ -13,10 +13,6 @@
  * too, so a read-only warm directory keeps serving its hits and the fallback serves the rest. A
  * hit costs no extra system call.
  *
- * Why one file of this size: `LocalCache` is one class whose synchronous get path must stay in
- * one place to stay cheap; its fallback routing (`_write_fallback.ts`), upkeep (`_upkeep.ts`) and
- * file helpers (`_files.ts`) live apart.
- *
  * @module
  */
 

@@ -183,7 +183,7 @@ export async function serve(
   };
   try {
     for (;;) {
-      watchdog?.reading(true);
+      watchdog?.startedReading();
       let block = pending.size === 0 && blocking();
       if (block) {
         // Nothing is left to do until go writes again: every reply must be out first, and
@@ -193,7 +193,7 @@ export async function serve(
       }
       const value = block ? input.nextSync() : await input.next();
       const done = value === null;
-      watchdog?.reading(false);
+      watchdog?.stoppedReading();
       if (watchdog?.expired) throw watchdog.expired;
       let frames = done ? parser.end() : parser.push(value!);
       for (;;) {

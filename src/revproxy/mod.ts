@@ -6,13 +6,15 @@
  *
  * ## Files
  *
+ * Start reading at `front.ts`, then `proxy.ts`:
+ *
  * - `front.ts`: the `--http` listener: routes `CONNECT`, absolute-form requests and everything
  *   else; the security checks (loopback clients, own ports, malformed requests).
  * - `proxy.ts`: {@linkcode CachingProxy}, the cache tiers, shared fetches, `X-Cache`.
  * - `policy.ts`: what may be kept and where. `entry.ts`: keys and the object format.
  * - `store.ts`: objects on disk and in the bucket. `certs.ts`: the CA and server certificate.
  *
- * Imports point down only: to `cache/s3/` (the bucket's breaker, upload queue and trust tiers),
+ * Imports point down only: to `store/` (the bucket, its breaker, upload queue and trust tiers),
  * `log/`, `metrics/` and `util/`; `cli/serve.ts` wires it in.
  *
  * ## Cache layout

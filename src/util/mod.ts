@@ -1,7 +1,10 @@
 /**
  * Small helpers every component needs, in one place below all of them: the hex-id pattern, the
- * text of an unknown error, bytes for people, a bounded wait, a write loop for short writes, and a repeating check that loads no
- * timer module.
+ * text of an unknown error, bytes for people, a bounded wait, a write loop for short writes, and
+ * a repeating check that loads no timer module. Beside it: `files.ts` (modes, atomic writes,
+ * temporary names, absolute paths, an OS error's reason), `http.ts` (the raw request path,
+ * read-only methods) and `byte_budget.ts` (a byte limit several users share). It imports nothing
+ * outside `util/`.
  *
  * @module
  */
