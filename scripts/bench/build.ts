@@ -22,7 +22,7 @@
  * @module
  */
 
-import { findMinio, freePort, type Minio, startMinio } from "../../tests/_util/minio.ts";
+import { findMinio, freePort, type Minio, startMinio } from "../servers/minio.ts";
 import {
   BENCH_DIR,
   countDeps,
