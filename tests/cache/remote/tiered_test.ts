@@ -16,23 +16,15 @@ import { ThroughputFloorStream, TooSlowError } from "../../../src/store/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { recordingLogger } from "../../_util/logger.ts";
 import { TestStore } from "../../_util/test_store.ts";
+import { repeatedId as id, sha256Hex as sha256 } from "../../_util/bytes.ts";
 
 const encoder = new TextEncoder();
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
 
 /** `size` bytes that differ from call to call. */
 function noise(size: number): Uint8Array {
   const bytes = new Uint8Array(size);
   for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
   return bytes;
-}
-
-function id(n: number): string {
-  return n.toString(16).padStart(2, "0").repeat(32);
 }
 
 async function setup(options: TieredCacheOptions = {}) {

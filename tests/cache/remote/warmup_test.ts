@@ -28,16 +28,12 @@ import {
 } from "../../../src/store/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { TestStore } from "../../_util/test_store.ts";
+import { repeatedId, sha256Hex as sha256 } from "../../_util/bytes.ts";
 
 const encoder = new TextEncoder();
 
-async function sha256(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
-
 function id(n: number): string {
-  return n.toString(16).padStart(4, "0").repeat(16);
+  return repeatedId(n, 4);
 }
 
 function entry(n: number, seen = 1, size = 10): WarmEntry {
