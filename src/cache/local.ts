@@ -2,7 +2,7 @@
  * The local tier: {@linkcode LocalCache}, a cache directory the go command reads outputs from by
  * path, in the layout described in `mod.ts` ("Cache layout"). This file holds lookups and writes;
  * the fallback for refused writes is `_write_fallback.ts`, pruning and the byte cap
- * `_upkeep.ts`, atomic writes and directory walks `_files.ts`.
+ * `_upkeep.ts`, directory walks `_files.ts`, atomic writes `src/util/files.ts`.
  *
  * ## When the directory cannot take a write
  *

@@ -21,9 +21,10 @@
  * - `_write_fallback.ts`: routing of refused writes to it (retry after a minute, one warning per
  *   session, lookups that miss look there too).
  * - `_upkeep.ts`: pruning by age (`--expiry`), the background trim of a byte cap, emptying.
- * - `_files.ts`: directory walks, stale temporary files, the trim itself.
- * - `remote/`: the remote tier ({@linkcode TieredCache} over an `ObjectStore`) and the warm-up;
- *   its bucket layout is in `remote/mod.ts`.
+ * - `_files.ts`: directory walks, stale temporary files, the trim itself (atomic writes and
+ *   modes are shared, in `src/util/files.ts`).
+ * - `remote/`: the remote tier ({@linkcode TieredCache} over a store of `src/store/`) and the
+ *   warm-up; its bucket layout is in `remote/mod.ts`.
  *
  * Imports point down only: to `store/` (from `remote/`, through `store/mod.ts`), `protocol/`
  * (the handler interface), `log/` and `util/`.
