@@ -132,7 +132,7 @@ export function formatSummary(
 function counterLines(counters: Record<string, unknown>): string {
   return Object.entries(counters)
     .filter(([name, value]) => /^[A-Za-z0-9_]+$/.test(name) && typeof value === "number")
-    .sort(([a], [b]) => a.localeCompare(b))
+    .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
     .map(([name, value]) => `${name} ${value}\n`).join("");
 }
 
