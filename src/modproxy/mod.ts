@@ -25,8 +25,9 @@
  * - `store.ts`: module files on disk and in the object store; `_memory_cache.ts`: the bounded
  *   memory of small immutable files in front of the disk.
  *
- * Imports point down only: to `store/` (the object store, its breaker and upload queue),
- * `log/`, `metrics/` and `util/`; `cli/serve.ts` wires the proxy in.
+ * Imports point down only: to `store/` (the object store and its `BucketTier`), `log/`,
+ * `metrics/` and `util/`;
+ * `cli/serve.ts` wires the proxy in.
  *
  * ## Routes
  *

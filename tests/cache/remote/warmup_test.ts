@@ -26,6 +26,7 @@ import {
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { TestStore } from "../../_util/test_store.ts";
 import { repeatedId, sha256Hex as sha256 } from "../../_util/bytes.ts";
+import { isHitNow } from "../../_util/script.ts";
 
 const encoder = new TextEncoder();
 
@@ -564,7 +565,7 @@ Deno.test("TieredCache: a warm machine whose warm-up never started merges with t
   const manifestGets = () => store.calls.filter((c) => c === `GET ${manifestKey(keyHash)}`).length;
   const before = manifestGets();
   await withCache(store, async (cache) => {
-    assert.ok(cache.getNow(first.actionId));
+    assert.ok(isHitNow(cache.get(first.actionId)), "a local hit, at once");
     const fresh = encoder.encode("a new output");
     await cache.put({ actionId: id(950), outputId: await sha256(fresh), body: fresh });
     await cache.finishSession();
@@ -574,7 +575,7 @@ Deno.test("TieredCache: a warm machine whose warm-up never started merges with t
   assert.equal(merged.entries.length, 21, "machine A's entries kept, the new one added");
   // Again on B, nothing new: its own copy decides, and the bucket is not asked.
   await withCache(store, async (cache) => {
-    assert.ok(cache.getNow(first.actionId));
+    assert.ok(isHitNow(cache.get(first.actionId)), "a local hit, at once");
     await cache.finishSession();
   }, { dir });
   assert.equal(manifestGets(), before + 1, "no manifest request on a warm re-run");
