@@ -78,7 +78,7 @@ export interface Session {
 /** The smallest part of google-auth-library's clients the adapter uses. */
 interface AuthClient {
   getRequestHeaders(url?: string): Promise<Headers>;
-  credentials?: { expiry_date?: number | null };
+  credentials?: { "expiry_date"?: number | null };
 }
 
 /** Authorization headers from google-auth-library's client, cached until shortly before expiry. */
