@@ -84,11 +84,11 @@ interface AuthClient {
 /** Authorization headers from google-auth-library's client, cached until shortly before expiry. */
 export class TokenSource {
   #client: Promise<AuthClient> | undefined;
-  #make: () => Promise<AuthClient>;
+  #make: (signal: AbortSignal) => Promise<AuthClient>;
   #cached?: { headers: Record<string, string>; expiresAt: number };
 
   /** @param make Creates the library's client (credentials are looked for then). */
-  constructor(make: () => Promise<AuthClient>) {
+  constructor(make: (signal: AbortSignal) => Promise<AuthClient>) {
     this.#make = make;
   }
 
@@ -104,7 +104,7 @@ export class TokenSource {
     const cached = this.#cached;
     if (cached && Date.now() < cached.expiresAt) return cached.headers;
     try {
-      this.#client ??= this.#make().catch((error) => {
+      this.#client ??= this.#make(signal).catch((error) => {
         this.#client = undefined;
         throw error;
       });
@@ -171,12 +171,13 @@ export class Connection {
       ? apiBase(this.options.apiEndpoint)
       : `https://storage.${universe}`;
     const keyFile = this.options.keyFile || undefined;
-    const auth = new TokenSource(async () => {
-      const json = keyFile ? await readKeyFile(keyFile) : undefined;
+    const auth = new TokenSource(async (signal) => {
+      const found = await findCredentialsFile(keyFile, get);
+      const json = found && await readKeyFile(found.path, found.origin);
+      if (!json) await checkMetadataServer(get, signal);
       const library = await import("google-auth-library");
-      if (json) return clientOfKeyFile(library, json, keyFile!);
-      const google = new library.GoogleAuth({ scopes: [SCOPE] });
-      return await google.getClient() as unknown as AuthClient;
+      if (json) return clientOfKeyFile(library, json, found!.path, found!.origin);
+      return new library.Compute({ scopes: [SCOPE] }) as unknown as AuthClient;
     });
     return { base, host: new URL(base).host, auth, ca };
   }
@@ -196,9 +197,80 @@ export class Connection {
 /** A credentials file's JSON: its `type` says which client reads it. */
 type KeyFileJson = Record<string, unknown> & { type?: unknown };
 
-/** Reads and parses a key file (`--gcs-key-file`). */
-async function readKeyFile(path: string): Promise<KeyFileJson> {
-  const what = `the key file ${JSON.stringify(path)}`;
+/**
+ * The credentials file Google's tools would use, as they look for it (the search of
+ * google-auth-library's `GoogleAuth`, which cannot run under the plugin's permissions: it reads
+ * variables beyond those the plugin may read): the key file given, else
+ * `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's application-default credentials
+ * (`$CLOUDSDK_CONFIG`, else `~/.config/gcloud` or `%APPDATA%\gcloud`, `/application_default_credentials.json`)
+ * when that file exists; `undefined` leaves the metadata server.
+ */
+async function findCredentialsFile(
+  keyFile: string | undefined,
+  env: (name: string) => string | undefined,
+): Promise<{ path: string; origin: string } | undefined> {
+  if (keyFile) return { path: keyFile, origin: "--gcs-key-file" };
+  const named = env("GOOGLE_APPLICATION_CREDENTIALS");
+  if (named) return { path: named, origin: "GOOGLE_APPLICATION_CREDENTIALS" };
+  const home = env("HOME") || env("USERPROFILE");
+  const appData = env("APPDATA");
+  const dir = env("CLOUDSDK_CONFIG") ||
+    (Deno.build.os === "windows" && appData
+      ? `${appData}\\gcloud`
+      : home
+      ? `${home}/.config/gcloud`
+      : undefined);
+  if (!dir) return undefined;
+  const path = `${dir}/application_default_credentials.json`;
+  try {
+    await Deno.stat(path);
+  } catch {
+    return undefined;
+  }
+  return { path, origin: "gcloud's application-default credentials" };
+}
+
+/**
+ * Without a credentials file, tokens come from the metadata server (on Google Cloud): asked once,
+ * briefly, whether there is one, so that a machine with no credentials at all hears so in one
+ * line instead of waiting out deadlines. `METADATA_SERVER_DETECTION=none` says there is none;
+ * `GCE_METADATA_HOST` (or `GCE_METADATA_IP`) names another server, as for Google's libraries.
+ */
+async function checkMetadataServer(
+  env: (name: string) => string | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  const host = env("GCE_METADATA_HOST") ?? env("GCE_METADATA_IP") ?? "169.254.169.254";
+  const none = "none found: set GOOGLE_APPLICATION_CREDENTIALS or --gcs-key-file, run " +
+    '"gcloud auth application-default login", or run on Google Cloud';
+  if (env("METADATA_SERVER_DETECTION")?.trim().toLowerCase() === "none") {
+    throw new StoreError(`Cannot get Google Cloud credentials: ${none}`, "config");
+  }
+  let answered = false;
+  try {
+    const response = await fetch(`http://${host}/computeMetadata/v1/instance/`, {
+      headers: { "metadata-flavor": "Google" },
+      signal: AbortSignal.any([signal, AbortSignal.timeout(METADATA_PROBE_MS)]),
+    });
+    await response.body?.cancel();
+    answered = response.headers.get("metadata-flavor") === "Google";
+  } catch {
+    signal.throwIfAborted();
+  }
+  if (!answered) {
+    throw new StoreError(
+      `Cannot get Google Cloud credentials: ${none} (no metadata server answered at ${host})`,
+      "config",
+    );
+  }
+}
+
+/** How long the metadata server may take to say it is there. */
+const METADATA_PROBE_MS = 2000;
+
+/** Reads and parses a credentials file. */
+async function readKeyFile(path: string, origin: string): Promise<KeyFileJson> {
+  const what = `the credentials file ${JSON.stringify(path)} (${origin})`;
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -229,6 +301,7 @@ function clientOfKeyFile(
   library: typeof import("google-auth-library"),
   json: KeyFileJson,
   path: string,
+  origin: string,
 ): AuthClient {
   const scopes = [SCOPE];
   switch (json.type) {
@@ -253,12 +326,17 @@ function clientOfKeyFile(
         : new library.IdentityPoolClient(options);
       return client as unknown as AuthClient;
     }
+    case "external_account_authorized_user": {
+      // deno-lint-ignore no-explicit-any
+      const client = new library.ExternalAccountAuthorizedUserClient(json as any);
+      return client as unknown as AuthClient;
+    }
     default:
       throw new StoreError(
-        `Cannot use the key file ${JSON.stringify(path)}: type ${
+        `Cannot use the credentials file ${JSON.stringify(path)} (${origin}): type ${
           JSON.stringify(json.type ?? null)
-        } is not service_account, external_account or authorized_user; for other kinds set ` +
-          "GOOGLE_APPLICATION_CREDENTIALS instead",
+        } is not one this program reads (service_account, external_account, ` +
+          "external_account_authorized_user, authorized_user)",
         "config",
       );
   }

@@ -222,7 +222,9 @@ Deno.test("GcsObjectStore: a key file that is not one is a config error, without
       store.get("k"),
       (e) =>
         e instanceof StoreError && e.kind === "config" &&
-        /^Cannot use the key file ".*key\.json": not JSON$/.test(e.message),
+        /^Cannot use the credentials file ".*key\.json" \(--gcs-key-file\): not JSON$/.test(
+          e.message,
+        ),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -302,5 +304,40 @@ Deno.test("GcsObjectStore: workload identity federation (an external-account fil
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("GcsObjectStore: no credentials anywhere is one config error, after a short probe", async () => {
+  const home = await Deno.makeTempDir({ prefix: "gcp-gcshome-" });
+  try {
+    const port = freePort();
+    const env: Record<string, string> = { HOME: home, GCE_METADATA_HOST: `127.0.0.1:${port}` };
+    const store = new GcsObjectStore({ bucket: "b", env: (name) => env[name] });
+    const started = performance.now();
+    await assert.rejects(
+      store.has("k"),
+      (e) =>
+        e instanceof StoreError && e.kind === "config" &&
+        /^Cannot get Google Cloud credentials: none found: .*GOOGLE_APPLICATION_CREDENTIALS/
+          .test(e.message) &&
+        e.message.includes(`no metadata server answered at 127.0.0.1:${port}`),
+    );
+    assert.ok(performance.now() - started < 3000);
+    // gcloud's application-default credentials are found in the home directory.
+    await Deno.mkdir(`${home}/.config/gcloud`, { recursive: true });
+    await Deno.writeTextFile(
+      `${home}/.config/gcloud/application_default_credentials.json`,
+      JSON.stringify({ type: "impersonated_service_account" }),
+    );
+    await assert.rejects(
+      store.has("k"),
+      (e) =>
+        e instanceof StoreError && e.kind === "config" &&
+        /gcloud's application-default credentials\): type "impersonated_service_account"/.test(
+          e.message,
+        ),
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
   }
 });
