@@ -11,6 +11,7 @@
 
 import type { Metrics } from "../metrics/mod.ts";
 import type { Fault } from "../metrics/faults.ts";
+import { remoteRequests } from "../metrics/catalog.ts";
 import type { MinuteCount, MissToPut, SessionRecord } from "./session_log.ts";
 import { formatBytes, type ServerMode, summarize } from "./summary.ts";
 
@@ -122,7 +123,7 @@ export function statusFragment(
   const histograms = metrics.histograms();
   const summary = summarize({
     counters: metrics.counters(),
-    remoteRequests: histograms["s3_request_seconds"]?.count ?? 0,
+    remoteRequests: remoteRequests(histograms),
     missToPut: sessions ? sessions.missToPut() : null,
     bucket: status.bucket !== "",
     modproxy: status.modproxy,

@@ -25,7 +25,7 @@
 
 import type { MissToPut } from "./session_log.ts";
 import { type Fault, FAULT_CAUSES, FAULT_MEANING, type FaultCause } from "../metrics/faults.ts";
-import { hitsByTier } from "../metrics/catalog.ts";
+import { hitsByTier, remoteRequests } from "../metrics/catalog.ts";
 
 /** How the server is set up, as `/debug/vars` `server` says. */
 export interface ServerMode {
@@ -47,7 +47,7 @@ export interface ServerMode {
 export interface SummaryInput {
   /** The counters (`/debug/vars` `counters`). */
   counters: Record<string, number>;
-  /** Requests made to the object store (the `s3_request_seconds` histogram's count). @default {0} */
+  /** Requests made to the object store (the store's `*_request_seconds` histogram's count). @default {0} */
   remoteRequests?: number;
   /**
    * The miss-to-put measurements; `undefined` when none were made yet, `null` when the server
@@ -429,7 +429,7 @@ export function summaryInputOf(vars: unknown): SummaryInput {
   const faults = Array.isArray(record.faults) ? record.faults as Fault[] : undefined;
   return {
     counters: counters as Record<string, number>,
-    remoteRequests: Number(histograms["s3_request_seconds"]?.count) || 0,
+    remoteRequests: remoteRequests(histograms),
     missToPut,
     bucket: typeof server.bucket === "boolean" ? server.bucket : undefined,
     modproxy: typeof server.modproxy === "boolean" ? server.modproxy : undefined,

@@ -247,6 +247,8 @@ Deno.test("parseConfig() defaults are the flag table's defaults, as help shows t
     expiry: 0,
     plugin: "5930",
     upstream: "",
+    storage: "",
+    "gcs-key-file": "",
   };
   for (const spec of FLAGS) {
     await t.step(spec.flag, () => {
