@@ -19,6 +19,7 @@ export interface StoreFlags {
   storage: string;
   gcsBucket: string;
   gcsKeyFile: string;
+  gcsEndpoint: string;
 }
 
 /** `--storage` values and the kind each names. */
@@ -52,7 +53,7 @@ export function storeSpecOf(
         kind: "gcs",
         bucket: named.name,
         keyFile: flags.gcsKeyFile,
-        endpoint: env("STORAGE_EMULATOR_HOST") ?? "",
+        ...gcsEndpoint(flags, env),
       };
     case "azure":
       return {
@@ -114,4 +115,21 @@ function namedBucket(flags: StoreFlags): { kind: StoreKind; name: string } | und
     );
   }
   return named;
+}
+
+/**
+ * Where a GCS bucket is reached: `--gcs-endpoint-url` (a private endpoint, sent credentials),
+ * else the emulator `STORAGE_EMULATOR_HOST` names (Google's convention: no credentials), else
+ * Google's endpoint ("").
+ */
+function gcsEndpoint(
+  flags: StoreFlags,
+  env: (name: string) => string | undefined,
+): { endpoint: string; emulator: boolean } {
+  if (flags.gcsEndpoint) {
+    checkEndpoint(flags.gcsEndpoint, "--gcs-endpoint-url");
+    return { endpoint: flags.gcsEndpoint, emulator: false };
+  }
+  const emulator = env("STORAGE_EMULATOR_HOST") ?? "";
+  return { endpoint: emulator, emulator: emulator !== "" };
 }

@@ -64,6 +64,8 @@ export interface Config {
   gcsBucket: string;
   /** `--gcs-key-file`: GCS credentials file; "" finds them as Google's tools do. */
   gcsKeyFile: string;
+  /** `--gcs-endpoint-url`: a private GCS endpoint; "" is Google's, or the emulator's. */
+  gcsEndpoint: string;
   prefix: string;
   /** `--read-prefixes`: looked up in order after a miss under `prefix`, never written. */
   readPrefixes: string[];

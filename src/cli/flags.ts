@@ -50,6 +50,7 @@ export type FlagField =
   | "storage"
   | "gcsBucket"
   | "gcsKeyFile"
+  | "gcsEndpoint"
   | "prefix"
   | "readPrefixes"
   | "readOnly"
@@ -201,6 +202,15 @@ const ROWS: readonly FlagRow[] = [
     default: ({ env }) => env("GOOGLE_APPLICATION_CREDENTIALS") ?? "",
     shown: "GOOGLE_APPLICATION_CREDENTIALS, else gcloud's ADC, else the metadata server",
     help: "GCS credentials: a service-account key or workload identity federation file",
+  },
+  {
+    flag: "gcs-endpoint-url",
+    env: "GOCACHE_GCS_ENDPOINT_URL",
+    kind: "string",
+    field: "gcsEndpoint",
+    default: "",
+    shown: "Google's (STORAGE_EMULATOR_HOST: an emulator, no credentials)",
+    help: "GCS JSON API endpoint URL, such as a Private Service Connect one (credentials sent)",
   },
   {
     flag: "prefix",

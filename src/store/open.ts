@@ -52,7 +52,7 @@ export function openStore(spec: StoreSpec, hooks: StoreHooks = {}): BucketStore 
       return new GcsObjectStore({
         bucket: spec.bucket,
         keyFile: spec.keyFile,
-        endpoint: spec.endpoint,
+        ...(spec.emulator ? { endpoint: spec.endpoint } : { apiEndpoint: spec.endpoint }),
         observe: hooks.observe,
         trace: hooks.trace,
       });

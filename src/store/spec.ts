@@ -32,6 +32,8 @@ export interface GcsSpec {
   keyFile: string;
   /** An emulator's or private endpoint's URL; "" is Google's (or `STORAGE_EMULATOR_HOST`). */
   endpoint: string;
+  /** `endpoint` is an emulator (`STORAGE_EMULATOR_HOST`): no credentials are sent. */
+  emulator: boolean;
 }
 
 /** An Azure Blob Storage container. */

@@ -249,6 +249,7 @@ Deno.test("parseConfig() defaults are the flag table's defaults, as help shows t
     upstream: "",
     storage: "",
     "gcs-key-file": "",
+    "gcs-endpoint-url": "",
   };
   for (const spec of FLAGS) {
     await t.step(spec.flag, () => {

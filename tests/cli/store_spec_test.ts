@@ -11,7 +11,7 @@ const env = (vars: Record<string, string>) => (name: string) => vars[name];
 const base = { GOCACHE: "/home/u/.cache/go-build" };
 
 Deno.test("parseConfig() names a GCS bucket by gs://, --gcs-bucket or --storage=gcs", () => {
-  const want = { kind: "gcs", bucket: "ci-cache", keyFile: "", endpoint: "" };
+  const want = { kind: "gcs", bucket: "ci-cache", keyFile: "", endpoint: "", emulator: false };
   for (
     const args of [
       ["--bucket=gs://ci-cache"],
@@ -55,6 +55,16 @@ Deno.test("parseConfig() takes GCS credentials and the emulator as Google's tool
     env({ ...base, STORAGE_EMULATOR_HOST: "localhost:4443" }),
   );
   assert.equal(emulated.store?.kind === "gcs" && emulated.store.endpoint, "localhost:4443");
+  assert.equal(emulated.store?.kind === "gcs" && emulated.store.emulator, true);
+  // A private endpoint is sent credentials; the flag wins over the emulator.
+  const private_ = parseConfig(
+    ["--bucket=gs://b", "--gcs-endpoint-url=https://storage-x.p.googleapis.com"],
+    env({ ...base, STORAGE_EMULATOR_HOST: "localhost:4443" }),
+  );
+  assert.deepEqual(
+    private_.store?.kind === "gcs" && [private_.store.endpoint, private_.store.emulator],
+    ["https://storage-x.p.googleapis.com", false],
+  );
   assert.equal(
     describeStore(emulated.store!),
     'Google Cloud Storage bucket "b" endpoint localhost:4443',
@@ -80,6 +90,7 @@ Deno.test("parseConfig() rejects contradicting store flags with one-line UsageEr
     [["--bucket=other", "--gcs-bucket=b"], /name different buckets/],
     [["--bucket=gs://other", "--gcs-bucket=b"], /name different buckets/],
     [["--bucket=gs://"], /no name/],
+    [["--bucket=gs://b", "--gcs-endpoint-url=storage.local"], /--gcs-endpoint-url: .* not a URL/],
   ];
   for (const [args, message] of cases) {
     assert.throws(
