@@ -221,3 +221,57 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
     throw error;
   }
 }
+
+/** One request a {@linkcode RequestCounter} forwarded. */
+export interface CountedRequest {
+  method: string;
+  /** The path and query, as sent. */
+  path: string;
+  status: number;
+}
+
+/** A loopback HTTP proxy in front of a store that records every request it forwards. */
+export interface RequestCounter extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>`: point the plugin here instead of at the store. */
+  endpoint: string;
+  /** The requests forwarded so far. */
+  requests: CountedRequest[];
+}
+
+/**
+ * Starts a recording proxy in front of `target` (bodies are read whole and passed on, so sizes
+ * keep their Content-Length).
+ *
+ * @param target The store's `http://host:port`.
+ * @returns The proxy; dispose it with `await using`.
+ */
+export function countRequests(target: string): RequestCounter {
+  const requests: CountedRequest[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const body = req.method === "GET" || req.method === "HEAD" ? undefined : await req.bytes();
+    const headers = new Headers(req.headers);
+    headers.delete("host");
+    const upstream = await fetch(`${target}${url.pathname}${url.search}`, {
+      method: req.method,
+      headers,
+      body,
+    });
+    const bytes = await upstream.bytes();
+    requests.push({ method: req.method, path: url.pathname + url.search, status: upstream.status });
+    const out = new Headers(upstream.headers);
+    out.delete("content-length");
+    out.delete("transfer-encoding");
+    return new Response(req.method === "HEAD" ? null : bytes, {
+      status: upstream.status,
+      headers: out,
+    });
+  });
+  return {
+    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    requests,
+    async [Symbol.asyncDispose]() {
+      await server.shutdown();
+    },
+  };
+}
