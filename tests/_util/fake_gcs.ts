@@ -11,7 +11,7 @@
  */
 
 import { freePort } from "./net.ts";
-import { toolsBin } from "./minio.ts";
+import { makeTlsFiles, toolsBin } from "./minio.ts";
 
 /** The fake-gcs-server binary path, or `undefined` when it is not installed. */
 export async function findFakeGcs(): Promise<string | undefined> {
@@ -31,6 +31,11 @@ export interface FakeGcsOptions {
   dataDir?: string;
   /** Listen on this port (for restarts); by default a free one. */
   port?: number;
+  /**
+   * Serve HTTPS with a certificate for IP 127.0.0.1 from a new private CA (`caFile`).
+   * @default {false}
+   */
+  tls?: boolean;
 }
 
 /** A running fake-gcs-server. */
@@ -40,6 +45,9 @@ export class FakeGcs {
   readonly port: number;
   readonly bucket: string;
   readonly dataDir: string;
+  /** The CA that signed the server's certificate (PEM file), when it serves HTTPS. */
+  readonly caFile?: string;
+  #client?: Deno.HttpClient;
   #process: Deno.ChildProcess;
   #ownsDir: boolean;
   #stopped = false;
@@ -52,9 +60,13 @@ export class FakeGcs {
     process: Deno.ChildProcess;
     ownsDir: boolean;
     log: string[];
+    caFile?: string;
+    client?: Deno.HttpClient;
   }) {
     this.port = fields.port;
-    this.endpoint = `http://127.0.0.1:${fields.port}`;
+    this.endpoint = `${fields.caFile ? "https" : "http"}://127.0.0.1:${fields.port}`;
+    this.caFile = fields.caFile;
+    this.#client = fields.client;
     this.bucket = fields.bucket;
     this.dataDir = fields.dataDir;
     this.#process = fields.process;
@@ -78,6 +90,7 @@ export class FakeGcs {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ name }),
+      client: this.#client,
     });
     const text = await response.text();
     if (!response.ok) throw new Error(`Cannot create bucket ${name}: ${response.status} ${text}`);
@@ -89,7 +102,7 @@ export class FakeGcs {
       `${this.endpoint}/upload/storage/v1/b/${bucket}/o?uploadType=media&name=${
         encodeURIComponent(key)
       }`,
-      { method: "POST", body: body as Uint8Array<ArrayBuffer> },
+      { method: "POST", body: body as Uint8Array<ArrayBuffer>, client: this.#client },
     );
     const text = await response.text();
     if (!response.ok) throw new Error(`Cannot put ${key}: ${response.status} ${text}`);
@@ -99,6 +112,7 @@ export class FakeGcs {
   async getObject(key: string, bucket = this.bucket): Promise<Uint8Array | undefined> {
     const response = await fetch(
       `${this.endpoint}/storage/v1/b/${bucket}/o/${encodeURIComponent(key)}?alt=media`,
+      { client: this.#client },
     );
     if (response.status === 404) {
       await response.body?.cancel();
@@ -116,7 +130,7 @@ export class FakeGcs {
       const url = `${this.endpoint}/storage/v1/b/${bucket}/o?prefix=${encodeURIComponent(prefix)}${
         token ? `&pageToken=${encodeURIComponent(token)}` : ""
       }`;
-      const response = await fetch(url);
+      const response = await fetch(url, { client: this.#client });
       if (!response.ok) throw new Error(`Cannot list ${bucket}: ${response.status}`);
       const page = await response.json() as { items?: { name: string }[]; nextPageToken?: string };
       for (const item of page.items ?? []) keys.push(item.name);
@@ -157,6 +171,7 @@ export class FakeGcs {
   /** Stops the server and removes its data unless it was given. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
+    this.#client?.close();
     if (this.#ownsDir) await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
   }
 }
@@ -177,11 +192,24 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "gcp-fakegcs-" });
   const bucket = options.bucket ?? "gcp-test";
   const port = options.port ?? freePort();
+  let tls: { caFile: string; dir: string } | undefined;
+  if (options.tls) {
+    tls = await makeTlsFiles(await Deno.makeTempDir({ dir: dataDir, prefix: "certs-" }));
+  }
+  const scheme = tls ? "https" : "http";
   const process = new Deno.Command(bin, {
     args: [
-      ...["-scheme", "http", "-host", "127.0.0.1", "-port", String(port)],
+      ...["-scheme", scheme, "-host", "127.0.0.1", "-port", String(port)],
+      ...(tls
+        ? [
+          "-cert-location",
+          `${tls.dir}/public.crt`,
+          "-private-key-location",
+          `${tls.dir}/private.key`,
+        ]
+        : []),
       ...["-backend", "filesystem", "-filesystem-root", `${dataDir}/root`],
-      ...["-public-host", `127.0.0.1:${port}`, "-external-url", `http://127.0.0.1:${port}`],
+      ...["-public-host", `127.0.0.1:${port}`, "-external-url", `${scheme}://127.0.0.1:${port}`],
       ...["-log-level", "warn"],
     ],
     env: { HOME: dataDir },
@@ -196,13 +224,26 @@ export async function startFakeGcs(options: FakeGcsOptions = {}): Promise<FakeGc
       new WritableStream({ write: (chunk) => void log.push(chunk) }),
     ).catch(() => {});
   }
-  const server = new FakeGcs({ port, bucket, dataDir, process, ownsDir, log });
+  const client = tls
+    ? Deno.createHttpClient({ caCerts: [await Deno.readTextFile(tls.caFile)] })
+    : undefined;
+  const server = new FakeGcs({
+    port,
+    bucket,
+    dataDir,
+    process,
+    ownsDir,
+    log,
+    caFile: tls?.caFile,
+    client,
+  });
   try {
     const deadline = Date.now() + 30_000;
     while (true) {
       try {
         const response = await fetch(`${server.endpoint}/storage/v1/b`, {
           signal: AbortSignal.timeout(1000),
+          client,
         });
         await response.body?.cancel();
         if (response.ok) break;

@@ -410,3 +410,40 @@ Deno.test("GcsObjectStore: tokens from the metadata server when no credentials f
     await Deno.remove(home, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "GcsObjectStore: an HTTPS endpoint signed by a private CA, trusted through gcloud's setting",
+  ignore: skipFakeGcs,
+  async fn() {
+    await using gcs = await startFakeGcs({ tls: true });
+    const bytes = new TextEncoder().encode("over TLS");
+    const untrusted = new GcsObjectStore({
+      bucket: gcs.bucket,
+      endpoint: gcs.endpoint,
+      env: () => undefined,
+    });
+    await assert.rejects(untrusted.put("k", bytes, { size: bytes.length }), StoreError);
+    const env: Record<string, string> = { CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE: gcs.caFile! };
+    const store = new GcsObjectStore({
+      bucket: gcs.bucket,
+      endpoint: gcs.endpoint,
+      env: (name) => env[name],
+    });
+    await store.put("k", bytes, { size: bytes.length });
+    assert.deepEqual(await new Response((await store.get("k"))!.body).bytes(), bytes);
+    // A named bundle that cannot be read is a config error, in one line.
+    env.CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE = `${gcs.caFile}.missing`;
+    const broken = new GcsObjectStore({
+      bucket: gcs.bucket,
+      endpoint: gcs.endpoint,
+      env: (name) => env[name],
+    });
+    await assert.rejects(
+      broken.has("k"),
+      (e) =>
+        e instanceof StoreError && e.kind === "config" &&
+        /CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE/.test(e.message) && !e.message.includes("\n"),
+    );
+  },
+});
