@@ -16,6 +16,7 @@ import {
   describeStore,
   openStore,
   ReadThroughStore,
+  STORE_NAMES,
   storeScope,
   type StoreSpec,
 } from "../store/mod.ts";
@@ -67,6 +68,7 @@ export async function openRemoteStack(
     // shared through the cache directory, so the next one does not pay the same deadlines.
     breakerFile: `${local.root}/s3-breaker`,
     breakerScope: storeScope(spec),
+    storeName: STORE_NAMES[spec.kind],
     log,
     metrics,
     warm: await warmOptions(config, spec, log),

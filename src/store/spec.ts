@@ -91,6 +91,13 @@ export function parseBucketName(text: string): { kind: StoreKind; name: string }
 
 const SCHEMES: Record<string, StoreKind> = { s3: "s3", gs: "gcs", azblob: "azure" };
 
+/** Each kind's name in log lines (`GCS tier paused …`). */
+export const STORE_NAMES: Readonly<Record<StoreKind, string>> = Object.freeze({
+  s3: "S3",
+  gcs: "GCS",
+  azure: "Azure",
+});
+
 /** A short description for logs: the kind, the bucket and where it is. */
 export function describeStore(spec: StoreSpec): string {
   switch (spec.kind) {

@@ -208,7 +208,7 @@ Deno.test({
         assert.ok(elapsed < 16_000, `took ${elapsed.toFixed(0)}ms`);
         const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
         assert.equal(lines.length, 1, result.stderr);
-        assert.match(lines[0]!, /tier paused .*deadline exceeded/);
+        assert.match(lines[0]!, /GCS tier paused .*deadline exceeded/);
       },
     );
 
@@ -250,7 +250,7 @@ Deno.test({
         const metrics = pluginMetrics(stderr);
         assert.ok(total(metrics, "s3_get_hits") > 50, JSON.stringify(metrics));
         assert.ok(total(metrics, "uploads_failed") > 0, JSON.stringify(metrics));
-        assert.match(stderr, /tier paused/);
+        assert.match(stderr, /GCS tier paused/);
 
         const restarted = await gcs.restart();
         try {
@@ -343,7 +343,7 @@ Deno.test({
         for (const r of result.replies) assert.equal(r.Err, undefined);
         const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
         assert.equal(lines.length, 1, result.stderr);
-        assert.match(lines[0]!, /tier (disabled|paused)/);
+        assert.match(lines[0]!, /GCS tier (disabled|paused)/);
         assert.match(lines[0]!, c.cause);
       });
     }
