@@ -190,7 +190,7 @@ export function summarize(input: SummaryInput): SummaryRow[] {
     row(
       "Errors",
       `${a.getErrors} get, ${m("put_errors")} put, ${m("session_errors")} session` +
-        (a.bucket ? `, ${m("s3_get_errors")} S3 lookup` : ""),
+        (a.bucket ? `, ${m("s3_get_errors")} ${storeNameOf(a.mode)} lookup` : ""),
       {
         "put_errors": m("put_errors"),
         "session_errors": m("session_errors"),
@@ -326,8 +326,9 @@ export function annotations(input: SummaryInput): string {
   for (const f of a.faults) {
     const what = `${FAULT_MEANING[f.cause]} (${f.count} time${f.count === 1 ? "" : "s"}), ` +
       `first: ${f.first}`;
-    if (SEVERE.includes(f.cause)) add("error", `The S3 tier was not used: ${what}`);
-    else if (f.cause !== "upload") add("warning", `S3 tier: ${what}`);
+    const name = storeNameOf(a.mode);
+    if (SEVERE.includes(f.cause)) add("error", `The ${name} tier was not used: ${what}`);
+    else if (f.cause !== "upload") add("warning", `${name} tier: ${what}`);
   }
   if (a.uploads.failed > 0) {
     const cause = firstCause(a.faults);
@@ -450,12 +451,18 @@ function hitSources(a: Account): string {
   const parts = [
     `${a.hitsBy.local} local`,
     `${a.hitsBy.warm} from the warm-up`,
-    `${a.hitsBy.s3} from S3 on demand`,
+    `${a.hitsBy.s3} from ${storeNameOf(a.mode)} on demand`,
   ];
   if (a.hitsBy.readPrefix > 0 || (a.mode?.readPrefixes?.length ?? 0) > 0) {
     parts.push(`${a.hitsBy.readPrefix} from read prefixes`);
   }
   return parts.join(", ");
+}
+
+/** The store's name in the account's lines, from the bucket's scheme (`gs://` is GCS). */
+function storeNameOf(mode: ServerMode | undefined): string {
+  const scheme = /^([a-z]+):\/\//.exec(mode?.bucket ?? "")?.[1];
+  return scheme === "gs" ? "GCS" : scheme === "azblob" ? "Azure" : "S3";
 }
 
 function storeText(mode: ServerMode): string {
@@ -523,7 +530,9 @@ function timeSaved(
   missToPut: MissToPut | null | undefined,
   bucket: boolean,
 ): SummaryRow {
-  const elsewhere = bucket ? "warm-up, S3 or an earlier server" : "an earlier server or process";
+  const elsewhere = bucket
+    ? "warm-up, the bucket or an earlier server"
+    : "an earlier server or process";
   const label = "Build time saved";
   const none = (text: string, basis: string) =>
     row(label, text, {
