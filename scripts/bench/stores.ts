@@ -7,8 +7,9 @@
  *    fresh worker against what it uploaded (empty cache dir, fresh GOCACHE, the warm-up on).
  *    Each round uses a prefix of its own, so every cold build starts from an empty prefix.
  * 2. The adapters' own cost per request, the server taken out: sequential GET, HEAD and PUT of a
- *    1 KiB object through `AwsObjectStore` and `GcsObjectStore` against one trivial loopback
- *    HTTP server that answers both.
+ *    1 KiB object through `AwsObjectStore` and `GcsObjectStore` (no token: an emulator; and a
+ *    federated token) against one trivial loopback HTTP server in the process that answers both;
+ *    wall-clock time and the process's CPU time per request (medians of the rounds).
  *
  * Medians are shown. Usage: scripts/deno run --frozen --allow-read --allow-write --allow-env
  * --allow-net=127.0.0.1 --allow-sys=osRelease --allow-run scripts/bench/stores.ts [--n=3]
@@ -17,6 +18,7 @@
  * @module
  */
 
+import { cpuUsage } from "node:process";
 import { startMinio } from "../../tests/_util/minio.ts";
 import { startFakeGcs } from "../../tests/_util/fake_gcs.ts";
 import { AwsObjectStore, GcsObjectStore, type ObjectStore } from "../../src/store/mod.ts";
@@ -199,20 +201,28 @@ if (flags.get("skip-builds") !== "true") {
       for (const [name, store] of round % 2 === 0 ? stores : [...stores].reverse()) {
         for (let i = 0; i < 50; i++) await call(store, i); // warm the connection
         const started = performance.now();
+        const cpuStart = cpuUsage();
         for (let i = 0; i < requests; i++) await call(store, i);
+        const cpu = cpuUsage(cpuStart);
         const us = (performance.now() - started) * 1000 / requests;
         perOp.set(`${op}|${name}`, [...(perOp.get(`${op}|${name}`) ?? []), us]);
+        // CPU time of this process (the adapter, and the one server both share) per request:
+        // what the adapter costs, much less disturbed by other work on the machine than time.
+        const cpuUs = (cpu.user + cpu.system) / requests;
+        perOp.set(`${op}|${name}|cpu`, [...(perOp.get(`${op}|${name}|cpu`) ?? []), cpuUs]);
       }
     }
   }
   const rows = Object.keys(ops).flatMap((op) =>
     stores.map(([name]) => {
       const value = median(perOp.get(`${op}|${name}`)!);
+      const cpu = median(perOp.get(`${op}|${name}|cpu`)!);
       return [
         op,
         name,
         `${value.toFixed(0)} µs`,
-        ratio(value, median(perOp.get(`${op}|${stores[0]![0]}`)!)),
+        `${cpu.toFixed(0)} µs`,
+        ratio(cpu, median(perOp.get(`${op}|${stores[0]![0]}|cpu`)!)),
       ];
     })
   );
@@ -220,7 +230,7 @@ if (flags.get("skip-builds") !== "true") {
     `\n### The adapters' own cost: ${requests} sequential 1 KiB requests against one loopback ` +
       `server (n=${rounds})\n`,
   );
-  print(table(["op", "adapter", "median per request", "vs S3"], rows));
+  print(table(["op", "adapter", "time per request", "CPU per request", "CPU vs S3"], rows));
   results.adapters = Object.fromEntries(perOp);
 }
 

@@ -94,7 +94,9 @@ export class GcsObjectStore implements BucketStore {
   /** Whether an object exists (its metadata). */
   has(key: string, options: StoreCallOptions = {}): Promise<boolean> {
     return this.#call("HEAD", key, options, async (response) => {
-      await response?.body?.cancel();
+      // The metadata is a few bytes of JSON: read to the end, the connection is kept for reuse
+      // (a cancelled body may close it).
+      await response?.arrayBuffer();
       return response !== undefined;
     });
   }
@@ -111,7 +113,7 @@ export class GcsObjectStore implements BucketStore {
     options: StoreCallOptions & { size: number },
   ): Promise<void> {
     return this.#call("PUT", key, options, async (response) => {
-      await response?.body?.cancel();
+      await response?.arrayBuffer(); // the new object's size, in JSON
     }, { body, size: options.size });
   }
 
