@@ -60,6 +60,9 @@ export interface GcsObjectStoreOptions {
 /** The OAuth scope the adapter asks for: objects read and written, nothing else. */
 const SCOPE = "https://www.googleapis.com/auth/devstorage.read_write";
 
+/** How long one token fetch (credentials found, token asked for) may take, in ms. */
+const TOKEN_FETCH_MS = 60_000;
+
 /** Headers older than their token's expiry minus this are asked of the library again. */
 const TOKEN_SLACK_MS = 5 * 60_000;
 
@@ -86,6 +89,7 @@ export class TokenSource {
   #client: Promise<AuthClient> | undefined;
   #make: (signal: AbortSignal) => Promise<AuthClient>;
   #cached?: { headers: Record<string, string>; expiresAt: number };
+  #pending?: Promise<Record<string, string>>;
 
   /** @param make Creates the library's client (credentials are looked for then). */
   constructor(make: (signal: AbortSignal) => Promise<AuthClient>) {
@@ -100,16 +104,27 @@ export class TokenSource {
    * @returns The headers.
    * @throws {StoreError} When no credentials can be found or a token cannot be had.
    */
-  async headers(signal: AbortSignal): Promise<Record<string, string>> {
+  headers(signal: AbortSignal): Promise<Record<string, string>> {
     const cached = this.#cached;
-    if (cached && Date.now() < cached.expiresAt) return cached.headers;
+    if (cached && Date.now() < cached.expiresAt) return Promise.resolve(cached.headers);
+    // One token fetch at a time: concurrent calls (a build asks for many objects at once) wait
+    // for it, each within its own deadline.
+    this.#pending ??= this.#fetch().finally(() => this.#pending = undefined);
+    return abortable(this.#pending, signal).catch((error) => {
+      throw credentialsError(error, signal);
+    });
+  }
+
+  /** Fetches headers for every waiting call, bounded by its own deadline (not any caller's). */
+  async #fetch(): Promise<Record<string, string>> {
+    const bound = AbortSignal.timeout(TOKEN_FETCH_MS);
     try {
-      this.#client ??= this.#make(signal).catch((error) => {
+      this.#client ??= this.#make(bound).catch((error) => {
         this.#client = undefined;
         throw error;
       });
-      const client = await abortable(this.#client, signal);
-      const got = await abortable(client.getRequestHeaders(), signal);
+      const client = await abortable(this.#client, bound);
+      const got = await abortable(client.getRequestHeaders(), bound);
       const headers: Record<string, string> = {};
       got.forEach((value, name) => headers[name] = value);
       const expiry = client.credentials?.expiry_date ?? undefined;
@@ -119,7 +134,14 @@ export class TokenSource {
       };
       return headers;
     } catch (error) {
-      throw credentialsError(error, signal);
+      if (bound.aborted) {
+        throw new StoreError(
+          `Cannot get Google Cloud credentials: no token within ${TOKEN_FETCH_MS / 1000} s`,
+          "timeout",
+          { cause: error },
+        );
+      }
+      throw credentialsError(error);
     }
   }
 
