@@ -459,8 +459,13 @@ function hitSources(a: Account): string {
   return parts.join(", ");
 }
 
-/** The store's name in the account's lines, from the bucket's scheme (`gs://` is GCS). */
-function storeNameOf(mode: ServerMode | undefined): string {
+/**
+ * The store's name in the account's lines, from the bucket's scheme (`gs://` is GCS).
+ *
+ * @param mode The server's set-up; `bucket` is its bucket's URL.
+ * @returns `S3`, `GCS` or `Azure`.
+ */
+export function storeNameOf(mode: Pick<ServerMode, "bucket"> | undefined): string {
   const scheme = /^([a-z]+):\/\//.exec(mode?.bucket ?? "")?.[1];
   return scheme === "gs" ? "GCS" : scheme === "azblob" ? "Azure" : "S3";
 }
