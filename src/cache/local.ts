@@ -100,7 +100,7 @@ const FALLBACK_TOUCH_MS = 300_000;
  * import { LocalCache } from "./local.ts";
  * const dir = await Deno.makeTempDir();
  * const cache = await LocalCache.open(dir);
- * const hit = await cache.get("00".repeat(32));
+ * const hit = cache.get("00".repeat(32));
  * if (hit !== undefined) throw new Error("an empty cache has no entries");
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -163,21 +163,14 @@ export class LocalCache implements CacheHandler {
   }
 
   /**
-   * Looks up an action. A hit needs the output file to exist with the recorded size: go renames
-   * cache files it installs with `go build -o` when they live outside `$GOCACHE`.
+   * Looks up an action, at once (no promise: the protocol answers a local hit without waiting).
+   * A hit needs the output file to exist with the recorded size: go renames cache files it
+   * installs with `go build -o` when they live outside `$GOCACHE`.
+   *
+   * Lookups use synchronous file calls on purpose: go waits for every get, the files are tiny
+   * and local, and a sync stat costs a fifth of a round trip through the runtime's thread pool.
    */
-  get(actionId: string): Promise<CacheHit | undefined> {
-    return Promise.resolve(this.#getNow(actionId));
-  }
-
-  /** {@linkcode LocalCache.get} without the promise: a hit, or `null` for a miss. */
-  getNow(actionId: string): CacheHit | null {
-    return this.#getNow(actionId) ?? null;
-  }
-
-  // Lookups use synchronous file calls on purpose: go waits for every get, the files are tiny and
-  // local, and a sync stat costs a fifth of a round trip through the runtime's thread pool.
-  #getNow(actionId: string): CacheHit | undefined {
+  get(actionId: string): CacheHit | undefined {
     const remembered = this.#actions.get(actionId);
     if (remembered) {
       const hit = this.#hitFor(remembered);

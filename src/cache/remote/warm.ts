@@ -22,6 +22,7 @@ import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
 import type { ObjectStore } from "../../store/mod.ts";
 import type { CircuitBreaker } from "../../store/mod.ts";
 import { bodyDeadlineMs, outputKey } from "./layout.ts";
+import { fillFromObject, writeEntry } from "./fill.ts";
 import {
   MANIFEST_LIMITS,
   manifestKey,
@@ -33,13 +34,7 @@ import {
   type WarmManifest,
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
-import {
-  AbortOnStream,
-  CorruptError,
-  readExactly,
-  TurnPacer,
-  VerifyStream,
-} from "../../store/mod.ts";
+import { AbortOnStream, CorruptError, readExactly, TurnPacer } from "../../store/mod.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "../../store/mod.ts";
 
 /** Counters the warm-up reports. */
@@ -292,8 +287,13 @@ export class WarmUp {
   }
 
   /** Whether an entry is already a local hit (counted toward the warm-machine check). */
-  async #isLocal(entry: WarmEntry): Promise<boolean> {
-    const hit = await this.#local.get(entry.actionId).catch(() => undefined);
+  #isLocal(entry: WarmEntry): boolean {
+    let hit;
+    try {
+      hit = this.#local.get(entry.actionId);
+    } catch {
+      hit = undefined;
+    }
     this.#checked++;
     if (hit) this.#present++;
     return hit !== undefined;
@@ -301,7 +301,7 @@ export class WarmUp {
 
   async #warmOne(entry: WarmEntry): Promise<void> {
     if (this.#started.has(entry.actionId)) return;
-    if (await this.#isLocal(entry) || this.#warmAlready()) return;
+    if (this.#isLocal(entry) || this.#warmAlready()) return;
     if (this.#started.has(entry.actionId)) return;
     await this.#begin(entry, () => this.#fetchOne(entry, true));
   }
@@ -329,7 +329,7 @@ export class WarmUp {
     const local: boolean[] = [];
     for (const entry of candidates) {
       await this.#pace();
-      local.push(await this.#isLocal(entry));
+      local.push(this.#isLocal(entry));
     }
     if (this.#warmAlready()) return;
     const missing = candidates.filter((e, i) => !local[i] && !this.#started.has(e.actionId));
@@ -407,16 +407,15 @@ export class WarmUp {
       await object.body.cancel();
       return undefined;
     }
-    const body = this.#floored(object.body, object.size, key).pipeThrough(
-      new VerifyStream(entry.outputId, entry.size, key),
-    );
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
     try {
-      return await this.#floor.arriving(async () => {
-        const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
-        return await this.#fill(entry, bytes, ahead);
+      const hit = await fillFromObject(this.#local, object, entry, {
+        key,
+        floor: this.#floor,
+        slowGraceMs: this.#options.slowGraceMs ?? 1_500,
       });
+      return this.#filledNow(entry, hit, ahead);
     } catch (error) {
       // The body is read after the request "succeeded": a crawl still tells the breaker.
       if (error instanceof TooSlowError) {
@@ -433,16 +432,14 @@ export class WarmUp {
     body: Uint8Array | ReadableStream<Uint8Array>,
     ahead: boolean,
   ): Promise<CacheHit> {
-    const diskPath = await this.#local.writeObject(entry.outputId, body, { size: entry.size });
-    const time = new Date(Number(entry.nanos / 1_000_000n));
-    await this.#local.writeAction(entry.actionId, {
-      outputId: entry.outputId,
-      size: entry.size,
-      time,
-    });
+    return this.#filledNow(entry, await writeEntry(this.#local, entry, body, entry.size), ahead);
+  }
+
+  /** Counts an entry the warm-up wrote; one fetched ahead of go is a warm hit when claimed. */
+  #filledNow(entry: WarmEntry, hit: CacheHit, ahead: boolean): CacheHit {
     this.#metrics?.add("warm_entries");
     if (ahead) this.#filled.set(entry.actionId, entry.size);
-    return { outputId: entry.outputId, size: entry.size, diskPath, time, timeNanos: entry.nanos };
+    return hit;
   }
 
   /** A body given up on when it crawls (see `_throughput.ts`). */
@@ -460,28 +457,28 @@ export class WarmUp {
     );
   }
 
-  /** One request of the warm-up: counted, and its failure reported to the breaker. */
-  async #request<T>(call: () => Promise<T>): Promise<T> {
+  /**
+   * One request of the warm-up, through the breaker (not gated: the warm-up checks
+   * `paused` itself): counted, and its failure reported unless the warm-up was stopped or the
+   * breaker is already paused (a call cut short because it opened is not another failure).
+   */
+  #request<T>(call: () => Promise<T>): Promise<T> {
     this.#metrics?.add("warm_requests");
-    const started = performance.now();
-    try {
-      const result = await call();
-      this.#options.breaker.succeeded();
-      return result;
-    } catch (error) {
-      if (error instanceof CorruptError) this.#metrics?.add("s3_corrupt");
-      else this.#failed(error, performance.now() - started);
-      throw error;
-    }
+    return this.#options.breaker.call(call, {
+      evidence: (error) => {
+        if (error instanceof CorruptError) {
+          this.#metrics?.add("s3_corrupt");
+          return "nothing";
+        }
+        return this.#stop.signal.aborted || this.#options.breaker.paused ? "nothing" : "failed";
+      },
+    });
   }
 
-  /**
-   * Tells the breaker of a failure, unless the warm-up was stopped or the breaker is already
-   * paused (a call cut short because it opened, or S3 was disabled, is not another failure).
-   */
-  #failed(error: unknown, elapsedMs = 0): void {
+  /** Tells the breaker of a failure after the request, unless stopped or already paused. */
+  #failed(error: unknown): void {
     if (this.#stop.signal.aborted || this.#options.breaker.paused) return;
-    this.#options.breaker.failed(error, elapsedMs);
+    this.#options.breaker.failed(error);
   }
 
   /**
