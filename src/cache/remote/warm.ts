@@ -412,7 +412,8 @@ export class WarmUp {
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
     try {
-      const hit = await fillFromObject(this.#local, object, entry, {
+      const hit = await fillFromObject(this.#local, object, {
+        entry,
         key,
         floor: this.#floor,
         slowGraceMs: this.#options.slowGraceMs ?? 1_500,
@@ -434,7 +435,7 @@ export class WarmUp {
     body: Uint8Array | ReadableStream<Uint8Array>,
     ahead: boolean,
   ): Promise<CacheHit> {
-    return this.#filledNow(entry, await writeEntry(this.#local, entry, body, entry.size), ahead);
+    return this.#filledNow(entry, await writeEntry(this.#local, { ...entry, body }), ahead);
   }
 
   /** Counts an entry the warm-up wrote; one fetched ahead of go is a warm hit when claimed. */
