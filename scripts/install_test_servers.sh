@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the servers the end-to-end tests start on 127.0.0.1, at pinned versions, with
 # `go install` from the Go module proxy: MinIO (S3), toxiproxy (latency and stalls), MinIO's admin
-# client mc (users and policies for the trust-tier tests) and actionlint (the workflow checks);
-# Azurite (Azure Blob Storage's emulator) with npm.
+# client mc (users and policies for the trust-tier tests), actionlint (the workflow checks),
+# fake-gcs-server (Google Cloud Storage) and, with npm, Azurite (Azure Blob Storage's emulator).
 # Also builds promlint (tests/testdata/promlint: client_golang's linter behind
 # `promtool check metrics`, for tests/server/metrics_lint_test.ts) and, as root on Debian,
 # installs Chromium with apt-get (the status page's headless-browser test).
 # Idempotent: a binary already present is kept. Installs into
 #   ${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}/bin
-#   (names: minio, toxiproxy-server, mc, actionlint, promlint, azurite-blob)
+#   (names: minio, toxiproxy-server, mc, actionlint, fake-gcs-server, promlint, azurite-blob)
 # Usage: scripts/install_test_servers.sh        (MinIO takes about 3 minutes to build)
 set -euo pipefail
 
@@ -22,6 +22,9 @@ MC_MODULE=github.com/minio/mc
 MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
 ACTIONLINT_PACKAGE=github.com/rhysd/actionlint/cmd/actionlint
 ACTIONLINT_VERSION=v1.7.12
+# fake-gcs-server: the Google Cloud Storage emulator (JSON API) for the GCS store's tests.
+FAKE_GCS_MODULE=github.com/fsouza/fake-gcs-server
+FAKE_GCS_VERSION=v1.56.1
 
 tools="${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}"
 bin="$tools/bin"
@@ -55,6 +58,7 @@ install minio "$MINIO_MODULE@$MINIO_VERSION" minio
 install toxiproxy-server "$TOXIPROXY_PACKAGE@$TOXIPROXY_VERSION" server
 install mc "$MC_MODULE@$MC_VERSION" mc
 install actionlint "$ACTIONLINT_PACKAGE@$ACTIONLINT_VERSION" actionlint
+install fake-gcs-server "$FAKE_GCS_MODULE@$FAKE_GCS_VERSION" fake-gcs-server
 
 # Azurite: Microsoft's Azure Storage emulator, from npm at a pinned version into its own directory
 # under the tools dir (no global install); azurite-blob (the blob service alone) is linked into

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { BucketNameError, parseBucketName, type StoreSpec } from "../store/spec.ts";
+import { BucketNameError, parseBucketName, type StoreKind, type StoreSpec } from "../store/spec.ts";
 import { checkEndpoint, UsageError } from "./_values.ts";
 
 /** The flag fields a store spec is made from. */
@@ -15,13 +15,19 @@ export interface StoreFlags {
   region: string;
   endpoint: string;
   pathStyle: boolean;
-  /** `--storage`, where the flag exists: `azure` makes a plain `--bucket` a container. */
-  storage?: string;
+  /** `--storage`: "" (by the bucket's scheme), `s3`, `gcs` or `azure`. */
+  storage: string;
+  gcsBucket: string;
+  gcsKeyFile: string;
+  gcsEndpoint: string;
   /** `--azure-account` (AZURE_STORAGE_ACCOUNT by default). */
   azureAccount: string;
-  /** `--azure-container`. */
+  /** `--azure-container`: the same as `--bucket=azblob://CONTAINER`. */
   azureContainer: string;
 }
+
+/** `--storage` values and the kind each names. */
+const STORAGE_KINDS: Record<string, StoreKind> = { s3: "s3", gcs: "gcs", azure: "azure" };
 
 /**
  * The store `--bucket` names, or `undefined` without one (the local tier alone).
@@ -34,16 +40,8 @@ export function storeSpecOf(
   flags: StoreFlags,
   env: (name: string) => string | undefined,
 ): StoreSpec | undefined {
-  const azure = azureSpecOf(flags, env);
-  if (azure) return azure;
-  if (!flags.bucket) return undefined;
-  let named;
-  try {
-    named = parseBucketName(flags.bucket);
-  } catch (error) {
-    if (error instanceof BucketNameError) throw new UsageError(error.message);
-    throw error;
-  }
+  const named = namedBucket(flags);
+  if (!named) return undefined;
   switch (named.kind) {
     case "s3":
       if (flags.endpoint) checkEndpoint(flags.endpoint);
@@ -58,72 +56,25 @@ export function storeSpecOf(
       return {
         kind: "gcs",
         bucket: named.name,
-        keyFile: env("GOOGLE_APPLICATION_CREDENTIALS") ?? "",
-        endpoint: env("STORAGE_EMULATOR_HOST") ?? "",
+        keyFile: flags.gcsKeyFile,
+        ...gcsEndpoint(flags, env),
       };
     case "azure":
-      throw new Error("unreachable: azureSpecOf takes azblob:// buckets");
+      return azureSpec(named.name, flags, env);
   }
 }
 
 /**
- * The `--bucket` a spec stands for, as reports and the rest of the program see it: an Azure
- * container named by `--azure-container` or `--storage=azure` is `azblob://CONTAINER`.
- *
- * @param flags The parsed store flags.
- * @param spec What {@linkcode storeSpecOf} made of them.
- * @returns The bucket's text; "" without a store.
+ * An Azure container (3 to 63 lowercase letters, digits and single hyphens) with its account:
+ * `--azure-account` (AZURE_STORAGE_ACCOUNT), else the connection string's, which may also name
+ * the endpoint (an emulator's).
  */
-export function bucketOf(flags: StoreFlags, spec: StoreSpec | undefined): string {
-  return spec?.kind === "azure" ? `azblob://${spec.container}` : flags.bucket;
-}
-
-/**
- * An Azure container: `--bucket=azblob://CONTAINER`, `--azure-container=CONTAINER`, or a plain
- * `--bucket` with `--storage=azure`; the account from `--azure-account` (AZURE_STORAGE_ACCOUNT)
- * or the connection string, which may also name the endpoint (an emulator's).
- */
-function azureSpecOf(
+function azureSpec(
+  container: string,
   flags: StoreFlags,
   env: (name: string) => string | undefined,
-): StoreSpec | undefined {
-  const storage = flags.storage ?? "";
-  const scheme = /^azblob:\/\//i.test(flags.bucket);
-  if (!scheme && !flags.azureContainer && storage !== "azure") return undefined;
-  if (storage && storage !== "azure" && (scheme || flags.azureContainer)) {
-    throw new UsageError(
-      `Invalid --storage=${storage}: an Azure container (azblob:// or --azure-container) ` +
-        "wants --storage=azure",
-    );
-  }
-  let container = flags.azureContainer;
-  if (flags.bucket) {
-    let named = flags.bucket;
-    if (scheme) {
-      try {
-        named = parseBucketName(flags.bucket).name;
-      } catch (error) {
-        if (error instanceof BucketNameError) throw new UsageError(error.message);
-        throw error;
-      }
-    } else if (flags.bucket.includes("://")) {
-      throw new UsageError(
-        `Invalid bucket ${JSON.stringify(flags.bucket)} with --storage=azure: ` +
-          "want CONTAINER or azblob://CONTAINER",
-      );
-    }
-    if (container && container !== named) {
-      throw new UsageError(
-        `Conflicting Azure containers: --bucket names ${JSON.stringify(named)}, ` +
-          `--azure-container ${JSON.stringify(container)}`,
-      );
-    }
-    container = named;
-  }
-  if (!container) {
-    throw new UsageError("--storage=azure needs a container: --azure-container or --bucket");
-  }
-  if (!/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/.test(container) && container !== "$root") {
+): StoreSpec {
+  if (!/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/.test(container)) {
     throw new UsageError(
       `Invalid Azure container ${JSON.stringify(container)}: 3 to 63 lowercase letters, ` +
         "digits and single hyphens, starting with a letter or digit",
@@ -137,11 +88,85 @@ function azureSpecOf(
         "AZURE_STORAGE_CONNECTION_STRING",
     );
   }
-  return {
-    kind: "azure",
-    container,
-    account: flags.azureAccount,
-    connectionString,
-    endpoint: "",
-  };
+  return { kind: "azure", container, account: flags.azureAccount, connectionString, endpoint: "" };
+}
+
+/**
+ * The bucket the flags name and its kind: `--bucket` by its scheme, `--gcs-bucket`, and
+ * `--storage` for a plain name (tailscale's PR #18 spells a GCS bucket
+ * `--storage=gcs --gcs-bucket=NAME`).
+ */
+function namedBucket(flags: StoreFlags): { kind: StoreKind; name: string } | undefined {
+  const storage = flags.storage.trim().toLowerCase();
+  const chosen = storage === "" ? undefined : STORAGE_KINDS[storage];
+  if (storage !== "" && !chosen) {
+    throw new UsageError(
+      `Invalid value ${JSON.stringify(flags.storage)} for --storage: want ${
+        Object.keys(STORAGE_KINDS).join(" or ")
+      }`,
+    );
+  }
+  let named: { kind: StoreKind; name: string } | undefined;
+  if (flags.bucket) {
+    try {
+      named = parseBucketName(flags.bucket);
+    } catch (error) {
+      if (error instanceof BucketNameError) throw new UsageError(error.message);
+      throw error;
+    }
+    // A plain name is the store --storage names.
+    if (chosen && !flags.bucket.includes("://")) named = { kind: chosen, name: named.name };
+  }
+  if (flags.gcsBucket) {
+    const gcs = { kind: "gcs" as const, name: flags.gcsBucket.replace(/^gs:\/\//, "") };
+    if (named && (named.kind !== "gcs" || named.name !== gcs.name)) {
+      throw new UsageError(
+        `--gcs-bucket=${flags.gcsBucket} and --bucket=${flags.bucket} name different buckets: ` +
+          "give one",
+      );
+    }
+    named = gcs;
+  }
+  if (flags.azureContainer) {
+    const azure = { kind: "azure" as const, name: flags.azureContainer };
+    if (named && (named.kind !== "azure" || named.name !== azure.name)) {
+      throw new UsageError(
+        `Conflicting Azure containers: --azure-container=${flags.azureContainer} and ` +
+          `--bucket=${flags.bucket}: give one`,
+      );
+    }
+    named = azure;
+  }
+  if (chosen && !named) {
+    throw new UsageError(
+      `--storage=${storage} needs a bucket: --bucket${
+        storage === "gcs" ? " or --gcs-bucket" : storage === "azure" ? " or --azure-container" : ""
+      }`,
+    );
+  }
+  if (chosen && named && named.kind !== chosen) {
+    throw new UsageError(
+      `--storage=${storage} and ${
+        flags.gcsBucket ? `--gcs-bucket=${flags.gcsBucket}` : `--bucket=${flags.bucket}`
+      } name different stores: give one`,
+    );
+  }
+  return named;
+}
+
+/**
+ * Where a GCS bucket is reached: `--gcs-endpoint-url` (a private endpoint, sent credentials),
+ * else the emulator `STORAGE_EMULATOR_HOST` names (Google's convention: no credentials), else
+ * Google's endpoint ("").
+ */
+function gcsEndpoint(
+  flags: StoreFlags,
+  env: (name: string) => string | undefined,
+): { endpoint: string; emulator: boolean } {
+  if (flags.gcsEndpoint) {
+    checkEndpoint(flags.gcsEndpoint, "--gcs-endpoint-url");
+    return { endpoint: flags.gcsEndpoint, emulator: false };
+  }
+  const emulator = env("STORAGE_EMULATOR_HOST") ?? "";
+  return { endpoint: emulator, emulator: emulator !== "" };
 }

@@ -179,16 +179,6 @@ export function toList(value: string): string[] {
 }
 
 /**
- * Whether a path is absolute on POSIX (`/…`) or Windows (`C:\…`, `C:/…`).
- *
- * @param path The path.
- * @returns True when absolute.
- */
-export function isAbsolute(path: string): boolean {
-  return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path);
-}
-
-/**
  * Checks what `serve --plugin` and `connect` take: a port 1-65535, or a Unix socket path.
  *
  * @param what The flag or command, for the message.
@@ -231,18 +221,18 @@ export function checkHttpAddress(value: string): void {
  * @param value The endpoint.
  * @throws {UsageError} For a non-URL or another scheme.
  */
-export function checkEndpoint(value: string): void {
+export function checkEndpoint(value: string, flag = "--s3-endpoint-url"): void {
   let url: URL;
   try {
     url = new URL(value);
   } catch (error) {
-    throw new UsageError(`--s3-endpoint-url: ${JSON.stringify(value)} is not a URL`, {
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} is not a URL`, {
       cause: error,
     });
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new UsageError(
-      `--s3-endpoint-url: ${JSON.stringify(value)} must start with http:// or https://`,
+      `${flag}: ${JSON.stringify(value)} must start with http:// or https://`,
     );
   }
 }

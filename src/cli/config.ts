@@ -12,12 +12,12 @@
 
 import { type Command, HELP_FLAGS, SUBCOMMANDS } from "./commands.ts";
 import { defaultOf, type FlagField, FLAGS, type FlagSpec, type FlagValue } from "./flags.ts";
-import type { StoreSpec } from "../store/spec.ts";
-import { bucketOf, storeSpecOf } from "./_store_spec.ts";
+import { bucketUrl, type StoreSpec } from "../store/spec.ts";
+import { isAbsolute } from "../util/files.ts";
+import { storeSpecOf } from "./_store_spec.ts";
 import {
   checkHttpAddress,
   checkListenTarget,
-  isAbsolute,
   toBool,
   toDuration,
   toInt,
@@ -30,9 +30,9 @@ export type { Command } from "./commands.ts";
 export { parseGoDuration, parseSize, UsageError } from "./_values.ts";
 
 /** What `stats --format` takes. */
-export type StatsFormat = "text" | "markdown" | "json" | "github";
+export type StatsFormat = "text" | "markdown" | "json" | "github" | "counters";
 
-const STATS_FORMATS: readonly StatsFormat[] = ["text", "markdown", "json", "github"];
+const STATS_FORMATS: readonly StatsFormat[] = ["text", "markdown", "json", "github", "counters"];
 
 /** `cacheDirSource` when no directory was given and go did not pass GOCACHE: ask `go env`. */
 export const ASK_GO_ENV = "the user cache directory (no GOCACHE set; go env GOCACHE not asked)";
@@ -51,13 +51,21 @@ export interface Config {
   cacheDir: string;
   /** Why `cacheDir` is what it is, for `-v`. */
   cacheDirSource: string;
-  /** `--bucket` as given (a name or a URL); "" is the local tier alone. */
+  /** `--bucket` as given (a name or a URL), else `gs://` and `--gcs-bucket`; "" is the local tier alone. */
   bucket: string;
   /** The store `--bucket` names, with its settings; `undefined` without a bucket. */
   store: StoreSpec | undefined;
   region: string;
   endpoint: string;
   pathStyle: boolean;
+  /** `--storage`: `s3` or `gcs`; "" goes by `--bucket`'s scheme. */
+  storage: string;
+  /** `--gcs-bucket`: a Google Cloud Storage bucket, as `--bucket=gs://NAME`. */
+  gcsBucket: string;
+  /** `--gcs-key-file`: GCS credentials file; "" finds them as Google's tools do. */
+  gcsKeyFile: string;
+  /** `--gcs-endpoint-url`: a private GCS endpoint; "" is Google's, or the emulator's. */
+  gcsEndpoint: string;
   /** `--azure-account`: the Azure storage account; "" takes it from the connection string. */
   azureAccount: string;
   /** `--azure-container`: an Azure container, as `--bucket=azblob://CONTAINER` names one. */
@@ -185,7 +193,7 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     throw new UsageError(
       `Invalid value ${
         JSON.stringify(flags.statsFormat)
-      } for --format: want text, markdown, json or github`,
+      } for --format: want text, markdown, json, github or counters`,
     );
   }
   const statsAddress = command === "stats" ? serve.http || DEFAULT_STATS_HTTP : "";
@@ -197,7 +205,8 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     connectTarget: command === "connect" ? rest[0]! : "",
     statsAddress,
     ...flags,
-    bucket: bucketOf(flags, store),
+    // `--gcs-bucket` alone names the bucket too.
+    bucket: flags.bucket || (store ? bucketUrl(store) : ""),
     store: store && Object.freeze(store),
     cacheDir: cacheDir.path,
     cacheDirSource: cacheDir.source,

@@ -13,7 +13,7 @@ import { VERSION } from "./version.ts";
 
 const PERMISSIONS =
   "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go,ps " +
-  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID,AZURE_*,IDENTITY_ENDPOINT,IDENTITY_HEADER,IDENTITY_SERVER_THUMBPRINT,IMDS_ENDPOINT,MSI_ENDPOINT,MSI_SECRET,DEBUG,TYPESPEC_RUNTIME_LOG_LEVEL,ProgramData,ProgramFiles,HTTP_PROXY,HTTPS_PROXY,ALL_PROXY,NO_PROXY,http_proxy,https_proxy,all_proxy,no_proxy,ACTIONS_ID_TOKEN_REQUEST_URL,ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID,GOOGLE_*,STORAGE_EMULATOR_HOST,GCE_METADATA_HOST,GCE_METADATA_IP,METADATA_SERVER_DETECTION,CLOUDSDK_CONFIG,CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE,APPDATA,HTTPS_PROXY,https_proxy,HTTP_PROXY,http_proxy,NO_PROXY,no_proxy,AZURE_*,IDENTITY_ENDPOINT,IDENTITY_HEADER,IDENTITY_SERVER_THUMBPRINT,IMDS_ENDPOINT,MSI_ENDPOINT,MSI_SECRET,DEBUG,TYPESPEC_RUNTIME_LOG_LEVEL,ProgramData,ProgramFiles,ALL_PROXY,all_proxy,ACTIONS_ID_TOKEN_REQUEST_URL,ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 
 const OVERVIEW =
   `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional S3 tier
@@ -22,7 +22,7 @@ Usage:
   go-cache-plugin [flags]               serve the protocol on stdin/stdout (run by go as GOCACHEPROG)
   go-cache-plugin serve --plugin=PORT   serve many go commands from one process
   go-cache-plugin connect PORT          bridge stdin/stdout to a serve process
-  go-cache-plugin stats [--http=ADDR]   print a server's account (--format=text|markdown|json|github)
+  go-cache-plugin stats [--http=ADDR]   print a server's account (--format=text|markdown|json|github|counters)
   go-cache-plugin clean                 empty the local cache directory (not while serve uses it)
   go-cache-plugin help [topic]          topics: a command (serve, connect, stats, clean, direct),
                                         configure, environment, direct-mode, serve-mode,
@@ -59,12 +59,14 @@ When the server cannot be reached it serves the local tier itself and warns once
     scope: "connect",
   },
   stats: {
-    usage: "go-cache-plugin stats [--http=ADDR] [--format=text|markdown|json|github] [--reset]",
+    usage:
+      "go-cache-plugin stats [--http=ADDR] [--format=text|markdown|json|github|counters] [--reset]",
     text: `Prints a running server's account: hits by where they came from (local, warm-up, S3 on
 demand, read prefixes), bytes from the store, uploads, faults with their first cause, the cache
 directory with its size, entries and --max-size, and the time saved (measured, or an estimate
 marked as one). --format=markdown is a CI job summary with a headline; --format=github prints
-::error::/::warning:: annotations for faults (nothing when all is well). --reset then sets the
+::error::/::warning:: annotations for faults (nothing when all is well); --format=counters the
+raw counters, one "name value" line each (for scripts). --reset then sets the
 server's counters back to zero (POST /debug/reset, accepted from this machine only).`,
     scope: "stats",
   },
@@ -107,6 +109,11 @@ plugin, and files under it are copied, not renamed, by "go build -o".
 The S3 tier needs --bucket and credentials from the standard AWS chain (AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files, or instance/container roles). For MinIO or
 another S3-compatible server, set --s3-endpoint-url and usually --s3-path-style.
+
+Google Cloud Storage: --bucket=gs://NAME (or --storage=gcs --gcs-bucket=NAME). Credentials as
+Google's tools find them: --gcs-key-file or GOOGLE_APPLICATION_CREDENTIALS (a service-account
+key, or a workload identity federation file), gcloud's application-default credentials, the
+metadata server. STORAGE_EMULATOR_HOST points it at an emulator, without credentials.
 
 When S3 is slow, down or misconfigured the plugin keeps serving the local tier: a remote error
 is a miss, never a failed build.
@@ -195,7 +202,9 @@ more. CONNECT to the proxy's own ports is refused. --max-size, --expiry, --read-
   ${PERMISSIONS}
 
 read/write: the cache directory (chosen at run time); net: S3, listeners, module upstream, proxy
-origins; env SSL_CERT_FILE/SSL_CERT_DIR: CAs the proxy trusts for origins;
+origins; env SSL_CERT_FILE/SSL_CERT_DIR: CAs the proxy trusts for origins; env GOOGLE_*,
+STORAGE_EMULATOR_HOST, GCE_METADATA_*, CLOUDSDK_*, APPDATA and the proxy variables: Google
+Cloud Storage credentials, emulator and CA as Google's libraries read them;
 run=go: only for "go env GOCACHE" (serve and clean's default directory) and "go env GOPROXY"
 (when the module proxy has no other upstream); run=ps: serve reads the process table once per
 session to show which go command it serves on the status page.`,

@@ -140,11 +140,11 @@ export interface CollapsingLogger extends Logger {
 
 /** A hex id (an action or output id, or a prefix of one), or a key naming one. */
 const OBJECT_ID = /"?(?:[\w.-]+\/)*[0-9a-f]{12,}"?/g;
-/** The breaker's per-failure line: `[modproxy: ]S3 failure N (kind): text` (or Azure, GCS). */
-const FAILURE = /^(.*?)(S3|Azure|GCS) failure \d+ \((\w+)\): (.*)$/;
+/** The breaker's per-failure line: `[modproxy: ]S3 failure N (kind): text` (or GCS, Azure). */
+const FAILURE = /^(.*?)(S3|GCS|Azure) failure \d+ \((\w+)\): (.*)$/;
 /** The breaker's pause and disable lines. */
 const PAUSED =
-  /^(.*?)(?:S3|Azure|GCS) tier (paused for \d+s after \d+ consecutive failures?|disabled): (.*)$/;
+  /^(.*?)(?:S3|GCS|Azure) tier (paused for \d+s after \d+ consecutive failures?|disabled): (.*)$/;
 
 /**
  * Wraps a logger: records faults from the S3 tier's lines into `faults` and logs a line about one

@@ -23,16 +23,14 @@
  * removes the file. A file for another scope, an unreadable one, or one older than a cool-down
  * past its `openUntil` is ignored.
  *
- * Why one file of this size: `CircuitBreaker` is one state machine, and half of it is keeping
- * that state in a file several processes share.
- *
  * @module
  */
 
 import type { Logger } from "../log/mod.ts";
 import { StoreError, type StoreErrorKind } from "./object_store.ts";
 import { TooSlowError } from "./throughput.ts";
-import { FILE_MODE } from "../util/files.ts";
+import { atomicWrite } from "../util/files.ts";
+import { errorMessage } from "../util/mod.ts";
 
 /** Slow failures (sluggish lookups, too-slow downloads) within this many ms count together. */
 const SLOW_WINDOW_MS = 20_000;
@@ -81,7 +79,7 @@ export interface CircuitBreakerOptions {
   log?: Logger;
   /** Starts every log line, such as `"modproxy: "`. @default {""} */
   logPrefix?: string;
-  /** The store's name in log lines (`S3`, `Azure`). @default {"S3"} */
+  /** The store's name in log lines (`GCS tier paused …`). @default {"S3"} */
   storeName?: string;
   /** What the log lines say is served while S3 is paused. @default {"the local tier"} */
   serving?: string;
@@ -174,7 +172,7 @@ export class CircuitBreaker {
   #shared?: { path: string; scope: string };
   #log?: Logger;
   #prefix: string;
-  #store: string;
+  #name: string;
   #serving: string;
   #metrics?: BreakerMetrics;
   #names: { trips: string; open: string; shared: string };
@@ -204,7 +202,7 @@ export class CircuitBreaker {
     if (options.stateFile) this.#shared = { path: options.stateFile, scope: options.scope ?? "" };
     this.#log = options.log;
     this.#prefix = options.logPrefix ?? "";
-    this.#store = options.storeName ?? "S3";
+    this.#name = options.storeName ?? "S3";
     this.#serving = options.serving ?? "the local tier";
     this.#metrics = options.metrics;
     const names = options.metricPrefix ?? "s3_breaker";
@@ -312,7 +310,7 @@ export class CircuitBreaker {
       this.#openUntil = 0;
       this.#probing = false;
       this.#metrics?.set(this.#names.open, 0);
-      this.#log?.info(`${this.#prefix}${this.#store} answers again: breaker closed`);
+      this.#log?.info(`${this.#prefix}${this.#name} answers again: breaker closed`);
     }
     if (this.#fileMayExist) this.#schedule(undefined);
   }
@@ -327,10 +325,10 @@ export class CircuitBreaker {
    */
   failed(error: unknown, elapsedMs = 0): void {
     const kind = failureKind(error);
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorMessage(error);
     this.#failures++;
     this.#reason = text;
-    this.#log?.info(`${this.#prefix}${this.#store} failure ${this.#failures} (${kind}): ${text}`);
+    this.#log?.info(`${this.#prefix}${this.#name} failure ${this.#failures} (${kind}): ${text}`);
     if (kind === "config") {
       if (this.#disabled) return;
       this.#disabled = true;
@@ -338,7 +336,7 @@ export class CircuitBreaker {
       this.#cutShort();
       this.#metrics?.set(this.#names.open, 1);
       this.#log?.warn(
-        `${this.#prefix}${this.#store} tier disabled: ${text}; serving ${this.#serving} only`,
+        `${this.#prefix}${this.#name} tier disabled: ${text}; serving ${this.#serving} only`,
       );
       return;
     }
@@ -367,7 +365,7 @@ export class CircuitBreaker {
     this.#metrics?.add(this.#names.trips);
     this.#cutShort();
     const line =
-      `${this.#prefix}${this.#store} tier paused for ${Math.round(this.#cooldownMs / 1000)}s ` +
+      `${this.#prefix}${this.#name} tier paused for ${Math.round(this.#cooldownMs / 1000)}s ` +
       `after ${this.#failures} consecutive failure${this.#failures === 1 ? "" : "s"}: ${text}; ` +
       `serving ${this.#serving}`;
     if (this.#warned) {
@@ -396,7 +394,7 @@ export class CircuitBreaker {
   }
 
   #cutShort(): void {
-    this.#trip.abort(new StoreError("S3 tier paused", "timeout"));
+    this.#trip.abort(new StoreError(`${this.#name} tier paused`, "timeout"));
     this.#trip = new AbortController();
   }
 
@@ -423,7 +421,7 @@ export class CircuitBreaker {
         this.#metrics?.add(this.#names.shared);
         this.#metrics?.set(this.#names.open, 1);
         this.#log?.info(
-          `${this.#prefix}${this.#store} tier paused for another ` +
+          `${this.#prefix}${this.#name} tier paused for another ` +
             `${Math.ceil((state.openUntil - now) / 1000)}s, as an earlier session found: ` +
             `${state.reason}; serving ${this.#serving}`,
         );
@@ -463,7 +461,7 @@ export class CircuitBreaker {
       this.#dirty = false;
       const state = this.#next;
       try {
-        if (state) await writeAtomically(path, JSON.stringify(state) + "\n");
+        if (state) await atomicWrite(path, new TextEncoder().encode(JSON.stringify(state) + "\n"));
         else await Deno.remove(path);
       } catch {
         // best effort: every process still has its own breaker
@@ -515,15 +513,4 @@ function parseState(text: string): LoadedState | undefined {
     updated,
     reason: typeof state.reason === "string" ? state.reason : "",
   };
-}
-
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text, { mode: FILE_MODE });
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
 }

@@ -81,3 +81,16 @@ Deno.test("parseConfig() leaves plain and s3:// buckets to S3", () => {
   assert.equal(config.store?.kind, "s3");
   assert.equal(config.bucket, "plain");
 });
+
+Deno.test("parseConfig() takes --storage=azure with a plain --bucket as the container", () => {
+  const config = parseConfig(
+    ["--storage=azure", "--bucket=gocache"],
+    envOf({ AZURE_STORAGE_ACCOUNT: "acme" }),
+  );
+  assert.equal(config.store?.kind, "azure");
+  assert.equal(config.store?.kind === "azure" && config.store.container, "gocache");
+  assert.throws(
+    () => parseConfig(["--storage=azure"], envOf({ AZURE_STORAGE_ACCOUNT: "acme" })),
+    (e) => e instanceof UsageError && /--azure-container/.test(e.message),
+  );
+});

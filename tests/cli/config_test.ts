@@ -248,6 +248,9 @@ Deno.test("parseConfig() defaults are the flag table's defaults, as help shows t
     expiry: 0,
     plugin: "5930",
     upstream: "",
+    storage: "",
+    "gcs-key-file": "",
+    "gcs-endpoint-url": "",
   };
   for (const spec of FLAGS) {
     await t.step(spec.flag, () => {
@@ -340,7 +343,7 @@ Deno.test("parseConfig() rejects bad stats and clean arguments with one-line Usa
   const cases: [string[], RegExp][] = [
     [
       ["stats", "--format=html"],
-      /Invalid value "html" for --format: want text, markdown, json or github/,
+      /Invalid value "html" for --format: want text, markdown, json, github or counters/,
     ],
     [["stats", "--http=nowhere"], /not \[host\]:port/],
     [["stats", "extra"], /stats takes no arguments/],

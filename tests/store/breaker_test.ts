@@ -16,18 +16,10 @@ import {
 } from "../../src/store/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { recordingLogger } from "../_util/logger.ts";
+import { repeatedId as id, sha256Hex as sha256 } from "../_util/bytes.ts";
 
 const encoder = new TextEncoder();
 const TIMEOUT = new StoreError("Cannot GET action/aa/aa: deadline exceeded", "timeout");
-
-function id(n: number): string {
-  return n.toString(16).padStart(2, "0").repeat(32);
-}
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -359,4 +351,17 @@ Deno.test("CircuitBreaker.call: a deadline of its own, a sluggish answer judged 
   });
   assert.equal(value, 7, "the answer is used all the same");
   assert.equal(breaker.paused, true, "but counted as a failure");
+});
+
+Deno.test("CircuitBreaker names its store in log lines; collapsingLogger reads them as for S3", async () => {
+  const { collapsingLogger } = await import("../../src/metrics/mod.ts");
+  const log = recordingLogger();
+  const collapsing = collapsingLogger(log);
+  const breaker = new CircuitBreaker({ threshold: 1, storeName: "GCS", log: collapsing });
+  await breaker.ready();
+  assert.ok(breaker.allow());
+  breaker.failed(new StoreError('Cannot GET "k": connect ECONNREFUSED 127.0.0.1:1', "unreachable"));
+  assert.match(log.infos.join("\n"), /^GCS failure 1 \(unreachable\): Cannot GET/m);
+  assert.match(log.warnings[0]!, /^GCS tier paused for 30s after 1 consecutive failure/);
+  assert.deepEqual(collapsing.faults.list().map((f) => f.cause), ["endpoint", "breaker"]);
 });

@@ -36,7 +36,8 @@
  * @module
  */
 
-import { HEX_ID, MAX_OUTPUT_SIZE } from "./layout.ts";
+import { HEX_ID } from "../../util/mod.ts";
+import { MAX_OUTPUT_SIZE } from "./layout.ts";
 import { BoundError, readGzipJson, TurnPacer } from "../../store/mod.ts";
 
 /** One action of a working set. */

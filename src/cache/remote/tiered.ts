@@ -14,6 +14,7 @@
  * @module
  */
 
+import { PENDING_DIR } from "../dir_layout.ts";
 import type { ActionRecord, LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { CacheHandler, CacheHit, GetAnswer, PutObject } from "../../protocol/mod.ts";
@@ -87,7 +88,7 @@ export interface TieredCacheOptions {
   breakerFile?: string;
   /** What the shared state is about (endpoint and bucket). @default {""} */
   breakerScope?: string;
-  /** The store's name in the breaker's log lines (`S3`, `Azure`). @default {"S3"} */
+  /** The store's name in the breaker's log lines (`GCS tier paused …`). @default {"S3"} */
   storeName?: string;
   /** Where problems (warn) and lifecycle events (info) go. @default silent */
   log?: Logger;
@@ -133,9 +134,6 @@ const WARM_HEDGE_MS = 150;
  * nothing.
  */
 const WARM_AFTER_MISSES = 16;
-
-/** Directory in the cache dir naming actions whose upload is still owed. */
-const PENDING_DIR = "s3-pending";
 
 /**
  * A {@linkcode CacheHandler} serving from a {@linkcode LocalCache} and filling it from an

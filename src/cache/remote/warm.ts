@@ -18,7 +18,9 @@
 import { hashingReady, sha256 } from "../../store/mod.ts";
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
-import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
+import type { CacheHit } from "../../protocol/mod.ts";
+import { ByteBudget } from "../../util/byte_budget.ts";
+import { errorMessage } from "../../util/mod.ts";
 import type { ObjectStore } from "../../store/mod.ts";
 import type { CircuitBreaker } from "../../store/mod.ts";
 import { bodyDeadlineMs, outputKey } from "./layout.ts";
@@ -149,7 +151,7 @@ export class WarmUp {
     this.#deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
     this.done = hashingReady().then(() => this.#run(stores, options.manifestOnly ?? false)).catch(
       (error) => {
-        this.#options.log?.info(`warm-up stopped: ${message(error)}`);
+        this.#options.log?.info(`warm-up stopped: ${errorMessage(error)}`);
       },
     ).finally(() => {
       this.#loaded();
@@ -410,7 +412,8 @@ export class WarmUp {
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
     try {
-      const hit = await fillFromObject(this.#local, object, entry, {
+      const hit = await fillFromObject(this.#local, object, {
+        entry,
         key,
         floor: this.#floor,
         slowGraceMs: this.#options.slowGraceMs ?? 1_500,
@@ -432,7 +435,7 @@ export class WarmUp {
     body: Uint8Array | ReadableStream<Uint8Array>,
     ahead: boolean,
   ): Promise<CacheHit> {
-    return this.#filledNow(entry, await writeEntry(this.#local, entry, body, entry.size), ahead);
+    return this.#filledNow(entry, await writeEntry(this.#local, { ...entry, body }), ahead);
   }
 
   /** Counts an entry the warm-up wrote; one fetched ahead of go is a warm hit when claimed. */
@@ -527,8 +530,4 @@ function jobsOf(manifest: WarmManifest): Job[] {
     list.push(entry);
   }
   return jobs;
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
