@@ -152,7 +152,7 @@ await build(
 // The manifest is written after go exits: wait for it.
 for (
   let waited = 0;
-  !(await minio.listKeys()).some((k) => k.endsWith("manifest.json.gz"));
+  !(await minio.listKeys()).some((k) => k.endsWith("manifest.v2.json.zst"));
   waited++
 ) {
   if (waited > 600) throw new Error("the seed wrote no warm-up manifest within a minute");

@@ -35,5 +35,6 @@ export * from "./read_through.ts";
 export * from "./streams.ts";
 export * from "./throughput.ts";
 export * from "./hash.ts";
+export * from "./zstd.ts";
 export { classify } from "./_errors.ts";
 export { AwsObjectStore, type AwsObjectStoreOptions } from "./s3/store.ts";

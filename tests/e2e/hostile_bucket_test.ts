@@ -344,7 +344,7 @@ Deno.test({
     await t.step("packs declared 100 bytes but 64 MiB are never read past 100 bytes", async () => {
       const big = new Uint8Array(64 * MiB).fill(0x61);
       const names = ["d", "e", "f"].map((c) => c.repeat(64));
-      for (const name of names) await minio.putObject(packKey(keyHash, name), big);
+      for (const name of names) await minio.putObject(packKey(keyHash, { name, size: 100 }), big);
       const entries = names.map((pack, n) => ({
         actionId: (n + 1).toString(16).padStart(64, "0"),
         outputId: "a".repeat(64),

@@ -38,6 +38,7 @@ import {
   parseActionRecord,
 } from "./layout.ts";
 import { WarmUp } from "./warm.ts";
+import type { PackPolicy } from "./packs.ts";
 import { WarmSession } from "./warm_session.ts";
 
 /** Counters and histograms the tiered cache reports (a subset of `Metrics`). */
@@ -129,11 +130,13 @@ export interface TieredWarmOptions {
   timeoutMs?: number;
   /** Pack bytes the warm-up holds in memory at once. @default {32 MiB} */
   maxInFlightBytes?: number;
+  /** How the manifest's packs are made (sizes, zstd level). @default see {@linkcode PackPolicy} */
+  packs?: PackPolicy;
 }
 
 /**
- * How long a get waits on the warm-up's fetch of its entry before it also starts the ordinary
- * lookup: about a small pack's transfer on a fast link, a few round trips on a slow one.
+ * How long the warm-up's fetch of an entry may make no progress before a get waiting on it also
+ * starts the ordinary lookup: a few round trips on a slow link.
  */
 const WARM_HEDGE_MS = 150;
 
@@ -255,6 +258,7 @@ export class TieredCache implements CacheHandler {
           key: warm.key,
           keyHash: warm.keyHash,
           scope: warm.scope,
+          packs: warm.packs,
           log: options.log,
           metrics: options.metrics,
           breaker: this.#breaker,
@@ -389,9 +393,10 @@ export class TieredCache implements CacheHandler {
   }
 
   /**
-   * The warm-up's fetch of an entry, hedged: when it has not answered within
-   * {@linkcode WARM_HEDGE_MS} (a pack still arriving), the ordinary lookup starts beside it and
-   * the first hit wins, so a get never waits on the warm-up much longer than it would without.
+   * The warm-up's fetch of an entry, hedged: when it has made no progress for
+   * {@linkcode WARM_HEDGE_MS} (stalled; one still arriving is left alone, or its bytes would come
+   * twice), the ordinary lookup starts beside it and the first hit wins, so a get never waits on a
+   * stalled warm-up much longer than it would without.
    * No hit when the warm-up missed before the hedge (the caller looks up), or when neither had
    * one (`lookedUp`: the ordinary lookup has been made).
    */
@@ -399,12 +404,10 @@ export class TieredCache implements CacheHandler {
     actionId: string,
     warm: Promise<CacheHit | undefined>,
   ): Promise<{ hit?: CacheHit; fromWarmUp: boolean; lookedUp?: boolean }> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     const early = await Promise.race([
       warm,
-      new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), WARM_HEDGE_MS)),
+      this.#warmUp!.quiet(actionId, WARM_HEDGE_MS, warm).then(() => "late" as const),
     ]);
-    clearTimeout(timer);
     if (early !== "late") return { hit: early, fromWarmUp: true };
     this.#metrics?.add("warm_hedged");
     const ordinary = this.#lookup(actionId);

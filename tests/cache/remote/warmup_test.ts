@@ -14,6 +14,7 @@ import {
   mergeEntries,
   outputKey,
   packKey,
+  type PackPolicy,
   planPacks,
   slicePack,
   TieredCache,
@@ -28,6 +29,7 @@ import {
 } from "../../../src/store/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { TestStore } from "../../_util/test_store.ts";
+import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 
 const encoder = new TextEncoder();
 
@@ -55,7 +57,7 @@ class CountingStore extends MemoryObjectStore {
   override async get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
     this.gets.push(key);
     if (this.hold && key.startsWith("output/")) await this.hold;
-    if (key.endsWith(".pack")) {
+    if (key.includes(".pack")) {
       this.packsPeak = Math.max(this.packsPeak, ++this.packsRunning);
       try {
         await this.holdPacks;
@@ -85,7 +87,13 @@ async function seed(store: MemoryObjectStore, count: number, size = 100) {
 async function withCache(
   store: MemoryObjectStore,
   fn: (cache: TieredCache, metrics: Metrics, dir: string) => Promise<void>,
-  options: { readOnly?: boolean; dir?: string; maxInFlightBytes?: number; scope?: string } = {},
+  options: {
+    readOnly?: boolean;
+    dir?: string;
+    maxInFlightBytes?: number;
+    scope?: string;
+    packs?: PackPolicy;
+  } = {},
 ) {
   const dir = options.dir ?? await Deno.makeTempDir();
   const metrics = new Metrics();
@@ -97,6 +105,7 @@ async function withCache(
       keyHash,
       maxInFlightBytes: options.maxInFlightBytes,
       scope: options.scope,
+      packs: options.packs,
     },
   });
   try {
@@ -129,11 +138,17 @@ Deno.test("encodeManifest() and decodeManifest() round-trip; malformed entries a
   const manifest = {
     key: "k",
     session: 3,
-    entries: [{ ...entry(1), pack: "ab".repeat(32), offset: 7 }, entry(2)],
-    packs: [{ name: "ab".repeat(32), size: 17 }],
+    entries: [
+      { ...entry(1), pack: "ab".repeat(32), offset: 7 },
+      entry(2),
+      { ...entry(3), pack: "cd".repeat(32), offset: 40 },
+    ],
+    packs: [{ name: "ab".repeat(32), size: 17 }, { name: "cd".repeat(32), size: 20, raw: 50 }],
   };
-  const decoded = await decodeManifest(await encodeManifest(manifest));
-  assert.deepEqual(decoded, manifest);
+  const encoded = await encodeManifest(manifest);
+  assert.deepEqual([...encoded.subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd], "zstd");
+  const decoded = await decodeManifest(encoded);
+  assert.deepEqual(decoded, { ...manifest, version: 2 });
   assert.equal(await decodeManifest(encoder.encode("{}")), undefined);
   const bad = new Response(
     ReadableStream.from([encoder.encode(JSON.stringify({
@@ -153,20 +168,24 @@ Deno.test("encodeManifest() and decodeManifest() round-trip; malformed entries a
   assert.equal(partial?.entries[0]?.pack, undefined);
 });
 
-Deno.test("planPacks() keeps mostly wanted packs and packs only new small outputs", () => {
-  const kept = { name: "aa".repeat(32), size: 30 };
-  const dropped = { name: "bb".repeat(32), size: 100 };
+Deno.test("planPacks() keeps mostly wanted compressed packs, never raw ones, and packs the rest", () => {
+  const kept = { name: "aa".repeat(32), size: 12, raw: 30 };
+  const dropped = { name: "bb".repeat(32), size: 40, raw: 100 };
+  const raw = { name: "cc".repeat(32), size: 10 }; // an earlier version's: never kept
   const entries = [
     { ...entry(1), pack: kept.name, offset: 0 },
     { ...entry(2), pack: kept.name, offset: 10 },
     { ...entry(3), pack: dropped.name, offset: 0 },
+    { ...entry(6), pack: raw.name, offset: 0 },
     entry(4),
-    entry(5, 1, (1 << 20) + 1), // too big for a pack
+    entry(5, 1, (1 << 20) + 1), // a pack of its own
+    entry(7, 1, (64 << 20) + 1), // above maxLoneSize: fetched raw
   ];
-  const plan = planPacks(entries, [kept, dropped], { minNewEntries: 1 });
+  const plan = planPacks(entries, [kept, dropped, raw], { minNewEntries: 1 });
   assert.deepEqual(plan.keep, [kept]);
-  assert.deepEqual(plan.toPack.map((e) => e.actionId), [id(3), id(4)]);
+  assert.deepEqual(plan.toPack.map((e) => e.actionId), [id(3), id(6), id(4), id(5)]);
   assert.equal(plan.entries[2]!.pack, undefined);
+  assert.equal(plan.entries[3]!.pack, undefined);
 });
 
 Deno.test("buildPacks() and slicePack(): every output comes back byte for byte", async () => {
@@ -185,17 +204,23 @@ Deno.test("buildPacks() and slicePack(): every output comes back byte for byte",
     return true;
   };
   let packs = 0;
+  let raw = 0;
   // One buffer for every pack: each is checked before the next is asked for.
   for await (const pack of buildPacks(entries, read, { packBytes: 2000 })) {
     packs++;
     assert.equal(pack.info.name, await sha256(pack.bytes));
     assert.equal(pack.bytes.length, pack.info.size);
+    const bytes = new Uint8Array(zstdDecompressSync(pack.bytes));
+    assert.equal(bytes.length, pack.info.raw);
+    assert.ok(pack.info.size < pack.info.raw!, "compressed");
+    raw += bytes.length;
     for (const [actionId, offset] of pack.offsets) {
       const e = entries.find((x) => x.actionId === actionId)!;
-      assert.deepEqual(slicePack(pack.bytes, { ...e, offset }), bodies.get(actionId));
+      assert.deepEqual(slicePack(bytes, { ...e, offset }), bodies.get(actionId));
     }
   }
   assert.ok(packs > 1, "closed at about packBytes");
+  assert.equal(raw, entries.reduce((sum, e) => sum + e.size, 0));
   // An output that is gone or has another size is left out.
   const gone = [...entries.slice(0, 3), { ...entries[3]!, size: entries[3]!.size + 1 }];
   bodies.delete(entries[0]!.actionId);
@@ -217,7 +242,7 @@ Deno.test("TieredCache writes a manifest; a fresh machine warms from it with pac
   assert.deepEqual(manifest?.entries.map((e) => e.actionId), entries.map((e) => e.actionId));
   assert.ok(manifest!.packs.length >= 1);
   assert.ok(manifest!.entries.every((e) => e.pack));
-  for (const p of manifest!.packs) assert.ok(store.objects.has(packKey(keyHash, p.name)));
+  for (const p of manifest!.packs) assert.ok(store.objects.has(packKey(keyHash, p)));
 
   store.gets = [];
   await withCache(store, async (cache, metrics) => {
@@ -242,8 +267,14 @@ Deno.test("TieredCache warm-up: corrupt pack bytes and missing outputs are misse
     await cache.finishSession();
   });
   const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
-  const pack = store.objects.get(packKey(keyHash, manifest.packs[0]!.name))!;
-  pack.fill(0x41, 0, 250); // the first entries' bytes are now wrong
+  // A well-formed zstd pack whose first entries' bytes are now wrong: each slice is still
+  // checked against its SHA-256 once decompressed.
+  const info = manifest.packs[0]!;
+  const pack = new Uint8Array(zstdDecompressSync(store.objects.get(packKey(keyHash, info))!));
+  pack.fill(0x41, 0, 250);
+  const recompressed = new Uint8Array(zstdCompressSync(pack));
+  store.objects.set(packKey(keyHash, info), recompressed);
+  manifest.packs[0] = { ...info, size: recompressed.length };
   // An output that is gone from both the pack's reach and the bucket: its action too.
   const gone = entries[39]!;
   store.objects.delete(actionKey(gone.actionId));
@@ -274,7 +305,7 @@ Deno.test("TieredCache warm-up: a get joins a running fetch and jumps the queue"
   await withCache(store, async (cache) => {
     for (const e of entries) await cache.get(e.actionId);
     await cache.finishSession();
-  });
+  }, { packs: { maxLoneSize: 1 << 20 } });
   let release!: () => void;
   store.hold = new Promise((resolve) => release = resolve);
   store.gets = [];
@@ -358,7 +389,7 @@ Deno.test("TieredCache warm-up: a get waiting on a crawling pack looks up itself
   store.gets = [];
   await withCache(store, async (cache, metrics) => {
     const warming = cache.startWarmUp();
-    while (!store.gets.some((k) => k.endsWith(".pack"))) {
+    while (!store.gets.some((k) => k.includes(".pack"))) {
       await new Promise((r) => setTimeout(r, 1));
     }
     const started = performance.now();
@@ -468,7 +499,7 @@ Deno.test("TieredCache: slow lookups while the warm-up downloads do not pause S3
     warm: { key: "test", keyHash: await warmKeyHash("test") },
   });
   const warming = cache.startWarmUp();
-  while (!store.gets.some((k) => k.endsWith(".pack"))) await new Promise((r) => setTimeout(r, 1));
+  while (!store.gets.some((k) => k.includes(".pack"))) await new Promise((r) => setTimeout(r, 1));
   // Entries the manifest does not name: ordinary lookups, slow while the packs are coming.
   for (const e of entries.slice(30, 35)) {
     assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
@@ -492,9 +523,8 @@ Deno.test("TieredCache warm-up: a pack larger than the manifest says is never re
     await cache.finishSession();
   });
   const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
-  const name = manifest.packs[0]!.name;
-  // The pack's object is now 16 MiB; the manifest still says about 4 KB.
-  store.objects.set(packKey(keyHash, name), new Uint8Array(16 << 20));
+  // The pack's object is now 16 MiB; the manifest still says about 1 KB.
+  store.objects.set(packKey(keyHash, manifest.packs[0]!), new Uint8Array(16 << 20));
   await withCache(store, async (cache, metrics) => {
     await cache.startWarmUp();
     assert.equal(metrics.counters().warm_bytes ?? 0, 0, "nothing of the pack was kept");
@@ -598,7 +628,7 @@ Deno.test("TieredCache: a shared directory keeps manifests within their trust ti
           assert.equal(metrics.counters().warm_packs_missing, spoilt.packs.length);
         }, { scope: "main" });
         const repaired = (await decodeManifest(main.objects.get(manifestKey(keyHash))!))!;
-        for (const p of repaired.packs) assert.ok(main.objects.has(packKey(keyHash, p.name)));
+        for (const p of repaired.packs) assert.ok(main.objects.has(packKey(keyHash, p)));
         const ids = new Set(repaired.entries.map((e) => e.actionId));
         assert.ok(prEntries.every((e) => !ids.has(e.actionId)), "the PR's entries are gone");
         assert.ok(repaired.entries.every((e) => e.seen <= repaired.session));
