@@ -29,9 +29,7 @@
  * session asked for them, then older entries, newest use first. `pack` and `offset` say where the
  * output's bytes also are (`size` bytes at `offset` of that pack, once decompressed); without them
  * the output is fetched from `output/<xx>/<id>`. A pack with `"encoding": "zstd"` is one zstd
- * frame of `raw` bytes; one without an encoding (version 1) is stored raw. A pack above
- * `maxPackSize` once decompressed holds one output alone (streamed to disk, never held in
- * memory). Readers ignore fields they do not know, any malformed entry, and packs of an encoding
+ * frame of `raw` bytes; one without an encoding (version 1) is stored raw. Readers ignore fields they do not know, any malformed entry, and packs of an encoding
  * they do not know (their entries are fetched one by one).
  *
  * Anyone who can write the prefix can write a manifest, so {@linkcode readManifest} checks every
@@ -288,8 +286,8 @@ export interface ManifestLimits {
   /** Size of one entry's output (go's largest put). @default {1 GiB} */
   maxEntrySize: number;
   /**
-   * Size of one pack, stored and (unless it holds one output alone) decompressed: at most what
-   * the warm-up holds in memory. @default {32 MiB}
+   * Size of one pack, stored and decompressed: at most what the warm-up holds in memory.
+   * @default {32 MiB}
    */
   maxPackSize: number;
   /** All the entries' sizes together (what a written manifest keeps). @default {2 GiB} */
@@ -349,7 +347,11 @@ export async function readManifest(
         maxDepth: bounds.maxDepth,
       },
       isZstd(head)
-        ? (compressed) => zstdDecompressed(compressed, { maxOutputBytes: bounds.maxJsonBytes })
+        ? (compressed) =>
+          zstdDecompressed(compressed, {
+            maxInputBytes: bounds.maxObjectBytes,
+            maxOutputBytes: bounds.maxJsonBytes,
+          })
         : undefined,
     );
   } catch (error) {
@@ -438,10 +440,10 @@ async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<Mani
       continue;
     }
     if (p.encoding !== "zstd") continue; // not known here: its entries are fetched one by one
-    if (!Number.isSafeInteger(p.raw) || p.raw <= 0 || p.raw > limits.maxEntrySize) {
+    if (!Number.isSafeInteger(p.raw) || p.raw <= 0 || p.raw > limits.maxPackSize) {
       return {
         problem: `pack ${p.name.slice(0, 12)} holds ${JSON.stringify(p.raw)} bytes, outside ` +
-          `1..${limits.maxEntrySize}`,
+          `1..${limits.maxPackSize}`,
       };
     }
     packs.set(p.name, { name: p.name, size: p.size, raw: p.raw });
@@ -468,8 +470,6 @@ async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<Mani
     }
     entries.push(entry);
   }
-  const alone = loneEntryProblem(entries, packs, limits);
-  if (alone) return { problem: alone };
   return {
     manifest: {
       version: object.version as number,
@@ -479,29 +479,6 @@ async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<Mani
       packs: [...packs.values()],
     },
   };
-}
-
-/**
- * A pack above `maxPackSize` once decompressed is streamed to disk, so it must hold one output
- * alone, all of it: the problem when one does not.
- */
-function loneEntryProblem(
-  entries: readonly WarmEntry[],
-  packs: ReadonlyMap<string, PackInfo>,
-  limits: ManifestLimits,
-): string | undefined {
-  const large = new Map<string, number>();
-  for (const entry of entries) {
-    const pack = entry.pack !== undefined ? packs.get(entry.pack) : undefined;
-    if (!pack || packBytes(pack) <= limits.maxPackSize) continue;
-    const count = (large.get(pack.name) ?? 0) + 1;
-    large.set(pack.name, count);
-    if (count > 1 || entry.offset !== 0 || entry.size !== pack.raw) {
-      return `pack ${pack.name.slice(0, 12)} holds ${pack.raw} bytes, more than ` +
-        `${limits.maxPackSize}, but not one output alone`;
-    }
-  }
-  return undefined;
 }
 
 interface EntryContext {

@@ -25,9 +25,10 @@ export interface PackPolicy {
    */
   maxEntrySize?: number;
   /**
-   * Larger outputs get a pack of their own up to this size (the writer holds one in memory while
-   * it compresses it); beyond, a fresh machine fetches them raw from `output/…`.
-   * @default {64 MiB}
+   * Larger outputs get a pack of their own up to this size (a pack is held in memory to be
+   * compressed and decompressed; `MANIFEST_LIMITS.maxPackSize` is the readers' cap); beyond, a
+   * fresh machine fetches them raw from `output/…`.
+   * @default {32 MiB}
    */
   maxLoneSize?: number;
   /**
@@ -85,7 +86,7 @@ export function planPacks(
   packs: readonly PackInfo[],
   policy: PackPolicy = {},
 ): PackPlan {
-  const maxLoneSize = policy.maxLoneSize ?? 64 << 20;
+  const maxLoneSize = policy.maxLoneSize ?? 32 << 20;
   const keepShare = policy.keepShare ?? 0.5;
   const wanted = new Map<string, number>();
   for (const entry of entries) {
@@ -137,7 +138,7 @@ export async function* buildPacks(
   await hashingReady();
   const closeAt = policy.packBytes ?? 4 << 20;
   const maxEntrySize = policy.maxEntrySize ?? 1 << 20;
-  const maxLoneSize = policy.maxLoneSize ?? 64 << 20;
+  const maxLoneSize = policy.maxLoneSize ?? 32 << 20;
   let buffer: Uint8Array | undefined;
   let offsets = new Map<string, number>();
   let size = 0;

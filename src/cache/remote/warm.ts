@@ -1,8 +1,8 @@
 /**
  * The warm-up: at the start of a session, in the background, the working-set manifest of the
  * warm key (`manifest.ts`) is fetched and the local tier filled from it: outputs in the order go
- * asked for them last time, a pack (`packs.ts`, zstd-compressed: decompressed streamed and bounded
- * by the size the manifest declares) at a time, with a concurrency of their own. Outputs no pack
+ * asked for them last time, a pack (`packs.ts`, zstd-compressed: decompressed bounded by the size
+ * the manifest declares) at a time, with a concurrency of their own. Outputs no pack
  * holds come one by one from `output/…`. Action records come from the manifest itself (no GET per action), and one is written
  * locally only after its output is there and verified (SHA-256 equals the output id).
  *
@@ -43,7 +43,7 @@ import {
   readExactly,
   TurnPacer,
   VerifyStream,
-  zstdDecompressed,
+  zstdDecompress,
 } from "../../store/mod.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "../../store/mod.ts";
 
@@ -382,8 +382,8 @@ export class WarmUp {
   async #warmPack(job: PackJob, jumped: boolean): Promise<void> {
     if (job.started) return;
     const { pack } = job;
-    // In memory: the decompressed pack, unless it holds one output alone (streamed to disk).
-    const held = streamed(pack, this.#limits) ? Math.min(pack.size, 1 << 20) : packBytes(pack);
+    // In memory: the object, and the pack once decompressed.
+    const held = pack.size + (pack.raw ?? 0);
     let release: (() => void) | undefined;
     if (!jumped) {
       release = await this.#inFlight.acquire(held);
@@ -434,11 +434,6 @@ export class WarmUp {
     }
     if (this.#warmAlready() || missing.length === 0) return;
     const progress = this.#progress.get(missing[0]!.actionId);
-    if (streamed(pack, this.#limits)) {
-      const entry = missing[0]!;
-      settle(entry, await this.#fetchLone(pack, entry, progress).catch(() => undefined));
-      return;
-    }
     let bytes: Uint8Array | undefined;
     try {
       bytes = await this.#request(async () => {
@@ -458,11 +453,17 @@ export class WarmUp {
         this.#bytes += pack.size;
         this.#metrics?.add("warm_bytes", pack.size);
         const body = this.#floored(object.body, pack.size, key, progress);
-        return await this.#floor.arriving(() =>
-          pack.raw === undefined
-            ? readExactly(body, pack.size, key)
-            : readExactly(zstdDecompressed(body, { maxOutputBytes: pack.raw, key }), pack.raw, key)
-        );
+        const stored = await this.#floor.arriving(() => readExactly(body, pack.size, key));
+        if (pack.raw === undefined) return stored;
+        // Bounded by the size the manifest declares; every slice is verified below.
+        const bytes = zstdDecompress(stored, { maxOutputBytes: pack.raw, key });
+        if (bytes.length !== pack.raw) {
+          throw new CorruptError(
+            `Ignoring S3 object ${JSON.stringify(key)}: ${bytes.length} bytes once ` +
+              `decompressed, the manifest says ${pack.raw}`,
+          );
+        }
+        return bytes;
       });
     } catch (error) {
       if (error instanceof Error && pack.raw !== undefined) {
@@ -490,47 +491,6 @@ export class WarmUp {
     if (bytes) {
       this.#metrics?.add("warm_raw_bytes", bytes.length);
       this.#packWaste += bytes.length - used;
-    }
-  }
-
-  /** A pack of one large output: decompressed straight to disk, verified on the way. */
-  async #fetchLone(
-    pack: PackInfo,
-    entry: WarmEntry,
-    progress?: Progress,
-  ): Promise<CacheHit | undefined> {
-    const key = packKey(this.#options.keyHash, pack);
-    const object = await this.#request(() =>
-      this.#store!.get(key, { signal: this.#signal(packBytes(pack)) })
-    );
-    if (this.fromOwn) this.packsSeen.set(pack.name, object !== undefined);
-    if (!object) return undefined;
-    if (object.size !== pack.size) {
-      await object.body.cancel().catch(() => {});
-      this.#metrics?.add("s3_corrupt");
-      return undefined;
-    }
-    this.#bytes += pack.size;
-    this.#metrics?.add("warm_bytes", pack.size);
-    const body = zstdDecompressed(this.#floored(object.body, pack.size, key, progress), {
-      maxOutputBytes: entry.size,
-      key,
-    }).pipeThrough(new VerifyStream(entry.outputId, entry.size, key));
-    try {
-      const hit = await this.#floor.arriving(() => this.#fill(entry, body, true));
-      this.#metrics?.add("warm_raw_bytes", entry.size);
-      return hit;
-    } catch (error) {
-      if (error instanceof TooSlowError) {
-        this.#metrics?.add("s3_too_slow");
-        this.#failed(error);
-      } else {
-        this.#metrics?.add("s3_corrupt");
-        this.#options.log?.info(
-          `warm-up pack ${pack.name.slice(0, 12)} skipped: ${message(error)}`,
-        );
-      }
-      return undefined;
     }
   }
 
@@ -690,11 +650,6 @@ function jobsOf(manifest: WarmManifest): Job[] {
     job.entries.push(entry);
   }
   return jobs;
-}
-
-/** Whether a pack is streamed to disk (one output alone, above what is held in memory). */
-function streamed(pack: PackInfo, limits: ManifestLimits): boolean {
-  return pack.raw !== undefined && pack.raw > limits.maxPackSize;
 }
 
 function message(error: unknown): string {

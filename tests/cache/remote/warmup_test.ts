@@ -179,7 +179,7 @@ Deno.test("planPacks() keeps mostly wanted compressed packs, never raw ones, and
     { ...entry(6), pack: raw.name, offset: 0 },
     entry(4),
     entry(5, 1, (1 << 20) + 1), // a pack of its own
-    entry(7, 1, (64 << 20) + 1), // above maxLoneSize: fetched raw
+    entry(7, 1, (32 << 20) + 1), // above maxLoneSize: fetched raw
   ];
   const plan = planPacks(entries, [kept, dropped, raw], { minNewEntries: 1 });
   assert.deepEqual(plan.keep, [kept]);
