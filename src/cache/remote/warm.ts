@@ -39,6 +39,7 @@ import {
 import { slicePack } from "./packs.ts";
 import {
   AbortOnStream,
+  BoundError,
   CorruptError,
   readExactly,
   TurnPacer,
@@ -466,8 +467,10 @@ export class WarmUp {
         return bytes;
       });
     } catch (error) {
-      if (error instanceof Error && pack.raw !== undefined) {
+      if (error instanceof CorruptError || error instanceof BoundError) {
         this.#options.log?.info(`warm-up pack ${pack.name.slice(0, 12)} skipped: ${error.message}`);
+        // Not reused: the next manifest packs its outputs again (see `warm_session.ts`).
+        if (this.fromOwn) this.packsSeen.set(pack.name, false);
       }
       bytes = undefined;
     }
@@ -475,7 +478,10 @@ export class WarmUp {
     for (const entry of missing) {
       const slice = bytes && slicePack(bytes, entry);
       if (!slice || sha256().update(slice).digest("hex") !== entry.outputId) {
-        if (bytes) this.#metrics?.add("s3_corrupt");
+        if (bytes) {
+          this.#metrics?.add("s3_corrupt");
+          if (this.fromOwn) this.packsSeen.set(pack.name, false); // packed again next time
+        }
         settle(entry, undefined);
         continue;
       }
