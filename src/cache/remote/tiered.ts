@@ -134,11 +134,16 @@ export interface TieredWarmOptions {
   packs?: PackPolicy;
 }
 
-/**
- * How long the warm-up's fetch of an entry may make no progress before a get waiting on it also
- * starts the ordinary lookup: a few round trips on a slow link.
- */
+/** How long a get's first misses wait for the warm-up's manifest before they look up alone. */
 const WARM_HEDGE_MS = 150;
+
+/**
+ * How long the warm-up's fetch of an entry may make no progress (no byte arriving) before a get
+ * waiting on it also starts the ordinary lookup: longer than a pack's first byte takes on a busy
+ * link or machine (a lookup started then fetches the same bytes again), shorter than the
+ * throughput floor's grace, which ends a fetch that crawls.
+ */
+const WARM_STALL_MS = 500;
 
 /**
  * Local misses after which the warm-up starts on a machine whose first answers were local hits.
@@ -394,7 +399,7 @@ export class TieredCache implements CacheHandler {
 
   /**
    * The warm-up's fetch of an entry, hedged: when it has made no progress for
-   * {@linkcode WARM_HEDGE_MS} (stalled; one still arriving is left alone, or its bytes would come
+   * {@linkcode WARM_STALL_MS} (stalled; one still arriving is left alone, or its bytes would come
    * twice), the ordinary lookup starts beside it and the first hit wins, so a get never waits on a
    * stalled warm-up much longer than it would without.
    * No hit when the warm-up missed before the hedge (the caller looks up), or when neither had
@@ -406,7 +411,7 @@ export class TieredCache implements CacheHandler {
   ): Promise<{ hit?: CacheHit; fromWarmUp: boolean; lookedUp?: boolean }> {
     const early = await Promise.race([
       warm,
-      this.#warmUp!.quiet(actionId, WARM_HEDGE_MS, warm).then(() => "late" as const),
+      this.#warmUp!.quiet(actionId, WARM_STALL_MS, warm).then(() => "late" as const),
     ]);
     if (early !== "late") return { hit: early, fromWarmUp: true };
     this.#metrics?.add("warm_hedged");

@@ -54,6 +54,8 @@ class CountingStore extends MemoryObjectStore {
   packDelayMs = 0;
   packsRunning = 0;
   packsPeak = 0;
+  /** Packs' bodies arrive in 16 slices, one every this many ms. */
+  packTrickleMs = 0;
   override async get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
     this.gets.push(key);
     if (this.hold && key.startsWith("output/")) await this.hold;
@@ -66,7 +68,18 @@ class CountingStore extends MemoryObjectStore {
         this.packsRunning--;
       }
     }
-    return super.get(key, options);
+    const object = await super.get(key, options);
+    if (!object || !key.includes(".pack") || this.packTrickleMs === 0) return object;
+    const bytes = await new Response(object.body).bytes();
+    const step = Math.ceil(bytes.length / 16);
+    const trickle = this.packTrickleMs;
+    const body = ReadableStream.from((async function* () {
+      for (let at = 0; at < bytes.length; at += step) {
+        await new Promise((r) => setTimeout(r, trickle));
+        yield bytes.subarray(at, at + step);
+      }
+    })());
+    return { ...object, body };
   }
 }
 
@@ -375,6 +388,28 @@ Deno.test("TieredCache: sessions one after another end with one manifest; read-o
     await cache.finishSession();
   });
   assert.equal(readOnly.objects.size, before, "nothing written");
+});
+
+Deno.test("TieredCache warm-up: a get waiting on a pack still arriving is not hedged (no byte twice)", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 40);
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  store.packTrickleMs = 100; // 1.6 s in all, far past the stall bound, never silent that long
+  store.gets = [];
+  await withCache(store, async (cache, metrics) => {
+    const warming = cache.startWarmUp();
+    const last = entries.at(-1)!;
+    assert.equal((await cache.get(last.actionId))?.outputId, last.outputId);
+    await warming;
+    const c = metrics.counters();
+    assert.equal(c.warm_hedged ?? 0, 0);
+    assert.equal(c.s3_get_hits ?? 0, 0, "no lookup fetched what the pack brings");
+    assert.equal(store.gets.filter((k) => k.startsWith("output/")).length, 0);
+    assert.equal(c.warm_hits, 1);
+  });
 });
 
 Deno.test("TieredCache warm-up: a get waiting on a crawling pack looks up itself after the hedge", async () => {
