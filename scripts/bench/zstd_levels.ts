@@ -5,7 +5,7 @@
  * pack compressed at each level. Prints the ratio and the compression time per level (on the
  * runtime's thread pool, as the writer runs it), and the ratio by output size class.
  *
- * Usage: scripts/deno run --allow-read scripts/bench/zstd_levels.ts <cache-dir> [levels=1,3,6]
+ * Usage: scripts/deno run --allow-read --allow-env scripts/bench/zstd_levels.ts <cache-dir> [levels=1,3,6]
  *
  * @module
  */
