@@ -2,7 +2,7 @@
  * The local tier: {@linkcode LocalCache}, a cache directory the go command reads outputs from by
  * path, in the layout described in `mod.ts` ("Cache layout"). This file holds lookups and writes;
  * the fallback for refused writes is `_write_fallback.ts`, pruning and the byte cap
- * `_upkeep.ts`, atomic writes and directory walks `_files.ts`.
+ * `_upkeep.ts`, directory walks `_files.ts`, atomic writes `src/util/files.ts`.
  *
  * ## When the directory cannot take a write
  *
@@ -15,7 +15,7 @@
  *
  * Why one file of this size: `LocalCache` is one class whose synchronous get path must stay in
  * one place to stay cheap; its fallback routing (`_write_fallback.ts`), upkeep (`_upkeep.ts`) and
- * file helpers (`_files.ts`) live apart.
+ * file helpers (`_files.ts`, `src/util/files.ts`) live apart.
  *
  * @module
  */
@@ -100,7 +100,7 @@ const FALLBACK_TOUCH_MS = 300_000;
  * import { LocalCache } from "./local.ts";
  * const dir = await Deno.makeTempDir();
  * const cache = await LocalCache.open(dir);
- * const hit = await cache.get("00".repeat(32));
+ * const hit = cache.get("00".repeat(32));
  * if (hit !== undefined) throw new Error("an empty cache has no entries");
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -163,21 +163,14 @@ export class LocalCache implements CacheHandler {
   }
 
   /**
-   * Looks up an action. A hit needs the output file to exist with the recorded size: go renames
-   * cache files it installs with `go build -o` when they live outside `$GOCACHE`.
+   * Looks up an action, at once (no promise: the protocol answers a local hit without waiting).
+   * A hit needs the output file to exist with the recorded size: go renames cache files it
+   * installs with `go build -o` when they live outside `$GOCACHE`.
+   *
+   * Lookups use synchronous file calls on purpose: go waits for every get, the files are tiny
+   * and local, and a sync stat costs a fifth of a round trip through the runtime's thread pool.
    */
-  get(actionId: string): Promise<CacheHit | undefined> {
-    return Promise.resolve(this.#getNow(actionId));
-  }
-
-  /** {@linkcode LocalCache.get} without the promise: a hit, or `null` for a miss. */
-  getNow(actionId: string): CacheHit | null {
-    return this.#getNow(actionId) ?? null;
-  }
-
-  // Lookups use synchronous file calls on purpose: go waits for every get, the files are tiny and
-  // local, and a sync stat costs a fifth of a round trip through the runtime's thread pool.
-  #getNow(actionId: string): CacheHit | undefined {
+  get(actionId: string): CacheHit | undefined {
     const remembered = this.#actions.get(actionId);
     if (remembered) {
       const hit = this.#hitFor(remembered);

@@ -1,6 +1,6 @@
 /**
  * The build cache's storage: the local tier (a cache directory go reads outputs from by path)
- * and, in `s3/`, the S3 tier behind it. Both implement the protocol's `CacheHandler`, so the
+ * and, in `remote/`, the remote tier behind it. Both implement the protocol's `CacheHandler`, so the
  * session server does not know which one it talks to.
  *
  * ## Files
@@ -13,9 +13,10 @@
  * - `_write_fallback.ts`: routing of refused writes to it (retry after a minute, one warning per
  *   session, lookups that miss look there too).
  * - `_upkeep.ts`: pruning by age (`--expiry`) and the background trim of a byte cap.
- * - `_files.ts`: atomic writes, temporary-file names, directory walks, the trim itself.
- * - `s3/`: the S3 tier ({@linkcode TieredCache} over an {@linkcode ObjectStore}); its bucket
- *   layout is in `s3/mod.ts`.
+ * - `_files.ts`: directory walks, stale temporary files, the trim itself (atomic writes and
+ *   modes are shared, in `src/util/files.ts`).
+ * - `remote/`: the remote tier ({@linkcode TieredCache} over a store of `src/store/`); its
+ *   bucket layout is in `remote/mod.ts`.
  *
  * Imports point down only: to `protocol/` (the handler interface), `log/`, `metrics/` and
  * `util/`.
@@ -39,7 +40,7 @@
  * A directory with a byte cap also holds `.last-trim` (its mtime: when a process last trimmed
  * it; held locked while one trims, so two never trim at once). Processes serving go from the
  * directory hold a shared lock on `.in-use`, and `serve` one on `.serve.pid` (its pid), so that
- * `clean` can tell; neither file is ever removed. The S3 tier keeps `s3-pending/` and `s3-breaker` in the directory (see `s3/mod.ts`); the
+ * `clean` can tell; neither file is ever removed. The remote tier keeps `s3-pending/` and `s3-breaker` in the directory (see `remote/mod.ts`); the
  * module proxy keeps its files under `module/` (see `modproxy/mod.ts`).
  *
  * @example Open a cache directory and look up an action

@@ -25,7 +25,8 @@
  * - `store.ts`: module files on disk and in the object store; `_memory_cache.ts`: the bounded
  *   memory of small immutable files in front of the disk.
  *
- * Imports point down only: to `cache/` (the object store), `log/`, `metrics/` and `util/`;
+ * Imports point down only: to `store/` (the object store and its `BucketTier`), `log/`,
+ * `metrics/` and `util/`;
  * `cli/serve.ts` wires the proxy in.
  *
  * ## Routes

@@ -1,28 +1,17 @@
 /**
  * Module-file storage for the proxy: a local directory in the module-cache download layout, plus
- * an optional {@linkcode ObjectStore} (the S3 tier) that holds the same keys.
+ * an optional {@linkcode ObjectStore} (the bucket tier) that holds the same keys.
  *
- * It runs on the build cache's store core: local writes are atomic (the local tier's
- * `atomicWrite`, or for a body of unknown size a temporary file named as the local tier names
- * them, capped and checked, then renamed into place); remote fills and uploads go
- * through a {@linkcode CircuitBreaker}, and uploads through the bounded {@linkcode UploadQueue},
- * which records what it could not send under `<dir>/.pending/` (one file per key, named by the
- * key's SHA-256 and holding the key) and sends it from the next session. A module path element
- * never starts with a dot, so `.pending` cannot collide with a module.
- *
- * The breaker is the store's own, not the build cache's: a bucket policy may allow one prefix
- * and not the other, and a module fill that waits blocks a `go` command outright (there is no
- * compiling instead), so one missed deadline opens it. While it is open, fills skip the bucket
- * and go to upstream at once, and uploads are recorded as owed.
- *
- * Given a {@linkcode ReadThroughStore}, the trust tiers apply as in the build cache: a fill that
- * misses under the own prefix tries each read prefix in order (every copy is checked the same
- * way), uploads go to the own prefix only, and read-only there is no upload queue at all:
- * nothing is uploaded, and `.pending/` is neither read nor written.
- *
- * Why one file of this size: `ModuleStore` is one class (local files, the bucket's read
- * prefixes, its breaker and upload queue wired together); the shared core it is built on lives in
- * `cache/`.
+ * Local writes are atomic (`atomicWrite`, or for a body of unknown size a temporary file,
+ * capped and checked, then renamed into place). The bucket behind the directory is a
+ * {@linkcode BucketTier} (`store/bucket_tier.ts`): fills from the own prefix and then each read
+ * prefix behind a breaker of its own (one missed deadline opens it: a module fill that waits
+ * blocks a `go` command outright; while it is open, fills go to upstream at once), and uploads
+ * through a bounded queue, which records what it could not send under `<dir>/.pending/` (one
+ * file per key, named by the key's SHA-256 and holding the key) and sends it from the next
+ * session. A module path element never starts with a dot, so `.pending` cannot collide with a
+ * module. Read-only there is no upload queue at all: nothing is uploaded, and `.pending/` is
+ * neither read nor written.
  *
  * @module
  */
@@ -37,13 +26,9 @@ import {
   removeQuietly,
   tempName,
 } from "../util/files.ts";
-import { CircuitBreaker } from "../store/mod.ts";
-import { type ObjectStore, StoreError } from "../store/mod.ts";
-import { ReadThroughStore } from "../store/mod.ts";
-import { type UploadEntry, UploadQueue } from "../store/mod.ts";
+import { BucketTier, type ObjectStore, type UploadEntry } from "../store/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
-import { errorMessage } from "../util/mod.ts";
 import { MemoryCache } from "./_memory_cache.ts";
 
 /**
@@ -139,15 +124,8 @@ interface WriteOptions {
  */
 export class ModuleStore {
   readonly #dir: string;
-  /** The own prefix first, then the read prefixes; empty without a remote tier. */
-  readonly #remotes: readonly ObjectStore[];
-  readonly #log: Logger;
-  readonly #metrics?: Metrics;
-  readonly #getTimeoutMs: number;
-  readonly #fillTimeoutMs: number;
-  readonly #breaker: CircuitBreaker;
-  readonly #uploads?: UploadQueue;
-  readonly #resuming: Promise<unknown>;
+  /** The bucket behind the directory: fills, uploads, their breaker. */
+  readonly #bucket: BucketTier;
   readonly #memory: MemoryCache;
 
   /**
@@ -156,60 +134,31 @@ export class ModuleStore {
    */
   constructor(dir: string, options: ModuleStoreOptions = {}) {
     this.#dir = dir;
-    const view = options.store && ReadThroughStore.of(options.store);
-    this.#remotes = view?.lookupOrder ?? [];
-    this.#log = options.log ?? SILENT;
-    this.#metrics = options.metrics;
-    this.#getTimeoutMs = options.getTimeoutMs ?? 10_000;
-    this.#fillTimeoutMs = options.fillTimeoutMs ?? 60_000;
     const memoryBytes = options.memoryBytes ?? MEMORY_DEFAULT;
     this.#memory = new MemoryCache(memoryBytes, Math.min(MEMORY_ENTRY_MAX, memoryBytes / 16));
-    this.#breaker = new CircuitBreaker({
-      stallThreshold: 1,
-      cooldownMs: options.breakerCooldownMs,
-      probeMs: this.#getTimeoutMs,
-      log: this.#log,
+    this.#bucket = new BucketTier(options.store, {
+      name: "modproxy_store",
       logPrefix: "modproxy: ",
       serving: "the local module cache and upstream",
-      metrics: view ? this.#metrics : undefined,
-      metricPrefix: "modproxy_store_breaker",
+      noun: "module uploads",
+      pendingDir: options.pendingDir ?? join(dir, ".pending"),
+      markerPattern: /^[0-9a-f]{64}$/,
+      rebuild: (marker, text) => this.#rebuild(marker, text),
+      describeUpload: (entry) => `module file ${JSON.stringify(entry.key)}`,
+      getTimeoutMs: options.getTimeoutMs,
+      fillTimeoutMs: options.fillTimeoutMs ?? 60_000,
+      breakerCooldownMs: options.breakerCooldownMs,
+      uploadConcurrency: options.uploadConcurrency,
+      uploadTimeoutMs: options.uploadTimeoutMs,
+      closeTimeoutMs: options.closeTimeoutMs,
+      log: options.log ?? SILENT,
+      metrics: options.metrics,
     });
-    if (view && !view.readOnly) {
-      this.#uploads = new UploadQueue(view.own, {
-        breaker: this.#breaker,
-        pendingDir: options.pendingDir ?? join(dir, ".pending"),
-        concurrency: options.uploadConcurrency,
-        uploadTimeoutMs: options.uploadTimeoutMs,
-        headTimeoutMs: this.#getTimeoutMs,
-        closeTimeoutMs: options.closeTimeoutMs,
-        markerPattern: /^[0-9a-f]{64}$/,
-        noun: "module uploads",
-        onFailed: (entry, error) =>
-          this.#log.warn(
-            `Cannot upload module file ${JSON.stringify(entry.key)} to the object store: ${
-              errorMessage(error)
-            }`,
-          ),
-        log: this.#log,
-        metrics: this.#metrics,
-        names: {
-          done: "modproxy_store_puts",
-          skipped: "modproxy_store_put_skips",
-          failed: "modproxy_store_errors",
-          left: "modproxy_store_uploads_left",
-          resumed: "modproxy_store_uploads_resumed",
-          bytesUp: "modproxy_store_bytes_up",
-        },
-      });
-    }
-    // Uploads an earlier session owed; close() waits for this to have queued them.
-    this.#resuming = this.#uploads?.resume((marker, text) => this.#rebuild(marker, text))
-      .catch(() => 0) ?? Promise.resolve();
   }
 
   /** Whether a remote tier is configured. */
   get hasRemote(): boolean {
-    return this.#remotes.length > 0;
+    return this.#bucket.hasRemote;
   }
 
   /**
@@ -355,41 +304,22 @@ export class ModuleStore {
    * @returns `true` when the entry now exists locally, `false` when the remote has no copy, is
    * paused, or cannot be read (a warning is logged).
    */
-  async fillFromRemote(key: string, options: WriteOptions): Promise<boolean> {
-    if (this.#remotes.length === 0) return false;
-    await this.#breaker.ready();
-    if (!this.#breaker.allow()) {
-      this.#metrics?.add("modproxy_store_skipped");
-      return false;
-    }
-    const started = performance.now();
-    const trip = this.#breaker.signal;
-    try {
-      let size: number | undefined;
-      for (const [index, remote] of this.#remotes.entries()) {
-        size = await this.#fill(remote, key, options, trip);
-        if (size === undefined) continue;
-        if (index > 0) this.#metrics?.add("modproxy_store_read_prefix_hits");
-        break;
+  fillFromRemote(key: string, options: WriteOptions): Promise<boolean> {
+    return this.#bucket.fill(key, `module file ${JSON.stringify(key)}`, async (object) => {
+      if (object.size > options.maxBytes) {
+        await object.body.cancel();
+        throw new TooLargeError(key, options.maxBytes);
       }
-      if (size === undefined) return false;
-      this.#metrics?.add("modproxy_store_fills");
-      this.#metrics?.add("modproxy_store_fill_bytes", size);
-      return true;
-    } catch (error) {
-      this.#metrics?.add("modproxy_store_errors");
-      // Only the bucket's failures are evidence about it (not a check, a cap or the disk); one
-      // cut short by the breaker is not new evidence.
-      if (error instanceof StoreError && !trip.aborted) {
-        this.#breaker.failed(error, performance.now() - started);
-      }
-      this.#log.warn(
-        `Cannot read module file ${JSON.stringify(key)} from the object store: ${
-          errorMessage(error)
-        }`,
-      );
-      return false;
-    }
+      return await this.writeStream(key, object.body, {
+        maxBytes: options.maxBytes,
+        check: async (path, size) => {
+          if (size !== object.size) {
+            throw new RangeError(`got ${size} bytes, expected ${object.size}`);
+          }
+          await options.check?.(path, size);
+        },
+      });
+    });
   }
 
   /**
@@ -401,46 +331,12 @@ export class ModuleStore {
    * @param key A validated key whose local file exists.
    */
   upload(key: string): void {
-    if (this.#uploads) this.#uploads.enqueue(this.#entry(key));
-    else if (this.hasRemote) this.#metrics?.add("modproxy_store_uploads_skipped_read_only");
+    this.#bucket.upload(this.#entry(key));
   }
 
   /** Waits for pending background uploads (bounded; what is left is recorded as owed). */
-  async close(): Promise<void> {
-    await this.#resuming;
-    await this.#uploads?.close();
-  }
-
-  /** The fill itself: the size written, or `undefined` when the bucket has no copy. */
-  async #fill(
-    remote: ObjectStore,
-    key: string,
-    options: WriteOptions,
-    trip: AbortSignal,
-  ): Promise<number | undefined> {
-    // The lookup gets a lookup's deadline, the body the rest of the fill's.
-    const lookup = new AbortController();
-    const signal = AbortSignal.any([AbortSignal.timeout(this.#fillTimeoutMs), trip, lookup.signal]);
-    const timer = setTimeout(
-      () => lookup.abort(new DOMException("lookup deadline exceeded", "TimeoutError")),
-      this.#getTimeoutMs,
-    );
-    const object = await remote.get(key, { signal }).finally(() => clearTimeout(timer));
-    this.#breaker.succeeded(); // the bucket answered
-    if (!object) return undefined;
-    if (object.size > options.maxBytes) {
-      await object.body.cancel();
-      throw new TooLargeError(key, options.maxBytes);
-    }
-    return await this.writeStream(key, remoteBody(object.body, key, signal), {
-      maxBytes: options.maxBytes,
-      check: async (path, size) => {
-        if (size !== object.size) {
-          throw new RangeError(`got ${size} bytes, expected ${object.size}`);
-        }
-        await options.check?.(path, size);
-      },
-    });
+  close(): Promise<void> {
+    return this.#bucket.close();
   }
 
   /** The upload of a key: its file as it is when the upload starts. */
@@ -506,36 +402,4 @@ function markerOf(key: string): string {
 function isRelativeKey(key: string): boolean {
   return key !== "" && !key.includes("\\") &&
     key.split("/").every((part) => part !== "" && part !== "." && part !== "..");
-}
-
-/**
- * A remote body whose read failures are the bucket's ({@linkcode StoreError}), so that the
- * breaker counts them and not a failed check or a full disk.
- */
-function remoteBody(
-  body: ReadableStream<Uint8Array>,
-  key: string,
-  signal: AbortSignal,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      let result: ReadableStreamReadResult<Uint8Array>;
-      try {
-        result = await reader.read();
-      } catch (error) {
-        const reason = signal.aborted ? "deadline exceeded" : errorMessage(error);
-        throw new StoreError(
-          `Cannot read S3 object ${JSON.stringify(key)}: ${reason}`,
-          signal.aborted ? "timeout" : "other",
-          { cause: error },
-        );
-      }
-      if (result.done) controller.close();
-      else controller.enqueue(result.value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
 }

@@ -42,20 +42,20 @@ export interface PutObject {
   body: Uint8Array;
 }
 
+/**
+ * What a lookup answers: at once (a hit or `undefined` for a miss) when the handler can tell
+ * without waiting, as for a local hit, or a promise of the same when it must wait (a remote
+ * tier). An answer at once costs no promise between reading the request and writing its reply.
+ */
+export type GetAnswer = CacheHit | undefined | Promise<CacheHit | undefined>;
+
 /** What the protocol needs from a cache. */
 export interface CacheHandler {
-  /** Looks up an action; `undefined` is a miss. */
-  get(actionId: string): Promise<CacheHit | undefined>;
-  /**
-   * Answers a lookup at once when it can without waiting: a hit, `null` for a definite miss, or
-   * `undefined` when only {@linkcode CacheHandler.get} can tell (a remote tier). A local hit then
-   * costs no promise between reading the request and writing its reply.
-   * @default always `undefined`
-   */
-  getNow?(actionId: string): CacheHit | null | undefined;
+  /** Looks up an action; `undefined` is a miss. It may answer at once (see {@linkcode GetAnswer}). */
+  get(actionId: string): GetAnswer;
   /** Stores an output; resolves to the absolute path of a file holding it. */
   put(object: PutObject): Promise<string>;
-  /** Finishes pending work when go sends `close`. */
+  /** Finishes pending work when go sends `close` (see {@linkcode ServeOptions.closeHandler}). */
   close?(): Promise<void>;
 }
 
@@ -87,6 +87,12 @@ export interface ServeOptions {
    * @default {true}
    */
   handshake?: boolean;
+  /**
+   * Whether go's `close` calls the handler's `close`. A server whose sessions share one handler
+   * passes false: one go command ending must not flush the whole server's cache.
+   * @default {true}
+   */
+  closeHandler?: boolean;
   /** Largest put body accepted. @default {1073741824} */
   maxBodySize?: number;
   /** Counters to bump. @default no counting */
@@ -208,13 +214,17 @@ export async function serve(
             await input.cancel();
             return { closed: true };
           }
-          if (request.command === "get" && session.answerNow(request)) continue;
-          while (pending.size >= limit) await Promise.race(pending);
-          const task = session.handle(request, body).finally(() => {
+          // A get the handler answers at once is done here: a local hit waits for nothing.
+          const work = request.command === "get"
+            ? session.get(request)
+            : session.handle(request, body);
+          if (!work) continue;
+          const task = work.finally(() => {
             pending.delete(task);
             if (body) settle(frame);
           });
           pending.add(task);
+          while (pending.size >= limit) await Promise.race(pending);
         }
         if (parser.error) throw parser.error;
         // A body that did not fit the budget: wait for room (the client's bytes wait in the
@@ -250,8 +260,10 @@ class Session {
   #replies: ReplyWriter;
   #metrics?: ProtocolMetrics;
   #trace?: (line: string) => void;
+  #closeHandler: boolean;
 
   constructor(handler: CacheHandler, replies: ReplyWriter, options: ServeOptions) {
+    this.#closeHandler = options.closeHandler ?? true;
     this.#handler = handler;
     this.#replies = replies;
     this.#metrics = options.metrics;
@@ -259,26 +271,41 @@ class Session {
   }
 
   /**
-   * Answers a get without waiting when the handler can (see `CacheHandler.getNow`).
+   * Answers a get: at once when the handler answers without a promise (see
+   * {@linkcode GetAnswer}), else in the task returned.
    *
-   * @returns True when the reply is written; false when {@linkcode Session.handle} must run.
+   * @returns `undefined` when the reply is written; else the task that writes it.
    */
-  answerNow(request: CacheRequest): boolean {
-    const getNow = this.#handler.getNow;
-    if (!getNow || request.actionId.length !== 64) return false;
+  get(request: CacheRequest): Promise<void> | undefined {
     const trace = this.#trace;
     const started = trace ? performance.now() : 0;
-    let hit: CacheHit | null | undefined;
-    try {
-      hit = getNow.call(this.#handler, request.actionId);
-    } catch {
-      return false; // let the ordinary path report it
-    }
-    if (hit === undefined) return false;
     trace?.(`B GET R:${request.id} A:${request.actionId}`);
     this.#metrics?.add("get_requests");
-    this.#finish(request, this.#getResponse(request, hit ?? undefined), started);
-    return true;
+    if (request.actionId.length !== 64) {
+      this.#metrics?.add("get_errors");
+      this.#finish(request, { ID: request.id, Err: "get: invalid ActionID" }, started);
+      return undefined;
+    }
+    let answer: GetAnswer;
+    try {
+      answer = this.#handler.get(request.actionId);
+    } catch (error) {
+      this.#finish(request, this.#getError(request, error), started);
+      return undefined;
+    }
+    if (!(answer instanceof Promise)) {
+      this.#finish(request, this.#getResponse(request, answer), started);
+      return undefined;
+    }
+    return answer.then(
+      (hit) => this.#finish(request, this.#getResponse(request, hit), started),
+      (error) => this.#finish(request, this.#getError(request, error), started),
+    );
+  }
+
+  #getError(request: CacheRequest, error: unknown): WireResponse {
+    this.#metrics?.add("get_errors");
+    return { ID: request.id, Err: `get ${request.actionId}: ${errorMessage(error)}` };
   }
 
   async handle(request: CacheRequest, body: Uint8Array | undefined): Promise<void> {
@@ -289,9 +316,6 @@ class Session {
     let response: WireResponse;
     try {
       switch (request.command) {
-        case "get":
-          response = await this.#get(request);
-          break;
         case "put":
           response = await this.#put(request, body ?? new Uint8Array(0));
           break;
@@ -322,22 +346,13 @@ class Session {
   async close(request: CacheRequest): Promise<void> {
     this.#trace?.(`B CLOSE R:${request.id}`);
     try {
-      await this.#handler.close?.();
+      if (this.#closeHandler) await this.#handler.close?.();
       this.#trace?.(`E CLOSE R:${request.id}`);
     } catch (error) {
       // A close Err makes go fail a build that succeeded ("failed to trim cache"); log instead.
       this.#trace?.(`E CLOSE R:${request.id} err=${JSON.stringify(errorMessage(error))}`);
     }
     this.#replies.write({ ID: request.id });
-  }
-
-  async #get(request: CacheRequest): Promise<WireResponse> {
-    this.#metrics?.add("get_requests");
-    if (request.actionId.length !== 64) {
-      this.#metrics?.add("get_errors");
-      return { ID: request.id, Err: "get: invalid ActionID" };
-    }
-    return this.#getResponse(request, await this.#handler.get(request.actionId));
   }
 
   #getResponse(request: CacheRequest, hit: CacheHit | undefined): WireResponse {

@@ -12,8 +12,9 @@
  * - `policy.ts`: what may be kept and where. `entry.ts`: keys and the object format.
  * - `store.ts`: objects on disk and in the bucket. `certs.ts`: the CA and server certificate.
  *
- * Imports point down only: to `cache/s3/` (the bucket's breaker, upload queue and trust tiers),
- * `log/`, `metrics/` and `util/`; `cli/serve.ts` wires it in.
+ * Imports point down only: to `store/` (the object store and its `BucketTier`: the bucket's
+ * breaker, upload queue and trust tiers), `log/`, `metrics/` and `util/`; `cli/serve.ts` wires it
+ * in.
  *
  * ## Cache layout
  *

@@ -9,22 +9,24 @@
  * the first time this process serves it (then remembered by inode and size); a fill from the
  * bucket is checked as it arrives. A mismatch removes the local file and counts as a miss.
  *
- * Bucket reads and uploads share one {@linkcode CircuitBreaker}; uploads go through the bounded
- * {@linkcode UploadQueue} (own deadline each), and what it could not send is recorded under
- * `revproxy/.pending/` for the next start.
+ * The bucket behind the directory is a {@linkcode BucketTier} (`store/bucket_tier.ts`): reads
+ * and uploads share its breaker; uploads go through its bounded queue (own deadline each), and
+ * what it could not send is recorded under `revproxy/.pending/` for the next start.
  *
  * @module
  */
 
 import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
-import { CircuitBreaker } from "../store/mod.ts";
-import { type ObjectStore, StoreError } from "../store/mod.ts";
-import { ReadThroughStore } from "../store/mod.ts";
-import { type UploadEntry, UploadQueue } from "../store/mod.ts";
+import {
+  BucketTier,
+  type ObjectStore,
+  type StoredObject,
+  StoreError,
+  type UploadEntry,
+} from "../store/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
-import { errorMessage } from "../util/mod.ts";
 import {
   digestOffset,
   encodeHead,
@@ -176,14 +178,10 @@ export class EntryWriter {
 /** Local objects and the bucket behind them. */
 export class RevproxyStore {
   readonly #dir: string;
-  readonly #remotes: readonly ObjectStore[];
   readonly #log: Logger;
   readonly #metrics?: Metrics;
-  readonly #getTimeoutMs: number;
-  readonly #fillTimeoutMs: number;
-  readonly #breaker: CircuitBreaker;
-  readonly #uploads?: UploadQueue;
-  readonly #resuming: Promise<unknown>;
+  /** The bucket behind the directory: fills, uploads, their breaker. */
+  readonly #bucket: BucketTier;
   /** Objects checked against their digest: path → `inode:size`. */
   readonly #verified = new Map<string, string>();
 
@@ -193,56 +191,30 @@ export class RevproxyStore {
    */
   constructor(dir: string, options: RevproxyStoreOptions = {}) {
     this.#dir = dir;
-    const view = options.store && ReadThroughStore.of(options.store);
-    this.#remotes = view?.lookupOrder ?? [];
     this.#log = options.log ?? SILENT;
     this.#metrics = options.metrics;
-    this.#getTimeoutMs = options.getTimeoutMs ?? 10_000;
-    this.#fillTimeoutMs = options.fillTimeoutMs ?? 600_000;
-    this.#breaker = new CircuitBreaker({
-      stallThreshold: 1,
-      cooldownMs: options.breakerCooldownMs,
-      probeMs: this.#getTimeoutMs,
-      log: this.#log,
+    this.#bucket = new BucketTier(options.store, {
+      name: "revproxy_store",
       logPrefix: "revproxy: ",
       serving: "the local proxy cache and upstream",
-      metrics: view ? this.#metrics : undefined,
-      metricPrefix: "revproxy_store_breaker",
+      noun: "proxy uploads",
+      pendingDir: join(dir, ".pending"),
+      markerPattern: /^[0-9a-f]{64}$/,
+      rebuild: (marker) => this.#rebuild(marker),
+      describeUpload: (entry) => `proxy object ${entry.marker.slice(0, 12)}`,
+      getTimeoutMs: options.getTimeoutMs,
+      fillTimeoutMs: options.fillTimeoutMs ?? 600_000,
+      breakerCooldownMs: options.breakerCooldownMs,
+      uploadConcurrency: options.uploadConcurrency,
+      uploadTimeoutMs: options.uploadTimeoutMs ?? 300_000,
+      log: this.#log,
+      metrics: this.#metrics,
     });
-    if (view && !view.readOnly) {
-      this.#uploads = new UploadQueue(view.own, {
-        breaker: this.#breaker,
-        pendingDir: join(dir, ".pending"),
-        concurrency: options.uploadConcurrency,
-        uploadTimeoutMs: options.uploadTimeoutMs ?? 300_000,
-        headTimeoutMs: this.#getTimeoutMs,
-        markerPattern: /^[0-9a-f]{64}$/,
-        noun: "proxy uploads",
-        onFailed: (entry, error) =>
-          this.#log.warn(
-            `Cannot upload proxy object ${entry.marker.slice(0, 12)} to the object store: ${
-              errorMessage(error)
-            }`,
-          ),
-        log: this.#log,
-        metrics: this.#metrics,
-        names: {
-          done: "revproxy_store_puts",
-          skipped: "revproxy_store_put_skips",
-          failed: "revproxy_store_errors",
-          left: "revproxy_store_uploads_left",
-          resumed: "revproxy_store_uploads_resumed",
-          bytesUp: "revproxy_store_bytes_up",
-        },
-      });
-    }
-    this.#resuming = this.#uploads?.resume((marker) => this.#rebuild(marker)).catch(() => 0) ??
-      Promise.resolve();
   }
 
   /** Whether a bucket is configured. */
   get hasRemote(): boolean {
-    return this.#remotes.length > 0;
+    return this.#bucket.hasRemote;
   }
 
   /** The local directory. */
@@ -345,37 +317,12 @@ export class RevproxyStore {
    * @param url The keyed URL the object must hold.
    * @returns Whether the object is now local.
    */
-  async fill(key: string, url: string): Promise<boolean> {
-    if (this.#remotes.length === 0) return false;
-    await this.#breaker.ready();
-    if (!this.#breaker.allow()) {
-      this.#metrics?.add("revproxy_store_skipped");
-      return false;
-    }
-    const started = performance.now();
-    const trip = this.#breaker.signal;
-    try {
-      for (const [index, remote] of this.#remotes.entries()) {
-        const size = await this.#fill(remote, key, url, trip);
-        if (size === undefined) continue;
-        if (index > 0) this.#metrics?.add("revproxy_store_read_prefix_hits");
-        this.#metrics?.add("revproxy_store_fills");
-        this.#metrics?.add("revproxy_store_fill_bytes", size);
-        return true;
-      }
-      return false;
-    } catch (error) {
-      this.#metrics?.add("revproxy_store_errors");
-      if (error instanceof StoreError && !trip.aborted) {
-        this.#breaker.failed(error, performance.now() - started);
-      }
-      this.#log.warn(
-        `Cannot read proxy object ${key.slice(0, 12)} from the object store: ${
-          errorMessage(error)
-        }`,
-      );
-      return false;
-    }
+  fill(key: string, url: string): Promise<boolean> {
+    return this.#bucket.fill(
+      bucketKey(key),
+      `proxy object ${key.slice(0, 12)}`,
+      (object) => this.#fill(object, key, url),
+    );
   }
 
   /**
@@ -384,49 +331,23 @@ export class RevproxyStore {
    * @param key The key.
    */
   upload(key: string): void {
-    if (this.#uploads) this.#uploads.enqueue(this.#entry(key));
-    else if (this.hasRemote) this.#metrics?.add("revproxy_store_uploads_skipped_read_only");
+    this.#bucket.upload(this.#entry(key));
   }
 
   /** Waits for pending uploads (bounded; the rest is recorded as owed). */
-  async close(): Promise<void> {
-    await this.#resuming;
-    await this.#uploads?.close();
+  close(): Promise<void> {
+    return this.#bucket.close();
   }
 
-  async #fill(
-    remote: ObjectStore,
-    key: string,
-    url: string,
-    trip: AbortSignal,
-  ): Promise<number | undefined> {
-    const lookup = new AbortController();
-    const signal = AbortSignal.any([AbortSignal.timeout(this.#fillTimeoutMs), trip, lookup.signal]);
-    const timer = setTimeout(
-      () => lookup.abort(new DOMException("lookup deadline exceeded", "TimeoutError")),
-      this.#getTimeoutMs,
-    );
-    const object = await remote.get(bucketKey(key), { signal }).finally(() => clearTimeout(timer));
-    this.#breaker.succeeded();
-    if (!object) return undefined;
+  /** Writes an object from the bucket, checking its URL and digest as it arrives. */
+  async #fill(object: StoredObject, key: string, url: string): Promise<number> {
     const reader = object.body.getReader();
     let writer: EntryWriter | undefined;
     let head: EntryHead | undefined;
     let pending: Uint8Array = new Uint8Array(0);
     try {
       while (true) {
-        let result: ReadableStreamReadResult<Uint8Array>;
-        try {
-          result = await reader.read();
-        } catch (error) {
-          throw new StoreError(
-            `Cannot read S3 object ${JSON.stringify(bucketKey(key))}: ${
-              signal.aborted ? "deadline exceeded" : errorMessage(error)
-            }`,
-            signal.aborted ? "timeout" : "other",
-            { cause: error },
-          );
-        }
+        const result = await reader.read(); // the bucket's failures are StoreErrors
         if (result.done) break;
         if (writer) {
           await writer.write(result.value);

@@ -63,7 +63,7 @@ export interface SessionWatch {
   /**
    * The cache this session uses: the shared one, wrapped.
    *
-   * @param handler The shared cache (without `close`).
+   * @param handler The shared cache (sessions never call its `close`).
    * @returns What the session calls instead.
    */
   wrap(handler: CacheHandler): CacheHandler;
@@ -113,14 +113,7 @@ export class PluginListener implements AsyncDisposable {
     this.#listener = listener;
     this.#options = options;
     this.#log = options.log ?? SILENT;
-    const shared = options.handler;
-    // Sessions never reach the shared cache's close: one go command ending must not flush the
-    // server. The wrapper costs one call per request, no allocation.
-    this.#handler = {
-      get: (actionId) => shared.get(actionId),
-      put: (object) => shared.put(object),
-    };
-    if (shared.getNow) this.#handler.getNow = (actionId) => shared.getNow!(actionId);
+    this.#handler = options.handler;
     const addr = listener.addr;
     if (addr.transport === "unix") {
       this.address = addr.path;
@@ -236,6 +229,8 @@ export class PluginListener implements AsyncDisposable {
         const deadlines = this.#options.deadlines;
         const result = await serve(sourceOf(conn), sinkOf(conn), handler, {
           maxRequests: this.#options.maxRequests,
+          // Sessions share the cache: one go command ending must not flush the server.
+          closeHandler: false,
           metrics,
           trace: trace && ((line) => trace(`S:${id} ${line}`)),
           bodyBudget: this.#bodyBudget,

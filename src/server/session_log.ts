@@ -187,11 +187,18 @@ export class SessionLog implements SessionObserver {
     };
     return {
       wrap: (handler: CacheHandler): CacheHandler => {
-        const wrapped: CacheHandler = {
-          get: async (actionId) => {
-            const hit = await handler.get(actionId);
-            saw(actionId, hit);
-            return hit;
+        return {
+          // A hit answered at once stays a value: the protocol answers it without waiting.
+          get: (actionId) => {
+            const answer = handler.get(actionId);
+            if (!(answer instanceof Promise)) {
+              saw(actionId, answer);
+              return answer;
+            }
+            return answer.then((hit) => {
+              saw(actionId, hit);
+              return hit;
+            });
           },
           put: async (object) => {
             const path = await handler.put(object);
@@ -205,16 +212,6 @@ export class SessionLog implements SessionObserver {
             return path;
           },
         };
-        const getNow = handler.getNow;
-        if (getNow) {
-          // The answer-at-once path of a local hit stays one call (see CacheHandler.getNow).
-          wrapped.getNow = (actionId) => {
-            const hit = getNow.call(handler, actionId);
-            if (hit !== undefined) saw(actionId, hit ?? undefined);
-            return hit;
-          };
-        }
-        return wrapped;
       },
       end: (how) => {
         if (record.end !== undefined) return;

@@ -2,9 +2,10 @@
  * The S3 tier's circuit breaker: after repeated failures it stops remote calls for a cool-down,
  * then lets one probe through. Its state can be shared through a small file in the cache
  * directory, so that in direct mode (one process per go command) a dead or slow bucket costs one
- * deadline per cool-down, not one per go command. The build cache (`tiered.ts`) and the module
- * proxy's store (`src/modproxy/store.ts`) each have one; the upload queue (`uploads.ts`) asks
- * its owner's.
+ * deadline per cool-down, not one per go command. The build cache (`cache/remote/tiered.ts`) and
+ * each `BucketTier` (`bucket_tier.ts`: the module proxy's, the caching proxy's) have one; the
+ * upload queue (`uploads.ts`) asks its owner's. Calls go through
+ * {@linkcode CircuitBreaker.call}.
  *
  * ## Shared state
  *
@@ -88,6 +89,48 @@ export interface CircuitBreakerOptions {
   metricPrefix?: string;
 }
 
+/**
+ * What an outcome of a guarded call tells the breaker: the store `answered` (a success, even
+ * when what it sent was unusable), the call `failed` because of the store, or it tells `nothing`
+ * about the store (a local file gone, a call stopped for reasons of its own: a probe is given
+ * back).
+ */
+export type Evidence = "answered" | "failed" | "nothing";
+
+/** Options for {@linkcode CircuitBreaker.call}. */
+export interface GuardedCallOptions<T> {
+  /**
+   * The call's deadline, in ms: the signal handed to it aborts then (and whenever the breaker
+   * opens). @default no deadline of its own (calls pass their own to the store)
+   */
+  timeoutMs?: number;
+  /** Another signal that ends the call, such as a stop. @default none */
+  signal?: AbortSignal;
+  /**
+   * The answer while the breaker holds calls back (disabled, or open and no probe due): the call
+   * is then not made. Without it the call is always made and only its outcome recorded (the
+   * warm-up, which checks {@linkcode CircuitBreaker.paused} at its own pace).
+   * @default the call is not gated
+   */
+  whenPaused?: () => T;
+  /**
+   * Judges a returned value: an `Error` counts as a failure (a sluggish answer), though the value
+   * is still returned. @default {"answered"}
+   */
+  judge?: (value: T, elapsedMs: number) => Exclude<Evidence, "failed"> | Error;
+  /**
+   * What a thrown error tells (after it is recorded, it is rethrown). A call cut short because
+   * the breaker opened is never counted again.
+   * @default {"failed"}
+   */
+  evidence?: (error: unknown) => Evidence;
+  /**
+   * Called for a failure the breaker counted (not one cut short by the breaker opening, nor one
+   * telling nothing), before it is rethrown. @default none
+   */
+  onFailed?: (error: unknown) => void;
+}
+
 /** What the shared file holds. */
 interface SharedState {
   scope: string;
@@ -101,18 +144,22 @@ interface SharedState {
 const COSTLY_MS = 1000;
 
 /**
- * A circuit breaker for remote calls. Call {@linkcode CircuitBreaker.ready} once before the
- * first call (it reads the shared state), {@linkcode CircuitBreaker.allow} before each call,
- * then {@linkcode CircuitBreaker.succeeded} or {@linkcode CircuitBreaker.failed}.
+ * A circuit breaker for remote calls. Make each call through {@linkcode CircuitBreaker.call}: it
+ * reads the shared state before the first one, skips calls while the breaker is open, hands the
+ * call a signal that aborts at its deadline or when the breaker opens, and records the outcome.
+ * (The steps it takes are public too: {@linkcode CircuitBreaker.ready},
+ * {@linkcode CircuitBreaker.allow}, {@linkcode CircuitBreaker.succeeded},
+ * {@linkcode CircuitBreaker.failed}.)
  *
  * @example
  * ```ts
  * import { CircuitBreaker } from "./breaker.ts";
  * import { StoreError } from "./object_store.ts";
  * const breaker = new CircuitBreaker({ threshold: 1 });
- * await breaker.ready();
- * if (breaker.allow()) breaker.failed(new StoreError("connect ECONNREFUSED", "unreachable"));
- * if (breaker.allow()) throw new Error("expected the breaker to be open");
+ * const refused = () => Promise.reject(new StoreError("connect ECONNREFUSED", "unreachable"));
+ * await breaker.call(refused, { whenPaused: () => "skipped" }).catch(() => {});
+ * const second = await breaker.call(refused, { whenPaused: () => "skipped" });
+ * if (second !== "skipped") throw new Error("expected the breaker to be open");
  * ```
  */
 export class CircuitBreaker {
@@ -199,6 +246,53 @@ export class CircuitBreaker {
     this.#probing = true; // one call tries; its outcome closes or re-opens the breaker
     if (this.#costly) this.#persist(now + this.#probeMs);
     return true;
+  }
+
+  /**
+   * Makes one remote call under the breaker: waits for the shared state (first call only),
+   * answers `whenPaused()` without calling while calls are held back, runs `call` with a signal
+   * that aborts at `timeoutMs`, on `signal` and when the breaker opens, then records what the
+   * outcome tells (see {@linkcode GuardedCallOptions}). Failures are rethrown once recorded.
+   *
+   * @param call The call; `signal` ends it, `answered()` records that the store has answered
+   * part of it (a lookup before its body, a HEAD before a PUT).
+   * @param options Deadline, gating and how outcomes count.
+   * @returns What the call returned, or `whenPaused()`.
+   */
+  async call<T>(
+    call: (signal: AbortSignal, answered: () => void) => Promise<T>,
+    options: GuardedCallOptions<T> = {},
+  ): Promise<T> {
+    await this.ready();
+    if (options.whenPaused && !this.allow()) return options.whenPaused();
+    // This call is the probe after a cool-down: one telling nothing gives the turn back.
+    const probe = options.whenPaused !== undefined && this.#openUntil !== 0;
+    const started = performance.now();
+    const trip = this.#trip.signal;
+    const signals = [trip];
+    if (options.timeoutMs !== undefined) signals.push(AbortSignal.timeout(options.timeoutMs));
+    if (options.signal) signals.push(options.signal);
+    const signal = signals.length === 1 ? trip : AbortSignal.any(signals);
+    let value: T;
+    try {
+      value = await call(signal, () => this.succeeded());
+    } catch (error) {
+      const evidence = options.evidence?.(error) ?? "failed";
+      // A call cut short because the breaker opened is not new evidence.
+      if (evidence === "answered") this.succeeded();
+      else if (evidence === "nothing") {
+        if (probe) this.cancelProbe();
+      } else if (!trip.aborted) {
+        this.failed(error, performance.now() - started);
+        options.onFailed?.(error);
+      }
+      throw error;
+    }
+    const verdict = options.judge?.(value, performance.now() - started) ?? "answered";
+    if (verdict === "answered") this.succeeded();
+    else if (verdict !== "nothing") this.failed(verdict, performance.now() - started);
+    else if (probe) this.cancelProbe();
+    return value;
   }
 
   /** The probe ended without telling anything about S3 (say, its local file was gone). */

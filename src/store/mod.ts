@@ -11,11 +11,17 @@
  *   and {@linkcode StoreSpec}, which store and its settings; imports nothing.
  * - `open.ts`: {@linkcode openStore} and {@linkcode BucketStore}, a store under a prefix.
  * - `breaker.ts`: {@linkcode CircuitBreaker}, which stops calls to a failing store (state
- *   optionally shared between processes through a file).
+ *   optionally shared between processes through a file). Every remote call goes through its
+ *   one guarded call, {@linkcode CircuitBreaker.call}: skipped while the breaker is open, cut
+ *   short at its deadline or when the breaker opens, its outcome recorded.
  * - `uploads.ts`: {@linkcode UploadQueue}, bounded background uploads with a pending directory
  *   for a later session.
  * - `read_through.ts`: {@linkcode ReadThroughStore}, the trust tiers: the own prefix, read
  *   prefixes looked up after a miss under it, and read-only mode.
+ * - `bucket_tier.ts`: {@linkcode BucketTier}, a bucket behind a local directory of files as the
+ *   module proxy and the caching proxy have one (fills in read-through order behind a breaker
+ *   of its own, uploads, owed uploads resumed). The build cache's tiers are in
+ *   `src/cache/remote/`.
  * - `streams.ts`, `throughput.ts`, `hash.ts`: verifying and bounded stream helpers, the download
  *   throughput floor, SHA-256 loaded on first need.
  * - `s3/`: the S3 adapter (`store.ts`, with its connection, signer and signed fetch);
@@ -32,6 +38,7 @@ export * from "./open.ts";
 export * from "./breaker.ts";
 export * from "./uploads.ts";
 export * from "./read_through.ts";
+export * from "./bucket_tier.ts";
 export * from "./streams.ts";
 export * from "./throughput.ts";
 export * from "./hash.ts";

@@ -1,8 +1,8 @@
 /**
- * The narrow interface the S3 tier and the module proxy need from a bucket, the error its calls
- * reject with ({@linkcode StoreError}, whose kind the circuit breaker reads), and an in-memory
- * implementation for unit tests. The SDK adapter lives in `aws_store.ts`; nothing needs to import
- * it for the error type.
+ * The narrow interface the remote tier, the module proxy and the caching proxy need from a
+ * bucket, the error its calls reject with ({@linkcode StoreError}, whose kind the circuit breaker
+ * reads), and an in-memory implementation for unit tests. The adapters (`s3/` and its siblings)
+ * implement it; nothing needs to import one for the error type.
  *
  * @module
  */

@@ -290,62 +290,63 @@ export class UploadQueue {
   async #upload(job: Job): Promise<void> {
     const { entry } = job;
     const label = entry.label ?? JSON.stringify(entry.key);
-    const breaker = this.#breaker;
-    await breaker.ready();
-    if (!breaker.allow()) {
+    let paused = false;
+    try {
+      // The breaker opening cuts uploads short too: close() must not wait on a bucket that failed.
+      await this.#breaker.call((signal, answered) => this.#send(entry, signal, answered), {
+        timeoutMs: this.#uploadTimeoutMs,
+        whenPaused: () => void (paused = true),
+        // go moved the file away (`go build -o` outside $GOCACHE): nothing about the store.
+        evidence: (error) => error instanceof Deno.errors.NotFound ? "nothing" : "failed",
+        onFailed: (error) => this.#onFailed?.(entry, error),
+      });
+    } catch (error) {
+      this.#metrics?.add(this.#names.failed);
+      if (error instanceof Deno.errors.NotFound) {
+        this.#log?.info(`not uploading ${label}: local file is gone`);
+        if (job.resumed) await this.#forget(entry);
+        return;
+      }
+      await this.#remember(job);
+      return;
+    }
+    if (paused) {
       this.#metrics?.add(this.#names.failed);
       this.#log?.info(`not uploading ${label}: S3 tier paused or disabled`);
       await this.#remember(job);
       return;
     }
-    const started = performance.now();
-    // The breaker opening cuts uploads short too: close() must not wait on a bucket that failed.
-    const trip = breaker.signal;
-    const signal = AbortSignal.any([AbortSignal.timeout(this.#uploadTimeoutMs), trip]);
-    try {
-      let present = false;
-      if (entry.skipIfPresent) {
-        // The HEAD is a lookup: it gets a lookup's deadline, so a black-holed bucket costs that.
-        const headSignal = AbortSignal.any([
-          signal,
-          AbortSignal.timeout(Math.min(this.#headTimeoutMs, this.#uploadTimeoutMs)),
-        ]);
-        present = await this.#store.has(entry.key, { signal: headSignal });
-        breaker.succeeded();
+    this.#metrics?.add(this.#names.done);
+    if (job.resumed) await this.#forget(entry);
+  }
+
+  /** The requests of one upload: the HEAD that may skip the object, the object, the record. */
+  async #send(entry: UploadEntry, signal: AbortSignal, answered: () => void): Promise<void> {
+    let present = false;
+    if (entry.skipIfPresent) {
+      // The HEAD is a lookup: it gets a lookup's deadline, so a black-holed bucket costs that.
+      const headSignal = AbortSignal.any([
+        signal,
+        AbortSignal.timeout(Math.min(this.#headTimeoutMs, this.#uploadTimeoutMs)),
+      ]);
+      present = await this.#store.has(entry.key, { signal: headSignal });
+      answered();
+    }
+    if (present) {
+      this.#metrics?.add(this.#names.skipped);
+    } else {
+      const body = await fileBody(entry.path, entry.size);
+      try {
+        await this.#store.put(entry.key, body.stream, { size: body.size, signal });
+      } finally {
+        body.close();
       }
-      if (present) {
-        this.#metrics?.add(this.#names.skipped);
-      } else {
-        const body = await fileBody(entry.path, entry.size);
-        try {
-          await this.#store.put(entry.key, body.stream, { size: body.size, signal });
-        } finally {
-          body.close();
-        }
-        this.#metrics?.add(this.#names.bytesUp, body.size);
-      }
-      if (entry.record) {
-        const { key, bytes } = entry.record;
-        await this.#store.put(key, bytes, { size: bytes.length, signal });
-        this.#metrics?.add(this.#names.bytesUp, bytes.length);
-      }
-      this.#metrics?.add(this.#names.done);
-      breaker.succeeded();
-      if (job.resumed) await this.#forget(entry);
-    } catch (error) {
-      this.#metrics?.add(this.#names.failed);
-      if (error instanceof Deno.errors.NotFound) {
-        // go moved the file away (`go build -o` outside $GOCACHE): nothing left to upload.
-        this.#log?.info(`not uploading ${label}: local file is gone`);
-        breaker.cancelProbe();
-        if (job.resumed) await this.#forget(entry);
-        return;
-      }
-      if (!trip.aborted) {
-        breaker.failed(error, performance.now() - started);
-        this.#onFailed?.(entry, error);
-      }
-      await this.#remember(job);
+      this.#metrics?.add(this.#names.bytesUp, body.size);
+    }
+    if (entry.record) {
+      const { key, bytes } = entry.record;
+      await this.#store.put(key, bytes, { size: bytes.length, signal });
+      this.#metrics?.add(this.#names.bytesUp, bytes.length);
     }
   }
 

@@ -372,14 +372,14 @@ Deno.test("LocalCache with rememberActions: hits read no record file, and a move
     // The record file goes away (another process pruned it): the remembered record still hits,
     // because its output is there with its size.
     await Deno.remove(`${dir}/action/00/${hexId(1)}`);
-    assert.equal(server.getNow(hexId(1))?.outputId, outputId);
+    assert.equal(server.get(hexId(1))?.outputId, outputId);
     // go renamed the output away (`go build -o` outside $GOCACHE): a miss, at once.
     const path = `${dir}/output/${outputId.slice(0, 2)}/${outputId}`;
     await Deno.rename(path, `${dir}/moved`);
-    assert.equal(server.getNow(hexId(1)), null);
+    assert.equal(server.get(hexId(1)), undefined);
     // Back with another size (truncated by something): still a miss.
     await Deno.writeFile(path, body.subarray(0, 3));
-    assert.equal(server.getNow(hexId(1)), null);
+    assert.equal(server.get(hexId(1)), undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -392,13 +392,13 @@ Deno.test("LocalCache with rememberActions stays consistent with another process
     const other = await LocalCache.open(dir); // a direct-mode go command next to the server
     const first = await sha256Hex(body);
     await server.put({ actionId: hexId(2), outputId: first, body });
-    assert.equal(server.getNow(hexId(2))?.outputId, first);
+    assert.equal(server.get(hexId(2))?.outputId, first);
     // The other process puts a different output for the action and prunes the first one.
     const next = new TextEncoder().encode("rebuilt package");
     const second = await sha256Hex(next);
     await other.put({ actionId: hexId(2), outputId: second, body: next });
     await Deno.remove(`${dir}/output/${first.slice(0, 2)}/${first}`);
-    const hit = server.getNow(hexId(2));
+    const hit = server.get(hexId(2));
     assert.equal(
       hit?.outputId,
       second,
@@ -407,7 +407,7 @@ Deno.test("LocalCache with rememberActions stays consistent with another process
     assert.equal(hit?.size, next.length);
     // And what the other process puts, the server finds.
     await other.put({ actionId: hexId(3), outputId: second, body: next });
-    assert.equal(server.getNow(hexId(3))?.outputId, second);
+    assert.equal(server.get(hexId(3))?.outputId, second);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -420,7 +420,7 @@ Deno.test("LocalCache rememberActions keeps at most its capacity", async () => {
     const outputId = await sha256Hex(body);
     for (let n = 10; n < 15; n++) await cache.put({ actionId: hexId(n), outputId, body });
     // All still hit (from the files); only the memory is bounded.
-    for (let n = 10; n < 15; n++) assert.equal(cache.getNow(hexId(n))?.outputId, outputId);
+    for (let n = 10; n < 15; n++) assert.equal(cache.get(hexId(n))?.outputId, outputId);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type ByteSource, HANDSHAKE_LINE, serve } from "../../src/protocol/mod.ts";
+import {
+  type ByteSource,
+  type CacheHandler,
+  HANDSHAKE_LINE,
+  serve,
+} from "../../src/protocol/mod.ts";
 import {
   closeFrame,
   getFrame,
@@ -171,4 +176,42 @@ Deno.test("serve() reads with a blocking call only while blockingReads() answers
   assert.equal(used[0], "async", "not idle: the event loop keeps turning");
   assert.ok(used.includes("sync"), `idle: a blocking read (${used.join(",")})`);
   assert.ok(asked >= used.filter((how) => how === "sync").length * 2, "asked again after flushing");
+});
+
+Deno.test("serve() answers a get the handler answers at once before an earlier one that waits", async () => {
+  const handler = new MemoryHandler();
+  const hit = { outputId: "ab".repeat(32), size: 3, diskPath: "/mem/now" };
+  handler.delays.set(hexId(1), 30);
+  // A value for hexId(2) (no promise), a promise for everything else.
+  const cache: CacheHandler = {
+    get: (actionId) => actionId === hexId(2) ? hit : handler.get(actionId),
+    put: (object) => handler.put(object),
+  };
+  const { replies } = await runSession(getFrame(1, hexId(1)) + getFrame(2, hexId(2)), cache, {
+    maxRequests: 2,
+  });
+  assert.deepEqual(replies.slice(1).map((r) => r.ID), [2, 1], "the answer at once goes first");
+  assert.equal(replies[1]!.DiskPath, "/mem/now");
+});
+
+Deno.test("serve() turns a get that throws at once into an Err reply and goes on", async () => {
+  const handler: CacheHandler = {
+    get: (actionId) => {
+      if (actionId === hexId(1)) throw new Error("disk on fire");
+      return undefined;
+    },
+    put: () => Promise.resolve("/mem/x"),
+  };
+  const { replies } = await runSession(getFrame(1, hexId(1)) + getFrame(2, hexId(2)), handler);
+  assert.deepEqual(replies[1], { ID: 1, Err: `get ${hexId(1)}: disk on fire` });
+  assert.deepEqual(replies[2], { ID: 2, Miss: true });
+});
+
+Deno.test("serve() with closeHandler: false answers close without closing the handler", async () => {
+  const handler = new MemoryHandler();
+  const shared = await runSession(closeFrame(1), handler, { closeHandler: false });
+  assert.equal(shared.closed, true);
+  assert.equal(handler.closed, 0, "a shared cache stays open");
+  await runSession(closeFrame(1), handler);
+  assert.equal(handler.closed, 1, "by default close reaches the handler");
 });

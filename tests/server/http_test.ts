@@ -598,26 +598,26 @@ Deno.test("createHttpHandler() with a session log: /debug/vars, the chart and th
   assert.equal(refreshed, 4);
 });
 
-Deno.test("SessionLog keeps a cache's answer-at-once lookups, and counts them", () => {
+Deno.test("SessionLog keeps a cache's answer-at-once lookups, and counts them", async () => {
   const sessions = new SessionLog();
   const hit = { outputId: "a".repeat(64), size: 1, diskPath: "/c/a" };
   const watch = sessions.begin(1);
-  const plain = watch.wrap({
-    get: () => Promise.resolve(undefined),
+  const cache = watch.wrap({
+    get: (actionId) =>
+      actionId === "1".repeat(64)
+        ? hit
+        : actionId === "2".repeat(64)
+        ? undefined
+        : Promise.resolve(undefined),
     put: () => Promise.resolve("/c/x"),
   });
-  assert.equal(plain.getNow, undefined, "none to keep");
-  const fast = watch.wrap({
-    get: () => Promise.resolve(undefined),
-    getNow: (actionId) =>
-      actionId === "1".repeat(64) ? hit : actionId === "2".repeat(64) ? null : undefined,
-    put: () => Promise.resolve("/c/x"),
-  });
-  assert.equal(fast.getNow!("1".repeat(64)), hit);
-  assert.equal(fast.getNow!("2".repeat(64)), null);
-  assert.equal(fast.getNow!("3".repeat(64)), undefined, "not known at once: get will tell");
+  assert.equal(cache.get("1".repeat(64)), hit, "a hit at once stays a value");
+  assert.equal(cache.get("2".repeat(64)), undefined, "a miss at once too");
+  const later = cache.get("3".repeat(64));
+  assert.ok(later instanceof Promise, "an answer that waits stays a promise");
+  assert.equal(await later, undefined);
   const [record] = sessions.recent();
-  assert.deepEqual([record!.gets, record!.hits], [2, 1]);
+  assert.deepEqual([record!.gets, record!.hits], [3, 1]);
   assert.ok(sessions.inUse(hit.outputId));
   watch.end("close");
   assert.ok(!sessions.inUse(hit.outputId), "released when the session ends");

@@ -307,3 +307,56 @@ Deno.test("TieredCache.close() does not wait for uploads to a black-holed bucket
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("CircuitBreaker.call: skips while open, hands a signal the trip aborts, and counts outcomes", async () => {
+  const breaker = new CircuitBreaker({ threshold: 2, stallThreshold: 2, cooldownMs: 60_000 });
+  const skipped = { whenPaused: () => "skipped" };
+  assert.equal(await breaker.call(() => Promise.resolve("ok"), skipped), "ok");
+  // A corrupt answer is the store answering: no failure counted.
+  const corrupt = breaker.call(() => Promise.reject(new RangeError("bad bytes")), {
+    evidence: () => "answered",
+  });
+  await assert.rejects(corrupt, RangeError);
+  // A call waiting when the breaker opens is cut short, and not counted again.
+  let cut: AbortSignal | undefined;
+  const waiting = breaker.call(
+    (signal) =>
+      new Promise<string>((_, reject) => {
+        cut = signal;
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      }),
+  );
+  const failures: unknown[] = [];
+  const onFailed = (error: unknown) => void failures.push(error);
+  await assert.rejects(breaker.call(() => Promise.reject(TIMEOUT), { onFailed }), StoreError);
+  assert.equal(breaker.paused, false, "one missed deadline of two");
+  await assert.rejects(breaker.call(() => Promise.reject(TIMEOUT), { onFailed }), StoreError);
+  assert.equal(breaker.paused, true, "two missed deadlines open it");
+  assert.equal(cut?.aborted, true, "the waiting call's signal aborted when it opened");
+  await assert.rejects(waiting, StoreError);
+  assert.equal(failures.length, 2, "onFailed saw the two counted failures only");
+  let called = false;
+  const answer = await breaker.call(() => {
+    called = true;
+    return Promise.resolve("ok");
+  }, skipped);
+  assert.deepEqual([answer, called], ["skipped", false], "no call while open");
+});
+
+Deno.test("CircuitBreaker.call: a deadline of its own, a sluggish answer judged a failure", async () => {
+  const breaker = new CircuitBreaker({ threshold: 1, cooldownMs: 60_000 });
+  const late = breaker.call(
+    (signal) =>
+      new Promise((_, reject) =>
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+      ),
+    { timeoutMs: 20, evidence: () => "nothing" },
+  );
+  await assert.rejects(late, (error: Error) => error.name === "TimeoutError");
+  assert.equal(breaker.paused, false, "an outcome telling nothing is not counted");
+  const value = await breaker.call(() => Promise.resolve(7), {
+    judge: (_, elapsedMs) => new TooSlowError(`took ${elapsedMs}ms`),
+  });
+  assert.equal(value, 7, "the answer is used all the same");
+  assert.equal(breaker.paused, true, "but counted as a failure");
+});

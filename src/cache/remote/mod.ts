@@ -5,8 +5,14 @@
  *
  * ## Where to start reading
  *
- * - `tiered.ts`: {@linkcode TieredCache}, the build cache's local-then-bucket handler (lookups,
- *   verified remote hits, puts).
+ * - `tiered.ts`: {@linkcode TieredCache}, the build cache's local-first policy: a local hit is
+ *   answered at once (no promise), a miss goes on to the warm-up or the remote lookup; puts are
+ *   written locally and uploaded in the background.
+ * - `lookup.ts`: {@linkcode RemoteLookup}, the remote lookup (action record, then output, under
+ *   the own prefix and then each read prefix) through the breaker's guarded call.
+ * - `fill.ts`: {@linkcode fillFromObject}, the one remote fill both the lookup and the warm-up
+ *   use: throughput floor, hash check, small bodies read whole and large ones streamed, the
+ *   object written, then its action record.
  * - `layout.ts`: the bucket's keys and action record format (below).
  * - `warm.ts`: the warm-up, which fetches a working set named by a manifest (`manifest.ts`) in
  *   packs (`packs.ts`); `warm_session.ts` records what a session used and writes the next
@@ -66,6 +72,8 @@
  */
 
 export * from "./tiered.ts";
+export * from "./lookup.ts";
+export * from "./fill.ts";
 export { actionKey, outputKey, parseActionRecord } from "./layout.ts";
 export * from "./manifest.ts";
 export * from "./packs.ts";

@@ -1,42 +1,29 @@
 /**
- * The two-tier cache: the local directory first, an S3 bucket behind it. The remote tier can
- * only ever turn a miss into a hit: any remote failure is a miss plus a counted event, never an
- * error reply; a download slower than the throughput floor is given up on; and a circuit breaker
- * (`breaker.ts`, its state optionally shared between processes) stops asking a bucket that keeps
- * failing. Puts are uploaded in the background by an {@linkcode UploadQueue} (`uploads.ts`),
- * which records what it could not send under `s3-pending/`.
+ * The two-tier cache's local-first policy: the local directory answers first (at once, without a
+ * promise), and only a local miss goes on to the warm-up's fetch of its entry (hedged) or the
+ * remote lookup (`lookup.ts`), which can only ever turn a miss into a hit: any remote failure is
+ * a miss plus a counted event, never an error reply. A circuit breaker (`store/breaker.ts`, its
+ * state optionally shared between processes) stops asking a bucket that keeps failing. Puts are
+ * uploaded in the background by an {@linkcode UploadQueue}, which records what it could not send
+ * under `s3-pending/`.
  *
- * Given a {@linkcode ReadThroughStore} (`read_through.ts`), a lookup that misses under the own
- * prefix goes on to each read prefix in order (record and object from the same prefix, verified
- * the same way), and uploads go to the own prefix only. Read-only, the cache has no upload queue
- * at all: puts stay local, and owed uploads are neither sent nor recorded.
- *
- * Why one file of this size: `TieredCache` is one class whose lookup path (local, the warm-up's
- * fetch, the own and read prefixes, the verified remote fill) shares its state; the parts that
- * stand alone already live apart (`breaker.ts`, `uploads.ts`, `read_through.ts`, `warm.ts`,
- * `layout.ts`).
+ * Given a {@linkcode ReadThroughStore}, a lookup that misses under the own prefix goes on to
+ * each read prefix in order, and uploads go to the own prefix only. Read-only, the cache has no
+ * upload queue at all: puts stay local, and owed uploads are neither sent nor recorded.
  *
  * @module
  */
 
 import type { ActionRecord, LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
-import type { CacheHandler, CacheHit, PutObject } from "../../protocol/mod.ts";
+import type { CacheHandler, CacheHit, GetAnswer, PutObject } from "../../protocol/mod.ts";
 import type { ObjectStore } from "../../store/mod.ts";
 import { CircuitBreaker } from "../../store/mod.ts";
 import { type UploadEntry, UploadQueue } from "../../store/mod.ts";
 import { ReadThroughStore } from "../../store/mod.ts";
-import { AbortOnStream, CorruptError, readSmall, VerifyStream } from "../../store/mod.ts";
-import { hashingReady } from "../../store/mod.ts";
-import { SharedFloor, ThroughputFloorStream, TooSlowError } from "../../store/mod.ts";
-import {
-  actionKey,
-  bodyDeadlineMs,
-  HEX_ID,
-  MAX_OUTPUT_SIZE,
-  outputKey,
-  parseActionRecord,
-} from "./layout.ts";
+import { SharedFloor } from "../../store/mod.ts";
+import { actionKey, HEX_ID, outputKey } from "./layout.ts";
+import { RemoteLookup } from "./lookup.ts";
 import { WarmUp } from "./warm.ts";
 import type { PackPolicy } from "./packs.ts";
 import { WarmSession } from "./warm_session.ts";
@@ -155,8 +142,6 @@ const WARM_AFTER_MISSES = 16;
 
 /** Directory in the cache dir naming actions whose upload is still owed. */
 const PENDING_DIR = "s3-pending";
-/** Remote objects up to this size are read whole before they are written locally. */
-const SMALL_OBJECT = 1 << 16;
 
 /**
  * A {@linkcode CacheHandler} serving from a {@linkcode LocalCache} and filling it from an
@@ -180,26 +165,15 @@ export class TieredCache implements CacheHandler {
   readonly local: LocalCache;
   /** The own prefix first, then the read prefixes. */
   #stores: readonly ObjectStore[];
-  #options: Required<
-    Pick<
-      TieredCacheOptions,
-      "minUploadSize" | "getTimeoutMs" | "minDownloadRate" | "slowGraceMs" | "sluggishLookupMs"
-    >
-  >;
+  #minUploadSize: number;
   #log?: Logger;
   #metrics?: TieredMetrics;
-  #inflight = new Map<string, Promise<CacheHit | undefined>>();
+  #remote: RemoteLookup;
   /** None when read-only: nothing can be uploaded. */
   #uploads?: UploadQueue;
   #breaker: CircuitBreaker;
-  /** The throughput floor every download shares: go's lookups and the warm-up's fetches. */
-  readonly #floor: SharedFloor;
-  /** Corrupt remote entries seen; only the first is a warning. */
-  #corrupt = 0;
   #closed = false;
   #warmUp?: WarmUp;
-  /** Actions getNow() found missing locally, whose get() follows: it skips the local lookup. */
-  #missedNow = new Set<string>();
   /** None when read-only or without a warm key: no manifest is written. */
   #session?: WarmSession;
 
@@ -215,20 +189,29 @@ export class TieredCache implements CacheHandler {
     this.#stores = view.lookupOrder;
     this.#log = options.log;
     this.#metrics = options.metrics;
-    this.#options = {
-      minUploadSize: options.minUploadSize ?? 0,
-      getTimeoutMs: options.getTimeoutMs ?? 10_000,
-      minDownloadRate: options.minDownloadRate ?? 1 << 20,
-      slowGraceMs: options.slowGraceMs ?? 1_500,
-      sluggishLookupMs: options.sluggishLookupMs ?? 750,
-    };
-    this.#floor = new SharedFloor(this.#options.minDownloadRate);
+    this.#minUploadSize = options.minUploadSize ?? 0;
+    const getTimeoutMs = options.getTimeoutMs ?? 10_000;
+    const minDownloadRate = options.minDownloadRate ?? 1 << 20;
+    const slowGraceMs = options.slowGraceMs ?? 1_500;
+    // The throughput floor every download shares: go's lookups and the warm-up's fetches.
+    const floor = new SharedFloor(minDownloadRate);
     this.#breaker = new CircuitBreaker({
       threshold: options.breakerThreshold,
       cooldownMs: options.breakerCooldownMs,
       stateFile: options.breakerFile,
       scope: options.breakerScope,
-      probeMs: this.#options.getTimeoutMs,
+      probeMs: getTimeoutMs,
+      log: options.log,
+      metrics: options.metrics,
+    });
+    this.#remote = new RemoteLookup(local, this.#stores, {
+      breaker: this.#breaker,
+      floor,
+      getTimeoutMs,
+      slowGraceMs,
+      minDownloadRate,
+      sluggishLookupMs: options.sluggishLookupMs ?? 750,
+      warmUpFetching: () => this.#warmUp?.fetching ?? false,
       log: options.log,
       metrics: options.metrics,
     });
@@ -237,7 +220,7 @@ export class TieredCache implements CacheHandler {
       pendingDir: `${local.root}/${PENDING_DIR}`,
       concurrency: options.uploadConcurrency,
       uploadTimeoutMs: options.uploadTimeoutMs,
-      headTimeoutMs: this.#options.getTimeoutMs,
+      headTimeoutMs: getTimeoutMs,
       closeTimeoutMs: options.closeTimeoutMs,
       markerPattern: HEX_ID,
       log: options.log,
@@ -251,9 +234,9 @@ export class TieredCache implements CacheHandler {
         concurrency: warm.concurrency,
         timeoutMs: warm.timeoutMs,
         maxInFlightBytes: warm.maxInFlightBytes,
-        requestTimeoutMs: this.#options.getTimeoutMs,
-        floor: this.#floor,
-        slowGraceMs: this.#options.slowGraceMs,
+        requestTimeoutMs: getTimeoutMs,
+        floor,
+        slowGraceMs,
         breaker: this.#breaker,
         log: options.log,
         metrics: options.metrics,
@@ -341,7 +324,7 @@ export class TieredCache implements CacheHandler {
    * bucket, and background work is never stalled by it.
    */
   get idle(): boolean {
-    return this.pendingUploads === 0 && this.#inflight.size === 0 && this.#background === 0;
+    return this.pendingUploads === 0 && this.#remote.running === 0 && this.#background === 0;
   }
 
   /** Warm-ups and resumptions of owed uploads under way. */
@@ -354,18 +337,23 @@ export class TieredCache implements CacheHandler {
   }
 
   /**
-   * Looks up an action locally, then in the bucket. A remote hit is verified (SHA-256 of the
-   * object equals its output id) and written to the local tier before it is returned.
+   * Looks up an action locally, then in the bucket. A local hit is answered at once (no
+   * promise); a miss goes on to the warm-up and the bucket. A remote hit is verified (SHA-256 of
+   * the object equals its output id) and written to the local tier before it is returned.
    */
-  async get(actionId: string): Promise<CacheHit | undefined> {
-    // getNow() has just looked locally and missed (the session calls get() next): not again.
-    const hit = this.#missedNow.delete(actionId) ? undefined : await this.local.get(actionId);
+  get(actionId: string): GetAnswer {
+    const hit = this.local.get(actionId);
     if (hit) {
       this.#metrics?.add("local_hits");
       this.#used(actionId, hit);
       return hit;
     }
     if (!HEX_ID.test(actionId)) return undefined;
+    return this.#getRemote(actionId);
+  }
+
+  /** A local miss: the warm-up's fetch of the entry (hedged), else the remote lookup. */
+  async #getRemote(actionId: string): Promise<CacheHit | undefined> {
     await this.#localMiss();
     const warm = this.#warmUp?.join(actionId);
     if (warm) {
@@ -380,21 +368,9 @@ export class TieredCache implements CacheHandler {
       }
       if (answer.lookedUp) return undefined;
     }
-    const remote = await this.#lookup(actionId);
+    const remote = await this.#remote.lookup(actionId);
     if (remote) this.#session?.record(sessionEntry(actionId, remote));
     return remote;
-  }
-
-  /** The ordinary remote lookup (action record, then output); one at a time per action. */
-  #lookup(actionId: string): Promise<CacheHit | undefined> {
-    let pending = this.#inflight.get(actionId);
-    if (!pending) {
-      pending = this.#fetch(actionId).finally(() => this.#inflight.delete(actionId));
-      this.#inflight.set(actionId, pending);
-    } else {
-      this.#metrics?.add("s3_get_collapsed");
-    }
-    return pending;
   }
 
   /**
@@ -415,7 +391,7 @@ export class TieredCache implements CacheHandler {
     ]);
     if (early !== "late") return { hit: early, fromWarmUp: true };
     this.#metrics?.add("warm_hedged");
-    const ordinary = this.#lookup(actionId);
+    const ordinary = this.#remote.lookup(actionId);
     return await new Promise((resolve) => {
       let left = 2;
       const settle = (hit: CacheHit | undefined, fromWarmUp: boolean) => {
@@ -469,21 +445,6 @@ export class TieredCache implements CacheHandler {
   }
 
   /**
-   * A local hit at once; `undefined` when the local tier misses, so that {@linkcode
-   * TieredCache.get} asks the bucket.
-   */
-  getNow(actionId: string): CacheHit | undefined {
-    const hit = this.local.getNow(actionId);
-    if (!hit) {
-      this.#missedNow.add(actionId);
-      return undefined;
-    }
-    this.#metrics?.add("local_hits");
-    this.#used(actionId, hit);
-    return hit;
-  }
-
-  /**
    * Stores an output locally and resolves as soon as that is durable; the upload to the bucket
    * (object first, then action record) runs in the background. Read-only, nothing is uploaded
    * (counted in `uploads_skipped_read_only`).
@@ -495,7 +456,7 @@ export class TieredCache implements CacheHandler {
     await this.local.writeAction(object.actionId, { outputId: object.outputId, size, time });
     if (!this.#uploads) {
       this.#metrics?.add("uploads_skipped_read_only");
-    } else if (size < this.#options.minUploadSize) {
+    } else if (size < this.#minUploadSize) {
       this.#metrics?.add("uploads_skipped");
       this.#metrics?.add("uploads_small");
     } else {
@@ -519,8 +480,9 @@ export class TieredCache implements CacheHandler {
    */
   async close(): Promise<void> {
     await this.#uploads?.close();
-    if (!this.#closed && this.#corrupt > 1) {
-      this.#log?.info(`ignored ${this.#corrupt} corrupt S3 entries this session (see s3_corrupt)`);
+    const corrupt = this.#remote.corrupt;
+    if (!this.#closed && corrupt > 1) {
+      this.#log?.info(`ignored ${corrupt} corrupt S3 entries this session (see s3_corrupt)`);
     }
     this.#closed = true;
     await this.#breaker.flush();
@@ -540,162 +502,6 @@ export class TieredCache implements CacheHandler {
       const record = await this.local.readAction(actionId);
       return record && uploadEntry(actionId, record, this.local.outputPath(record.outputId));
     }, limit));
-  }
-
-  async #fetch(actionId: string): Promise<CacheHit | undefined> {
-    await hashingReady();
-    await this.#breaker.ready();
-    if (!this.#breaker.allow()) {
-      this.#metrics?.add("s3_get_skipped");
-      return undefined;
-    }
-    const started = performance.now();
-    const trip = this.#breaker.signal;
-    try {
-      const asked = { prefixes: 0 };
-      const hit = await this.#fetchRemote(actionId, trip, asked);
-      const elapsed = performance.now() - started;
-      const sluggish = elapsed > this.#sluggishAfterMs(hit?.size ?? 0, asked.prefixes);
-      if (sluggish) this.#metrics?.add("s3_get_sluggish");
-      if (!sluggish) {
-        this.#breaker.succeeded();
-      } else if (!this.#warmUp?.fetching) {
-        // Answered, but slower than compiling would be: evidence against asking this bucket,
-        // though the bytes are good and go gets them. (Not while the warm-up's own downloads
-        // fill the link: that slowness is ours.)
-        this.#breaker.failed(
-          new TooSlowError(`S3 lookup of ${actionId.slice(0, 12)} took ${Math.round(elapsed)}ms`),
-          elapsed,
-        );
-      }
-      if (hit) {
-        this.#metrics?.add("s3_get_hits");
-        this.#metrics?.add("s3_bytes_down", hit.size);
-      } else {
-        this.#metrics?.add("s3_get_misses");
-      }
-      return hit;
-    } catch (error) {
-      if (error instanceof CorruptError) {
-        this.#breaker.succeeded();
-        this.#reportCorrupt(error);
-        return undefined;
-      }
-      this.#metrics?.add(error instanceof TooSlowError ? "s3_too_slow" : "s3_get_errors");
-      // Cut short by the breaker: not new evidence.
-      if (!trip.aborted) this.#breaker.failed(error, performance.now() - started);
-      return undefined;
-    } finally {
-      this.#metrics?.add("s3_wait_ms", Math.round(performance.now() - started));
-    }
-  }
-
-  /**
-   * How long a whole lookup (record, then object of `size` bytes) may take before it counts as
-   * sluggish: `sluggishLookupMs`, plus the object at the throughput floor. Each read prefix asked
-   * after the own one adds half of `sluggishLookupMs`: one more request, a record's GET.
-   */
-  #sluggishAfterMs(size: number, prefixes: number): number {
-    const rate = this.#options.minDownloadRate;
-    const lookup = this.#options.sluggishLookupMs * (1 + Math.max(0, prefixes - 1) / 2);
-    return lookup + (rate > 0 ? (size / rate) * 1000 : 0);
-  }
-
-  /** Counts a corrupt remote entry; only the first of a session is a warning. */
-  #reportCorrupt(error: CorruptError): void {
-    this.#metrics?.add("s3_corrupt");
-    if (++this.#corrupt === 1) {
-      this.#log?.warn(`${error.message}; further corrupt S3 entries are only counted`);
-    } else {
-      this.#log?.info(error.message);
-    }
-  }
-
-  /**
-   * Looks the action up under the own prefix, then under each read prefix in turn: the first
-   * prefix holding both the record and its (verified) object answers. A corrupt entry under one
-   * prefix is counted and the next one asked; a failed call ends the lookup (same bucket).
-   * `asked.prefixes` counts the prefixes asked.
-   */
-  async #fetchRemote(
-    actionId: string,
-    trip: AbortSignal,
-    asked: { prefixes: number },
-  ): Promise<CacheHit | undefined> {
-    const last = this.#stores.length - 1;
-    for (const [index, store] of this.#stores.entries()) {
-      asked.prefixes++;
-      let hit: CacheHit | undefined;
-      try {
-        hit = await this.#fetchFrom(store, actionId, trip);
-      } catch (error) {
-        if (!(error instanceof CorruptError) || index === last) throw error;
-        this.#reportCorrupt(error);
-        continue;
-      }
-      if (hit) {
-        if (index > 0) this.#metrics?.add("s3_read_prefix_hits");
-        return hit;
-      }
-    }
-    return undefined;
-  }
-
-  async #fetchFrom(
-    store: ObjectStore,
-    actionId: string,
-    trip: AbortSignal,
-  ): Promise<CacheHit | undefined> {
-    const signal = AbortSignal.any([AbortSignal.timeout(this.#options.getTimeoutMs), trip]);
-    const record = await store.get(actionKey(actionId), { signal });
-    if (!record) return undefined;
-    const text = await readSmall(record.body, record.size, signal);
-    const parsed = parseActionRecord(text);
-    if (!parsed) {
-      throw new CorruptError(
-        `Ignoring S3 action record ${JSON.stringify(actionKey(actionId))}: ` +
-          `malformed ${JSON.stringify(text.slice(0, 80))}`,
-      );
-    }
-    const { outputId, nanos } = parsed;
-    const bodySignal = AbortSignal.any([
-      signal,
-      AbortSignal.timeout(this.#options.getTimeoutMs),
-    ]);
-    const object = await store.get(outputKey(outputId), { signal: bodySignal });
-    if (!object) return undefined; // the action was written but its object is gone
-    if (object.size > MAX_OUTPUT_SIZE) {
-      await object.body.cancel().catch(() => {});
-      throw new CorruptError(
-        `Ignoring S3 object ${JSON.stringify(outputKey(outputId))}: ${object.size} bytes, ` +
-          `above go's largest output (${MAX_OUTPUT_SIZE})`,
-      );
-    }
-    const bodyDeadline = AbortSignal.timeout(
-      bodyDeadlineMs(this.#options.getTimeoutMs, object.size),
-    );
-    const time = new Date(Number(nanos / 1_000_000n));
-    const verified = object.body
-      .pipeThrough(
-        new ThroughputFloorStream(object.size, {
-          minBytesPerSecond: () => this.#floor.share(),
-          graceMs: this.#options.slowGraceMs,
-          key: outputKey(outputId),
-        }),
-      )
-      .pipeThrough(new VerifyStream(outputId, object.size, outputKey(outputId)))
-      .pipeThrough(new AbortOnStream(AbortSignal.any([bodyDeadline, trip])));
-    const diskPath = await this.#floor.arriving(async () => {
-      // Most outputs are small: take them whole (verified) and let the local tier write them
-      // with its cheap synchronous path; stream the large ones to disk.
-      const body = object.size <= SMALL_OBJECT ? await new Response(verified).bytes() : verified;
-      // The output's file time is its last use (pruning and --max-size go by it): now. Only the
-      // action record carries the original put time, which go gets back as Time.
-      return await this.local.writeObject(outputId, body, { size: object.size });
-    });
-    const local: ActionRecord = { outputId, size: object.size, time };
-    await this.local.writeAction(actionId, local);
-    return { outputId, size: object.size, diskPath, time, timeNanos: nanos };
   }
 }
 

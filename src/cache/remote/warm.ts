@@ -24,6 +24,7 @@ import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
 import type { ObjectStore } from "../../store/mod.ts";
 import type { CircuitBreaker } from "../../store/mod.ts";
 import { bodyDeadlineMs, outputKey } from "./layout.ts";
+import { fillFromObject, writeEntry } from "./fill.ts";
 import {
   legacyManifestKey,
   MANIFEST_LIMITS,
@@ -43,7 +44,6 @@ import {
   CorruptError,
   readExactly,
   TurnPacer,
-  VerifyStream,
   zstdDecompress,
 } from "../../store/mod.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "../../store/mod.ts";
@@ -350,13 +350,18 @@ export class WarmUp {
   }
 
   /** Whether an entry is already a local hit (counted toward the warm-machine check). */
-  async #isLocal(entry: WarmEntry): Promise<boolean> {
-    return (await this.#localHit(entry)) !== undefined;
+  #isLocal(entry: WarmEntry): boolean {
+    return this.#localHit(entry) !== undefined;
   }
 
   /** An entry's local hit, if any (counted toward the warm-machine check). */
-  async #localHit(entry: WarmEntry): Promise<CacheHit | undefined> {
-    const hit = await this.#local.get(entry.actionId).catch(() => undefined);
+  #localHit(entry: WarmEntry): CacheHit | undefined {
+    let hit;
+    try {
+      hit = this.#local.get(entry.actionId);
+    } catch {
+      hit = undefined;
+    }
     this.#checked++;
     if (hit) this.#present++;
     return hit;
@@ -364,7 +369,7 @@ export class WarmUp {
 
   async #warmOne(entry: WarmEntry): Promise<void> {
     if (this.#started.has(entry.actionId)) return;
-    if (await this.#isLocal(entry) || this.#warmAlready()) return;
+    if (this.#isLocal(entry) || this.#warmAlready()) return;
     if (this.#started.has(entry.actionId)) return;
     await this.#begin(entry, () => this.#fetchOne(entry, true));
   }
@@ -429,7 +434,7 @@ export class WarmUp {
     const missing: WarmEntry[] = [];
     for (const entry of entries) {
       await this.#pace();
-      const hit = await this.#localHit(entry);
+      const hit = this.#localHit(entry);
       if (hit) settle(entry, hit); // here already: not the warm-up's fill
       else missing.push(entry);
     }
@@ -523,16 +528,18 @@ export class WarmUp {
       await object.body.cancel();
       return undefined;
     }
-    const body = this.#floored(object.body, object.size, key, this.#progress.get(entry.actionId))
-      .pipeThrough(new VerifyStream(entry.outputId, entry.size, key));
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
     this.#metrics?.add("warm_raw_bytes", entry.size);
+    const progress = this.#progress.get(entry.actionId);
+    const tapped = progress ? { ...object, body: object.body.pipeThrough(tap(progress)) } : object;
     try {
-      return await this.#floor.arriving(async () => {
-        const bytes = entry.size <= 1 << 16 ? await new Response(body).bytes() : body;
-        return await this.#fill(entry, bytes, ahead);
+      const hit = await fillFromObject(this.#local, tapped, entry, {
+        key,
+        floor: this.#floor,
+        slowGraceMs: this.#options.slowGraceMs ?? 1_500,
       });
+      return this.#filledNow(entry, hit, ahead);
     } catch (error) {
       // The body is read after the request "succeeded": a crawl still tells the breaker.
       if (error instanceof TooSlowError) {
@@ -549,16 +556,14 @@ export class WarmUp {
     body: Uint8Array | ReadableStream<Uint8Array>,
     ahead: boolean,
   ): Promise<CacheHit> {
-    const diskPath = await this.#local.writeObject(entry.outputId, body, { size: entry.size });
-    const time = new Date(Number(entry.nanos / 1_000_000n));
-    await this.#local.writeAction(entry.actionId, {
-      outputId: entry.outputId,
-      size: entry.size,
-      time,
-    });
+    return this.#filledNow(entry, await writeEntry(this.#local, entry, body, entry.size), ahead);
+  }
+
+  /** Counts an entry the warm-up wrote; one fetched ahead of go is a warm hit when claimed. */
+  #filledNow(entry: WarmEntry, hit: CacheHit, ahead: boolean): CacheHit {
     this.#metrics?.add("warm_entries");
     if (ahead) this.#filled.set(entry.actionId, entry.size);
-    return { outputId: entry.outputId, size: entry.size, diskPath, time, timeNanos: entry.nanos };
+    return hit;
   }
 
   /** A body given up on when it crawls (see `_throughput.ts`); its arrivals mark progress. */
@@ -575,39 +580,31 @@ export class WarmUp {
         key,
       }),
     );
-    if (!progress) return floored;
-    return floored.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          progress.at = performance.now();
-          controller.enqueue(chunk);
-        },
-      }),
-    );
-  }
-
-  /** One request of the warm-up: counted, and its failure reported to the breaker. */
-  async #request<T>(call: () => Promise<T>): Promise<T> {
-    this.#metrics?.add("warm_requests");
-    const started = performance.now();
-    try {
-      const result = await call();
-      this.#options.breaker.succeeded();
-      return result;
-    } catch (error) {
-      if (error instanceof CorruptError) this.#metrics?.add("s3_corrupt");
-      else this.#failed(error, performance.now() - started);
-      throw error;
-    }
+    return progress ? floored.pipeThrough(tap(progress)) : floored;
   }
 
   /**
-   * Tells the breaker of a failure, unless the warm-up was stopped or the breaker is already
-   * paused (a call cut short because it opened, or S3 was disabled, is not another failure).
+   * One request of the warm-up, through the breaker (not gated: the warm-up checks
+   * `paused` itself): counted, and its failure reported unless the warm-up was stopped or the
+   * breaker is already paused (a call cut short because it opened is not another failure).
    */
-  #failed(error: unknown, elapsedMs = 0): void {
+  #request<T>(call: () => Promise<T>): Promise<T> {
+    this.#metrics?.add("warm_requests");
+    return this.#options.breaker.call(call, {
+      evidence: (error) => {
+        if (error instanceof CorruptError) {
+          this.#metrics?.add("s3_corrupt");
+          return "nothing";
+        }
+        return this.#stop.signal.aborted || this.#options.breaker.paused ? "nothing" : "failed";
+      },
+    });
+  }
+
+  /** Tells the breaker of a failure after the request, unless stopped or already paused. */
+  #failed(error: unknown): void {
     if (this.#stop.signal.aborted || this.#options.breaker.paused) return;
-    this.#options.breaker.failed(error, elapsedMs);
+    this.#options.breaker.failed(error);
   }
 
   /**
@@ -660,4 +657,14 @@ function jobsOf(manifest: WarmManifest): Job[] {
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Marks progress as each chunk of a body arrives. */
+function tap(progress: Progress): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      progress.at = performance.now();
+      controller.enqueue(chunk);
+    },
+  });
 }

@@ -153,8 +153,13 @@ export class WarmSession {
     }
     this.#changed = false;
     const previous = this.#writing ?? Promise.resolve();
-    const cut = breaker ? AbortSignal.any([signal, breaker.signal]) : signal;
-    this.#writing = previous.then(() => this.#write(base, cut)).catch((error) => {
+    // Cut short when the breaker opens; the writes are not evidence about the bucket.
+    const write = (cut: AbortSignal) => this.#write(base, cut);
+    const guarded = () =>
+      breaker
+        ? breaker.call(write, { signal, evidence: () => "nothing", judge: () => "nothing" })
+        : write(signal);
+    this.#writing = previous.then(guarded).catch((error) => {
       this.#options.metrics?.add("warm_manifest_errors");
       this.#options.log?.info(
         `Cannot write the warm-up manifest: ${error instanceof Error ? error.message : error}`,

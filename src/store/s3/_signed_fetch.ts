@@ -163,7 +163,7 @@ function requestBody(body: Uint8Array | ReadableStream<Uint8Array>, size: number
  * and sends a `ReadableStream` body chunked, which S3 rejects (411). For a `Blob` it reads
  * `stream()` and sends `size` as Content-Length; overriding both streams our bytes or our
  * stream without a copy. This relies on how Deno's `fetch` treats a Blob (`extractBody`), which
- * `tests/cache/s3/signed_fetch_test.ts` checks on the pinned runtime.
+ * `tests/store/s3/signed_fetch_test.ts` checks on the pinned runtime.
  *
  * A source stream must hold exactly `size` bytes; otherwise the request fails and `failure`
  * holds a {@linkcode RangeError}. A `Uint8Array` is sent from its own memory: do not change it
