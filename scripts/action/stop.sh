@@ -27,13 +27,6 @@ say() {
 to_env() { gcp_set "${GITHUB_ENV:-}" "$1" "$2" || say "Cannot restore $1 in GITHUB_ENV"; }
 to_summary() { [ -n "${GITHUB_STEP_SUMMARY:-}" ] && printf '%s\n' "$1" >>"$GITHUB_STEP_SUMMARY"; }
 
-# counters_from_vars FILE: the flat "counters" object of /debug/vars as "name value" lines (for
-# the Windows idle wait below; the summary is `stats`).
-counters_from_vars() {
-  tr -d '\n\r' <"$1" | sed -n 's/.*"counters"[[:space:]]*:[[:space:]]*{\([^}]*\)}.*/\1/p' |
-    tr ',' '\n' | sed -n 's/^[[:space:]]*"\([A-Za-z0-9_]*\)"[[:space:]]*:[[:space:]]*\([0-9.eE+-]*\)[[:space:]]*$/\1 \2/p'
-}
-
 # Sets summary: what `stats --format=markdown` prints, else a line saying why there is none.
 collect_summary() {
   local out code why
@@ -86,7 +79,7 @@ stop_unix() {
 # is idle (no session, and no upload pending: the uploads_pending gauge where the server has it,
 # else upload counters steady for 3 s; at most 120 s), then end it.
 stop_windows() {
-  local port=${http##*:} winpid vars="$state_dir/vars-idle.json" counters sessions pending
+  local port=${http##*:} winpid counters sessions pending
   local last="" now steady=0
   winpid=$(netstat -ano 2>/dev/null | tr -d '\r' |
     awk -v a="127.0.0.1:$port" '$2 == a && $4 == "LISTENING" { print $5; exit }')
@@ -96,8 +89,8 @@ stop_windows() {
   fi
   say "waiting for the server (Windows pid $winpid) to be idle, then ending it"
   for _ in $(seq 1 120); do
-    curl -fsS --max-time 2 -o "$vars" "http://$http/debug/vars" 2>/dev/null || break
-    counters=$(counters_from_vars "$vars")
+    # The server's counters as "name value" lines.
+    counters=$(gcp_bounded 10 "$exe" stats "--http=$http" --format=counters 2>/dev/null) || break
     sessions=$(printf '%s\n' "$counters" | awk '$1 == "sessions" { print $2 }')
     pending=$(printf '%s\n' "$counters" | awk '$1 == "uploads_pending" { print $2 }')
     now=$(printf '%s\n' "$counters" | awk '$1 ~ /^uploads_/ { printf("%s=%s ", $1, $2) }')

@@ -6,7 +6,7 @@
  * - `GCP_BENCH_DIR`: where the workload, caches and results live (default `/tmp/gcp-bench`).
  * - `TAILSCALE_PLUGIN`: path to a build of tailscale's go-cache-plugin; its columns are skipped
  *   with a stated reason when unset.
- * - `MINIO_BIN` / `GCP_TOOLS_DIR`: the MinIO binary (see `tests/_util/minio.ts`).
+ * - `MINIO_BIN` / `GCP_TOOLS_DIR`: the MinIO binary (see `scripts/servers/minio.ts`).
  *
  * @module
  */

@@ -22,7 +22,7 @@
  * @module
  */
 
-import { findMinio, freePort, type Minio, startMinio } from "../../tests/_util/minio.ts";
+import { findMinio, freePort, type Minio, startMinio } from "../servers/minio.ts";
 import {
   BENCH_DIR,
   countDeps,
@@ -158,6 +158,228 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** What the scenarios share: flags, the S3 server, what is usable, and the results so far. */
+interface BenchRun {
+  n: number;
+  nCold: number;
+  /** Cold rounds of the two S3 configurations only (skips built-in and ours local-only). */
+  s3Only: boolean;
+  minio?: Minio;
+  /** Whether our S3 tier works against `minio`. */
+  oursS3: boolean;
+  /** Whether tailscale's plugin runs (it needs a bucket). */
+  useTs: boolean;
+  results: Results;
+  /** Peak RSS (MiB) of the serve processes. */
+  serverRss: Record<string, number>;
+  skipped: Record<string, string>;
+  /** Buckets holding a complete cold build, by implementation. */
+  warmBuckets: Partial<Record<Impl, string>>;
+  /** A new, empty bucket. */
+  newBucket(label: string): Promise<string>;
+}
+
+/** `cold`: empty caches everywhere; the last round's caches and buckets stay warm. */
+async function coldScenario(b: BenchRun): Promise<void> {
+  const { nCold, s3Only, minio, oursS3, useTs, results, warmBuckets, newBucket } = b;
+  for (let round = 0; round < nCold; round++) {
+    const last = round === nCold - 1;
+    if (!s3Only) {
+      const gocache = await freshDir("gocache-builtin");
+      const load = await loadAverage();
+      const elapsed = await goBuild(goEnv(gocache));
+      record(results, "cold", "built-in GOCACHE", { ms: elapsed, rssMiB: NaN, load });
+      if (last) {
+        await removeDir(`${WARM}/builtin`);
+        await Deno.rename(gocache, `${WARM}/builtin`);
+      } else await removeDir(gocache);
+    }
+    if (!s3Only) {
+      const dir = await freshDir("cache-ours");
+      const load = await loadAverage();
+      const out = await pluginBuild(directArgv("ours", dir));
+      record(results, "cold", "ours (local only)", { ...out, load });
+      if (last) {
+        await removeDir(`${WARM}/ours`);
+        await Deno.rename(dir, `${WARM}/ours`);
+      } else await removeDir(dir);
+    }
+    if (oursS3) {
+      const dir = await freshDir("cache-ours-s3");
+      const bucket = await newBucket("cold-ours");
+      const s3 = target(minio!, bucket);
+      const load = await loadAverage();
+      const out = await pluginBuild(directArgv("ours", dir, s3), s3Env(s3));
+      const objects = await countObjects(minio!, bucket);
+      record(results, "cold", "ours + S3 (uploads)", { ...out, load, objects });
+      if (last) warmBuckets.ours = bucket;
+      await removeDir(dir);
+    }
+    if (useTs) {
+      const dir = await freshDir("cache-ts");
+      const bucket = await newBucket("cold-ts");
+      const s3 = target(minio!, bucket);
+      const load = await loadAverage();
+      const out = await pluginBuild(directArgv("tailscale", dir, s3), s3Env(s3));
+      const objects = await countObjects(minio!, bucket);
+      record(results, "cold", "tailscale + S3 (uploads)", { ...out, load, objects });
+      if (last) {
+        warmBuckets.tailscale = bucket;
+        await removeDir(`${WARM}/tailscale`);
+        await Deno.rename(dir, `${WARM}/tailscale`);
+      } else await removeDir(dir);
+    }
+  }
+}
+
+/** Makes sure a warm local state exists (one untimed cold build if not). */
+async function ensureWarm(b: BenchRun, name: "builtin" | Impl): Promise<string> {
+  const { minio, warmBuckets, newBucket } = b;
+  const path = `${WARM}/${name}`;
+  if (await exists(path)) return path;
+  progress(`warming ${path} with one untimed cold build`);
+  if (name === "builtin") {
+    await goBuild(goEnv(path));
+  } else if (name === "ours") {
+    await pluginBuild(directArgv("ours", path));
+  } else {
+    const bucket = await newBucket("warmup-ts");
+    const s3 = target(minio!, bucket);
+    await pluginBuild(directArgv("tailscale", path, s3), s3Env(s3));
+    warmBuckets.tailscale ??= bucket;
+  }
+  return path;
+}
+
+/** Makes sure a bucket holding a complete build exists for `impl`. */
+async function ensureWarmBucket(b: BenchRun, impl: Impl): Promise<string> {
+  const { minio, results, warmBuckets, newBucket } = b;
+  const existing = warmBuckets[impl];
+  if (existing) return existing;
+  progress(`filling a bucket for ${impl} with a cold build (recorded under cold)`);
+  const bucket = await newBucket(`warmup-${impl}`);
+  const s3 = target(minio!, bucket);
+  const dir = await freshDir(`fill-${impl}`);
+  const load = await loadAverage();
+  const out = await pluginBuild(directArgv(impl, dir, s3), s3Env(s3));
+  // the fill is a cold build with uploads: keep it as a sample
+  const objects = await countObjects(minio!, bucket);
+  const name = impl === "ours" ? "ours + S3 (uploads)" : "tailscale + S3 (uploads)";
+  record(results, "cold", name, { ...out, load, objects });
+  await removeDir(dir);
+  warmBuckets[impl] = bucket;
+  return bucket;
+}
+
+/** `warm`: warm local caches, a fresh GOCACHE each run. */
+async function warmScenario(b: BenchRun): Promise<void> {
+  const { minio, oursS3, useTs, results, newBucket, n } = b;
+  const builtinDir = await ensureWarm(b, "builtin");
+  const oursDir = await ensureWarm(b, "ours");
+  const tsDir = useTs ? await ensureWarm(b, "tailscale") : undefined;
+  const anyBucket = minio ? await newBucket("warm-local") : undefined;
+  for (let round = 0; round < n; round++) {
+    {
+      const load = await loadAverage();
+      const elapsed = await goBuild(goEnv(builtinDir));
+      record(results, "warm", "built-in GOCACHE", { ms: elapsed, rssMiB: NaN, load });
+    }
+    {
+      const load = await loadAverage();
+      const out = await pluginBuild(directArgv("ours", oursDir));
+      record(results, "warm", "ours", { ...out, load });
+    }
+    if (oursS3) {
+      const s3 = target(minio!, anyBucket!);
+      const load = await loadAverage();
+      const out = await pluginBuild(directArgv("ours", oursDir, s3), s3Env(s3));
+      record(results, "warm", "ours --bucket", { ...out, load });
+    }
+    if (tsDir) {
+      const s3 = target(minio!, anyBucket!);
+      const load = await loadAverage();
+      const out = await pluginBuild(directArgv("tailscale", tsDir, s3), s3Env(s3));
+      record(results, "warm", "tailscale --bucket", { ...out, load });
+    }
+  }
+}
+
+/** `s3warm`: an empty local directory against a warm bucket (a fresh CI worker). */
+async function s3warmScenario(b: BenchRun): Promise<void> {
+  const { minio, oursS3, useTs, results, n } = b;
+  const impls: Impl[] = [
+    ...(oursS3 ? ["ours" as const] : []),
+    ...(useTs ? ["tailscale" as const] : []),
+  ];
+  const buckets = new Map<Impl, string>();
+  for (const impl of impls) buckets.set(impl, await ensureWarmBucket(b, impl));
+  for (let round = 0; round < n; round++) {
+    for (const impl of impls) {
+      const dir = await freshDir(`s3warm-${impl}`);
+      const s3 = target(minio!, buckets.get(impl)!);
+      const load = await loadAverage();
+      const out = await pluginBuild(directArgv(impl, dir, s3), s3Env(s3));
+      record(results, "s3warm", impl === "ours" ? "ours" : "tailscale", { ...out, load });
+      await removeDir(dir);
+    }
+  }
+}
+
+/** `server`: warm builds through `serve --plugin` + `connect` against direct mode. */
+async function serverScenario(b: BenchRun): Promise<void> {
+  const { minio, useTs, results, newBucket, n, serverRss, skipped } = b;
+  const oursDir = await ensureWarm(b, "ours");
+  const tsDir = useTs ? await ensureWarm(b, "tailscale") : undefined;
+  const baseEnv = { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "/tmp" };
+  const oursPort = freePort();
+  await using oursServer = new ServeProcess(serveArgv("ours", oursPort, oursDir), baseEnv);
+  let oursServe = true;
+  try {
+    await oursServer.waitForPort(oursPort);
+  } catch (error) {
+    oursServe = false;
+    skipped["ours serve"] = (error as Error).message.slice(0, 300);
+  }
+  let tsServer: ServeProcess | undefined;
+  const tsPort = freePort();
+  const tsBucket = useTs ? await newBucket("serve-ts") : undefined;
+  if (tsDir) {
+    const s3 = target(minio!, tsBucket!);
+    tsServer = new ServeProcess(serveArgv("tailscale", tsPort, tsDir, { s3 }), {
+      ...baseEnv,
+      ...s3Env(s3),
+    });
+    await tsServer.waitForPort(tsPort);
+  }
+  try {
+    for (let round = 0; round < n; round++) {
+      {
+        const load = await loadAverage();
+        const out = await pluginBuild(directArgv("ours", oursDir));
+        record(results, "server", "ours direct", { ...out, load });
+      }
+      if (oursServe) {
+        const load = await loadAverage();
+        const out = await pluginBuild(connectArgv("ours", oursPort));
+        record(results, "server", "ours serve+connect", { ...out, load });
+      }
+      if (tsDir) {
+        const s3 = target(minio!, tsBucket!);
+        const load = await loadAverage();
+        const out = await pluginBuild(directArgv("tailscale", tsDir, s3), s3Env(s3));
+        record(results, "server", "tailscale direct", { ...out, load });
+        const load2 = await loadAverage();
+        const out2 = await pluginBuild(connectArgv("tailscale", tsPort));
+        record(results, "server", "tailscale serve+connect", { ...out2, load: load2 });
+      }
+    }
+    if (oursServe) serverRss["ours serve"] = await peakRssOfPid(oursServer.process.pid);
+    if (tsServer) serverRss["tailscale serve"] = await peakRssOfPid(tsServer.process.pid);
+  } finally {
+    await tsServer?.[Symbol.asyncDispose]();
+  }
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(Deno.args);
   const scenarios = (flags.get("scenarios") ?? "cold,warm,s3warm,server").split(",");
@@ -200,200 +422,23 @@ async function main(): Promise<void> {
     return name;
   }
 
-  // ---- cold ----
-  if (scenarios.includes("cold")) {
-    for (let round = 0; round < nCold; round++) {
-      const last = round === nCold - 1;
-      if (!s3Only) {
-        const gocache = await freshDir("gocache-builtin");
-        const load = await loadAverage();
-        const elapsed = await goBuild(goEnv(gocache));
-        record(results, "cold", "built-in GOCACHE", { ms: elapsed, rssMiB: NaN, load });
-        if (last) {
-          await removeDir(`${WARM}/builtin`);
-          await Deno.rename(gocache, `${WARM}/builtin`);
-        } else await removeDir(gocache);
-      }
-      if (!s3Only) {
-        const dir = await freshDir("cache-ours");
-        const load = await loadAverage();
-        const out = await pluginBuild(directArgv("ours", dir));
-        record(results, "cold", "ours (local only)", { ...out, load });
-        if (last) {
-          await removeDir(`${WARM}/ours`);
-          await Deno.rename(dir, `${WARM}/ours`);
-        } else await removeDir(dir);
-      }
-      if (oursS3) {
-        const dir = await freshDir("cache-ours-s3");
-        const bucket = await newBucket("cold-ours");
-        const s3 = target(minio!, bucket);
-        const load = await loadAverage();
-        const out = await pluginBuild(directArgv("ours", dir, s3), s3Env(s3));
-        const objects = await countObjects(minio!, bucket);
-        record(results, "cold", "ours + S3 (uploads)", { ...out, load, objects });
-        if (last) warmBuckets.ours = bucket;
-        await removeDir(dir);
-      }
-      if (useTs) {
-        const dir = await freshDir("cache-ts");
-        const bucket = await newBucket("cold-ts");
-        const s3 = target(minio!, bucket);
-        const load = await loadAverage();
-        const out = await pluginBuild(directArgv("tailscale", dir, s3), s3Env(s3));
-        const objects = await countObjects(minio!, bucket);
-        record(results, "cold", "tailscale + S3 (uploads)", { ...out, load, objects });
-        if (last) {
-          warmBuckets.tailscale = bucket;
-          await removeDir(`${WARM}/tailscale`);
-          await Deno.rename(dir, `${WARM}/tailscale`);
-        } else await removeDir(dir);
-      }
-    }
-  }
-
-  /** Makes sure a warm local state exists (one untimed cold build if not). */
-  async function ensureWarm(name: "builtin" | Impl): Promise<string> {
-    const path = `${WARM}/${name}`;
-    if (await exists(path)) return path;
-    progress(`warming ${path} with one untimed cold build`);
-    if (name === "builtin") {
-      await goBuild(goEnv(path));
-    } else if (name === "ours") {
-      await pluginBuild(directArgv("ours", path));
-    } else {
-      const bucket = await newBucket("warmup-ts");
-      const s3 = target(minio!, bucket);
-      await pluginBuild(directArgv("tailscale", path, s3), s3Env(s3));
-      warmBuckets.tailscale ??= bucket;
-    }
-    return path;
-  }
-
-  /** Makes sure a bucket holding a complete build exists for `impl`. */
-  async function ensureWarmBucket(impl: Impl): Promise<string> {
-    const existing = warmBuckets[impl];
-    if (existing) return existing;
-    progress(`filling a bucket for ${impl} with a cold build (recorded under cold)`);
-    const bucket = await newBucket(`warmup-${impl}`);
-    const s3 = target(minio!, bucket);
-    const dir = await freshDir(`fill-${impl}`);
-    const load = await loadAverage();
-    const out = await pluginBuild(directArgv(impl, dir, s3), s3Env(s3));
-    // the fill is a cold build with uploads: keep it as a sample
-    const objects = await countObjects(minio!, bucket);
-    const name = impl === "ours" ? "ours + S3 (uploads)" : "tailscale + S3 (uploads)";
-    record(results, "cold", name, { ...out, load, objects });
-    await removeDir(dir);
-    warmBuckets[impl] = bucket;
-    return bucket;
-  }
-
-  // ---- warm (local) ----
-  if (scenarios.includes("warm")) {
-    const builtinDir = await ensureWarm("builtin");
-    const oursDir = await ensureWarm("ours");
-    const tsDir = useTs ? await ensureWarm("tailscale") : undefined;
-    const anyBucket = minio ? await newBucket("warm-local") : undefined;
-    for (let round = 0; round < n; round++) {
-      {
-        const load = await loadAverage();
-        const elapsed = await goBuild(goEnv(builtinDir));
-        record(results, "warm", "built-in GOCACHE", { ms: elapsed, rssMiB: NaN, load });
-      }
-      {
-        const load = await loadAverage();
-        const out = await pluginBuild(directArgv("ours", oursDir));
-        record(results, "warm", "ours", { ...out, load });
-      }
-      if (oursS3) {
-        const s3 = target(minio!, anyBucket!);
-        const load = await loadAverage();
-        const out = await pluginBuild(directArgv("ours", oursDir, s3), s3Env(s3));
-        record(results, "warm", "ours --bucket", { ...out, load });
-      }
-      if (tsDir) {
-        const s3 = target(minio!, anyBucket!);
-        const load = await loadAverage();
-        const out = await pluginBuild(directArgv("tailscale", tsDir, s3), s3Env(s3));
-        record(results, "warm", "tailscale --bucket", { ...out, load });
-      }
-    }
-  }
-
-  // ---- s3warm: empty local, warm bucket ----
-  if (scenarios.includes("s3warm") && minio) {
-    const impls: Impl[] = [
-      ...(oursS3 ? ["ours" as const] : []),
-      ...(useTs ? ["tailscale" as const] : []),
-    ];
-    const buckets = new Map<Impl, string>();
-    for (const impl of impls) buckets.set(impl, await ensureWarmBucket(impl));
-    for (let round = 0; round < n; round++) {
-      for (const impl of impls) {
-        const dir = await freshDir(`s3warm-${impl}`);
-        const s3 = target(minio, buckets.get(impl)!);
-        const load = await loadAverage();
-        const out = await pluginBuild(directArgv(impl, dir, s3), s3Env(s3));
-        record(results, "s3warm", impl === "ours" ? "ours" : "tailscale", { ...out, load });
-        await removeDir(dir);
-      }
-    }
-  }
-
-  // ---- server mode (warm local) ----
-  if (scenarios.includes("server")) {
-    const oursDir = await ensureWarm("ours");
-    const tsDir = useTs ? await ensureWarm("tailscale") : undefined;
-    const baseEnv = { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "/tmp" };
-    const oursPort = freePort();
-    await using oursServer = new ServeProcess(serveArgv("ours", oursPort, oursDir), baseEnv);
-    let oursServe = true;
-    try {
-      await oursServer.waitForPort(oursPort);
-    } catch (error) {
-      oursServe = false;
-      skipped["ours serve"] = (error as Error).message.slice(0, 300);
-    }
-    let tsServer: ServeProcess | undefined;
-    const tsPort = freePort();
-    const tsBucket = useTs ? await newBucket("serve-ts") : undefined;
-    if (tsDir) {
-      const s3 = target(minio!, tsBucket!);
-      tsServer = new ServeProcess(serveArgv("tailscale", tsPort, tsDir, { s3 }), {
-        ...baseEnv,
-        ...s3Env(s3),
-      });
-      await tsServer.waitForPort(tsPort);
-    }
-    try {
-      for (let round = 0; round < n; round++) {
-        {
-          const load = await loadAverage();
-          const out = await pluginBuild(directArgv("ours", oursDir));
-          record(results, "server", "ours direct", { ...out, load });
-        }
-        if (oursServe) {
-          const load = await loadAverage();
-          const out = await pluginBuild(connectArgv("ours", oursPort));
-          record(results, "server", "ours serve+connect", { ...out, load });
-        }
-        if (tsDir) {
-          const s3 = target(minio!, tsBucket!);
-          const load = await loadAverage();
-          const out = await pluginBuild(directArgv("tailscale", tsDir, s3), s3Env(s3));
-          record(results, "server", "tailscale direct", { ...out, load });
-          const load2 = await loadAverage();
-          const out2 = await pluginBuild(connectArgv("tailscale", tsPort));
-          record(results, "server", "tailscale serve+connect", { ...out2, load: load2 });
-        }
-      }
-      if (oursServe) serverRss["ours serve"] = await peakRssOfPid(oursServer.process.pid);
-      if (tsServer) serverRss["tailscale serve"] = await peakRssOfPid(tsServer.process.pid);
-    } finally {
-      await tsServer?.[Symbol.asyncDispose]();
-    }
-  }
+  const run: BenchRun = {
+    n,
+    nCold,
+    s3Only,
+    minio,
+    oursS3,
+    useTs,
+    results,
+    serverRss,
+    skipped,
+    warmBuckets,
+    newBucket,
+  };
+  if (scenarios.includes("cold")) await coldScenario(run);
+  if (scenarios.includes("warm")) await warmScenario(run);
+  if (scenarios.includes("s3warm") && minio) await s3warmScenario(run);
+  if (scenarios.includes("server")) await serverScenario(run);
 
   const saved = await saveResults("build", {
     env,

@@ -10,8 +10,8 @@
  * @module
  */
 
-import { findMinio, type Minio, startMinio } from "../../tests/_util/minio.ts";
-import { freePort } from "../../tests/_util/net.ts";
+import { findMinio, type Minio, startMinio } from "../servers/minio.ts";
+import { freePort } from "../servers/net.ts";
 import {
   environment,
   freshDir,

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { findMinio, freePort, startMinio } from "../../tests/_util/minio.ts";
+import { findMinio, freePort, startMinio } from "../servers/minio.ts";
 import {
   BENCH_DIR,
   DENO_RUN,

@@ -28,7 +28,7 @@
  * @module
  */
 
-import { findMinio, freePort, startMinio } from "../../tests/_util/minio.ts";
+import { findMinio, freePort, type Minio, startMinio } from "../servers/minio.ts";
 import {
   BENCH_DIR,
   DENO_RUN,
@@ -345,94 +345,90 @@ interface ProxyConfig {
   s3: boolean;
 }
 
-async function main(): Promise<void> {
-  const flags = parseFlags(Deno.args);
-  const n = Number(flags.get("n") ?? 5);
-  const nCold = Number(flags.get("n-cold") ?? 3);
-  const seconds = Number(flags.get("seconds") ?? 5);
-  const concurrency = Number(flags.get("concurrency") ?? 8);
-  const loadRounds = Number(flags.get("load-rounds") ?? 3);
-  const ts = tailscalePlugin();
-  const skipped: Record<string, string> = {};
-  await prepareWorkload();
-  const env = await environment();
-  const upstream = (await run("go", ["env", "GOPROXY"])).stdout.trim();
-  // GOPROXY-style list: the first entry is the proxy itself
-  const upstreamProxy = upstream.split(/[,|]/)[0]!;
-
-  await using minio = (await findMinio()) ? await startMinio({ bucket: "modproxy" }) : undefined;
-  const configs: ProxyConfig[] = [{ name: "ours (local)", impl: "ours", s3: false }];
-  if (minio && !flags.has("no-s3-ours")) {
-    configs.push({ name: "ours + S3", impl: "ours", s3: true });
-  }
-  if (ts.path && minio) configs.push({ name: "tailscale + S3", impl: "tailscale", s3: true });
-  else skipped.tailscale = ts.reason ?? "tailscale's plugin needs a bucket and MinIO is absent";
-
-  const times = new Map<string, number[]>();
-  const add = (name: string, value: number) => {
-    if (!times.has(name)) times.set(name, []);
-    times.get(name)!.push(value);
-  };
-  let modules: ModVersion[] = [];
+/** What the scenarios of one run share, and what they found. */
+interface ProxyRun {
+  n: number;
+  nCold: number;
+  seconds: number;
+  concurrency: number;
+  loadRounds: number;
+  minio?: Minio;
+  /** `go env GOPROXY`, and its first entry (the proxy itself). */
+  upstream: string;
+  upstreamProxy: string;
+  configs: ProxyConfig[];
+  skipped: Record<string, string>;
+  /** Download times by configuration. */
+  times: Map<string, number[]>;
+  /** The module versions the workload's graph downloads. */
+  modules: ModVersion[];
   /** Peak RSS (MiB) of each warm proxy after its downloads, and after the load test. */
-  const rssAfterDownloads: Record<string, number> = {};
-  const rss: Record<string, number> = {};
-  const loadResults: Record<
-    string,
-    Record<string, { median: LoadResult; rounds: LoadResult[] }>
-  > = {};
-  let bucketSeq = 0;
+  rssAfterDownloads: Record<string, number>;
+  rss: Record<string, number>;
+  loadResults: Record<string, Record<string, { median: LoadResult; rounds: LoadResult[] }>>;
+  bucketSeq: number;
+}
 
-  /** Starts a proxy with empty state; undefined (and a skip reason) if it does not come up. */
-  async function startProxy(
-    config: ProxyConfig,
-  ): Promise<{ server: ServeProcess; base: string } | undefined> {
-    const port = freePort();
-    const httpPort = freePort();
-    let s3: S3Target | undefined;
-    if (config.s3) {
-      const bucket = `mp-${config.impl}-${++bucketSeq}`;
-      await minio!.createBucket(bucket);
-      s3 = {
-        endpoint: minio!.endpoint,
-        bucket,
-        accessKey: minio!.accessKey,
-        secretKey: minio!.secretKey,
-      };
-    }
-    const dir = await freshDir(`modproxy-${config.impl}`);
-    const server = new ServeProcess(
-      serveArgv(config.impl, port, dir, { s3, http: `127.0.0.1:${httpPort}`, modproxy: true }),
-      {
-        PATH: Deno.env.get("PATH") ?? "",
-        HOME: Deno.env.get("HOME") ?? "/tmp",
-        GOPROXY: upstream,
-        GOSUMDB: "off",
-        ...s3Env(s3),
-      },
-    );
-    try {
-      await server.waitForPort(httpPort);
-      return { server, base: `http://127.0.0.1:${httpPort}/mod` };
-    } catch (error) {
-      await server[Symbol.asyncDispose]();
-      skipped[config.name] = (error as Error).message.slice(0, 300);
-      return undefined;
-    }
+/** Adds one download time. */
+function addTime(r: ProxyRun, name: string, value: number): void {
+  if (!r.times.has(name)) r.times.set(name, []);
+  r.times.get(name)!.push(value);
+}
+
+/** Starts a proxy with empty state; undefined (and a skip reason) if it does not come up. */
+async function startProxy(
+  r: ProxyRun,
+  config: ProxyConfig,
+): Promise<{ server: ServeProcess; base: string } | undefined> {
+  const port = freePort();
+  const httpPort = freePort();
+  let s3: S3Target | undefined;
+  if (config.s3) {
+    const bucket = `mp-${config.impl}-${++r.bucketSeq}`;
+    await r.minio!.createBucket(bucket);
+    s3 = {
+      endpoint: r.minio!.endpoint,
+      bucket,
+      accessKey: r.minio!.accessKey,
+      secretKey: r.minio!.secretKey,
+    };
   }
+  const dir = await freshDir(`modproxy-${config.impl}`);
+  const server = new ServeProcess(
+    serveArgv(config.impl, port, dir, { s3, http: `127.0.0.1:${httpPort}`, modproxy: true }),
+    {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      GOPROXY: r.upstream,
+      GOSUMDB: "off",
+      ...s3Env(s3),
+    },
+  );
+  try {
+    await server.waitForPort(httpPort);
+    return { server, base: `http://127.0.0.1:${httpPort}/mod` };
+  } catch (error) {
+    await server[Symbol.asyncDispose]();
+    r.skipped[config.name] = (error as Error).message.slice(0, 300);
+    return undefined;
+  }
+}
 
+/** cold: a new, empty proxy per run; also the upstream straight. */
+async function coldScenario(r: ProxyRun): Promise<void> {
+  const { nCold, upstreamProxy, configs, skipped } = r;
   // cold: a new, empty proxy per run; also the upstream straight
   for (let round = 0; round < nCold; round++) {
     progress(`cold round ${round + 1}/${nCold} (load ${await loadAverage()})`);
     const direct = await download(upstreamProxy);
-    add("upstream straight", direct.ms);
-    modules = direct.modules;
+    addTime(r, "upstream straight", direct.ms);
+    r.modules = direct.modules;
     for (const config of configs) {
       if (skipped[config.name]) continue;
-      const proxy = await startProxy(config);
+      const proxy = await startProxy(r, config);
       if (!proxy) continue;
       try {
-        add(`${config.name} cold`, (await download(proxy.base)).ms);
+        addTime(r, `${config.name} cold`, (await download(proxy.base)).ms);
       } catch (error) {
         skipped[config.name] = (error as Error).message.slice(0, 300);
       } finally {
@@ -440,7 +436,23 @@ async function main(): Promise<void> {
       }
     }
   }
+}
 
+/** warm: every proxy filled once, then warm runs and load rounds interleaved. */
+async function warmScenario(r: ProxyRun): Promise<void> {
+  const {
+    n,
+    nCold,
+    seconds,
+    concurrency,
+    loadRounds,
+    upstreamProxy,
+    configs,
+    skipped,
+    rssAfterDownloads,
+    rss,
+    loadResults,
+  } = r;
   // warm: every config's proxy up at once (an idle one costs nothing), filled once; then the
   // warm runs and the load rounds interleaved, so that whatever else the machine does falls on
   // all of them alike
@@ -448,12 +460,12 @@ async function main(): Promise<void> {
   try {
     for (const config of configs) {
       if (skipped[config.name]) continue;
-      const proxy = await startProxy(config);
+      const proxy = await startProxy(r, config);
       if (!proxy) continue;
       warm.push({ config, ...proxy, port: Number(new URL(proxy.base).port) });
       try {
         const filled = await download(proxy.base);
-        if (modules.length === 0) modules = filled.modules;
+        if (r.modules.length === 0) r.modules = filled.modules;
       } catch (error) {
         skipped[config.name] = (error as Error).message.slice(0, 300);
       }
@@ -461,7 +473,7 @@ async function main(): Promise<void> {
     const live = () => warm.filter((w) => !skipped[w.config.name]);
     for (let round = 0; round < n; round++) {
       for (const w of rotate(live(), round)) {
-        add(`${w.config.name} warm`, (await download(w.base)).ms);
+        addTime(r, `${w.config.name} warm`, (await download(w.base)).ms);
       }
     }
     for (const w of live()) {
@@ -470,7 +482,9 @@ async function main(): Promise<void> {
     const rounds = new Map<string, LoadResult[]>();
     for (let round = 0; round < loadRounds; round++) {
       for (const kind of ["info", "mod", "zip"] as const) {
-        const paths = modules.map((m) => `/mod/${escape(m.path)}/@v/${escape(m.version)}.${kind}`);
+        const paths = r.modules.map((m) =>
+          `/mod/${escape(m.path)}/@v/${escape(m.version)}.${kind}`
+        );
         for (const w of rotate(live(), round)) {
           progress(
             `load ${w.config.name} .${kind} round ${
@@ -492,9 +506,68 @@ async function main(): Promise<void> {
     for (const w of warm) await w.server[Symbol.asyncDispose]();
   }
   for (let round = 0; round < Math.max(0, n - nCold); round++) {
-    add("upstream straight", (await download(upstreamProxy)).ms);
+    addTime(r, "upstream straight", (await download(upstreamProxy)).ms);
   }
+}
 
+async function main(): Promise<void> {
+  const flags = parseFlags(Deno.args);
+  const ts = tailscalePlugin();
+  await prepareWorkload();
+  const env = await environment();
+  const upstream = (await run("go", ["env", "GOPROXY"])).stdout.trim();
+
+  await using minio = (await findMinio()) ? await startMinio({ bucket: "modproxy" }) : undefined;
+  const r: ProxyRun = {
+    n: Number(flags.get("n") ?? 5),
+    nCold: Number(flags.get("n-cold") ?? 3),
+    seconds: Number(flags.get("seconds") ?? 5),
+    concurrency: Number(flags.get("concurrency") ?? 8),
+    loadRounds: Number(flags.get("load-rounds") ?? 3),
+    minio,
+    upstream,
+    // GOPROXY-style list: the first entry is the proxy itself
+    upstreamProxy: upstream.split(/[,|]/)[0]!,
+    configs: [{ name: "ours (local)", impl: "ours", s3: false }],
+    skipped: {},
+    times: new Map(),
+    modules: [],
+    rssAfterDownloads: {},
+    rss: {},
+    loadResults: {},
+    bucketSeq: 0,
+  };
+  if (minio && !flags.has("no-s3-ours")) {
+    r.configs.push({ name: "ours + S3", impl: "ours", s3: true });
+  }
+  if (ts.path && minio) r.configs.push({ name: "tailscale + S3", impl: "tailscale", s3: true });
+  else r.skipped.tailscale = ts.reason ?? "tailscale's plugin needs a bucket and MinIO is absent";
+
+  await coldScenario(r);
+  await warmScenario(r);
+  await printReport(r, env, ts.path);
+}
+
+/** Saves the results and prints the tables. */
+async function printReport(
+  r: ProxyRun,
+  env: Awaited<ReturnType<typeof environment>>,
+  tsPath: string | undefined,
+): Promise<void> {
+  const {
+    n,
+    nCold,
+    seconds,
+    concurrency,
+    loadRounds,
+    upstream,
+    times,
+    modules,
+    rssAfterDownloads,
+    rss,
+    loadResults,
+    skipped,
+  } = r;
   const upstreamMedian = median(times.get("upstream straight") ?? []);
   const rows = [...times.entries()].map(([name, samples]) => [
     name,
@@ -580,7 +653,7 @@ async function main(): Promise<void> {
   print(`\nresults: ${saved}`);
   print(
     `reproduce: TAILSCALE_PLUGIN=${
-      ts.path ?? "/path/to/go-cache-plugin"
+      tsPath ?? "/path/to/go-cache-plugin"
     } GCP_BENCH_DIR=${BENCH_DIR} ${DENO_RUN} scripts/bench/modproxy.ts --n=${n} --n-cold=${nCold} --seconds=${seconds} --concurrency=${concurrency} --load-rounds=${loadRounds}`,
   );
 }

@@ -21,7 +21,7 @@
 import { LocalCache } from "../../src/cache/local.ts";
 import { actionKey, outputKey, TieredCache } from "../../src/cache/remote/mod.ts";
 import { AwsObjectStore, ReadThroughStore } from "../../src/store/mod.ts";
-import { findMinio, startMinio } from "../../tests/_util/minio.ts";
+import { findMinio, startMinio } from "../servers/minio.ts";
 import {
   BENCH_DIR,
   DENO_RUN,

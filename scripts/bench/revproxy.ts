@@ -4,7 +4,7 @@
  * `HTTPS_PROXY` the way a client uses it (CONNECT, TLS to the proxy's certificate, keep-alive
  * HTTP/1.1 GETs inside the tunnel), then each server's peak RSS (VmHWM).
  *
- * The origin is an HTTPS `Deno.serve` on 127.0.0.1 behind a private CA (tests/_util), listed as
+ * The origin is an HTTPS `Deno.serve` on 127.0.0.1 behind a private CA (scripts/servers), listed as
  * `localhost:<port>` in both proxies. tailscale's proxy names that `host:port` in its certificate,
  * which no client verifies, so the load generator runs with
  * `--unsafely-ignore-certificate-errors=localhost` (the handshake costs the same). tailscale's
@@ -26,8 +26,8 @@
  * @module
  */
 
-import { freePort, startMinio } from "../../tests/_util/minio.ts";
-import { makeOriginCerts, startHttpsOrigin } from "../../tests/_util/https_upstream.ts";
+import { freePort, startMinio } from "../servers/minio.ts";
+import { makeOriginCerts, startHttpsOrigin } from "../servers/https_upstream.ts";
 import {
   environment,
   freshDir,

@@ -21,8 +21,8 @@
  * @module
  */
 
-import { startMinio } from "../../tests/_util/minio.ts";
-import { startToxiproxy } from "../../tests/_util/toxiproxy.ts";
+import { startMinio } from "../servers/minio.ts";
+import { startToxiproxy } from "../servers/toxiproxy.ts";
 import { selfCheck, startLink } from "./_link.ts";
 import {
   freshDir,

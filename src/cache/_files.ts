@@ -7,6 +7,7 @@
  */
 
 import { isTempName, removeQuietly, statOrUndefined } from "../util/files.ts";
+import { ACTION_DIR, OUTPUT_DIR, outputPath, REVPROXY_DIR, REVPROXY_OBJECT } from "./dir_layout.ts";
 
 /** How old a temporary file must be before a sweep removes it: no live writer is that slow. */
 export const TEMP_MAX_AGE_MS = 3_600_000;
@@ -48,7 +49,7 @@ export async function removeTempIfStale(path: string, cutoff: number): Promise<b
 export async function sweepTemps(root: string, olderThanMs = TEMP_MAX_AGE_MS): Promise<number> {
   const cutoff = Date.now() - olderThanMs;
   let removed = 0;
-  for (const part of ["action", "output"]) {
+  for (const part of [ACTION_DIR, OUTPUT_DIR]) {
     for await (const path of walk(`${root}/${part}`)) {
       if (isTempName(path) && await removeTempIfStale(path, cutoff)) removed++;
     }
@@ -67,9 +68,6 @@ export interface TrimResult {
   /** Stale temporary files. */
   temps: number;
 }
-
-/** A caching-proxy object under `revproxy/`: `<xx>/<64 hex>`. */
-export const REVPROXY_OBJECT = /^[0-9a-f]{2}\/[0-9a-f]{64}$/;
 
 /** Options for {@linkcode trimToSize}. */
 export interface TrimOptions {
@@ -102,7 +100,7 @@ export async function trimToSize(root: string, options: TrimOptions): Promise<Tr
   const tempCutoff = Date.now() - TEMP_MAX_AGE_MS;
   const outputs: { path: string; id: string; size: number; mtime: number }[] = [];
   let total = 0;
-  for await (const path of walk(`${root}/output`)) {
+  for await (const path of walk(`${root}/${OUTPUT_DIR}`)) {
     if (isTempName(path)) {
       if (await removeTempIfStale(path, tempCutoff)) result.temps++;
       continue;
@@ -115,8 +113,8 @@ export async function trimToSize(root: string, options: TrimOptions): Promise<Tr
   }
   // The caching proxy's objects (`revproxy/<xx>/<key>`, mtime refreshed by use) count and go by
   // the same LRU order; their ids never match an output's, so `inUse` and records pass them by.
-  for await (const path of walk(`${root}/revproxy`)) {
-    const relative = path.slice(root.length + "/revproxy/".length);
+  for await (const path of walk(`${root}/${REVPROXY_DIR}`)) {
+    const relative = path.slice(root.length + REVPROXY_DIR.length + 2);
     if (isTempName(path)) {
       if (await removeTempIfStale(path, tempCutoff)) result.temps++;
       continue;
@@ -135,7 +133,7 @@ export async function trimToSize(root: string, options: TrimOptions): Promise<Tr
   // With countRecords, the bytes of the records naming each output go with it.
   const recordBytes = new Map<string, number>();
   if (options.countRecords) {
-    for await (const path of walk(`${root}/action`)) {
+    for await (const path of walk(`${root}/${ACTION_DIR}`)) {
       if (isTempName(path)) continue;
       const text = await Deno.readTextFile(path).catch(() => undefined);
       if (text === undefined) continue;
@@ -165,7 +163,7 @@ export async function trimToSize(root: string, options: TrimOptions): Promise<Tr
   }
   // Over the cap and counting records, records whose output is gone (a miss for ever) go too.
   const present = options.countRecords && over ? new Set(outputs.map((o) => o.id)) : undefined;
-  for await (const path of walk(`${root}/action`)) {
+  for await (const path of walk(`${root}/${ACTION_DIR}`)) {
     if (isTempName(path)) {
       if (await removeTempIfStale(path, tempCutoff)) result.temps++;
       continue;
@@ -175,7 +173,7 @@ export async function trimToSize(root: string, options: TrimOptions): Promise<Tr
     const outputId = text.split(" ")[0]!;
     const dead = removed.has(outputId) ||
       (present !== undefined && !present.has(outputId) &&
-        !await statOrUndefined(`${root}/output/${outputId.slice(0, 2)}/${outputId}`));
+        !await statOrUndefined(outputPath(root, outputId)));
     if (dead && await removeQuietly(path)) result.actions++;
   }
   return result;

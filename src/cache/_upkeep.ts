@@ -10,13 +10,14 @@
 import type { Logger } from "../log/mod.ts";
 import { FILE_MODE, isTempName, reason, removeQuietly, statOrUndefined } from "../util/files.ts";
 import {
-  removeTempIfStale,
+  ACTION_DIR,
+  OUTPUT_DIR,
+  REVPROXY_DIR,
   REVPROXY_OBJECT,
-  TEMP_MAX_AGE_MS,
-  type TrimResult,
-  trimToSize,
-  walk,
-} from "./_files.ts";
+  SHARD_ENTRY,
+  TRIM_MARKER,
+} from "./dir_layout.ts";
+import { removeTempIfStale, TEMP_MAX_AGE_MS, type TrimResult, trimToSize, walk } from "./_files.ts";
 
 /** A trim keeps files used within this period, over the cap if need be. */
 export const TRIM_GRACE_MS = 3_600_000;
@@ -60,7 +61,7 @@ export async function pruneCache(cache: PruneTarget, maxAgeMs: number): Promise<
   const tempCutoff = Math.min(cutoff, Date.now() - TEMP_MAX_AGE_MS);
   const result: PruneResult = { actions: 0, outputs: 0, bytes: 0, temps: 0 };
   const kept = new Set<string>();
-  for await (const path of walk(`${cache.root}/action`)) {
+  for await (const path of walk(`${cache.root}/${ACTION_DIR}`)) {
     if (isTempName(path)) {
       if (await removeTempIfStale(path, tempCutoff)) result.temps++;
       continue;
@@ -75,7 +76,7 @@ export async function pruneCache(cache: PruneTarget, maxAgeMs: number): Promise<
     }
     if (await removeQuietly(path)) result.actions++;
   }
-  for await (const path of walk(`${cache.root}/output`)) {
+  for await (const path of walk(`${cache.root}/${OUTPUT_DIR}`)) {
     if (isTempName(path)) {
       if (await removeTempIfStale(path, tempCutoff)) result.temps++;
       continue;
@@ -90,12 +91,12 @@ export async function pruneCache(cache: PruneTarget, maxAgeMs: number): Promise<
     }
   }
   // The caching proxy's objects: their mtime is their last use (refreshed hourly on hits).
-  for await (const path of walk(`${cache.root}/revproxy`)) {
+  for await (const path of walk(`${cache.root}/${REVPROXY_DIR}`)) {
     if (isTempName(path)) {
       if (await removeTempIfStale(path, tempCutoff)) result.temps++;
       continue;
     }
-    if (!REVPROXY_OBJECT.test(path.slice(cache.root.length + "/revproxy/".length))) continue;
+    if (!REVPROXY_OBJECT.test(path.slice(cache.root.length + REVPROXY_DIR.length + 2))) continue;
     const info = await statOrUndefined(path);
     if (!info || (info.mtime?.getTime() ?? 0) >= cutoff) continue;
     if (await removeQuietly(path)) {
@@ -210,7 +211,7 @@ export class BackgroundTrim {
   }
 
   async #trimLocked(onlyIfStale: boolean): Promise<TrimResult | undefined> {
-    const marker = `${this.#root}/.last-trim`;
+    const marker = `${this.#root}/${TRIM_MARKER}`;
     if (onlyIfStale) {
       const info = await statOrUndefined(marker);
       if (info && Date.now() - (info.mtime?.getTime() ?? 0) < TRIM_EVERY_MS) return undefined;
@@ -267,8 +268,6 @@ export interface CleanOptions {
   files?: readonly string[];
 }
 
-const SHARD_ENTRY = /^[0-9a-f]{2}\/[0-9a-f]{64}(\.[0-9a-f]{8}\.tmp)?$/;
-
 /**
  * Empties a cache directory of its entries: the files of `action/` and `output/` in the cache
  * layout (nothing else found there), `.last-trim`, and what `options` adds; then the directories
@@ -304,14 +303,14 @@ export async function cleanCache(root: string, options: CleanOptions = {}): Prom
     return false;
   };
   const inLayout = (base: string, path: string) => SHARD_ENTRY.test(path.slice(base.length + 1));
-  for await (const path of walk(`${root}/output`)) {
-    if (inLayout(`${root}/output`, path) && await clean(path) && !isTempName(path)) {
+  for await (const path of walk(`${root}/${OUTPUT_DIR}`)) {
+    if (inLayout(`${root}/${OUTPUT_DIR}`, path) && await clean(path) && !isTempName(path)) {
       keptOutputs.add(path.slice(path.lastIndexOf("/") + 1));
     }
   }
   const records = keepCutoff === Infinity ? undefined : keptOutputs;
-  for await (const path of walk(`${root}/action`)) {
-    if (!inLayout(`${root}/action`, path)) continue;
+  for await (const path of walk(`${root}/${ACTION_DIR}`)) {
+    if (!inLayout(`${root}/${ACTION_DIR}`, path)) continue;
     await clean(path, async () => {
       if (!records || records.size === 0 || isTempName(path)) return false;
       const text = await Deno.readTextFile(path).catch(() => "");
@@ -324,11 +323,11 @@ export async function cleanCache(root: string, options: CleanOptions = {}): Prom
       if (match(path.slice(base.length + 1))) await clean(path);
     }
   }
-  for (const name of [".last-trim", ...options.files ?? []]) {
+  for (const name of [TRIM_MARKER, ...options.files ?? []]) {
     const info = await statOrUndefined(`${root}/${name}`);
     if (info?.isFile && await removeQuietly(`${root}/${name}`)) result.files++;
   }
-  for (const dir of ["action", "output", ...(options.also ?? []).map((a) => a.dir)]) {
+  for (const dir of [ACTION_DIR, OUTPUT_DIR, ...(options.also ?? []).map((a) => a.dir)]) {
     await removeEmptyDirs(`${root}/${dir}`);
   }
   return result;

@@ -72,7 +72,7 @@ export class WriteFallback<C extends { readonly root: string }> {
     if (this.#spill || this.#lookedForSpill) return this.#spill;
     this.#lookedForSpill = true;
     try {
-      const dir = this.#options.dir(false);
+      const dir = this.#options.dir({ create: false });
       if (dir !== undefined) this.#spill = this.#open(dir);
     } catch {
       // unusable: lookups miss, and the first refused write says why
@@ -128,7 +128,7 @@ export class WriteFallback<C extends { readonly root: string }> {
     if (!this.#spill) {
       let dir: string | undefined;
       try {
-        dir = this.#options.dir(true);
+        dir = this.#options.dir({ create: true });
         if (dir === undefined) throw new Error("no fallback directory");
       } catch (cause) {
         const text = reason(cause);

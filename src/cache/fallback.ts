@@ -32,9 +32,10 @@ export interface FallbackOptions {
    * The fallback directory, looked up once on the first miss (`create` false: `undefined` when
    * it does not exist) and made on the first refused write (`create` true).
    *
+   * @param options Whether to make it when it does not exist.
    * @throws {Error} When it cannot be made or used.
    */
-  dir(create: boolean): string | undefined;
+  dir(options: { create: boolean }): string | undefined;
   /** Byte cap of its outputs (see `LocalCacheOptions.maxBytes`). @default {Infinity} */
   maxBytes?: number;
 }
@@ -111,7 +112,7 @@ export function systemFallback(
   options: { maxBytes?: number } = {},
 ): FallbackOptions {
   return {
-    dir: (create) => fallbackDir(cacheDir, { create }),
+    dir: ({ create }) => fallbackDir(cacheDir, { create }),
     maxBytes: options.maxBytes ?? FALLBACK_MAX_BYTES,
   };
 }

@@ -13,17 +13,15 @@
  * too, so a read-only warm directory keeps serving its hits and the fallback serves the rest. A
  * hit costs no extra system call.
  *
- * Why one file of this size: `LocalCache` is one class whose synchronous get path must stay in
- * one place to stay cheap; its fallback routing (`_write_fallback.ts`), upkeep (`_upkeep.ts`) and
- * file helpers (`_files.ts`, `src/util/files.ts`) live apart.
- *
  * @module
  */
 
 import type { Logger } from "../log/mod.ts";
 import { SILENT } from "../log/mod.ts";
 import type { CacheHandler, CacheHit, PutObject } from "../protocol/mod.ts";
-import { atomicWrite, makeDirs } from "../util/files.ts";
+import { atomicWrite, isAbsolute, makeDirs } from "../util/files.ts";
+import { HEX_ID } from "../util/mod.ts";
+import { actionPath, outputPath } from "./dir_layout.ts";
 import { sweepTemps, TEMP_MAX_AGE_MS, type TrimResult } from "./_files.ts";
 import {
   BackgroundTrim,
@@ -87,7 +85,6 @@ export interface ActionRecord {
   time: Date;
 }
 
-const HEX_ID = /^[0-9a-f]{64}$/;
 const decoder = new TextDecoder();
 /** Touch interval of a fallback directory: its trim must see which files are in use. */
 const FALLBACK_TOUCH_MS = 300_000;
@@ -154,12 +151,12 @@ export class LocalCache implements CacheHandler {
 
   /** The path of an action record. */
   actionPath(actionId: string): string {
-    return `${this.root}/action/${actionId.slice(0, 2)}/${actionId}`;
+    return actionPath(this.root, actionId);
   }
 
   /** The path an output is (or would be) stored at. */
   outputPath(outputId: string): string {
-    return `${this.root}/output/${outputId.slice(0, 2)}/${outputId}`;
+    return outputPath(this.root, outputId);
   }
 
   /**
@@ -415,10 +412,6 @@ function checkId(id: string, kind: string): void {
   if (!HEX_ID.test(id)) {
     throw new TypeError(`Cannot use ${kind} id ${JSON.stringify(id)}: not 64 hex digits`);
   }
-}
-
-function isAbsolute(path: string): boolean {
-  return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path) || path.startsWith("\\\\");
 }
 
 /**

@@ -179,16 +179,6 @@ export function toList(value: string): string[] {
 }
 
 /**
- * Whether a path is absolute on POSIX (`/…`) or Windows (`C:\…`, `C:/…`).
- *
- * @param path The path.
- * @returns True when absolute.
- */
-export function isAbsolute(path: string): boolean {
-  return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path);
-}
-
-/**
  * Checks what `serve --plugin` and `connect` take: a port 1-65535, or a Unix socket path.
  *
  * @param what The flag or command, for the message.

@@ -13,11 +13,11 @@
 import { type Command, HELP_FLAGS, SUBCOMMANDS } from "./commands.ts";
 import { defaultOf, type FlagField, FLAGS, type FlagSpec, type FlagValue } from "./flags.ts";
 import type { StoreSpec } from "../store/spec.ts";
+import { isAbsolute } from "../util/files.ts";
 import { storeSpecOf } from "./_store_spec.ts";
 import {
   checkHttpAddress,
   checkListenTarget,
-  isAbsolute,
   toBool,
   toDuration,
   toInt,
@@ -30,9 +30,9 @@ export type { Command } from "./commands.ts";
 export { parseGoDuration, parseSize, UsageError } from "./_values.ts";
 
 /** What `stats --format` takes. */
-export type StatsFormat = "text" | "markdown" | "json" | "github";
+export type StatsFormat = "text" | "markdown" | "json" | "github" | "counters";
 
-const STATS_FORMATS: readonly StatsFormat[] = ["text", "markdown", "json", "github"];
+const STATS_FORMATS: readonly StatsFormat[] = ["text", "markdown", "json", "github", "counters"];
 
 /** `cacheDirSource` when no directory was given and go did not pass GOCACHE: ask `go env`. */
 export const ASK_GO_ENV = "the user cache directory (no GOCACHE set; go env GOCACHE not asked)";
@@ -181,7 +181,7 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     throw new UsageError(
       `Invalid value ${
         JSON.stringify(flags.statsFormat)
-      } for --format: want text, markdown, json or github`,
+      } for --format: want text, markdown, json, github or counters`,
     );
   }
   const statsAddress = command === "stats" ? serve.http || DEFAULT_STATS_HTTP : "";

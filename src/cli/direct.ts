@@ -8,8 +8,10 @@ import { DEBUG_BUILD_CACHE, type Logger } from "../log/mod.ts";
 import { Metrics } from "../metrics/mod.ts";
 import type { ByteSink, ByteSource } from "../protocol/io.ts";
 import { serve } from "../protocol/server.ts";
+import { errorMessage } from "../util/mod.ts";
 import type { Config } from "./config.ts";
-import { openCacheStack, pruneIfDue } from "./stack.ts";
+import { pruneIfDue } from "../cache/local_tier.ts";
+import { openCacheStack } from "./stack.ts";
 
 /**
  * Serves one go command. The caller has already written the handshake line.
@@ -36,7 +38,7 @@ export async function runDirect(config: Config, log: Logger): Promise<number> {
     });
     log.info(result.closed ? "go sent close" : "input ended without close");
   } catch (error) {
-    log.warn(`error: ${error instanceof Error ? error.message : String(error)}`);
+    log.warn(`error: ${errorMessage(error)}`);
     status = 1;
   }
   await stack.shutdown();

@@ -9,8 +9,6 @@
  * `60s`, `sum.golang.org`); defaults computed from the environment or the machine carry their own
  * text.
  *
- * Why one file of this size: it is the one table of every flag; splitting it would undo that.
- *
  * @module
  */
 
@@ -377,8 +375,9 @@ const ROWS: readonly FlagRow[] = [
     kind: "string",
     field: "statsFormat",
     default: "text",
-    help: "stats: text (a table), markdown (a CI job summary), json, or github " +
-      "(::error::/::warning:: annotations for faults)",
+    help: "stats: text (a table), markdown (a CI job summary), json, github " +
+      "(::error::/::warning:: annotations for faults), or counters (the raw counters, " +
+      "one `name value` line each)",
     scope: ["stats"],
   },
   {

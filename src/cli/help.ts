@@ -22,7 +22,7 @@ Usage:
   go-cache-plugin [flags]               serve the protocol on stdin/stdout (run by go as GOCACHEPROG)
   go-cache-plugin serve --plugin=PORT   serve many go commands from one process
   go-cache-plugin connect PORT          bridge stdin/stdout to a serve process
-  go-cache-plugin stats [--http=ADDR]   print a server's account (--format=text|markdown|json|github)
+  go-cache-plugin stats [--http=ADDR]   print a server's account (--format=text|markdown|json|github|counters)
   go-cache-plugin clean                 empty the local cache directory (not while serve uses it)
   go-cache-plugin help [topic]          topics: a command (serve, connect, stats, clean, direct),
                                         configure, environment, direct-mode, serve-mode,
@@ -59,12 +59,14 @@ When the server cannot be reached it serves the local tier itself and warns once
     scope: "connect",
   },
   stats: {
-    usage: "go-cache-plugin stats [--http=ADDR] [--format=text|markdown|json|github] [--reset]",
+    usage:
+      "go-cache-plugin stats [--http=ADDR] [--format=text|markdown|json|github|counters] [--reset]",
     text: `Prints a running server's account: hits by where they came from (local, warm-up, S3 on
 demand, read prefixes), bytes from the store, uploads, faults with their first cause, the cache
 directory with its size, entries and --max-size, and the time saved (measured, or an estimate
 marked as one). --format=markdown is a CI job summary with a headline; --format=github prints
-::error::/::warning:: annotations for faults (nothing when all is well). --reset then sets the
+::error::/::warning:: annotations for faults (nothing when all is well); --format=counters the
+raw counters, one "name value" line each (for scripts). --reset then sets the
 server's counters back to zero (POST /debug/reset, accepted from this machine only).`,
     scope: "stats",
   },

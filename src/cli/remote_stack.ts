@@ -10,6 +10,7 @@
  * @module
  */
 
+import { BREAKER_FILE } from "../cache/dir_layout.ts";
 import type { LocalCache } from "../cache/local.ts";
 import { TieredCache, type TieredWarmOptions, warmKeyHash } from "../cache/remote/mod.ts";
 import {
@@ -22,6 +23,7 @@ import {
 import type { Logger } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
 import { DEBUG_S3 } from "../log/mod.ts";
+import { errorMessage } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 import type { CacheStack } from "./cache_stack.ts";
 
@@ -65,7 +67,7 @@ export async function openRemoteStack(
     uploadConcurrency: config.s3Concurrency,
     // Direct mode starts a process per go command: what one learns about a failing bucket is
     // shared through the cache directory, so the next one does not pay the same deadlines.
-    breakerFile: `${local.root}/s3-breaker`,
+    breakerFile: `${local.root}/${BREAKER_FILE}`,
     breakerScope: storeScope(spec),
     log,
     metrics,
@@ -188,7 +190,7 @@ function containStrayErrors(log: Logger, metrics: Metrics): void {
   const contain = (event: Event, error: unknown) => {
     event.preventDefault();
     metrics.add("s3_uncaught");
-    log.info(`ignored a stray error: ${error instanceof Error ? error.message : String(error)}`);
+    log.info(`ignored a stray error: ${errorMessage(error)}`);
   };
   globalThis.addEventListener("unhandledrejection", (e) => contain(e, e.reason));
   globalThis.addEventListener("error", (e) => contain(e, e.error));

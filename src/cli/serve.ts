@@ -20,14 +20,13 @@ import { DEBUG_BUILD_CACHE, DEBUG_REVPROXY, type Logger } from "../log/mod.ts";
 import { collapsingLogger } from "../metrics/faults.ts";
 import type { ServerMode } from "../server/summary.ts";
 import { bucketUrl, describeStore, storeLocation } from "../store/spec.ts";
-import { errorMessage, settledWithin, writeAll } from "../util/mod.ts";
+import { settledWithin, writeAll } from "../util/mod.ts";
 import type { Config } from "./config.ts";
 import { VERSION } from "./version.ts";
-import { type CacheStack, openCacheStack, type OpenStackOptions, pruneIfDue } from "./stack.ts";
-import { holdServeLock, type Release } from "./_dir_locks.ts";
-
-/** With `--max-size`, how often the server looks whether a trim is due. */
-const TRIM_CHECK_MS = 300_000;
+import { type CacheStack, openCacheStack, type OpenStackOptions } from "./stack.ts";
+import { holdServeLock, type Release } from "../cache/dir_locks.ts";
+import { MODULE_DIR, REVPROXY_DIR } from "../cache/dir_layout.ts";
+import { schedulePrunes } from "../cache/local_tier.ts";
 
 /** Options for {@linkcode runServer}. */
 export interface ServerOptions {
@@ -96,14 +95,13 @@ export async function runServer(
   const stack = await (options.openStack ?? openCacheStack)(config, {
     log,
     metrics,
-    trimWhileServing: true,
+    serving: true,
     // A server lives long: keep action records in memory (about 25 MB for 100k of them).
     rememberActions: 100_000,
     inUse: (outputId) => sessions.inUse(outputId),
   });
   const closers: (() => Promise<unknown>)[] = [];
-  let pruneTimer: ReturnType<typeof setInterval> | undefined;
-  let pruning: Promise<void> | undefined;
+  let stopPrunes: (() => Promise<void>) | undefined;
   let clean = false;
   let releaseServeLock: Release | undefined;
   try {
@@ -121,7 +119,7 @@ export async function runServer(
         (name: string) => Deno.env.get(name),
       );
       modproxy = await createModuleProxy({
-        cacheDir: `${stack.local.root}/module`,
+        cacheDir: `${stack.local.root}/${MODULE_DIR}`,
         store: stack.moduleStore,
         upstream,
         sumdbs: config.serve.sumdb,
@@ -136,7 +134,7 @@ export async function runServer(
       const { openRevProxy } = await import("../revproxy/mod.ts");
       revproxy = await openRevProxy({
         hosts: config.serve.revproxy,
-        dir: `${stack.local.root}/revproxy`,
+        dir: `${stack.local.root}/${REVPROXY_DIR}`,
         store: stack.revproxyStore,
         allow: config.serve.revproxyAllow,
         env: (name) => {
@@ -224,23 +222,7 @@ export async function runServer(
     });
     options.onReady?.({ plugin: listener.address, http: httpServer?.address });
 
-    if (config.expiryMs > 0 || config.maxSize > 0) {
-      const prune = () => {
-        pruning ??= pruneIfDue(stack.local, config, log)
-          .catch((error) => log.warn(`Cannot prune the local tier: ${errorMessage(error)}`))
-          .finally(() => pruning = undefined);
-      };
-      prune();
-      // pruneIfDue prunes at most once per min(expiry/4, 1h): look twice as often. A trim is due
-      // when no process trimmed for ten minutes (writes start one sooner).
-      const pruneEvery = config.expiryMs > 0
-        ? Math.max(1000, Math.min(config.expiryMs / 4, 3_600_000) / 2)
-        : Infinity;
-      pruneTimer = setInterval(
-        prune,
-        Math.min(pruneEvery, config.maxSize > 0 ? TRIM_CHECK_MS : Infinity),
-      );
-    }
+    stopPrunes = schedulePrunes(stack.local, config, log);
 
     await new Promise<void>((resolve) => {
       if (options.signal.aborted) resolve();
@@ -248,8 +230,7 @@ export async function runServer(
     });
 
     // Shutdown: stop accepting, let sessions finish, then flush what they stored.
-    clearInterval(pruneTimer);
-    pruneTimer = undefined;
+    const prunesStopped = stopPrunes();
     listener.close();
     const cut = await listener.drain(options.sessionGraceMs ?? 10_000);
     if (cut > 0) log.warn(`cut off ${cut} running session(s); their go commands continue locally`);
@@ -260,7 +241,7 @@ export async function runServer(
     const flushMs = options.flushTimeoutMs ?? 120_000;
     const flushed = await settledWithin(stack.shutdown(), flushMs);
     if (!flushed) log.warn(`uploads still pending after ${flushMs / 1000}s; exiting anyway`);
-    await pruning;
+    await prunesStopped;
     await stack.local.idle();
     faultLog.flush();
     log.info("stopped");
@@ -269,7 +250,7 @@ export async function runServer(
     }
     return 0;
   } finally {
-    clearInterval(pruneTimer);
+    void stopPrunes?.();
     releaseServeLock?.();
     if (!clean) {
       // A start-up failure: release what was opened, and flush what was stored.

@@ -4,7 +4,8 @@
  * cache directory (its size and entries, read here, and `--max-size`): as a two-column table
  * (`--format=text`, the default), Markdown for a CI job summary with a one-line headline
  * (`--format=markdown`), one JSON object (`--format=json`), or GitHub annotations for faults
- * (`--format=github`: `::error::`/`::warning::` lines, nothing when all is well). `--reset` then
+ * (`--format=github`: `::error::`/`::warning::` lines, nothing when all is well), or the raw
+ * counters, one `name value` line each, for scripts (`--format=counters`). `--reset` then
  * sets the server's counters and faults back to zero (`POST /debug/reset`). A server that cannot
  * be reached or does not answer with counters is one line on stderr and status 1.
  *
@@ -17,10 +18,10 @@
  * @module
  */
 
+import { cacheDirUsage } from "../cache/dir_usage.ts";
 import type { Logger } from "../log/mod.ts";
 import {
   annotations,
-  formatBytes,
   headline,
   summarize,
   type SummaryInput,
@@ -28,7 +29,8 @@ import {
   summaryJson,
   type SummaryRow,
 } from "../server/summary.ts";
-import { errorMessage, writeAll } from "../util/mod.ts";
+import { reason as osReason } from "../util/files.ts";
+import { formatBytes, writeAll } from "../util/mod.ts";
 import type { Config, StatsFormat } from "./config.ts";
 
 /** How long the server has to answer. */
@@ -46,6 +48,7 @@ export async function runStats(config: Config, log: Logger): Promise<number> {
   const url = `${base}/debug/vars`;
   let input: SummaryInput;
   let rows: SummaryRow[];
+  let counters: Record<string, unknown> = {};
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (!response.ok) {
@@ -54,6 +57,7 @@ export async function runStats(config: Config, log: Logger): Promise<number> {
     }
     const vars = await response.json();
     input = summaryInputOf(vars);
+    counters = vars.counters;
     rows = summarize(input);
     const server = (vars.server ?? {}) as Record<string, unknown>;
     if (typeof server.cache_dir === "string") {
@@ -65,6 +69,8 @@ export async function runStats(config: Config, log: Logger): Promise<number> {
   }
   const out = config.statsFormat === "github"
     ? annotations(input)
+    : config.statsFormat === "counters"
+    ? counterLines(counters)
     : formatSummary(rows, config.statsFormat, headline(input));
   await writeAll(Deno.stdout, new TextEncoder().encode(out));
   if (!config.statsReset) return 0;
@@ -114,6 +120,7 @@ export function formatSummary(
         "",
       ].join("\n");
     case "text":
+    case "counters":
     case "github": {
       const width = Math.max(...rows.map((r) => r.label.length));
       return rows.map((r) => `${r.label.padEnd(width)}  ${r.text}\n`).join("");
@@ -121,9 +128,17 @@ export function formatSummary(
   }
 }
 
+/** The flat counters of `/debug/vars`, one `name value` line each, sorted by name. */
+function counterLines(counters: Record<string, unknown>): string {
+  return Object.entries(counters)
+    .filter(([name, value]) => /^[A-Za-z0-9_]+$/.test(name) && typeof value === "number")
+    .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+    .map(([name, value]) => `${name} ${value}\n`).join("");
+}
+
 /** The cache directory's row: where, how big, how many entries, and the cap. */
 async function cacheDirRow(dir: string, maxSize: number): Promise<SummaryRow> {
-  const usage = await usageOf(dir);
+  const usage = await cacheDirUsage(dir);
   const cap = maxSize > 0 ? `--max-size ${formatBytes(maxSize)}` : "no --max-size";
   const text = usage
     ? `${dir}: ${formatBytes(usage.bytes)} in ${usage.entries} entries (${cap})`
@@ -138,36 +153,6 @@ async function cacheDirRow(dir: string, maxSize: number): Promise<SummaryRow> {
       "max_size": maxSize,
     },
   };
-}
-
-/** Bytes of the outputs and the number of action entries under a cache directory. */
-async function usageOf(dir: string): Promise<{ bytes: number; entries: number } | undefined> {
-  const count = async (sub: string, sizes: boolean) => {
-    let files = 0;
-    let bytes = 0;
-    try {
-      await Deno.lstat(`${dir}/${sub}`);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return { files, bytes }; // nothing stored yet
-      throw error;
-    }
-    for await (const shard of Deno.readDir(`${dir}/${sub}`)) {
-      if (!shard.isDirectory) continue;
-      for await (const entry of Deno.readDir(`${dir}/${sub}/${shard.name}`)) {
-        if (!entry.isFile) continue;
-        files++;
-        if (sizes) bytes += (await Deno.lstat(`${dir}/${sub}/${shard.name}/${entry.name}`)).size;
-      }
-    }
-    return { files, bytes };
-  };
-  try {
-    await Deno.lstat(dir);
-    const [actions, outputs] = await Promise.all([count("action", false), count("output", true)]);
-    return { bytes: outputs.bytes, entries: actions.files };
-  } catch {
-    return undefined;
-  }
 }
 
 /** `--http` as a place to dial: an empty or any-address host means this machine. */
@@ -188,9 +173,7 @@ function reason(error: unknown): string {
   if (error instanceof DOMException && error.name === "TimeoutError") {
     return `no answer within ${TIMEOUT_MS / 1000}s`;
   }
-  let message = errorMessage(error).split("\n")[0]!;
   // fetch says "error sending request for url (…)"; the cause names the problem.
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
-  if (cause) message = errorMessage(cause).split("\n")[0]!;
-  return message.replace(/ \(os error \d+\)$/, "");
+  return osReason(cause ?? error).split("\n")[0]!;
 }

@@ -1,6 +1,6 @@
 /**
  * Logging to stderr: stdout belongs to the protocol. This leaf module is the only one that calls
- * `console`, and `console.error` writes to stderr.
+ * `console`, and `console.error` writes to stderr. It imports nothing.
  *
  * @module
  */

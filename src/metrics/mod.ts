@@ -4,6 +4,8 @@
  * `catalog.ts`: see `prometheus.ts`) and the status page. `faults.ts` keeps the first cause of
  * each kind of failure with a count.
  *
+ * Start reading here ({@linkcode Metrics}), then `catalog.ts`. Imports: `log/` only.
+ *
  * @module
  */
 

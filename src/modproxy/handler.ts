@@ -10,6 +10,7 @@
 import type { ObjectStore } from "../store/mod.ts";
 import { DEBUG_MODPROXY, type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { isReadMethod, rawPathOf } from "../util/http.ts";
 import { errorMessage } from "../util/mod.ts";
 import { CacheCore, type Resource, TEXT, textResponse } from "./_cache_core.ts";
 import { ChecksumGuard } from "./_guard.ts";
@@ -20,7 +21,6 @@ import {
   HttpError,
   type ModuleRequest,
   parseRequestPath,
-  rawPathOf,
 } from "./paths.ts";
 import { ModuleStore } from "./store.ts";
 import { type SumdbRoute, SumdbRoutes } from "./sumdb.ts";
@@ -167,7 +167,7 @@ class ProxyHandler implements ModuleProxy {
     let response: Response;
     let label = "";
     try {
-      if (request.method !== "GET" && request.method !== "HEAD") {
+      if (!isReadMethod(request.method)) {
         throw new HttpError(405, "Method not allowed: only GET and HEAD");
       }
       const raw = rawPathOf(request.url);

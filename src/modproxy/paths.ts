@@ -44,27 +44,9 @@ const PREFIX = "/mod/";
 const RAW_OK = /^(?:[A-Za-z0-9._~!+@\/-]|%21|%2[bB]|%40|%7[eE])*$/;
 
 /**
- * Extracts the raw path (no origin, no query) from a request URL without normalising it.
- *
- * @param url The request URL as Deno passes it (`req.url`), which keeps `..`, `%2e` and `\`.
- * @returns The raw path, starting with `/`.
- */
-export function rawPathOf(url: string): string {
-  const scheme = url.indexOf("://");
-  let start = url.indexOf("/", scheme < 0 ? 0 : scheme + 3);
-  if (start < 0) start = url.length;
-  let end = url.length;
-  for (const stop of ["?", "#"]) {
-    const i = url.indexOf(stop, start);
-    if (i >= 0 && i < end) end = i;
-  }
-  return url.slice(start, end) || "/";
-}
-
-/**
  * Rejects traversal and smuggling attempts in a raw request path, before anything is decoded.
  *
- * @param raw The raw path from {@linkcode rawPathOf}.
+ * @param raw The raw path (`rawPathOf` in `util/http.ts`).
  * @param url The full request URL, to compare with its WHATWG-normalised form.
  * @throws {HttpError} 400 for `..`, `.`, `%2e`, `//`, `\`, a trailing `/`, control characters or
  * any escape other than `%21`, `%2B`, `%40`, `%7E`.

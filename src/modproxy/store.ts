@@ -29,6 +29,7 @@ import {
 import { BucketTier, type ObjectStore, type UploadEntry } from "../store/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { HEX_ID } from "../util/mod.ts";
 import { MemoryCache } from "./_memory_cache.ts";
 
 /**
@@ -142,7 +143,7 @@ export class ModuleStore {
       serving: "the local module cache and upstream",
       noun: "module uploads",
       pendingDir: options.pendingDir ?? join(dir, ".pending"),
-      markerPattern: /^[0-9a-f]{64}$/,
+      markerPattern: HEX_ID,
       rebuild: (marker, text) => this.#rebuild(marker, text),
       describeUpload: (entry) => `module file ${JSON.stringify(entry.key)}`,
       getTimeoutMs: options.getTimeoutMs,

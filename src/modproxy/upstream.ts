@@ -5,6 +5,8 @@
  * @module
  */
 
+import { errorMessage } from "../util/mod.ts";
+
 /** One proxy entry of a GOPROXY list. */
 export interface ProxyEntry {
   /** Base URL without a trailing slash (`http://127.0.0.1:8080/mod`). */
@@ -217,7 +219,7 @@ export function sanitizeLine(text: string): string {
 
 function describe(error: unknown): string {
   if (error instanceof DOMException && error.name === "TimeoutError") return "upstream timed out";
-  let message = error instanceof Error ? error.message : String(error);
+  let message = errorMessage(error);
   if (error instanceof Error && error.cause instanceof Error) message += `: ${error.cause.message}`;
   return `cannot reach upstream: ${sanitizeLine(message.split("\n", 1)[0] ?? "")}`;
 }

@@ -62,9 +62,14 @@ export class Watchdog {
     return new Watchdog(options, parser, replies, input);
   }
 
-  /** Marks the start (true) or end (false) of a wait for input. */
-  reading(waiting: boolean): void {
-    this.#readSince = waiting ? performance.now() : 0;
+  /** Marks the start of a wait for input. */
+  startedReading(): void {
+    this.#readSince = performance.now();
+  }
+
+  /** Marks the end of a wait for input. */
+  stoppedReading(): void {
+    this.#readSince = 0;
   }
 
   /** Stops the timer. */

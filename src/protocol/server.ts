@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ByteBudget } from "./budget.ts";
+import type { ByteBudget } from "../util/byte_budget.ts";
 import { type Frame, FrameParser } from "./framing.ts";
 import { ReplyWriter } from "./_replies.ts";
 import { Watchdog } from "./_watchdog.ts";
@@ -189,7 +189,7 @@ export async function serve(
   };
   try {
     for (;;) {
-      watchdog?.reading(true);
+      watchdog?.startedReading();
       let block = pending.size === 0 && blocking();
       if (block) {
         // Nothing is left to do until go writes again: every reply must be out first, and
@@ -199,7 +199,7 @@ export async function serve(
       }
       const value = block ? input.nextSync() : await input.next();
       const done = value === null;
-      watchdog?.reading(false);
+      watchdog?.stoppedReading();
       if (watchdog?.expired) throw watchdog.expired;
       let frames = done ? parser.end() : parser.push(value!);
       for (;;) {
@@ -241,7 +241,7 @@ export async function serve(
     await Promise.allSettled(pending);
     await input.cancel();
     throw error instanceof ProtocolError ? error : new ProtocolError(
-      `Cannot read requests: ${error instanceof Error ? error.message : String(error)}`,
+      `Cannot read requests: ${errorMessage(error)}`,
       { cause: error },
     );
   } finally {

@@ -17,6 +17,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { join } from "node:path";
+import { atomicWrite, FILE_MODE } from "../util/files.ts";
 
 /** How long a new CA is valid. */
 const CA_VALID_MS = 365 * 86_400_000;
@@ -171,26 +172,13 @@ async function exportKey(key: CryptoKey): Promise<string> {
 
 /** Writes a file only its owner may read, replacing any old one atomically. */
 async function writePrivate(path: string, text: string): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text, { mode: 0o600, createNew: true });
-    await Deno.chmod(temp, 0o600).catch(() => {}); // the mode is subject to the umask; not on Windows
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
+  await atomicWrite(path, new TextEncoder().encode(text), { mode: FILE_MODE });
+  await Deno.chmod(path, FILE_MODE).catch(() => {}); // the mode is subject to the umask; not on Windows
 }
 
+/** Writes a file anyone may read (the CA certificate), replacing any old one atomically. */
 async function writePublic(path: string, text: string): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text, { mode: 0o644, createNew: true });
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
+  await atomicWrite(path, new TextEncoder().encode(text), { mode: 0o644 });
 }
 
 /** A positive random serial number (16 bytes, hex, top bit clear). */

@@ -14,6 +14,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { HEX_ID } from "../util/mod.ts";
 
 /** Response headers kept with a stored body, in this order. */
 export const KEPT_HEADERS: readonly string[] = [
@@ -144,6 +145,6 @@ export function parseHead(bytes: Uint8Array): EntryHead | undefined {
       }
     }
   }
-  if (!url || !/^[0-9a-f]{64}$/.test(digest)) return undefined;
+  if (!url || !HEX_ID.test(digest)) return undefined;
   return { headers, url, digest, bodyOffset: end + 2 };
 }

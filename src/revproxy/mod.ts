@@ -6,6 +6,8 @@
  *
  * ## Files
  *
+ * Start reading at `front.ts`, then `proxy.ts`:
+ *
  * - `front.ts`: the `--http` listener: routes `CONNECT`, absolute-form requests and everything
  *   else; the security checks (loopback clients, own ports, malformed requests).
  * - `proxy.ts`: {@linkcode CachingProxy}, the cache tiers, shared fetches, `X-Cache`.

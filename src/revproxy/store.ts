@@ -27,6 +27,7 @@ import {
 } from "../store/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { HEX_ID } from "../util/mod.ts";
 import {
   digestOffset,
   encodeHead,
@@ -199,7 +200,7 @@ export class RevproxyStore {
       serving: "the local proxy cache and upstream",
       noun: "proxy uploads",
       pendingDir: join(dir, ".pending"),
-      markerPattern: /^[0-9a-f]{64}$/,
+      markerPattern: HEX_ID,
       rebuild: (marker) => this.#rebuild(marker),
       describeUpload: (entry) => `proxy object ${entry.marker.slice(0, 12)}`,
       getTimeoutMs: options.getTimeoutMs,

@@ -12,7 +12,8 @@
 import type { Metrics } from "../metrics/mod.ts";
 import type { Fault } from "../metrics/faults.ts";
 import type { MinuteCount, MissToPut, SessionRecord } from "./session_log.ts";
-import { formatBytes, type ServerMode, summarize } from "./summary.ts";
+import { formatBytes } from "../util/mod.ts";
+import { type ServerMode, summarize } from "./summary.ts";
 
 /** What the status page shows besides metrics. */
 export interface StatusInfo {

@@ -18,6 +18,8 @@
 import { type Faults, Metrics } from "../metrics/mod.ts";
 import { prometheusText } from "../metrics/prometheus.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
+import { isReadMethod, rawPathOf } from "../util/http.ts";
+import { errorMessage } from "../util/mod.ts";
 import { type SessionView, statusFragment, type StatusInfo, statusPage } from "./_status_page.ts";
 import { HttpGuard } from "./_http_guard.ts";
 
@@ -149,13 +151,13 @@ export function createHttpHandler(
     info?: { remoteAddr: Deno.Addr },
   ): Promise<Response> {
     const method = request.method;
-    if (rawPath(request.url) === "/debug/reset") return reset(request, info, options);
-    if (method !== "GET" && method !== "HEAD") {
+    const path = rawPathOf(request.url);
+    if (path === "/debug/reset") return reset(request, info, options);
+    if (!isReadMethod(method)) {
       return text(405, `Method ${method} is not allowed: use GET or HEAD\n`, {
         allow: "GET, HEAD",
       });
     }
-    const path = rawPath(request.url);
     if (!path.startsWith("/mod")) options.refresh?.();
     let response: Response;
     if (path === "/mod" || path.startsWith("/mod/")) {
@@ -224,7 +226,7 @@ export async function startHttpServer(
   const log = options.log ?? SILENT;
   const { hostname, port } = parseHttpAddress(address);
   const onError = (error: unknown) => {
-    log.warn(`HTTP handler failed: ${error instanceof Error ? error.message : String(error)}`);
+    log.warn(`HTTP handler failed: ${errorMessage(error)}`);
     return text(500, "Internal error\n");
   };
   // The server behind the guard: reachable by this user only (a socket in a 0700 directory).
@@ -360,14 +362,6 @@ async function reset(
   options.faults?.reset();
   options.onReset?.();
   return text(200, "Counters reset\n");
-}
-
-function rawPath(url: string): string {
-  // The path as sent: new URL() would resolve "..", which the module proxy must see.
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start < 0) return "/";
-  const end = url.indexOf("?", start);
-  return url.slice(start, end < 0 ? undefined : end);
 }
 
 function text(status: number, body: string, headers: Record<string, string> = {}): Response {

@@ -9,15 +9,10 @@
  * @module
  */
 
-import {
-  ByteBudget,
-  type ByteSink,
-  type ByteSource,
-  type CacheHandler,
-  serve,
-} from "../protocol/mod.ts";
+import { type ByteSink, type ByteSource, type CacheHandler, serve } from "../protocol/mod.ts";
 import { type Logger, SILENT } from "../log/mod.ts";
 import type { Metrics } from "../metrics/mod.ts";
+import { ByteBudget } from "../util/byte_budget.ts";
 import { errorMessage, writeAll } from "../util/mod.ts";
 
 /** Options for {@linkcode PluginListener.listen}. */

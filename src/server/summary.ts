@@ -26,6 +26,7 @@
 import type { MissToPut } from "./session_log.ts";
 import { type Fault, FAULT_CAUSES, FAULT_MEANING, type FaultCause } from "../metrics/faults.ts";
 import { hitsByTier } from "../metrics/catalog.ts";
+import { formatBytes } from "../util/mod.ts";
 
 /** How the server is set up, as `/debug/vars` `server` says. */
 export interface ServerMode {
@@ -624,23 +625,6 @@ function round(value: number, digits: number): number {
 /** Escapes a GitHub workflow command's message (`%`, CR, LF). */
 function escapeCommand(text: string): string {
   return text.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
-}
-
-/**
- * Bytes for people: `512 B`, `3.0 MiB`.
- *
- * @param bytes A count of bytes.
- * @returns The text.
- */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /**

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { errorMessage } from "../util/mod.ts";
 import { StoreError } from "./object_store.ts";
 
 /** Where a CA bundle was named. */
@@ -131,6 +132,6 @@ function expandHome(path: string, env: (name: string) => string | undefined): st
 }
 
 function firstLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+  const text = errorMessage(error);
   return text.split("\n")[0]!.trim();
 }

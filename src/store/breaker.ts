@@ -23,16 +23,14 @@
  * removes the file. A file for another scope, an unreadable one, or one older than a cool-down
  * past its `openUntil` is ignored.
  *
- * Why one file of this size: `CircuitBreaker` is one state machine, and half of it is keeping
- * that state in a file several processes share.
- *
  * @module
  */
 
 import type { Logger } from "../log/mod.ts";
 import { StoreError, type StoreErrorKind } from "./object_store.ts";
 import { TooSlowError } from "./throughput.ts";
-import { FILE_MODE } from "../util/files.ts";
+import { atomicWrite } from "../util/files.ts";
+import { errorMessage } from "../util/mod.ts";
 
 /** Slow failures (sluggish lookups, too-slow downloads) within this many ms count together. */
 const SLOW_WINDOW_MS = 20_000;
@@ -323,7 +321,7 @@ export class CircuitBreaker {
    */
   failed(error: unknown, elapsedMs = 0): void {
     const kind = failureKind(error);
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorMessage(error);
     this.#failures++;
     this.#reason = text;
     this.#log?.info(`${this.#prefix}S3 failure ${this.#failures} (${kind}): ${text}`);
@@ -456,7 +454,7 @@ export class CircuitBreaker {
       this.#dirty = false;
       const state = this.#next;
       try {
-        if (state) await writeAtomically(path, JSON.stringify(state) + "\n");
+        if (state) await atomicWrite(path, new TextEncoder().encode(JSON.stringify(state) + "\n"));
         else await Deno.remove(path);
       } catch {
         // best effort: every process still has its own breaker
@@ -508,15 +506,4 @@ function parseState(text: string): LoadedState | undefined {
     updated,
     reason: typeof state.reason === "string" ? state.reason : "",
   };
-}
-
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text, { mode: FILE_MODE });
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
 }

@@ -1,7 +1,7 @@
 /**
  * File helpers every component that writes under the cache directory shares: private modes,
  * atomic writes (a temporary file next to the target, renamed into place), quiet removal,
- * temporary-file names, and an OS error's reason.
+ * temporary-file names, absolute paths, and an OS error's reason.
  *
  * @module
  */
@@ -73,6 +73,8 @@ export interface AtomicWriteOptions {
   progress?: { started: boolean };
   /** Directories known to exist; parents are made once and added here. @default none: made every time */
   madeDirs?: Set<string>;
+  /** The file's mode (before the umask). @default {FILE_MODE} */
+  mode?: number;
 }
 
 /**
@@ -101,7 +103,7 @@ export async function atomicWrite(
     const temp = tempName(path);
     try {
       if (body instanceof Uint8Array) {
-        await Deno.writeFile(temp, body, { mode: FILE_MODE });
+        await Deno.writeFile(temp, body, { mode: options.mode ?? FILE_MODE });
       } else {
         await writeStream(temp, body, options.size ?? 0, progress);
       }
@@ -129,17 +131,17 @@ export async function atomicWrite(
  *
  * @param path The target.
  * @param body The bytes.
- * @param options mtime and known directories.
+ * @param options mtime, known directories and mode.
  */
 export function atomicWriteSync(
   path: string,
   body: Uint8Array,
-  options: Pick<AtomicWriteOptions, "mtime" | "madeDirs"> = {},
+  options: Pick<AtomicWriteOptions, "mtime" | "madeDirs" | "mode"> = {},
 ): void {
   const write = () => {
     const temp = tempName(path);
     try {
-      Deno.writeFileSync(temp, body, { mode: FILE_MODE });
+      Deno.writeFileSync(temp, body, { mode: options.mode ?? FILE_MODE });
       if (options.mtime) Deno.utimeSync(temp, options.mtime, options.mtime);
       Deno.renameSync(temp, path);
     } catch (error) {
@@ -162,7 +164,7 @@ export function atomicWriteSync(
 }
 
 function makeParent(path: string, madeDirs: Set<string> | undefined): void {
-  const dir = path.slice(0, path.lastIndexOf("/"));
+  const dir = parentOf(path);
   if (madeDirs?.has(dir)) return;
   Deno.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
   madeDirs?.add(dir);
@@ -173,8 +175,13 @@ function makeParent(path: string, madeDirs: Set<string> | undefined): void {
  * another process): make it again, whatever `madeDirs` remembers.
  */
 function remakeParent(path: string, madeDirs: Set<string> | undefined): void {
-  madeDirs?.delete(path.slice(0, path.lastIndexOf("/")));
+  madeDirs?.delete(parentOf(path));
   makeParent(path, madeDirs);
+}
+
+/** The directory part of a path, with `/` or (Windows) `\\` separators. */
+function parentOf(path: string): string {
+  return path.slice(0, Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\")));
 }
 
 function vanished(error: unknown): boolean {
@@ -252,6 +259,17 @@ async function* read(
 function bodyError(error: unknown): unknown {
   if (typeof error === "object" && error !== null) bodyErrors.add(error);
   return error;
+}
+
+/**
+ * Whether a path is absolute on POSIX (`/…`) or Windows (`C:\…`, `C:/…`, or a UNC path
+ * `\\server\share\…`).
+ *
+ * @param path The path.
+ * @returns True when absolute.
+ */
+export function isAbsolute(path: string): boolean {
+  return path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path) || path.startsWith("\\\\");
 }
 
 /** An OS error's text without the code and the path Deno appends. */

@@ -1,10 +1,16 @@
 /**
- * Small helpers every component needs, in one place below all of them: the text of an unknown
- * error, a bounded wait, a write loop for short writes, and a repeating check that loads no
- * timer module.
+ * Small helpers every component needs, in one place below all of them: the hex-id pattern, the
+ * text of an unknown error, bytes for people, a bounded wait, a write loop for short writes, and
+ * a repeating check that loads no timer module. Beside it: `files.ts` (modes, atomic writes,
+ * temporary names, absolute paths, an OS error's reason), `http.ts` (the raw request path,
+ * read-only methods) and `byte_budget.ts` (a byte limit several users share). It imports nothing
+ * outside `util/`.
  *
  * @module
  */
+
+/** A lower-case hex SHA-256: an action or output id, or any digest the plugin names files by. */
+export const HEX_ID: RegExp = /^[0-9a-f]{64}$/;
 
 /**
  * The message of an error value of unknown type.
@@ -14,6 +20,23 @@
  */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Bytes for people: `512 B`, `3.0 MiB`.
+ *
+ * @param bytes A count of bytes.
+ * @returns The text.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /**

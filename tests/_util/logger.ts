@@ -6,15 +6,27 @@
 
 import type { Logger } from "../../src/log/mod.ts";
 
-/** A {@linkcode Logger} that records warnings and info lines apart. */
-export function recordingLogger(): Logger & { warnings: string[]; infos: string[] } {
+/** What {@linkcode recordingLogger} kept. */
+export interface RecordingLogger extends Logger {
+  /** Warning lines. */
+  warnings: string[];
+  /** Info lines. */
+  infos: string[];
+  /** Every line in order, warnings prefixed with `warn: `. */
+  lines: string[];
+}
+
+/** A {@linkcode Logger} that records warnings and info lines apart, and all lines in order. */
+export function recordingLogger(): RecordingLogger {
   const warnings: string[] = [];
   const infos: string[] = [];
+  const lines: string[] = [];
   return {
     warnings,
     infos,
-    info: (line) => void infos.push(line),
-    warn: (line) => void warnings.push(line),
+    lines,
+    info: (line) => void (infos.push(line), lines.push(line)),
+    warn: (line) => void (warnings.push(line), lines.push(`warn: ${line}`)),
     trace: () => undefined,
   };
 }

@@ -1,13 +1,8 @@
 /**
- * Network helpers shared by the tests (loopback only).
+ * Loopback helpers (free ports). It lives in `scripts/servers/net.ts`, shared with the benchmarks (dev-only tools that do
+ * not borrow from `tests/`); tests import it from here.
  *
  * @module
  */
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+export * from "../../scripts/servers/net.ts";

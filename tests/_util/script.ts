@@ -8,9 +8,15 @@
 import {
   type CacheHandler,
   type CacheHit,
+  type GetAnswer,
   serve,
   type ServeOptions,
 } from "../../src/protocol/mod.ts";
+
+/** Whether a handler's get answered with a hit at once (a value, no promise). */
+export function isHitNow(answer: GetAnswer): boolean {
+  return answer !== undefined && !(answer instanceof Promise);
+}
 
 /** A reply as go would decode it. */
 export type Reply = Record<string, unknown> & { ID: number };

@@ -9,13 +9,10 @@
  */
 
 import { type CacheHandler, FrameDecoderStream, serve } from "../../src/protocol/mod.ts";
+import { hexId } from "../_util/script.ts";
 
 const encoder = new TextEncoder();
 const GETS = 10_000;
-
-function hexId(n: number): string {
-  return n.toString(16).padStart(64, "0");
-}
 
 function b64(hex: string): string {
   return Uint8Array.fromHex(hex).toBase64();

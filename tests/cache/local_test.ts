@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fallbackDir, fallbackPath } from "../../src/cache/fallback.ts";
 import { type FallbackOptions, LocalCache } from "../../src/cache/local.ts";
-import type { Logger } from "../../src/log/mod.ts";
+import { recordingLogger } from "../_util/logger.ts";
 import { hexId, sha256Hex } from "../_util/script.ts";
 
 async function withCache(fn: (cache: LocalCache, dir: string) => Promise<void>): Promise<void> {
@@ -125,17 +125,12 @@ async function refusingDir(): Promise<string> {
   return dir;
 }
 
-function recorder(): Logger & { warnings: string[] } {
-  const warnings: string[] = [];
-  return { warnings, info() {}, warn: (line) => warnings.push(line), trace: () => undefined };
-}
-
 /** A fallback at `dir`, counting how often it was asked for. */
 function fallbackAt(dir: string): FallbackOptions & { asked: boolean[] } {
   const asked: boolean[] = [];
   return {
     asked,
-    dir(create) {
+    dir({ create }) {
       asked.push(create);
       return dir;
     },
@@ -145,12 +140,12 @@ function fallbackAt(dir: string): FallbackOptions & { asked: boolean[] } {
 async function withRefusingCache(
   fn: (
     cache: LocalCache,
-    dirs: { dir: string; spill: string; log: ReturnType<typeof recorder> },
+    dirs: { dir: string; spill: string; log: ReturnType<typeof recordingLogger> },
   ) => Promise<void>,
 ): Promise<void> {
   const dir = await refusingDir();
   const spill = await Deno.makeTempDir();
-  const log = recorder();
+  const log = recordingLogger();
   try {
     await fn(await LocalCache.open(dir, { fallback: fallbackAt(spill), log }), { dir, spill, log });
   } finally {

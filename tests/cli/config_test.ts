@@ -339,7 +339,7 @@ Deno.test("parseConfig() rejects bad stats and clean arguments with one-line Usa
   const cases: [string[], RegExp][] = [
     [
       ["stats", "--format=html"],
-      /Invalid value "html" for --format: want text, markdown, json or github/,
+      /Invalid value "html" for --format: want text, markdown, json, github or counters/,
     ],
     [["stats", "--http=nowhere"], /not \[host\]:port/],
     [["stats", "extra"], /stats takes no arguments/],

@@ -98,6 +98,17 @@ Deno.test({
         assert.equal(result.stdout, "");
       });
 
+      await t.step("--format=counters: the raw counters, one name-value line each", async () => {
+        const result = await plugin(["stats", `--http=${http}`, "--format=counters"]);
+        assert.equal(result.code, 0, result.stderr);
+        const lines = result.stdout.trimEnd().split("\n");
+        for (const line of lines) assert.match(line, /^[a-z0-9_]+ -?[\d.e+-]+$/, line);
+        const counters = new Map(lines.map((l) => l.split(" ") as [string, string]));
+        assert.ok(Number(counters.get("get_requests")) > 100, result.stdout);
+        assert.equal(counters.get("sessions"), "0", "no go command is running");
+        assert.deepEqual([...counters.keys()], [...counters.keys()].sort(), "sorted by name");
+      });
+
       await t.step("--reset prints, then zeroes the counters", async () => {
         const result = await plugin(["stats", `--http=${http}`, "--format=json", "--reset"]);
         assert.equal(result.code, 0, result.stderr);

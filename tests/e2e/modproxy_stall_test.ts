@@ -10,10 +10,10 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AwsObjectStore } from "../../src/store/mod.ts";
-import type { Logger } from "../../src/log/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { createModuleProxy, type ModuleProxy } from "../../src/modproxy/mod.ts";
 import { startFakeUpstream } from "../_util/fake_upstream.ts";
+import { recordingLogger } from "../_util/logger.ts";
 import { needs } from "../_util/go.ts";
 import { findMinio, type Minio, startMinio } from "../_util/minio.ts";
 import { findToxiproxy, startToxiproxy } from "../_util/toxiproxy.ts";
@@ -35,16 +35,6 @@ const FILES = [
   "example.com/pseudo/@v/v0.0.0-20240102030405-abcdefabcdef.mod",
   "example.com/old/@v/v2.0.0+incompatible.info",
 ];
-
-function capture(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (line) => void lines.push(line),
-    warn: (line) => void lines.push(`warn: ${line}`),
-    trace: () => undefined,
-  };
-}
 
 /** Runs `work`, failing after `ms` (today's code would wait 60 s per fill). */
 async function within<T>(ms: number, what: string, work: Promise<T>): Promise<T> {
@@ -104,7 +94,7 @@ Deno.test({
         region: "us-east-1",
       }).withPrefix("module");
       const metrics = new Metrics();
-      const log = capture();
+      const log = recordingLogger();
       const proxy = await createModuleProxy({
         cacheDir: join(dir, "module"),
         store,

@@ -70,251 +70,299 @@ Deno.test({
     await using minio = await startMinio();
     const module = await copyModule();
     await ageDirectories(module);
-    let run = 0;
-    const fresh = (flags: string[] = [], endpoint = minio.endpoint, bucket = minio.bucket) => {
-      run++;
-      const cacheDir = `${work.path}/cache-${run}`;
-      const plugin = pluginCommand(
-        `--cache-dir=${cacheDir}`,
-        `--bucket=${bucket}`,
-        `--s3-endpoint-url=${endpoint}`,
-        "--s3-path-style",
-        "--region=us-east-1",
-        "--metrics",
-        // The lookups one entry at a time, as tailscale's plugin makes them; the warm-up has its
-        // own tests (warmup_test.ts, and the fault matrix runs with it on).
-        "--warm-key=off",
-        ...flags,
-      );
-      return { cacheDir, env: s3GoEnv(`${work.path}/gocache-${run}`, plugin, minio) };
+    const ctx: S3Run = {
+      work,
+      minio,
+      module,
+      fresh: freshMachines(work.path, minio),
+      baselineMs: 0,
     };
-    let warm: { cacheDir: string } | undefined;
-    let baselineMs = 0;
-
-    await t.step("plugin A builds and tests the module, uploading every entry", async () => {
-      const a = fresh();
-      const build = await mustGo(["build", "./..."], { cwd: module, env: a.env });
-      const test = await mustGo(["test", "./..."], { cwd: module, env: a.env });
-      assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+[\d.]+s/);
-      const metrics = pluginMetrics(build.stderr + test.stderr);
-      assert.equal(metrics.length, 2, build.stderr + test.stderr);
-      assert.ok(total(metrics, "put_requests") > 100);
-      assert.equal(total(metrics, "uploads_failed"), 0);
-      assert.equal(total(metrics, "uploads_left"), 0);
-      assert.equal(
-        total(metrics, "uploads_done") + total(metrics, "uploads_small"),
-        total(metrics, "put_requests"),
-      );
-      const keys = await minio.listKeys();
-      const actions = keys.filter((k) => k.startsWith("action/")).length;
-      assert.ok(actions >= total(metrics, "uploads_done") - 5, `${actions} action records`);
-      for (const key of keys) {
-        assert.match(key, /^((action|output)\/[0-9a-f]{2}\/[0-9a-f]{64}|warm\/[0-9a-f]{16}\/)/);
-      }
-    });
-
+    await t.step(
+      "plugin A builds and tests the module, uploading every entry",
+      () => uploadsEveryEntry(ctx),
+    );
     await t.step(
       "plugin B (empty cache dir, fresh GOCACHE): all remote hits, (cached)",
-      async () => {
-        const b = fresh();
-        const started = performance.now();
-        const build = await mustGo(["build", "./..."], { cwd: module, env: b.env });
-        baselineMs = performance.now() - started;
-        const test = await mustGo(["test", "./..."], { cwd: module, env: b.env });
-        assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
-        const metrics = pluginMetrics(build.stderr + test.stderr);
-        // go's `build ./...` always misses one 0-byte entry and puts it under another id, even on
-        // a local-only warm cache: allow that one, but no compiled output may be put.
-        assert.ok(total(metrics, "get_misses") <= 2 * WARM_MISSES, JSON.stringify(metrics));
-        assert.equal(total(metrics, "put_bytes"), 0, "nothing recompiles");
-        const buildMetrics = pluginMetrics(build.stderr);
-        assert.ok(total(buildMetrics, "s3_get_hits") > 100);
-        assert.equal(total(buildMetrics, "s3_get_hits"), total(buildMetrics, "get_hits"));
-        assert.equal(total(metrics, "s3_corrupt") + total(metrics, "s3_get_errors"), 0);
-        assert.ok(total(metrics, "s3_bytes_down") > 0);
-        await assertOutputsVerified(b.cacheDir);
-        warm = b;
-      },
+      () => secondMachineHitsAll(ctx),
     );
-
     await t.step(
       "a corrupted object in the bucket is a counted miss, never handed to go",
-      async () => {
-        // Corrupt three outputs plugin B needed (same size, other bytes).
-        const victims: string[] = [];
-        for await (const shard of Deno.readDir(`${warm!.cacheDir}/output`)) {
-          for await (const entry of Deno.readDir(`${warm!.cacheDir}/output/${shard.name}`)) {
-            const info = await Deno.stat(`${warm!.cacheDir}/output/${shard.name}/${entry.name}`);
-            if (info.size > 64) victims.push(entry.name);
-          }
-        }
-        victims.sort();
-        const chosen = victims.slice(0, 3);
-        for (const outputId of chosen) {
-          const key = `output/${outputId.slice(0, 2)}/${outputId}`;
-          const bytes = (await minio.getObject(key))!;
-          const bad = bytes.slice();
-          bad[bad.length >> 1]! ^= 0xff;
-          await minio.putObject(key, bad);
-        }
-        const c = fresh();
-        const build = await mustGo(["build", "./..."], { cwd: module, env: c.env });
-        const test = await mustGo(["test", "./..."], { cwd: module, env: c.env });
-        assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib/);
-        const metrics = pluginMetrics(build.stderr + test.stderr);
-        assert.ok(total(metrics, "s3_corrupt") >= 1, JSON.stringify(metrics));
-        assert.match(build.stderr + test.stderr, /Ignoring S3 object "output\/.*SHA-256/);
-        await assertOutputsVerified(c.cacheDir);
-        // Put the good bytes back for the next steps.
-        for (const outputId of chosen) {
-          const local = `${warm!.cacheDir}/output/${outputId.slice(0, 2)}/${outputId}`;
-          await minio.putObject(
-            `output/${outputId.slice(0, 2)}/${outputId}`,
-            await Deno.readFile(local),
-          );
-        }
-      },
+      () => corruptObjectIsMiss(ctx),
     );
-
     await t.step(
       "slow S3 (toxiproxy, 50 ms each way): the build finishes with bounded overhead",
-      async () => {
-        await using toxiproxy = await startToxiproxy();
-        const endpoint = await toxiproxy.proxy("s3", `127.0.0.1:${minio.port}`);
-        await toxiproxy.latency("s3", 50);
-        const d = fresh(["-c=8"], endpoint);
-        const started = performance.now();
-        const build = await mustGo(["build", "./..."], { cwd: module, env: d.env });
-        const elapsed = performance.now() - started;
-        const metrics = pluginMetrics(build.stderr);
-        assert.ok(total(metrics, "get_misses") <= WARM_MISSES);
-        assert.equal(total(metrics, "put_bytes"), 0);
-        assert.ok(total(metrics, "s3_get_hits") > 100);
-        const gets = total(metrics, "get_requests");
-        // Two round trips per remote hit, spread over -c=8 lanes, plus slack for this slow machine.
-        const bound = baselineMs + (gets * 2 * 110) / 4 + 10_000;
-        assert.ok(elapsed < bound, `took ${elapsed.toFixed(0)}ms, bound ${bound.toFixed(0)}ms`);
-        assert.ok(total(metrics, "s3_wait_ms") > 0);
-      },
+      () => slowS3Bounded(ctx),
     );
-
     await t.step(
       "stalled S3 (toxiproxy holds every byte): misses after one deadline, one line",
-      async () => {
-        await using toxiproxy = await startToxiproxy();
-        const endpoint = await toxiproxy.proxy("stall", `127.0.0.1:${minio.port}`);
-        await toxiproxy.timeout("stall", 0);
-        const gets = [1, 2, 3, 4, 5, 6].map((n) =>
-          JSON.stringify({
-            ID: n,
-            Command: "get",
-            ActionID: b64(n.toString(16).padStart(2, "0").repeat(32)),
-          })
-        );
-        const started = performance.now();
-        const result = await replay(
-          [...gets, JSON.stringify({ ID: 7, Command: "close" }), ""].join("\n"),
-          [
-            `--cache-dir=${work.path}/stall`,
-            `--bucket=${minio.bucket}`,
-            `--s3-endpoint-url=${endpoint}`,
-            "--s3-path-style",
-            "--region=us-east-1",
-            "-c=2",
-          ],
-          minio.env(),
-        );
-        const elapsed = performance.now() - started;
-        assert.equal(result.code, 0, result.stderr);
-        for (let n = 1; n <= 6; n++) {
-          assert.equal(result.replies.find((r) => r.ID === n)?.Miss, true);
-        }
-        // Two lanes wait one 10 s deadline, then the breaker answers the rest at once.
-        assert.ok(elapsed < 16_000, `took ${elapsed.toFixed(0)}ms`);
-        const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
-        assert.equal(lines.length, 1, result.stderr);
-        assert.match(lines[0]!, /S3 tier paused .*deadline exceeded/);
-      },
+      () => stalledS3Misses(ctx),
     );
-
     await t.step(
       "bucket stopped mid-build: the build succeeds; after a restart uploads resume",
-      async () => {
-        // A changed lib: std comes from the bucket, lib and its dependents are compiled and put.
-        const changed = await copyModule();
-        await Deno.writeTextFile(
-          `${changed}/lib/extra.go`,
-          "package lib\n\n// Extra is new.\nconst Extra = 42\n",
-        );
-        await ageDirectories(changed);
-        const old = new Date(Date.now() - 3_600_000);
-        await Deno.utime(`${changed}/lib/extra.go`, old, old);
-        const e = fresh(["--debug=1"]);
-        const build = new Deno.Command("go", {
-          args: ["build", "./..."],
-          cwd: changed,
-          env: e.env,
-          clearEnv: true,
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
-        // Kill the server at the first put after std came from the bucket (lib's compile): that
-        // upload and the later ones fail.
-        let stderr = "";
-        let hits = 0;
-        let stopped: Promise<void> | undefined;
-        let partial = "";
-        for await (const chunk of build.stderr.pipeThrough(new TextDecoderStream())) {
-          stderr += chunk;
-          const lines = (partial + chunk).split("\n");
-          partial = lines.pop()!;
-          for (const line of lines) {
-            if (/ E GET .* DP:/.test(line)) hits++;
-            if (!stopped && hits >= 50 && / B PUT /.test(line)) stopped = minio.stop();
-          }
-        }
-        await stopped;
-        const status = await build.status;
-        await build.stdout.cancel();
-        assert.equal(status.code, 0, stderr);
-        assert.ok(stopped, "the build put something");
-        const metrics = pluginMetrics(stderr);
-        assert.ok(total(metrics, "s3_get_hits") > 50, JSON.stringify(metrics));
-        assert.ok(total(metrics, "uploads_failed") > 0, JSON.stringify(metrics));
-        assert.ok(total(metrics, "s3_breaker_trips") >= 1);
-        assert.match(stderr, /S3 tier paused/);
-
-        const restarted = await minio.restart();
-        try {
-          // The same machine again (its cache dir, a fresh GOCACHE): local hits, and the uploads
-          // the outage left undone go out now.
-          const again = s3GoEnv(`${work.path}/gocache-resume`, e.env.GOCACHEPROG!, restarted);
-          const next = await mustGo(["build", "./..."], { cwd: changed, env: again });
-          const nextMetrics = pluginMetrics(next.stderr);
-          assert.ok(total(nextMetrics, "get_misses") <= WARM_MISSES);
-          assert.ok(total(nextMetrics, "uploads_resumed") > 0, JSON.stringify(nextMetrics));
-          assert.ok(total(nextMetrics, "uploads_done") > 0, "uploads resume");
-          assert.equal(total(nextMetrics, "uploads_failed"), 0);
-          // Now the bucket has everything: another machine hits it all.
-          const g = fresh([], restarted.endpoint);
-          const last = await mustGo(["build", "./..."], {
-            cwd: changed,
-            env: { ...g.env, ...restarted.env() },
-          });
-          const lastMetrics = pluginMetrics(last.stderr);
-          assert.ok(total(lastMetrics, "get_misses") <= WARM_MISSES, JSON.stringify(lastMetrics));
-          assert.equal(total(lastMetrics, "put_bytes"), 0, "nothing recompiles");
-          assert.ok(total(lastMetrics, "s3_get_hits") > 50);
-        } finally {
-          await restarted[Symbol.asyncDispose]();
-          await Deno.remove(changed, { recursive: true });
-        }
-      },
+      () => bucketStoppedMidBuild(ctx),
     );
-
     await Deno.remove(module, { recursive: true });
   },
 });
+
+/** One machine of the S3 run: its cache directory and go's environment. */
+interface Machine {
+  cacheDir: string;
+  env: Record<string, string>;
+}
+
+/** What the steps of the S3 run share. */
+interface S3Run {
+  work: { path: string };
+  minio: Minio;
+  module: string;
+  /** A fresh machine (empty cache directory, fresh GOCACHE), with extra plugin flags. */
+  fresh(flags?: string[], endpoint?: string, bucket?: string): Machine;
+  /** Plugin B's machine, once it has everything. */
+  warm?: { cacheDir: string };
+  /** How long plugin B's build took. */
+  baselineMs: number;
+}
+
+/** Fresh machines against `minio`, numbered in `dir`. */
+function freshMachines(dir: string, minio: Minio): S3Run["fresh"] {
+  let run = 0;
+  return (flags: string[] = [], endpoint = minio.endpoint, bucket = minio.bucket) => {
+    run++;
+    const cacheDir = `${dir}/cache-${run}`;
+    const plugin = pluginCommand(
+      `--cache-dir=${cacheDir}`,
+      `--bucket=${bucket}`,
+      `--s3-endpoint-url=${endpoint}`,
+      "--s3-path-style",
+      "--region=us-east-1",
+      "--metrics",
+      // The lookups one entry at a time, as tailscale's plugin makes them; the warm-up has its
+      // own tests (warmup_test.ts, and the fault matrix runs with it on).
+      "--warm-key=off",
+      ...flags,
+    );
+    return { cacheDir, env: s3GoEnv(`${dir}/gocache-${run}`, plugin, minio) };
+  };
+}
+
+/** plugin A builds and tests the module, uploading every entry. */
+async function uploadsEveryEntry(ctx: S3Run): Promise<void> {
+  const { fresh, minio, module } = ctx;
+  const a = fresh();
+  const build = await mustGo(["build", "./..."], { cwd: module, env: a.env });
+  const test = await mustGo(["test", "./..."], { cwd: module, env: a.env });
+  assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+[\d.]+s/);
+  const metrics = pluginMetrics(build.stderr + test.stderr);
+  assert.equal(metrics.length, 2, build.stderr + test.stderr);
+  assert.ok(total(metrics, "put_requests") > 100);
+  assert.equal(total(metrics, "uploads_failed"), 0);
+  assert.equal(total(metrics, "uploads_left"), 0);
+  assert.equal(
+    total(metrics, "uploads_done") + total(metrics, "uploads_small"),
+    total(metrics, "put_requests"),
+  );
+  const keys = await minio.listKeys();
+  const actions = keys.filter((k) => k.startsWith("action/")).length;
+  assert.ok(actions >= total(metrics, "uploads_done") - 5, `${actions} action records`);
+  for (const key of keys) {
+    assert.match(key, /^((action|output)\/[0-9a-f]{2}\/[0-9a-f]{64}|warm\/[0-9a-f]{16}\/)/);
+  }
+}
+
+/** plugin B (empty cache dir, fresh GOCACHE): all remote hits, (cached). */
+async function secondMachineHitsAll(ctx: S3Run): Promise<void> {
+  const { fresh, module } = ctx;
+  const b = fresh();
+  const started = performance.now();
+  const build = await mustGo(["build", "./..."], { cwd: module, env: b.env });
+  ctx.baselineMs = performance.now() - started;
+  const test = await mustGo(["test", "./..."], { cwd: module, env: b.env });
+  assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib\s+\(cached\)/);
+  const metrics = pluginMetrics(build.stderr + test.stderr);
+  // go's `build ./...` always misses one 0-byte entry and puts it under another id, even on
+  // a local-only warm cache: allow that one, but no compiled output may be put.
+  assert.ok(total(metrics, "get_misses") <= 2 * WARM_MISSES, JSON.stringify(metrics));
+  assert.equal(total(metrics, "put_bytes"), 0, "nothing recompiles");
+  const buildMetrics = pluginMetrics(build.stderr);
+  assert.ok(total(buildMetrics, "s3_get_hits") > 100);
+  assert.equal(total(buildMetrics, "s3_get_hits"), total(buildMetrics, "get_hits"));
+  assert.equal(total(metrics, "s3_corrupt") + total(metrics, "s3_get_errors"), 0);
+  assert.ok(total(metrics, "s3_bytes_down") > 0);
+  await assertOutputsVerified(b.cacheDir);
+  ctx.warm = b;
+}
+
+/** a corrupted object in the bucket is a counted miss, never handed to go. */
+async function corruptObjectIsMiss(ctx: S3Run): Promise<void> {
+  const { fresh, minio, module } = ctx;
+  // Corrupt three outputs plugin B needed (same size, other bytes).
+  const victims: string[] = [];
+  for await (const shard of Deno.readDir(`${ctx.warm!.cacheDir}/output`)) {
+    for await (const entry of Deno.readDir(`${ctx.warm!.cacheDir}/output/${shard.name}`)) {
+      const info = await Deno.stat(`${ctx.warm!.cacheDir}/output/${shard.name}/${entry.name}`);
+      if (info.size > 64) victims.push(entry.name);
+    }
+  }
+  victims.sort();
+  const chosen = victims.slice(0, 3);
+  for (const outputId of chosen) {
+    const key = `output/${outputId.slice(0, 2)}/${outputId}`;
+    const bytes = (await minio.getObject(key))!;
+    const bad = bytes.slice();
+    bad[bad.length >> 1]! ^= 0xff;
+    await minio.putObject(key, bad);
+  }
+  const c = fresh();
+  const build = await mustGo(["build", "./..."], { cwd: module, env: c.env });
+  const test = await mustGo(["test", "./..."], { cwd: module, env: c.env });
+  assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib/);
+  const metrics = pluginMetrics(build.stderr + test.stderr);
+  assert.ok(total(metrics, "s3_corrupt") >= 1, JSON.stringify(metrics));
+  assert.match(build.stderr + test.stderr, /Ignoring S3 object "output\/.*SHA-256/);
+  await assertOutputsVerified(c.cacheDir);
+  // Put the good bytes back for the next steps.
+  for (const outputId of chosen) {
+    const local = `${ctx.warm!.cacheDir}/output/${outputId.slice(0, 2)}/${outputId}`;
+    await minio.putObject(
+      `output/${outputId.slice(0, 2)}/${outputId}`,
+      await Deno.readFile(local),
+    );
+  }
+}
+
+/** slow S3 (toxiproxy, 50 ms each way): the build finishes with bounded overhead. */
+async function slowS3Bounded(ctx: S3Run): Promise<void> {
+  const { fresh, minio, module } = ctx;
+  await using toxiproxy = await startToxiproxy();
+  const endpoint = await toxiproxy.proxy("s3", `127.0.0.1:${minio.port}`);
+  await toxiproxy.latency("s3", 50);
+  const d = fresh(["-c=8"], endpoint);
+  const started = performance.now();
+  const build = await mustGo(["build", "./..."], { cwd: module, env: d.env });
+  const elapsed = performance.now() - started;
+  const metrics = pluginMetrics(build.stderr);
+  assert.ok(total(metrics, "get_misses") <= WARM_MISSES);
+  assert.equal(total(metrics, "put_bytes"), 0);
+  assert.ok(total(metrics, "s3_get_hits") > 100);
+  const gets = total(metrics, "get_requests");
+  // Two round trips per remote hit, spread over -c=8 lanes, plus slack for this slow machine.
+  const bound = ctx.baselineMs + (gets * 2 * 110) / 4 + 10_000;
+  assert.ok(elapsed < bound, `took ${elapsed.toFixed(0)}ms, bound ${bound.toFixed(0)}ms`);
+  assert.ok(total(metrics, "s3_wait_ms") > 0);
+}
+
+/** stalled S3 (toxiproxy holds every byte): misses after one deadline, one line. */
+async function stalledS3Misses(ctx: S3Run): Promise<void> {
+  const { minio, work } = ctx;
+  await using toxiproxy = await startToxiproxy();
+  const endpoint = await toxiproxy.proxy("stall", `127.0.0.1:${minio.port}`);
+  await toxiproxy.timeout("stall", 0);
+  const gets = [1, 2, 3, 4, 5, 6].map((n) =>
+    JSON.stringify({
+      ID: n,
+      Command: "get",
+      ActionID: b64(n.toString(16).padStart(2, "0").repeat(32)),
+    })
+  );
+  const started = performance.now();
+  const result = await replay(
+    [...gets, JSON.stringify({ ID: 7, Command: "close" }), ""].join("\n"),
+    [
+      `--cache-dir=${work.path}/stall`,
+      `--bucket=${minio.bucket}`,
+      `--s3-endpoint-url=${endpoint}`,
+      "--s3-path-style",
+      "--region=us-east-1",
+      "-c=2",
+    ],
+    minio.env(),
+  );
+  const elapsed = performance.now() - started;
+  assert.equal(result.code, 0, result.stderr);
+  for (let n = 1; n <= 6; n++) {
+    assert.equal(result.replies.find((r) => r.ID === n)?.Miss, true);
+  }
+  // Two lanes wait one 10 s deadline, then the breaker answers the rest at once.
+  assert.ok(elapsed < 16_000, `took ${elapsed.toFixed(0)}ms`);
+  const lines = result.stderr.split("\n").filter((l) => l.trim() !== "");
+  assert.equal(lines.length, 1, result.stderr);
+  assert.match(lines[0]!, /S3 tier paused .*deadline exceeded/);
+}
+
+/** bucket stopped mid-build: the build succeeds; after a restart uploads resume. */
+async function bucketStoppedMidBuild(ctx: S3Run): Promise<void> {
+  const { fresh, minio, work } = ctx;
+  // A changed lib: std comes from the bucket, lib and its dependents are compiled and put.
+  const changed = await copyModule();
+  await Deno.writeTextFile(
+    `${changed}/lib/extra.go`,
+    "package lib\n\n// Extra is new.\nconst Extra = 42\n",
+  );
+  await ageDirectories(changed);
+  const old = new Date(Date.now() - 3_600_000);
+  await Deno.utime(`${changed}/lib/extra.go`, old, old);
+  const e = fresh(["--debug=1"]);
+  const build = new Deno.Command("go", {
+    args: ["build", "./..."],
+    cwd: changed,
+    env: e.env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Kill the server at the first put after std came from the bucket (lib's compile): that
+  // upload and the later ones fail.
+  let stderr = "";
+  let hits = 0;
+  let stopped: Promise<void> | undefined;
+  let partial = "";
+  for await (const chunk of build.stderr.pipeThrough(new TextDecoderStream())) {
+    stderr += chunk;
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (/ E GET .* DP:/.test(line)) hits++;
+      if (!stopped && hits >= 50 && / B PUT /.test(line)) stopped = minio.stop();
+    }
+  }
+  await stopped;
+  const status = await build.status;
+  await build.stdout.cancel();
+  assert.equal(status.code, 0, stderr);
+  assert.ok(stopped, "the build put something");
+  const metrics = pluginMetrics(stderr);
+  assert.ok(total(metrics, "s3_get_hits") > 50, JSON.stringify(metrics));
+  assert.ok(total(metrics, "uploads_failed") > 0, JSON.stringify(metrics));
+  assert.ok(total(metrics, "s3_breaker_trips") >= 1);
+  assert.match(stderr, /S3 tier paused/);
+
+  const restarted = await minio.restart();
+  try {
+    // The same machine again (its cache dir, a fresh GOCACHE): local hits, and the uploads
+    // the outage left undone go out now.
+    const again = s3GoEnv(`${work.path}/gocache-resume`, e.env.GOCACHEPROG!, restarted);
+    const next = await mustGo(["build", "./..."], { cwd: changed, env: again });
+    const nextMetrics = pluginMetrics(next.stderr);
+    assert.ok(total(nextMetrics, "get_misses") <= WARM_MISSES);
+    assert.ok(total(nextMetrics, "uploads_resumed") > 0, JSON.stringify(nextMetrics));
+    assert.ok(total(nextMetrics, "uploads_done") > 0, "uploads resume");
+    assert.equal(total(nextMetrics, "uploads_failed"), 0);
+    // Now the bucket has everything: another machine hits it all.
+    const g = fresh([], restarted.endpoint);
+    const last = await mustGo(["build", "./..."], {
+      cwd: changed,
+      env: { ...g.env, ...restarted.env() },
+    });
+    const lastMetrics = pluginMetrics(last.stderr);
+    assert.ok(total(lastMetrics, "get_misses") <= WARM_MISSES, JSON.stringify(lastMetrics));
+    assert.equal(total(lastMetrics, "put_bytes"), 0, "nothing recompiles");
+    assert.ok(total(lastMetrics, "s3_get_hits") > 50);
+  } finally {
+    await restarted[Symbol.asyncDispose]();
+    await Deno.remove(changed, { recursive: true });
+  }
+}
 
 /**
  * One plugin process fed `input` on stdin; replies parsed; time to the handshake measured. An

@@ -11,7 +11,7 @@ import {
   StoreError,
 } from "../../src/store/mod.ts";
 import { ReadThroughStore } from "../../src/store/mod.ts";
-import type { Logger } from "../../src/log/mod.ts";
+import { recordingLogger } from "../_util/logger.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { ModuleStore, type ModuleStoreOptions, TooLargeError } from "../../src/modproxy/store.ts";
 
@@ -49,16 +49,6 @@ class TestStore extends MemoryObjectStore {
     }
     return super.put(key, body, options);
   }
-}
-
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (line) => void lines.push(line),
-    warn: (line) => void lines.push(`warn: ${line}`),
-    trace: () => undefined,
-  };
 }
 
 async function setup(options: ModuleStoreOptions = {}) {

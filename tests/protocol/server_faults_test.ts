@@ -4,7 +4,8 @@
  * time; none may leave the process spinning.
  */
 import assert from "node:assert/strict";
-import { ByteBudget, ProtocolError, serve } from "../../src/protocol/mod.ts";
+import { ProtocolError, serve } from "../../src/protocol/mod.ts";
+import { ByteBudget } from "../../src/util/byte_budget.ts";
 import {
   closeFrame,
   getFrame,
@@ -136,21 +137,6 @@ Deno.test("serve() reads a put body only once it fits the shared byte budget", a
   assert.equal(result.closed, true);
   assert.equal(handler.entries.size, 1);
   assert.equal(budget.held, 0, "the body's bytes are given back after its put");
-});
-
-Deno.test("ByteBudget admits in order and lets one oversized request through alone", async () => {
-  const budget = new ByteBudget(10);
-  const a = await budget.acquire(6);
-  const order: string[] = [];
-  const b = budget.acquire(6).then((r) => (order.push("b"), r));
-  const c = budget.acquire(50).then((r) => (order.push("c"), r));
-  await new Promise((resolve) => setTimeout(resolve, 10));
-  assert.deepEqual(order, []);
-  a();
-  (await b)();
-  (await c)();
-  assert.deepEqual(order, ["b", "c"]);
-  assert.equal(budget.held, 0);
 });
 
 Deno.test("serve() counts a small put body against the budget from its first byte and gives it back when the session stalls", async () => {

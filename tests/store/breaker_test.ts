@@ -16,18 +16,10 @@ import {
 } from "../../src/store/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { recordingLogger } from "../_util/logger.ts";
+import { repeatedId as id, sha256Hex as sha256 } from "../_util/bytes.ts";
 
 const encoder = new TextEncoder();
 const TIMEOUT = new StoreError("Cannot GET action/aa/aa: deadline exceeded", "timeout");
-
-function id(n: number): string {
-  return n.toString(16).padStart(2, "0").repeat(32);
-}
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -15,17 +15,9 @@ import {
   StoreError,
 } from "../../src/store/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
+import { repeatedId as id, sha256Hex as sha256 } from "../_util/bytes.ts";
 
 const encoder = new TextEncoder();
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
-
-function id(n: number): string {
-  return n.toString(16).padStart(2, "0").repeat(32);
-}
 
 /** An in-memory prefix whose calls go to one log shared by all prefixes of a test. */
 class PrefixStore extends MemoryObjectStore {

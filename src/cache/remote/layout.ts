@@ -5,8 +5,10 @@
  * @module
  */
 
-/** A lower-case hex SHA-256: an action or output id. */
-export const HEX_ID: RegExp = /^[0-9a-f]{64}$/;
+import { HEX_ID } from "../../util/mod.ts";
+
+/** Re-exported for the tier's files: the pattern itself is defined once, in `util/`. */
+export { HEX_ID };
 
 /**
  * The key of an action record, relative to the prefix.

@@ -40,7 +40,8 @@
  * @module
  */
 
-import { HEX_ID, MAX_OUTPUT_SIZE } from "./layout.ts";
+import { HEX_ID } from "../../util/mod.ts";
+import { MAX_OUTPUT_SIZE } from "./layout.ts";
 import {
   BoundError,
   isZstd,

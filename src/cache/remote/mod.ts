@@ -19,7 +19,8 @@
  *   manifest and packs under `warm/`.
  *
  * Imports: `src/store/mod.ts` (the store, its breaker, upload queue and trust tiers), the local
- * tier (`../local.ts`), `src/protocol/`, `src/log/` and `src/util/`.
+ * tier (`../local.ts`) and the names in its directory (`../dir_layout.ts`: `s3-pending/`,
+ * `warm/`), `src/protocol/`, `src/log/` and `src/util/`.
  *
  * ## Cache layout
  *

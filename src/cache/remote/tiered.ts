@@ -14,6 +14,7 @@
  * @module
  */
 
+import { PENDING_DIR } from "../dir_layout.ts";
 import type { ActionRecord, LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { CacheHandler, CacheHit, GetAnswer, PutObject } from "../../protocol/mod.ts";
@@ -139,9 +140,6 @@ const WARM_STALL_MS = 500;
  * nothing.
  */
 const WARM_AFTER_MISSES = 16;
-
-/** Directory in the cache dir naming actions whose upload is still owed. */
-const PENDING_DIR = "s3-pending";
 
 /**
  * A {@linkcode CacheHandler} serving from a {@linkcode LocalCache} and filling it from an

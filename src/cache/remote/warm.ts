@@ -20,7 +20,9 @@
 import { hashingReady, sha256 } from "../../store/mod.ts";
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
-import { ByteBudget, type CacheHit } from "../../protocol/mod.ts";
+import type { CacheHit } from "../../protocol/mod.ts";
+import { ByteBudget } from "../../util/byte_budget.ts";
+import { errorMessage } from "../../util/mod.ts";
 import type { ObjectStore } from "../../store/mod.ts";
 import type { CircuitBreaker } from "../../store/mod.ts";
 import { bodyDeadlineMs, outputKey } from "./layout.ts";
@@ -179,7 +181,7 @@ export class WarmUp {
     this.#deadline = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
     this.done = hashingReady().then(() => this.#run(stores, options.manifestOnly ?? false)).catch(
       (error) => {
-        this.#options.log?.info(`warm-up stopped: ${message(error)}`);
+        this.#options.log?.info(`warm-up stopped: ${errorMessage(error)}`);
       },
     ).finally(() => {
       this.#loaded();
@@ -653,10 +655,6 @@ function jobsOf(manifest: WarmManifest): Job[] {
     job.entries.push(entry);
   }
   return jobs;
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Marks progress as each chunk of a body arrives. */

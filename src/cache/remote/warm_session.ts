@@ -20,6 +20,7 @@
  * @module
  */
 
+import { WARM_DIR } from "../dir_layout.ts";
 import type { LocalCache } from "../local.ts";
 import type { Logger } from "../../log/mod.ts";
 import type { ObjectStore } from "../../store/mod.ts";
@@ -41,7 +42,7 @@ import {
 import { buildPacks, type PackPolicy, planPacks } from "./packs.ts";
 import type { WarmMetrics } from "./warm.ts";
 import type { CircuitBreaker } from "../../store/mod.ts";
-import { FILE_MODE, makeDirs, readFullSync } from "../../util/files.ts";
+import { atomicWrite, readFullSync } from "../../util/files.ts";
 
 /** Options for {@linkcode WarmSession}. */
 export interface WarmSessionOptions {
@@ -130,7 +131,9 @@ export class WarmSession {
   /** The path of this machine's copy of the manifest (per warm key and scope). */
   get localCopy(): string {
     const scope = sha256().update(this.#options.scope ?? "").digest("hex");
-    return `${this.#local.root}/warm/${this.#options.keyHash}.${scope.slice(0, 16)}.v2.json.zst`;
+    return `${this.#local.root}/${WARM_DIR}/${this.#options.keyHash}.${
+      scope.slice(0, 16)
+    }.v2.json.zst`;
   }
 
   /**
@@ -356,10 +359,7 @@ export class WarmSession {
     await hashingReady();
     try {
       const bytes = encoded ?? await encodeManifest(manifest);
-      await makeDirs(`${this.#local.root}/warm`);
-      const temp = `${this.localCopy}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-      await Deno.writeFile(temp, bytes, { mode: FILE_MODE });
-      await Deno.rename(temp, this.localCopy);
+      await atomicWrite(this.localCopy, bytes);
     } catch {
       // A directory that takes no writes: the bucket's copy still counts.
     }

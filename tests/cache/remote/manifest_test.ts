@@ -1,133 +1,71 @@
-/**
- * Manifests read from a hostile bucket (`readManifest`): every number checked against the
- * documented caps (a manifest breaking one is skipped with its reason), times and `seen` values
- * clamped, and the decompression bounded in bytes and nesting whatever the declared size says.
- */
+/** The warm-up manifest (manifest.ts): merging entries, encoding and decoding. */
 import assert from "node:assert/strict";
 import {
   decodeManifest,
   encodeManifest,
-  MANIFEST_LIMITS,
-  readManifest,
-  type WarmManifest,
+  mergeEntries,
+  type WarmEntry,
 } from "../../../src/cache/remote/mod.ts";
+import { repeatedId } from "../../_util/bytes.ts";
 
-const HEX_A = "a".repeat(64);
-const HEX_B = "b".repeat(64);
-const HEX_P = "c".repeat(64);
+const encoder = new TextEncoder();
 
-/** Gzip of the given parts, streamed. */
-async function gzip(...parts: (string | Uint8Array)[]): Promise<Uint8Array> {
-  const bytes = parts.map((p) => typeof p === "string" ? new TextEncoder().encode(p) : p);
-  const gz = new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
-  return await new Response(ReadableStream.from(bytes).pipeThrough(gz)).bytes();
+function id(n: number): string {
+  return repeatedId(n, 4);
 }
 
-function raw(entries: unknown[], extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ version: 1, key: "k", session: 3, packs: [], entries, ...extra });
+function entry(n: number, seen = 1, size = 10): WarmEntry {
+  return { actionId: id(n), outputId: id(n + 5000), size, nanos: 1000n * BigInt(n), seen };
 }
 
-function rawEntry(fields: Record<string, unknown> = {}): Record<string, unknown> {
-  return { action: HEX_A, output: HEX_B, size: 10, time: "1000", seen: 2, ...fields };
-}
-
-async function read(text: string, size?: number) {
-  const bytes = await gzip(text);
-  return await readManifest(ReadableStream.from([bytes]), size ?? bytes.length);
-}
-
-Deno.test("readManifest() skips a manifest whose numbers break a cap, with the reason", async () => {
-  const pack = { name: HEX_P, size: 100 };
-  const cases: [string, string, RegExp][] = [
-    ["an entry of 2.25e12 bytes", raw([rawEntry({ size: 2.25e12 })]), /size 2250000000000, above/],
-    [
-      "a pack above 32 MiB",
-      raw([], { packs: [{ name: HEX_P, size: 400 << 20 }] }),
-      /pack cccccccccccc has size 419430400/,
-    ],
-    [
-      "an offset outside its pack",
-      raw([rawEntry({ pack: HEX_P, offset: 95 })], { packs: [pack] }),
-      /lies at 95\+10, outside pack/,
-    ],
-    ["a session of 2^53-1", raw([], { session: 2 ** 53 - 1 }), /session 9007199254740991 is above/],
-    [
-      "more packs than the cap",
-      raw([], {
-        packs: Array.from({ length: 1025 }, (_, i) => ({ name: i.toString(16).padStart(64, "0") })),
-      }),
-      /1025 packs, above the cap of 1024/,
-    ],
-    [
-      "entries of more than 2 GiB in all",
-      raw(
-        Array.from(
-          { length: 3 },
-          (_, i) => rawEntry({ action: String(i).repeat(64), size: 2 ** 30 }),
-        ),
-      ),
-      /more than the cap of 2147483648 bytes/,
-    ],
+Deno.test("mergeEntries() puts this session first in asked order, keeps packs, drops idle ones", () => {
+  const previous = [
+    { ...entry(1, 5), pack: "p", offset: 0 },
+    entry(2, 4),
+    entry(3, 1),
+    entry(4, 5),
   ];
-  for (const [what, text, problem] of cases) {
-    const result = await read(text);
-    assert.equal(result.manifest, undefined, what);
-    assert.match(result.problem!, problem, what);
-  }
-  // Counts: one over the cap of entries (the same check at the real cap of 50,000).
-  const many = Array.from(
-    { length: MANIFEST_LIMITS.maxEntries + 1 },
-    (_, i) => rawEntry({ action: i.toString(16).padStart(64, "0"), size: 0 }),
+  const used = [entry(4), entry(1), entry(9)].map(({ seen: _, ...e }) => e);
+  const merged = mergeEntries(previous, used, { session: 10, maxIdleSessions: 8 });
+  assert.deepEqual(merged.map((e) => e.actionId), [id(4), id(1), id(9), id(2)]);
+  assert.deepEqual(merged.map((e) => e.seen), [10, 10, 10, 4]);
+  assert.equal(merged[1]!.pack, "p", "an unchanged output keeps its pack place");
+  const capped = mergeEntries(previous, used, { session: 10, maxEntries: 2 });
+  assert.equal(capped.length, 2);
+  const byBytes = mergeEntries(previous, used, { session: 10, maxBytes: 25 });
+  assert.equal(byBytes.length, 2);
+});
+
+Deno.test("encodeManifest() and decodeManifest() round-trip; malformed entries are left out", async () => {
+  const manifest = {
+    key: "k",
+    session: 3,
+    entries: [
+      { ...entry(1), pack: "ab".repeat(32), offset: 7 },
+      entry(2),
+      { ...entry(3), pack: "cd".repeat(32), offset: 40 },
+    ],
+    packs: [{ name: "ab".repeat(32), size: 17 }, { name: "cd".repeat(32), size: 20, raw: 50 }],
+  };
+  const encoded = await encodeManifest(manifest);
+  assert.deepEqual([...encoded.subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd], "zstd");
+  const decoded = await decodeManifest(encoded);
+  assert.deepEqual(decoded, { ...manifest, version: 2 });
+  assert.equal(await decodeManifest(encoder.encode("{}")), undefined);
+  const bad = new Response(
+    ReadableStream.from([encoder.encode(JSON.stringify({
+      version: 1,
+      entries: [{ action: "zz", output: id(1), size: 1, time: "1" }, {
+        action: id(1),
+        output: id(2),
+        size: 1,
+        time: "5",
+        pack: "cd".repeat(32), // not a listed pack: the place is dropped
+        offset: 0,
+      }],
+    }))]).pipeThrough(new CompressionStream("gzip")),
   );
-  assert.match((await read(raw(many))).problem!, /50001 entries, above the cap of 50000/);
-  // A declared size over the cap is not read at all.
-  assert.match((await read(raw([]), 2.25e12)).problem!, /size of 2250000000000 bytes is above/);
-});
-
-Deno.test("readManifest() clamps times and seen values, and leaves malformed entries out", async () => {
-  const future = String(BigInt(Date.now() + 10 * 365 * 86_400_000) * 1_000_000n);
-  const { manifest } = await read(raw([
-    rawEntry({ seen: 2 ** 53 - 1, time: future }),
-    rawEntry({ action: "d".repeat(64), seen: -4, time: "-5" }),
-    rawEntry({ action: "not hex" }),
-    rawEntry(), // a duplicate action: the first one counts
-  ]));
-  assert.ok(manifest);
-  assert.equal(manifest.entries.length, 2);
-  const [first, second] = manifest.entries as [
-    WarmManifest["entries"][0],
-    WarmManifest["entries"][0],
-  ];
-  assert.equal(first.seen, 0, "a seen past the session is read as never used");
-  assert.ok(first.nanos <= BigInt(Date.now()) * 1_000_000n, "a future time is read as now");
-  assert.equal(second.seen, 0);
-  assert.equal(second.nanos, 0n);
-  // Round trip: what an honest writer writes is read back as written.
-  const honest: WarmManifest = { key: "k", session: 4, packs: [], entries: [first] };
-  assert.deepEqual((await decodeManifest(await encodeManifest(honest)))?.entries, [first]);
-});
-
-Deno.test("readManifest() abandons a gzip bomb and a nesting bomb at the default caps", async () => {
-  // 1 GiB of spaces inside a JSON string: about 1 MiB compressed; abandoned after 32 MiB.
-  const gib = 1 << 30;
-  const chunk = new Uint8Array(1 << 24).fill(0x20);
-  const parts: (string | Uint8Array)[] = ['{"version":1,"key":"'];
-  for (let n = 0; n < gib; n += chunk.length) parts.push(chunk);
-  parts.push('","entries":[]}');
-  const bomb = await gzip(...parts);
-  assert.ok(bomb.length < MANIFEST_LIMITS.maxObjectBytes, `${bomb.length} bytes compressed`);
-  const before = Deno.memoryUsage().rss;
-  const started = performance.now();
-  const result = await readManifest(ReadableStream.from([bomb]), bomb.length);
-  assert.match(result.problem!, /more than 33554432 bytes once decompressed/);
-  const grew = Deno.memoryUsage().rss - before;
-  assert.ok(grew < 256 << 20, `RSS grew by ${grew >> 20} MiB`);
-  assert.ok(performance.now() - started < 5_000);
-
-  // 39 KB of brackets: deeper than 16 is refused before JSON.parse sees it.
-  const nest = await read(`{"version":1,"entries":[],"x":${"[".repeat(40_000)}`);
-  assert.match(nest.problem!, /nested more than 16 deep/);
-  // Not gzip at all.
-  const plain = new TextEncoder().encode(raw([]));
-  assert.match((await readManifest(ReadableStream.from([plain]), plain.length)).problem!, /gzip/);
+  const partial = await decodeManifest(await bad.bytes());
+  assert.equal(partial?.entries.length, 1);
+  assert.equal(partial?.entries[0]?.pack, undefined);
 });

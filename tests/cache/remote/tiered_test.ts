@@ -3,7 +3,6 @@
  * the breaker, collapsed lookups, the upload policy and close().
  */
 import assert from "node:assert/strict";
-import type { GetAnswer } from "../../../src/protocol/mod.ts";
 import { LocalCache } from "../../../src/cache/local.ts";
 import {
   actionKey,
@@ -17,28 +16,16 @@ import { ThroughputFloorStream, TooSlowError } from "../../../src/store/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { recordingLogger } from "../../_util/logger.ts";
 import { TestStore } from "../../_util/test_store.ts";
+import { repeatedId as id, sha256Hex as sha256 } from "../../_util/bytes.ts";
+import { isHitNow } from "../../_util/script.ts";
 
 const encoder = new TextEncoder();
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
 
 /** `size` bytes that differ from call to call. */
 function noise(size: number): Uint8Array {
   const bytes = new Uint8Array(size);
   for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
   return bytes;
-}
-
-/** Whether a get answered with a hit at once (no promise). */
-function isHitNow(answer: GetAnswer): boolean {
-  return answer !== undefined && !(answer instanceof Promise);
-}
-
-function id(n: number): string {
-  return n.toString(16).padStart(2, "0").repeat(32);
 }
 
 async function setup(options: TieredCacheOptions = {}) {

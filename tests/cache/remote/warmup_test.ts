@@ -1,23 +1,19 @@
 /**
- * The warm-up against an in-memory bucket: manifest merge, bounds and order, packs (slicing,
- * verification, reuse), a get joining a running warm-up fetch and a get jumping the queue, and
- * TieredCache writing one manifest across sessions.
+ * The warm-up (warm.ts, warm_session.ts) through TieredCache against an in-memory bucket: bounds
+ * and order, packs (verification, reuse), a get joining a running warm-up fetch and a get jumping
+ * the queue, and one manifest written across sessions. The manifest's and the packs' own functions
+ * are tested in manifest_test.ts and packs_test.ts.
  */
 import assert from "node:assert/strict";
-import type { GetAnswer } from "../../../src/protocol/mod.ts";
 import { LocalCache } from "../../../src/cache/local.ts";
 import {
   actionKey,
-  buildPacks,
   decodeManifest,
   encodeManifest,
   manifestKey,
-  mergeEntries,
   outputKey,
   packKey,
   type PackPolicy,
-  planPacks,
-  slicePack,
   TieredCache,
   type WarmEntry,
   warmKeyHash,
@@ -30,26 +26,14 @@ import {
 } from "../../../src/store/mod.ts";
 import { Metrics } from "../../../src/metrics/mod.ts";
 import { TestStore } from "../../_util/test_store.ts";
+import { repeatedId, sha256Hex as sha256 } from "../../_util/bytes.ts";
+import { isHitNow } from "../../_util/script.ts";
 import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 
 const encoder = new TextEncoder();
 
-async function sha256(bytes: Uint8Array): Promise<string> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>))
-    .toHex();
-}
-
-/** Whether a get answered with a hit at once (no promise). */
-function isHitNow(answer: GetAnswer): boolean {
-  return answer !== undefined && !(answer instanceof Promise);
-}
-
 function id(n: number): string {
-  return n.toString(16).padStart(4, "0").repeat(16);
-}
-
-function entry(n: number, seen = 1, size = 10): WarmEntry {
-  return { actionId: id(n), outputId: id(n + 5000), size, nanos: 1000n * BigInt(n), seen };
+  return repeatedId(n, 4);
 }
 
 /** A store that counts GETs and can hold back or slow down those of outputs and packs. */
@@ -134,119 +118,6 @@ async function withCache(
     if (!options.dir) await Deno.remove(dir, { recursive: true });
   }
 }
-
-Deno.test("mergeEntries() puts this session first in asked order, keeps packs, drops idle ones", () => {
-  const previous = [
-    { ...entry(1, 5), pack: "p", offset: 0 },
-    entry(2, 4),
-    entry(3, 1),
-    entry(4, 5),
-  ];
-  const used = [entry(4), entry(1), entry(9)].map(({ seen: _, ...e }) => e);
-  const merged = mergeEntries(previous, used, { session: 10, maxIdleSessions: 8 });
-  assert.deepEqual(merged.map((e) => e.actionId), [id(4), id(1), id(9), id(2)]);
-  assert.deepEqual(merged.map((e) => e.seen), [10, 10, 10, 4]);
-  assert.equal(merged[1]!.pack, "p", "an unchanged output keeps its pack place");
-  const capped = mergeEntries(previous, used, { session: 10, maxEntries: 2 });
-  assert.equal(capped.length, 2);
-  const byBytes = mergeEntries(previous, used, { session: 10, maxBytes: 25 });
-  assert.equal(byBytes.length, 2);
-});
-
-Deno.test("encodeManifest() and decodeManifest() round-trip; malformed entries are left out", async () => {
-  const manifest = {
-    key: "k",
-    session: 3,
-    entries: [
-      { ...entry(1), pack: "ab".repeat(32), offset: 7 },
-      entry(2),
-      { ...entry(3), pack: "cd".repeat(32), offset: 40 },
-    ],
-    packs: [{ name: "ab".repeat(32), size: 17 }, { name: "cd".repeat(32), size: 20, raw: 50 }],
-  };
-  const encoded = await encodeManifest(manifest);
-  assert.deepEqual([...encoded.subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd], "zstd");
-  const decoded = await decodeManifest(encoded);
-  assert.deepEqual(decoded, { ...manifest, version: 2 });
-  assert.equal(await decodeManifest(encoder.encode("{}")), undefined);
-  const bad = new Response(
-    ReadableStream.from([encoder.encode(JSON.stringify({
-      version: 1,
-      entries: [{ action: "zz", output: id(1), size: 1, time: "1" }, {
-        action: id(1),
-        output: id(2),
-        size: 1,
-        time: "5",
-        pack: "cd".repeat(32), // not a listed pack: the place is dropped
-        offset: 0,
-      }],
-    }))]).pipeThrough(new CompressionStream("gzip")),
-  );
-  const partial = await decodeManifest(await bad.bytes());
-  assert.equal(partial?.entries.length, 1);
-  assert.equal(partial?.entries[0]?.pack, undefined);
-});
-
-Deno.test("planPacks() keeps mostly wanted compressed packs, never raw ones, and packs the rest", () => {
-  const kept = { name: "aa".repeat(32), size: 12, raw: 30 };
-  const dropped = { name: "bb".repeat(32), size: 40, raw: 100 };
-  const raw = { name: "cc".repeat(32), size: 10 }; // an earlier version's: never kept
-  const entries = [
-    { ...entry(1), pack: kept.name, offset: 0 },
-    { ...entry(2), pack: kept.name, offset: 10 },
-    { ...entry(3), pack: dropped.name, offset: 0 },
-    { ...entry(6), pack: raw.name, offset: 0 },
-    entry(4),
-    entry(5, 1, (1 << 20) + 1), // a pack of its own
-    entry(7, 1, (32 << 20) + 1), // above maxLoneSize: fetched raw
-  ];
-  const plan = planPacks(entries, [kept, dropped, raw], { minNewEntries: 1 });
-  assert.deepEqual(plan.keep, [kept]);
-  assert.deepEqual(plan.toPack.map((e) => e.actionId), [id(3), id(6), id(4), id(5)]);
-  assert.equal(plan.entries[2]!.pack, undefined);
-  assert.equal(plan.entries[3]!.pack, undefined);
-});
-
-Deno.test("buildPacks() and slicePack(): every output comes back byte for byte", async () => {
-  const bodies = new Map<string, Uint8Array>();
-  const entries: WarmEntry[] = [];
-  for (let n = 0; n < 50; n++) {
-    const body = encoder.encode(`body ${n}`.repeat(n + 1));
-    const e = { ...entry(n), size: body.length };
-    bodies.set(e.actionId, body);
-    entries.push(e);
-  }
-  const read = (e: WarmEntry, target: Uint8Array) => {
-    const body = bodies.get(e.actionId);
-    if (!body || body.length !== target.length) return false;
-    target.set(body);
-    return true;
-  };
-  let packs = 0;
-  let raw = 0;
-  // One buffer for every pack: each is checked before the next is asked for.
-  for await (const pack of buildPacks(entries, read, { packBytes: 2000 })) {
-    packs++;
-    assert.equal(pack.info.name, await sha256(pack.bytes));
-    assert.equal(pack.bytes.length, pack.info.size);
-    const bytes = new Uint8Array(zstdDecompressSync(pack.bytes));
-    assert.equal(bytes.length, pack.info.raw);
-    assert.ok(pack.info.size < pack.info.raw!, "compressed");
-    raw += bytes.length;
-    for (const [actionId, offset] of pack.offsets) {
-      const e = entries.find((x) => x.actionId === actionId)!;
-      assert.deepEqual(slicePack(bytes, { ...e, offset }), bodies.get(actionId));
-    }
-  }
-  assert.ok(packs > 1, "closed at about packBytes");
-  assert.equal(raw, entries.reduce((sum, e) => sum + e.size, 0));
-  // An output that is gone or has another size is left out.
-  const gone = [...entries.slice(0, 3), { ...entries[3]!, size: entries[3]!.size + 1 }];
-  bodies.delete(entries[0]!.actionId);
-  const [only] = await Array.fromAsync(buildPacks(gone, read));
-  assert.deepEqual([...only!.offsets.keys()], [entries[1]!.actionId, entries[2]!.actionId]);
-  assert.equal(slicePack(new Uint8Array(3), { ...entry(1), offset: 0 }), undefined);
-});
 
 Deno.test("TieredCache writes a manifest; a fresh machine warms from it with packs and no action GETs", async () => {
   const store = new CountingStore();

@@ -17,12 +17,9 @@
  * @module
  */
 
+import { FILE_MODE } from "../util/files.ts";
 import { settledWithin } from "../util/mod.ts";
-
-/** The file `serve` holds a shared lock on and writes its pid to. */
-export const SERVE_LOCK = ".serve.pid";
-/** The file every session holds a shared lock on. */
-export const SESSION_LOCK = ".in-use";
+import { SERVE_LOCK, SESSION_LOCK } from "./dir_layout.ts";
 
 /** How long a session waits for a running `clean` before it goes on without the lock. */
 const SESSION_WAIT_MS = 30_000;
@@ -118,7 +115,7 @@ export async function lockForClean(root: string): Promise<CleanLocks> {
 async function openLockFile(path: string): Promise<Deno.FsFile | undefined> {
   try {
     // Owner only, like every file in the cache directory, whatever the umask.
-    return await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
+    return await Deno.open(path, { read: true, write: true, create: true, mode: FILE_MODE });
   } catch {
     return await Deno.open(path, { read: true }).catch(() => undefined);
   }

@@ -1,6 +1,6 @@
 /**
- * A shared budget of bytes, so several sessions of one server cannot together hold more large put
- * bodies in memory than the machine can spare.
+ * A shared budget of bytes, so several users of one process (the sessions of a server, the
+ * warm-up's fetches) cannot together hold more bytes in memory than the machine can spare.
  *
  * @module
  */
@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
- * import { ByteBudget } from "./budget.ts";
+ * import { ByteBudget } from "./byte_budget.ts";
  * const budget = new ByteBudget(100);
  * const release = await budget.acquire(60);
  * release();

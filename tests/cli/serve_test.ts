@@ -3,13 +3,9 @@ import { runServer } from "../../src/cli/serve.ts";
 import { parseConfig } from "../../src/cli/config.ts";
 import { LocalCache } from "../../src/cache/local.ts";
 import type { CacheStack } from "../../src/cli/stack.ts";
-import type { Logger } from "../../src/log/mod.ts";
+import { recordingLogger } from "../_util/logger.ts";
 import { closeFrame, getFrame, hexId, MemoryHandler } from "../_util/script.ts";
 import { freePort } from "../_util/net.ts";
-
-function recordingLog(lines: string[]): Logger {
-  return { info: (l) => lines.push(l), warn: (l) => lines.push(l), trace: () => undefined };
-}
 
 async function readLines(conn: Deno.Conn, count: number): Promise<string[]> {
   const decoder = new TextDecoder();
@@ -27,11 +23,12 @@ async function started(
   args: string[],
   options: { openStack?: () => Promise<CacheStack>; flushTimeoutMs?: number } = {},
 ) {
-  const lines: string[] = [];
+  const log = recordingLogger();
+  const lines = log.lines;
   const controller = new AbortController();
   const ready = Promise.withResolvers<{ plugin: string; http?: string }>();
   const config = parseConfig(["serve", ...args], () => undefined);
-  const done = runServer(config, recordingLog(lines), {
+  const done = runServer(config, log, {
     signal: controller.signal,
     onReady: ready.resolve,
     openStack: options.openStack,

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { MemoryObjectStore, type ObjectStore } from "../../src/store/mod.ts";
 import { Metrics } from "../../src/metrics/mod.ts";
 import { createModuleProxy, type ModuleProxyOptions } from "../../src/modproxy/mod.ts";
-import { rawPathOf } from "../../src/modproxy/paths.ts";
+import { rawPathOf } from "../../src/util/http.ts";
 import { type FakeUpstream, startFakeUpstream } from "../_util/fake_upstream.ts";
 import { findMinio, startMinio } from "../_util/minio.ts";
 import { ProxyProcess } from "../testdata/modproxy/serve_proxy.ts";
