@@ -10,6 +10,7 @@ import {
   actionKey,
   decodeManifest,
   encodeManifest,
+  legacyManifestKey,
   manifestKey,
   outputKey,
   packKey,
@@ -265,6 +266,44 @@ Deno.test("TieredCache: sessions one after another end with one manifest; read-o
     await cache.finishSession();
   });
   assert.equal(readOnly.objects.size, before, "nothing written");
+});
+
+Deno.test("TieredCache warm-up: an earlier version's manifest (gzip, version 1) is still read", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 40);
+  const keyHash = await warmKeyHash("test");
+  const json = JSON.stringify({
+    version: 1,
+    key: "test",
+    session: 1,
+    packs: [],
+    entries: entries.map((e) => ({
+      action: e.actionId,
+      output: e.outputId,
+      size: e.size,
+      time: String(e.nanos),
+      seen: 1,
+    })),
+  });
+  const gzip = await new Response(
+    ReadableStream.from([encoder.encode(json)]).pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  store.objects.set(legacyManifestKey(keyHash), gzip);
+  await withCache(store, async (cache, metrics) => {
+    await cache.startWarmUp();
+    assert.equal(metrics.counters().warm_entries, 40);
+    for (const e of entries) assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
+    assert.equal(metrics.counters().warm_hits, 40);
+    await cache.finishSession();
+  });
+  assert.deepEqual(
+    store.gets.filter((k) => k.includes("manifest")),
+    [manifestKey(keyHash), legacyManifestKey(keyHash)],
+    "the new key first, then the old one",
+  );
+  const written = await decodeManifest(store.objects.get(manifestKey(keyHash))!);
+  assert.equal(written?.version, 2, "the next manifest is version 2, with zstd packs");
+  assert.ok(written!.packs.length > 0 && written!.packs.every((p) => p.raw !== undefined));
 });
 
 Deno.test("TieredCache warm-up: a get waiting on a pack still arriving is not hedged (no byte twice)", async () => {
