@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the servers the end-to-end tests start on 127.0.0.1, at pinned versions, with
 # `go install` from the Go module proxy: MinIO (S3), toxiproxy (latency and stalls), MinIO's admin
-# client mc (users and policies for the trust-tier tests) and actionlint (the workflow checks).
+# client mc (users and policies for the trust-tier tests), actionlint (the workflow checks) and
+# fake-gcs-server (Google Cloud Storage).
 # Also builds promlint (tests/testdata/promlint: client_golang's linter behind
 # `promtool check metrics`, for tests/server/metrics_lint_test.ts) and, as root on Debian,
 # installs Chromium with apt-get (the status page's headless-browser test).
 # Idempotent: a binary already present is kept. Installs into
 #   ${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}/bin
-#   (names: minio, toxiproxy-server, mc, actionlint, promlint)
+#   (names: minio, toxiproxy-server, mc, actionlint, fake-gcs-server, promlint)
 # Usage: scripts/install_test_servers.sh        (MinIO takes about 3 minutes to build)
 set -euo pipefail
 
@@ -21,6 +22,9 @@ MC_MODULE=github.com/minio/mc
 MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
 ACTIONLINT_PACKAGE=github.com/rhysd/actionlint/cmd/actionlint
 ACTIONLINT_VERSION=v1.7.12
+# fake-gcs-server: the Google Cloud Storage emulator (JSON API) for the GCS store's tests.
+FAKE_GCS_MODULE=github.com/fsouza/fake-gcs-server
+FAKE_GCS_VERSION=v1.56.1
 
 tools="${GCP_TOOLS_DIR:-$HOME/.cache/go-cache-plugin-tools}"
 bin="$tools/bin"
@@ -54,6 +58,7 @@ install minio "$MINIO_MODULE@$MINIO_VERSION" minio
 install toxiproxy-server "$TOXIPROXY_PACKAGE@$TOXIPROXY_VERSION" server
 install mc "$MC_MODULE@$MC_VERSION" mc
 install actionlint "$ACTIONLINT_PACKAGE@$ACTIONLINT_VERSION" actionlint
+install fake-gcs-server "$FAKE_GCS_MODULE@$FAKE_GCS_VERSION" fake-gcs-server
 
 # curl: tests/e2e/revproxy_test.ts drives the real curl through the caching proxy. It comes from
 # the system's packages; without it that test fails in CI (and is skipped elsewhere, saying so).

@@ -18,6 +18,7 @@ const INPUTS = [
   "region",
   "endpoint",
   "path-style",
+  "gcs-key-file",
   "prefix",
   "read-prefixes",
   "read-only",

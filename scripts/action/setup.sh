@@ -17,7 +17,7 @@
 # spaces is reached through a link in a private space-free directory under /tmp, or quoted).
 #
 # Inputs (main.mjs passes them, `-` spelled `_`): INPUT_BUCKET, INPUT_REGION, INPUT_ENDPOINT,
-# INPUT_PATH_STYLE, INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_WARM_KEY,
+# INPUT_PATH_STYLE, INPUT_GCS_KEY_FILE, INPUT_PREFIX, INPUT_READ_PREFIXES, INPUT_READ_ONLY, INPUT_WARM_KEY,
 # INPUT_MODULE_PROXY, INPUT_VERSION, INPUT_CACHE_DIR, INPUT_SHA256, INPUT_VERIFY_ATTESTATION,
 # INPUT_TOKEN (given to gh only, never to the server); GCP_ACTION_REPOSITORY and GCP_ACTION_REF
 # (the action's own repository and ref). GitHub's files and facts: GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, RUNNER_OS,
@@ -73,7 +73,7 @@ number_or() {
 # $GITHUB_PATH and GOCACHEPROG).
 check_inputs() {
   local name value input
-  for name in BUCKET REGION ENDPOINT PATH_STYLE PREFIX READ_PREFIXES READ_ONLY WARM_KEY \
+  for name in BUCKET REGION ENDPOINT PATH_STYLE GCS_KEY_FILE PREFIX READ_PREFIXES READ_ONLY WARM_KEY \
     MODULE_PROXY VERSION CACHE_DIR SHA256 VERIFY_ATTESTATION; do
     input="INPUT_$name"
     value=$(gcp_trim "${!input:-}")
@@ -359,6 +359,9 @@ start_server() {
     [ -n "${INPUT_BUCKET:-}" ] && args+=("--bucket=$INPUT_BUCKET")
     [ -n "${INPUT_REGION:-}" ] && args+=("--region=$INPUT_REGION")
     [ -n "${INPUT_PREFIX:-}" ] && args+=("--prefix=$INPUT_PREFIX")
+    # Google Cloud Storage (bucket: gs://NAME): a credentials file; without it the server finds
+    # them as Google's tools do (GOOGLE_APPLICATION_CREDENTIALS from google-github-actions/auth).
+    [ -n "${INPUT_GCS_KEY_FILE:-}" ] && args+=("--gcs-key-file=$INPUT_GCS_KEY_FILE")
     if [ -n "${INPUT_ENDPOINT:-}" ]; then
       args+=("--s3-endpoint-url=$INPUT_ENDPOINT")
       # Most S3-compatible servers want path-style URLs: the default with an endpoint.

@@ -25,5 +25,7 @@ timeout 900 "${run[@]}" scripts/bench/read_prefixes.ts --n=300 --rounds="$n"
 # 7. caching HTTPS proxy (tailscale's names host:port in its certificate: see BENCHMARKS.md)
 timeout 900 "${run[@]}" --unsafely-ignore-certificate-errors=localhost scripts/bench/revproxy.ts \
   --rounds="$n" --seconds="$seconds"
+# 8. the stores side by side: S3 on MinIO, Google Cloud Storage on fake-gcs-server
+timeout 5400 "${run[@]}" scripts/bench/stores.ts --n="$ncold"
 # micro-benchmarks
 timeout 600 scripts/deno task bench

@@ -221,18 +221,18 @@ export function checkHttpAddress(value: string): void {
  * @param value The endpoint.
  * @throws {UsageError} For a non-URL or another scheme.
  */
-export function checkEndpoint(value: string): void {
+export function checkEndpoint(value: string, flag = "--s3-endpoint-url"): void {
   let url: URL;
   try {
     url = new URL(value);
   } catch (error) {
-    throw new UsageError(`--s3-endpoint-url: ${JSON.stringify(value)} is not a URL`, {
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} is not a URL`, {
       cause: error,
     });
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new UsageError(
-      `--s3-endpoint-url: ${JSON.stringify(value)} must start with http:// or https://`,
+      `${flag}: ${JSON.stringify(value)} must start with http:// or https://`,
     );
   }
 }

@@ -12,7 +12,7 @@
 
 import { type Command, HELP_FLAGS, SUBCOMMANDS } from "./commands.ts";
 import { defaultOf, type FlagField, FLAGS, type FlagSpec, type FlagValue } from "./flags.ts";
-import type { StoreSpec } from "../store/spec.ts";
+import { bucketUrl, type StoreSpec } from "../store/spec.ts";
 import { isAbsolute } from "../util/files.ts";
 import { storeSpecOf } from "./_store_spec.ts";
 import {
@@ -51,13 +51,21 @@ export interface Config {
   cacheDir: string;
   /** Why `cacheDir` is what it is, for `-v`. */
   cacheDirSource: string;
-  /** `--bucket` as given (a name or a URL); "" is the local tier alone. */
+  /** `--bucket` as given (a name or a URL), else `gs://` and `--gcs-bucket`; "" is the local tier alone. */
   bucket: string;
   /** The store `--bucket` names, with its settings; `undefined` without a bucket. */
   store: StoreSpec | undefined;
   region: string;
   endpoint: string;
   pathStyle: boolean;
+  /** `--storage`: `s3` or `gcs`; "" goes by `--bucket`'s scheme. */
+  storage: string;
+  /** `--gcs-bucket`: a Google Cloud Storage bucket, as `--bucket=gs://NAME`. */
+  gcsBucket: string;
+  /** `--gcs-key-file`: GCS credentials file; "" finds them as Google's tools do. */
+  gcsKeyFile: string;
+  /** `--gcs-endpoint-url`: a private GCS endpoint; "" is Google's, or the emulator's. */
+  gcsEndpoint: string;
   prefix: string;
   /** `--read-prefixes`: looked up in order after a miss under `prefix`, never written. */
   readPrefixes: string[];
@@ -193,6 +201,8 @@ export function parseConfig(args: string[], env: (name: string) => string | unde
     connectTarget: command === "connect" ? rest[0]! : "",
     statsAddress,
     ...flags,
+    // `--gcs-bucket` alone names the bucket too.
+    bucket: flags.bucket || (store ? bucketUrl(store) : ""),
     store: store && Object.freeze(store),
     cacheDir: cacheDir.path,
     cacheDirSource: cacheDir.source,

@@ -45,6 +45,10 @@ export type FlagField =
   | "region"
   | "endpoint"
   | "pathStyle"
+  | "storage"
+  | "gcsBucket"
+  | "gcsKeyFile"
+  | "gcsEndpoint"
   | "prefix"
   | "readPrefixes"
   | "readOnly"
@@ -141,7 +145,8 @@ const ROWS: readonly FlagRow[] = [
     field: "bucket",
     default: "",
     shown: "(local tier only)",
-    help: "S3 bucket name; without it only the local tier is used",
+    help: "Bucket: NAME or s3://NAME (S3), gs://NAME (Google Cloud Storage); " +
+      "without it only the local tier is used",
   },
   {
     flag: "region",
@@ -168,6 +173,42 @@ const ROWS: readonly FlagRow[] = [
     field: "pathStyle",
     default: false,
     help: "Use path-style S3 URLs",
+  },
+  {
+    flag: "storage",
+    env: "GOCACHE_STORAGE",
+    kind: "string",
+    field: "storage",
+    default: "",
+    shown: "(by --bucket: s3://, gs://; plain: s3)",
+    help: "Which store --bucket names: s3 or gcs",
+  },
+  // Google Cloud Storage, with the names of tailscale's PR #18 (--bucket=gs://NAME works too).
+  {
+    flag: "gcs-bucket",
+    env: "GOCACHE_GCS_BUCKET",
+    kind: "string",
+    field: "gcsBucket",
+    default: "",
+    help: "Google Cloud Storage bucket name (the same as --bucket=gs://NAME)",
+  },
+  {
+    flag: "gcs-key-file",
+    env: "GOCACHE_GCS_KEY_FILE",
+    kind: "string",
+    field: "gcsKeyFile",
+    default: ({ env }) => env("GOOGLE_APPLICATION_CREDENTIALS") ?? "",
+    shown: "GOOGLE_APPLICATION_CREDENTIALS, else gcloud's ADC, else the metadata server",
+    help: "GCS credentials: a service-account key or workload identity federation file",
+  },
+  {
+    flag: "gcs-endpoint-url",
+    env: "GOCACHE_GCS_ENDPOINT_URL",
+    kind: "string",
+    field: "gcsEndpoint",
+    default: "",
+    shown: "Google's (STORAGE_EMULATOR_HOST: an emulator, no credentials)",
+    help: "GCS JSON API endpoint URL, such as a Private Service Connect one (credentials sent)",
   },
   {
     flag: "prefix",

@@ -13,7 +13,7 @@ import { VERSION } from "./version.ts";
 
 const PERMISSIONS =
   "--allow-read --allow-write --allow-net --allow-sys=osRelease --allow-run=go,ps " +
-  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID";
+  "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID,GOOGLE_*,STORAGE_EMULATOR_HOST,GCE_METADATA_HOST,GCE_METADATA_IP,METADATA_SERVER_DETECTION,CLOUDSDK_CONFIG,CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE,APPDATA,HTTPS_PROXY,https_proxy,HTTP_PROXY,http_proxy,NO_PROXY,no_proxy";
 
 const OVERVIEW =
   `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional S3 tier
@@ -110,6 +110,11 @@ The S3 tier needs --bucket and credentials from the standard AWS chain (AWS_ACCE
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files, or instance/container roles). For MinIO or
 another S3-compatible server, set --s3-endpoint-url and usually --s3-path-style.
 
+Google Cloud Storage: --bucket=gs://NAME (or --storage=gcs --gcs-bucket=NAME). Credentials as
+Google's tools find them: --gcs-key-file or GOOGLE_APPLICATION_CREDENTIALS (a service-account
+key, or a workload identity federation file), gcloud's application-default credentials, the
+metadata server. STORAGE_EMULATOR_HOST points it at an emulator, without credentials.
+
 When S3 is slow, down or misconfigured the plugin keeps serving the local tier: a remote error
 is a miss, never a failed build.
 
@@ -197,7 +202,9 @@ more. CONNECT to the proxy's own ports is refused. --max-size, --expiry, --read-
   ${PERMISSIONS}
 
 read/write: the cache directory (chosen at run time); net: S3, listeners, module upstream, proxy
-origins; env SSL_CERT_FILE/SSL_CERT_DIR: CAs the proxy trusts for origins;
+origins; env SSL_CERT_FILE/SSL_CERT_DIR: CAs the proxy trusts for origins; env GOOGLE_*,
+STORAGE_EMULATOR_HOST, GCE_METADATA_*, CLOUDSDK_*, APPDATA and the proxy variables: Google
+Cloud Storage credentials, emulator and CA as Google's libraries read them;
 run=go: only for "go env GOCACHE" (serve and clean's default directory) and "go env GOPROXY"
 (when the module proxy has no other upstream); run=ps: serve reads the process table once per
 session to show which go command it serves on the status page.`,

@@ -17,6 +17,7 @@ import {
   describeStore,
   openStore,
   ReadThroughStore,
+  STORE_NAMES,
   storeScope,
   type StoreSpec,
 } from "../store/mod.ts";
@@ -69,6 +70,7 @@ export async function openRemoteStack(
     // shared through the cache directory, so the next one does not pay the same deadlines.
     breakerFile: `${local.root}/${BREAKER_FILE}`,
     breakerScope: storeScope(spec),
+    storeName: STORE_NAMES[spec.kind],
     log,
     metrics,
     warm: await warmOptions(config, spec, log),

@@ -63,6 +63,27 @@ function labelled(
   }));
 }
 
+/**
+ * The request-latency histogram each kind of store records (registry names): S3's, Google Cloud
+ * Storage's. A histogram's count is the requests made; `stats` adds them up.
+ */
+export const REQUEST_HISTOGRAMS: readonly string[] = Object.freeze([
+  "s3_request_seconds",
+  "gcs_request_seconds",
+]);
+
+/**
+ * The requests made to the object store: the counts of the {@linkcode REQUEST_HISTOGRAMS}.
+ *
+ * @param histograms Histograms by registry name, as `Metrics.histograms()` or `/debug/vars` give them.
+ * @returns Their counts added up.
+ */
+export function remoteRequests(histograms: Record<string, { count?: unknown }>): number {
+  let total = 0;
+  for (const name of REQUEST_HISTOGRAMS) total += Number(histograms[name]?.count) || 0;
+  return total;
+}
+
 /** Every family `/metrics` exports, in order. */
 export const FAMILIES: readonly FamilySpec[] = Object.freeze([
   {

@@ -140,10 +140,11 @@ export interface CollapsingLogger extends Logger {
 
 /** A hex id (an action or output id, or a prefix of one), or a key naming one. */
 const OBJECT_ID = /"?(?:[\w.-]+\/)*[0-9a-f]{12,}"?/g;
-/** The breaker's per-failure line: `[modproxy: ]S3 failure N (kind): text`. */
-const FAILURE = /^(.*?)S3 failure \d+ \((\w+)\): (.*)$/;
+/** The breaker's per-failure line: `[modproxy: ]S3 failure N (kind): text` (or GCS, Azure). */
+const FAILURE = /^(.*?)(S3|GCS|Azure) failure \d+ \((\w+)\): (.*)$/;
 /** The breaker's pause and disable lines. */
-const PAUSED = /^(.*?)S3 tier (paused for \d+s after \d+ consecutive failures?|disabled): (.*)$/;
+const PAUSED =
+  /^(.*?)(?:S3|GCS|Azure) tier (paused for \d+s after \d+ consecutive failures?|disabled): (.*)$/;
 
 /**
  * Wraps a logger: records faults from the S3 tier's lines into `faults` and logs a line about one
@@ -162,9 +163,9 @@ export function collapsingLogger(log: Logger, faults: Faults = new Faults()): Co
     const emit = (l: string) => warn ? log.warn(l) : log.info(l);
     const failure = FAILURE.exec(line);
     if (failure) {
-      const cause = classifyFault(failure[3]!);
-      if (faults.record(cause, failure[3]!)) return emit(line);
-      return hold(`${failure[1]}S3 failure (${cause})`, warn);
+      const cause = classifyFault(failure[4]!);
+      if (faults.record(cause, failure[4]!)) return emit(line);
+      return hold(`${failure[1]}${failure[2]} failure (${cause})`, warn);
     }
     const paused = PAUSED.exec(line);
     if (paused) {

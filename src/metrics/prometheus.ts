@@ -3,7 +3,7 @@
  * catalogue (`catalog.ts`): every family with its HELP and TYPE from the start, counters ending
  * in `_total`, durations in seconds, sizes in bytes, labels (`tier`, `result`, `op`, `store`,
  * `class`, `cause`) where one quantity is split. Besides the catalogue: the histograms
- * (`remote_request_seconds`, `miss_to_put_seconds`), `faults_total{cause}`, a
+ * (`remote_request_seconds` for S3, `gcs_request_seconds`, `miss_to_put_seconds`), `faults_total{cause}`, a
  * `build_info{version,deno}` gauge, and the standard process metrics (`process_*`). A counter the
  * catalogue does not know (none should: a test checks) is still exported, as
  * `go_cache_plugin_uncatalogued{name}`.
@@ -25,6 +25,12 @@ const HISTOGRAMS: Record<string, { name: string; help: string; labels?: string }
     name: "remote_request_seconds",
     help: "Latency of object store requests made on demand (lookups and uploads); the count " +
       "is the requests made",
+    labels: `store="build"`,
+  },
+  "gcs_request_seconds": {
+    name: "gcs_request_seconds",
+    help: "Latency of Google Cloud Storage requests made on demand (lookups and uploads); the " +
+      "count is the requests made",
     labels: `store="build"`,
   },
   "miss_to_put_seconds": {

@@ -306,20 +306,24 @@ export class ModuleStore {
    * paused, or cannot be read (a warning is logged).
    */
   fillFromRemote(key: string, options: WriteOptions): Promise<boolean> {
-    return this.#bucket.fill(key, `module file ${JSON.stringify(key)}`, async (object) => {
-      if (object.size > options.maxBytes) {
-        await object.body.cancel();
-        throw new TooLargeError(key, options.maxBytes);
-      }
-      return await this.writeStream(key, object.body, {
-        maxBytes: options.maxBytes,
-        check: async (path, size) => {
-          if (size !== object.size) {
-            throw new RangeError(`got ${size} bytes, expected ${object.size}`);
-          }
-          await options.check?.(path, size);
-        },
-      });
+    const what = `module file ${JSON.stringify(key)}`;
+    return this.#bucket.fill(key, {
+      what,
+      write: async (object) => {
+        if (object.size > options.maxBytes) {
+          await object.body.cancel();
+          throw new TooLargeError(key, options.maxBytes);
+        }
+        return await this.writeStream(key, object.body, {
+          maxBytes: options.maxBytes,
+          check: async (path, size) => {
+            if (size !== object.size) {
+              throw new RangeError(`got ${size} bytes, expected ${object.size}`);
+            }
+            await options.check?.(path, size);
+          },
+        });
+      },
     });
   }
 

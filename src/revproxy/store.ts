@@ -319,11 +319,10 @@ export class RevproxyStore {
    * @returns Whether the object is now local.
    */
   fill(key: string, url: string): Promise<boolean> {
-    return this.#bucket.fill(
-      bucketKey(key),
-      `proxy object ${key.slice(0, 12)}`,
-      (object) => this.#fill(object, key, url),
-    );
+    return this.#bucket.fill(bucketKey(key), {
+      what: `proxy object ${key.slice(0, 12)}`,
+      write: (object) => this.#fill(object, key, url),
+    });
   }
 
   /**

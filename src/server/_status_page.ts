@@ -11,9 +11,10 @@
 
 import type { Metrics } from "../metrics/mod.ts";
 import type { Fault } from "../metrics/faults.ts";
+import { remoteRequests } from "../metrics/catalog.ts";
 import type { MinuteCount, MissToPut, SessionRecord } from "./session_log.ts";
 import { formatBytes } from "../util/mod.ts";
-import { type ServerMode, summarize } from "./summary.ts";
+import { type ServerMode, storeNameOf, summarize } from "./summary.ts";
 
 /** What the status page shows besides metrics. */
 export interface StatusInfo {
@@ -123,7 +124,7 @@ export function statusFragment(
   const histograms = metrics.histograms();
   const summary = summarize({
     counters: metrics.counters(),
-    remoteRequests: histograms["s3_request_seconds"]?.count ?? 0,
+    remoteRequests: remoteRequests(histograms),
     missToPut: sessions ? sessions.missToPut() : null,
     bucket: status.bucket !== "",
     modproxy: status.modproxy,
@@ -144,9 +145,13 @@ export function statusFragment(
       : `<b class="ok">OK</b> (bucket ${escapeHtml(status.bucket)})${
         reason ? `, earlier fault${why}` : ""
       }`;
+    const name = storeNameOf({ bucket: status.bucket });
     server.push(
-      ["S3", s3],
-      ["S3 errors", `${m("s3_get_errors")} failed lookups, ${m("uploads_failed")} failed uploads`],
+      [name, s3],
+      [
+        `${name} errors`,
+        `${m("s3_get_errors")} failed lookups, ${m("uploads_failed")} failed uploads`,
+      ],
     );
   }
   server.push(

@@ -25,7 +25,7 @@
 
 import type { MissToPut } from "./session_log.ts";
 import { type Fault, FAULT_CAUSES, FAULT_MEANING, type FaultCause } from "../metrics/faults.ts";
-import { hitsByTier } from "../metrics/catalog.ts";
+import { hitsByTier, remoteRequests } from "../metrics/catalog.ts";
 import { formatBytes } from "../util/mod.ts";
 
 /** How the server is set up, as `/debug/vars` `server` says. */
@@ -48,7 +48,7 @@ export interface ServerMode {
 export interface SummaryInput {
   /** The counters (`/debug/vars` `counters`). */
   counters: Record<string, number>;
-  /** Requests made to the object store (the `s3_request_seconds` histogram's count). @default {0} */
+  /** Requests made to the object store (the store's `*_request_seconds` histogram's count). @default {0} */
   remoteRequests?: number;
   /**
    * The miss-to-put measurements; `undefined` when none were made yet, `null` when the server
@@ -196,7 +196,7 @@ export function summarize(input: SummaryInput): SummaryRow[] {
     row(
       "Errors",
       `${a.getErrors} get, ${m("put_errors")} put, ${m("session_errors")} session` +
-        (a.bucket ? `, ${m("s3_get_errors")} S3 lookup` : ""),
+        (a.bucket ? `, ${m("s3_get_errors")} ${storeNameOf(a.mode)} lookup` : ""),
       {
         "put_errors": m("put_errors"),
         "session_errors": m("session_errors"),
@@ -338,8 +338,9 @@ export function annotations(input: SummaryInput): string {
   for (const f of a.faults) {
     const what = `${FAULT_MEANING[f.cause]} (${f.count} time${f.count === 1 ? "" : "s"}), ` +
       `first: ${f.first}`;
-    if (SEVERE.includes(f.cause)) add("error", `The S3 tier was not used: ${what}`);
-    else if (f.cause !== "upload") add("warning", `S3 tier: ${what}`);
+    const name = storeNameOf(a.mode);
+    if (SEVERE.includes(f.cause)) add("error", `The ${name} tier was not used: ${what}`);
+    else if (f.cause !== "upload") add("warning", `${name} tier: ${what}`);
   }
   if (a.uploads.failed > 0) {
     const cause = firstCause(a.faults);
@@ -441,7 +442,7 @@ export function summaryInputOf(vars: unknown): SummaryInput {
   const faults = Array.isArray(record.faults) ? record.faults as Fault[] : undefined;
   return {
     counters: counters as Record<string, number>,
-    remoteRequests: Number(histograms["s3_request_seconds"]?.count) || 0,
+    remoteRequests: remoteRequests(histograms),
     missToPut,
     bucket: typeof server.bucket === "boolean" ? server.bucket : undefined,
     modproxy: typeof server.modproxy === "boolean" ? server.modproxy : undefined,
@@ -462,12 +463,23 @@ function hitSources(a: Account): string {
   const parts = [
     `${a.hitsBy.local} local`,
     `${a.hitsBy.warm} from the warm-up`,
-    `${a.hitsBy.s3} from S3 on demand`,
+    `${a.hitsBy.s3} from ${storeNameOf(a.mode)} on demand`,
   ];
   if (a.hitsBy.readPrefix > 0 || (a.mode?.readPrefixes?.length ?? 0) > 0) {
     parts.push(`${a.hitsBy.readPrefix} from read prefixes`);
   }
   return parts.join(", ");
+}
+
+/**
+ * The store's name in the account's lines, from the bucket's scheme (`gs://` is GCS).
+ *
+ * @param mode The server's set-up; `bucket` is its bucket's URL.
+ * @returns `S3`, `GCS` or `Azure`.
+ */
+export function storeNameOf(mode: Pick<ServerMode, "bucket"> | undefined): string {
+  const scheme = /^([a-z]+):\/\//.exec(mode?.bucket ?? "")?.[1];
+  return scheme === "gs" ? "GCS" : scheme === "azblob" ? "Azure" : "S3";
 }
 
 function storeText(mode: ServerMode): string {
@@ -535,7 +547,9 @@ function timeSaved(
   missToPut: MissToPut | null | undefined,
   bucket: boolean,
 ): SummaryRow {
-  const elsewhere = bucket ? "warm-up, S3 or an earlier server" : "an earlier server or process";
+  const elsewhere = bucket
+    ? "warm-up, the bucket or an earlier server"
+    : "an earlier server or process";
   const label = "Build time saved";
   const none = (text: string, basis: string) =>
     row(label, text, {

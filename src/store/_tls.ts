@@ -50,7 +50,22 @@ export class CaBundle {
    */
   static async load(env: (name: string) => string | undefined): Promise<CaBundle | undefined> {
     const source = await findBundle(env);
-    if (!source) return undefined;
+    return source && await CaBundle.read(source, env);
+  }
+
+  /**
+   * Reads a bundle named elsewhere (another cloud's setting, such as gcloud's
+   * `CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE`).
+   *
+   * @param source The file's path and, for messages, where it was named.
+   * @param env Reads an environment variable (for `~/` in the path).
+   * @returns The bundle.
+   * @throws {StoreError} Of kind `config` when the file cannot be read or parsed.
+   */
+  static async read(
+    source: { path: string; origin: string },
+    env: (name: string) => string | undefined,
+  ): Promise<CaBundle> {
     const what = `the CA bundle ${JSON.stringify(source.path)} (${source.origin})`;
     let text: string;
     try {

@@ -79,6 +79,8 @@ export interface CircuitBreakerOptions {
   log?: Logger;
   /** Starts every log line, such as `"modproxy: "`. @default {""} */
   logPrefix?: string;
+  /** The store's name in log lines (`GCS tier paused …`). @default {"S3"} */
+  storeName?: string;
   /** What the log lines say is served while S3 is paused. @default {"the local tier"} */
   serving?: string;
   /** Counters. @default not counted */
@@ -170,6 +172,7 @@ export class CircuitBreaker {
   #shared?: { path: string; scope: string };
   #log?: Logger;
   #prefix: string;
+  #name: string;
   #serving: string;
   #metrics?: BreakerMetrics;
   #names: { trips: string; open: string; shared: string };
@@ -199,6 +202,7 @@ export class CircuitBreaker {
     if (options.stateFile) this.#shared = { path: options.stateFile, scope: options.scope ?? "" };
     this.#log = options.log;
     this.#prefix = options.logPrefix ?? "";
+    this.#name = options.storeName ?? "S3";
     this.#serving = options.serving ?? "the local tier";
     this.#metrics = options.metrics;
     const names = options.metricPrefix ?? "s3_breaker";
@@ -306,7 +310,7 @@ export class CircuitBreaker {
       this.#openUntil = 0;
       this.#probing = false;
       this.#metrics?.set(this.#names.open, 0);
-      this.#log?.info(`${this.#prefix}S3 answers again: breaker closed`);
+      this.#log?.info(`${this.#prefix}${this.#name} answers again: breaker closed`);
     }
     if (this.#fileMayExist) this.#schedule(undefined);
   }
@@ -324,14 +328,16 @@ export class CircuitBreaker {
     const text = errorMessage(error);
     this.#failures++;
     this.#reason = text;
-    this.#log?.info(`${this.#prefix}S3 failure ${this.#failures} (${kind}): ${text}`);
+    this.#log?.info(`${this.#prefix}${this.#name} failure ${this.#failures} (${kind}): ${text}`);
     if (kind === "config") {
       if (this.#disabled) return;
       this.#disabled = true;
       this.#metrics?.add(this.#names.trips);
       this.#cutShort();
       this.#metrics?.set(this.#names.open, 1);
-      this.#log?.warn(`${this.#prefix}S3 tier disabled: ${text}; serving ${this.#serving} only`);
+      this.#log?.warn(
+        `${this.#prefix}${this.#name} tier disabled: ${text}; serving ${this.#serving} only`,
+      );
       return;
     }
     if (kind === "timeout" || kind === "slow" || elapsedMs >= COSTLY_MS) this.#costly = true;
@@ -358,7 +364,8 @@ export class CircuitBreaker {
     if (wasOpen) return; // a failed probe: stay open for another cool-down
     this.#metrics?.add(this.#names.trips);
     this.#cutShort();
-    const line = `${this.#prefix}S3 tier paused for ${Math.round(this.#cooldownMs / 1000)}s ` +
+    const line =
+      `${this.#prefix}${this.#name} tier paused for ${Math.round(this.#cooldownMs / 1000)}s ` +
       `after ${this.#failures} consecutive failure${this.#failures === 1 ? "" : "s"}: ${text}; ` +
       `serving ${this.#serving}`;
     if (this.#warned) {
@@ -387,7 +394,7 @@ export class CircuitBreaker {
   }
 
   #cutShort(): void {
-    this.#trip.abort(new StoreError("S3 tier paused", "timeout"));
+    this.#trip.abort(new StoreError(`${this.#name} tier paused`, "timeout"));
     this.#trip = new AbortController();
   }
 
@@ -414,7 +421,7 @@ export class CircuitBreaker {
         this.#metrics?.add(this.#names.shared);
         this.#metrics?.set(this.#names.open, 1);
         this.#log?.info(
-          `${this.#prefix}S3 tier paused for another ` +
+          `${this.#prefix}${this.#name} tier paused for another ` +
             `${Math.ceil((state.openUntil - now) / 1000)}s, as an earlier session found: ` +
             `${state.reason}; serving ${this.#serving}`,
         );

@@ -70,6 +70,14 @@ export interface BucketTierOptions {
   metrics?: BucketTierMetrics;
 }
 
+/** What {@linkcode BucketTier.fill} copies and how. */
+export interface BucketFill {
+  /** Names the object in the warning, such as `module file "k"`. */
+  what: string;
+  /** Writes the object locally (checking it); resolves to the bytes written. */
+  write: (object: StoredObject, signal: AbortSignal) => Promise<number>;
+}
+
 /** Fills a local directory from a bucket and uploads its new files, behind a breaker. */
 export class BucketTier {
   /** The own prefix first, then the read prefixes; empty without a bucket. */
@@ -151,15 +159,11 @@ export class BucketTier {
    * counted in `<name>_errors` and answered `false`.
    *
    * @param key The object's key in the bucket.
-   * @param what Names the object in the warning, such as `module file "k"`.
-   * @param write Writes the object locally (checking it); resolves to the bytes written.
+   * @param fill What to call it and how to write it.
    * @returns Whether the object is now local.
    */
-  async fill(
-    key: string,
-    what: string,
-    write: (object: StoredObject, signal: AbortSignal) => Promise<number>,
-  ): Promise<boolean> {
+  async fill(key: string, fill: BucketFill): Promise<boolean> {
+    const { what, write } = fill;
     if (this.#remotes.length === 0) return false;
     const { name, metrics } = this.#options;
     let skipped = false;

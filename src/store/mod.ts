@@ -25,6 +25,8 @@
  * - `streams.ts`, `throughput.ts`, `hash.ts`: verifying and bounded stream helpers, the download
  *   throughput floor, SHA-256 loaded on first need.
  * - `s3/`: the S3 adapter (`store.ts`, with its connection, signer and signed fetch);
+ * - `gcs/`: the Google Cloud Storage adapter (`store.ts`, with its connection, requests on the
+ *   JSON API and error answers);
  *   `_errors.ts` and `_tls.ts` classify failures and read a private CA bundle for every adapter.
  *
  * Imports: this folder imports `src/util/` and `src/log/` only.
@@ -45,3 +47,4 @@ export * from "./hash.ts";
 export * from "./zstd.ts";
 export { classify } from "./_errors.ts";
 export { AwsObjectStore, type AwsObjectStoreOptions } from "./s3/store.ts";
+export { GCS_REQUEST_SECONDS, GcsObjectStore, type GcsObjectStoreOptions } from "./gcs/store.ts";

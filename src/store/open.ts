@@ -8,6 +8,7 @@
 import type { ObjectStore } from "./object_store.ts";
 import type { StoreKind, StoreSpec } from "./spec.ts";
 import { AwsObjectStore } from "./s3/store.ts";
+import { GcsObjectStore } from "./gcs/store.ts";
 
 /** A store on one bucket or container, under a key prefix. */
 export interface BucketStore extends ObjectStore {
@@ -48,6 +49,13 @@ export function openStore(spec: StoreSpec, hooks: StoreHooks = {}): BucketStore 
         trace: hooks.trace,
       });
     case "gcs":
+      return new GcsObjectStore({
+        bucket: spec.bucket,
+        keyFile: spec.keyFile,
+        ...(spec.emulator ? { endpoint: spec.endpoint } : { apiEndpoint: spec.endpoint }),
+        observe: hooks.observe,
+        trace: hooks.trace,
+      });
     case "azure":
       throw new Error(`The ${spec.kind} store is not built yet`);
   }

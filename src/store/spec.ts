@@ -32,6 +32,8 @@ export interface GcsSpec {
   keyFile: string;
   /** An emulator's or private endpoint's URL; "" is Google's (or `STORAGE_EMULATOR_HOST`). */
   endpoint: string;
+  /** `endpoint` is an emulator (`STORAGE_EMULATOR_HOST`): no credentials are sent. */
+  emulator: boolean;
 }
 
 /** An Azure Blob Storage container. */
@@ -88,6 +90,13 @@ export function parseBucketName(text: string): { kind: StoreKind; name: string }
 }
 
 const SCHEMES: Record<string, StoreKind> = { s3: "s3", gs: "gcs", azblob: "azure" };
+
+/** Each kind's name in log lines (`GCS tier paused …`). */
+export const STORE_NAMES: Readonly<Record<StoreKind, string>> = Object.freeze({
+  s3: "S3",
+  gcs: "GCS",
+  azure: "Azure",
+});
 
 /** A short description for logs: the kind, the bucket and where it is. */
 export function describeStore(spec: StoreSpec): string {

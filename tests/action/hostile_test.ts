@@ -40,6 +40,7 @@ const INPUTS: Record<string, string> = {
   INPUT_REGION: "region",
   INPUT_ENDPOINT: "endpoint",
   INPUT_PATH_STYLE: "path-style",
+  INPUT_GCS_KEY_FILE: "gcs-key-file",
   INPUT_PREFIX: "prefix",
   INPUT_READ_PREFIXES: "read-prefixes",
   INPUT_READ_ONLY: "read-only",

@@ -247,6 +247,9 @@ Deno.test("parseConfig() defaults are the flag table's defaults, as help shows t
     expiry: 0,
     plugin: "5930",
     upstream: "",
+    storage: "",
+    "gcs-key-file": "",
+    "gcs-endpoint-url": "",
   };
   for (const spec of FLAGS) {
     await t.step(spec.flag, () => {

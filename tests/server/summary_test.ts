@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { summarize, summaryJson } from "../../src/server/summary.ts";
+import { annotations, summarize, summaryJson } from "../../src/server/summary.ts";
 
 Deno.test("summarize() shows every figure stats prints, and says how time saved is estimated", () => {
   const counters = {
@@ -90,4 +90,28 @@ Deno.test("summarize() never estimates more time saved than go spent building he
   assert.match(row.text, /capped at the 38\.0 s go spent building here/);
   assert.equal(row.json.time_saved_ms, 38_000);
   assert.equal(row.json.time_saved_measured_ms, 0);
+});
+
+const storeCounters = { "get_hits": 10, "local_hits": 4, "s3_get_hits": 6, "s3_get_errors": 1 };
+const fault = {
+  cause: "timeout" as const,
+  count: 2,
+  first: 'Cannot GET "k": deadline exceeded',
+  firstAt: 0,
+};
+
+Deno.test("summarize() and annotations() name a gs:// bucket's store GCS", () => {
+  for (
+    const [bucket, name, store] of [
+      ["gs://ci-cache", "GCS", "Google Cloud Storage"],
+      ["s3://ci-cache", "S3", "AWS S3"],
+    ]
+  ) {
+    const input = { counters: storeCounters, mode: { bucket: bucket!, store }, faults: [fault] };
+    const text = summarize(input).map((row) => `${row.label}: ${row.text}`).join("\n");
+    assert.match(text, new RegExp(`6 from ${name} on demand`));
+    assert.match(text, new RegExp(`1 ${name} lookup`));
+    assert.match(annotations(input), new RegExp(`::warning title=Go build cache::${name} tier: `));
+    if (name === "GCS") assert.doesNotMatch(text, /S3/);
+  }
 });

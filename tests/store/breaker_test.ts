@@ -352,3 +352,16 @@ Deno.test("CircuitBreaker.call: a deadline of its own, a sluggish answer judged 
   assert.equal(value, 7, "the answer is used all the same");
   assert.equal(breaker.paused, true, "but counted as a failure");
 });
+
+Deno.test("CircuitBreaker names its store in log lines; collapsingLogger reads them as for S3", async () => {
+  const { collapsingLogger } = await import("../../src/metrics/mod.ts");
+  const log = recordingLogger();
+  const collapsing = collapsingLogger(log);
+  const breaker = new CircuitBreaker({ threshold: 1, storeName: "GCS", log: collapsing });
+  await breaker.ready();
+  assert.ok(breaker.allow());
+  breaker.failed(new StoreError('Cannot GET "k": connect ECONNREFUSED 127.0.0.1:1', "unreachable"));
+  assert.match(log.infos.join("\n"), /^GCS failure 1 \(unreachable\): Cannot GET/m);
+  assert.match(log.warnings[0]!, /^GCS tier paused for 30s after 1 consecutive failure/);
+  assert.deepEqual(collapsing.faults.list().map((f) => f.cause), ["endpoint", "breaker"]);
+});

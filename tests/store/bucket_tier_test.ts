@@ -58,16 +58,22 @@ Deno.test("BucketTier.fill looks in the own prefix, then each read prefix, and c
   other.objects.set("k", new Uint8Array([1, 2, 3]));
   await using t = await tierOn(new ReadThroughStore(own, { readStores: [other] }));
   let written: Uint8Array | undefined;
-  const filled = await t.tier.fill("k", "test file k", async (object) => {
-    written = await readAll(object.body);
-    return written.length;
+  const filled = await t.tier.fill("k", {
+    what: "test file k",
+    write: async (object) => {
+      written = await readAll(object.body);
+      return written.length;
+    },
   });
   assert.equal(filled, true);
   assert.deepEqual(written, new Uint8Array([1, 2, 3]));
   assert.equal(t.metrics.get("t_store_fills"), 1);
   assert.equal(t.metrics.get("t_store_fill_bytes"), 3);
   assert.equal(t.metrics.get("t_store_read_prefix_hits"), 1);
-  assert.equal(await t.tier.fill("missing", "test file missing", () => Promise.resolve(1)), false);
+  assert.equal(
+    await t.tier.fill("missing", { what: "test file missing", write: () => Promise.resolve(1) }),
+    false,
+  );
 });
 
 Deno.test("BucketTier.fill: a failed check is not the bucket's failure; a bucket's failure opens the breaker", async () => {
@@ -75,17 +81,26 @@ Deno.test("BucketTier.fill: a failed check is not the bucket's failure; a bucket
   store.objects.set("k", new Uint8Array([1]));
   await using t = await tierOn(store);
   for (let i = 0; i < 3; i++) {
-    const bad = await t.tier.fill("k", "test file k", () => Promise.reject(new RangeError("bad")));
+    const bad = await t.tier.fill("k", {
+      what: "test file k",
+      write: () => Promise.reject(new RangeError("bad")),
+    });
     assert.equal(bad, false);
   }
   assert.equal(t.metrics.get("t_store_errors"), 3);
   assert.equal(t.metrics.get("t_store_breaker_trips"), 0, "checks failing tell nothing");
   assert.match(t.log.warnings[0]!, /^Cannot read test file k from the object store: bad/);
   store.fail = new StoreError("Cannot GET k: deadline exceeded", "timeout");
-  assert.equal(await t.tier.fill("k", "test file k", () => Promise.resolve(1)), false);
+  assert.equal(
+    await t.tier.fill("k", { what: "test file k", write: () => Promise.resolve(1) }),
+    false,
+  );
   assert.equal(t.metrics.get("t_store_breaker_trips"), 1, "one missed deadline opens it");
   const calls = store.calls.length;
-  assert.equal(await t.tier.fill("k", "test file k", () => Promise.resolve(1)), false);
+  assert.equal(
+    await t.tier.fill("k", { what: "test file k", write: () => Promise.resolve(1) }),
+    false,
+  );
   assert.equal(store.calls.length, calls, "skipped while open: no call");
   assert.equal(t.metrics.get("t_store_skipped"), 1);
 });

@@ -31,6 +31,8 @@ export interface FillEntry {
 
 /** Options for {@linkcode fillFromObject}. */
 export interface FillOptions {
+  /** The action, its output id and put time. */
+  entry: FillEntry;
   /** The object's key, for messages. */
   key: string;
   /** The download throughput floor the body is held to (shared by concurrent downloads). */
@@ -48,16 +50,15 @@ export interface FillOptions {
  *
  * @param local The local tier.
  * @param object The remote object, already checked for an acceptable size; its body is consumed.
- * @param entry The action, its output id and put time.
- * @param options Key, floor and deadline.
+ * @param options The entry, key, floor and deadline.
  * @returns The local hit.
  */
 export async function fillFromObject(
   local: LocalCache,
   object: StoredObject,
-  entry: FillEntry,
   options: FillOptions,
 ): Promise<CacheHit> {
+  const { entry } = options;
   let body = object.body
     .pipeThrough(
       new ThroughputFloorStream(object.size, {
@@ -73,8 +74,16 @@ export async function fillFromObject(
     // Most outputs are small: take them whole (verified) and let the local tier write them
     // with its cheap synchronous path; stream the large ones to disk.
     const bytes = object.size <= SMALL_OBJECT ? await new Response(verified).bytes() : verified;
-    return await writeEntry(local, entry, bytes, object.size);
+    return await writeEntry(local, { ...entry, size: object.size, body: bytes });
   });
+}
+
+/** A verified output to write, with its entry. */
+export interface VerifiedEntry extends FillEntry {
+  /** The output's size in bytes. */
+  size: number;
+  /** The output's bytes, already verified. */
+  body: Uint8Array | ReadableStream<Uint8Array>;
 }
 
 /**
@@ -82,18 +91,11 @@ export async function fillFromObject(
  * use (pruning and `--max-size` go by it): now; the record carries the original put time.
  *
  * @param local The local tier.
- * @param entry The action, its output id and put time.
- * @param body The output's bytes (already verified).
- * @param size The output's size.
+ * @param entry The entry and its output's bytes.
  * @returns The local hit.
  */
-export async function writeEntry(
-  local: LocalCache,
-  entry: FillEntry,
-  body: Uint8Array | ReadableStream<Uint8Array>,
-  size: number,
-): Promise<CacheHit> {
-  const { actionId, outputId, nanos } = entry;
+export async function writeEntry(local: LocalCache, entry: VerifiedEntry): Promise<CacheHit> {
+  const { actionId, outputId, nanos, size, body } = entry;
   const diskPath = await local.writeObject(outputId, body, { size });
   const time = new Date(Number(nanos / 1_000_000n));
   await local.writeAction(actionId, { outputId, size, time });

@@ -236,7 +236,8 @@ export class RemoteLookup {
       );
     }
     const bodyDeadline = AbortSignal.timeout(bodyDeadlineMs(getTimeoutMs, object.size));
-    return await fillFromObject(this.#local, object, { actionId, outputId, nanos }, {
+    return await fillFromObject(this.#local, object, {
+      entry: { actionId, outputId, nanos },
       key,
       floor: this.#options.floor,
       slowGraceMs: this.#options.slowGraceMs,

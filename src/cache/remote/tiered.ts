@@ -89,6 +89,8 @@ export interface TieredCacheOptions {
   breakerFile?: string;
   /** What the shared state is about (endpoint and bucket). @default {""} */
   breakerScope?: string;
+  /** The store's name in the breaker's log lines (`GCS tier paused …`). @default {"S3"} */
+  storeName?: string;
   /** Where problems (warn) and lifecycle events (info) go. @default silent */
   log?: Logger;
   /** Counters. @default not counted */
@@ -198,6 +200,7 @@ export class TieredCache implements CacheHandler {
       cooldownMs: options.breakerCooldownMs,
       stateFile: options.breakerFile,
       scope: options.breakerScope,
+      storeName: options.storeName,
       probeMs: getTimeoutMs,
       log: options.log,
       metrics: options.metrics,

@@ -536,7 +536,8 @@ export class WarmUp {
     const progress = this.#progress.get(entry.actionId);
     const tapped = progress ? { ...object, body: object.body.pipeThrough(tap(progress)) } : object;
     try {
-      const hit = await fillFromObject(this.#local, tapped, entry, {
+      const hit = await fillFromObject(this.#local, tapped, {
+        entry,
         key,
         floor: this.#floor,
         slowGraceMs: this.#options.slowGraceMs ?? 1_500,
@@ -558,7 +559,7 @@ export class WarmUp {
     body: Uint8Array | ReadableStream<Uint8Array>,
     ahead: boolean,
   ): Promise<CacheHit> {
-    return this.#filledNow(entry, await writeEntry(this.#local, entry, body, entry.size), ahead);
+    return this.#filledNow(entry, await writeEntry(this.#local, { ...entry, body }), ahead);
   }
 
   /** Counts an entry the warm-up wrote; one fetched ahead of go is a warm hit when claimed. */
