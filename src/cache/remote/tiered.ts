@@ -303,6 +303,22 @@ export class TieredCache implements CacheHandler {
     await this.#session?.write(base, AbortSignal.timeout(timeoutMs));
   }
 
+  /**
+   * Writes the manifest every `everyMs` when entries were used since the last write: a server
+   * serves many sessions in one process and keeps its manifest current without waiting for its
+   * shutdown (which writes it once more).
+   *
+   * @param everyMs The period. @default {60000}
+   * @returns Stops the timer.
+   */
+  writeManifestEvery(everyMs = 60_000): () => void {
+    const timer = setInterval(() => {
+      if (this.warmChanged) void this.finishSession();
+    }, everyMs);
+    Deno.unrefTimer(timer);
+    return () => clearInterval(timer);
+  }
+
   /** Stops the warm-up's own fetches (a get may still start one). */
   stopWarmUp(): void {
     this.#warmUp?.stop();
