@@ -7,9 +7,14 @@
  * cache dir, fresh GOCACHE) for the "≤ 2× our own warm-local" target. Two links: loopback MinIO,
  * and toxiproxy adding `--latency` ms (default 10) each way (twice that on the answers). Rounds interleaved; the
  * median is shown. Times are until go exits (the plugin may still write its manifest after).
+ * With `--rate=<Mbit/s>` the slow link is the benchmark's own relay instead (`_link.ts`: one
+ * bandwidth shared by all connections per direction, `--latency` ms each way), checked first with
+ * one connection and sixteen, and each run's downloaded bytes (on the wire) are shown.
  *
  * Usage: scripts/deno run --frozen --allow-read --allow-write --allow-env --allow-net=127.0.0.1
  *        --allow-sys=osRelease --allow-run scripts/bench/warmup.ts [--n=3] [--latency=10]
+ *        [--rate=250] (Mbit/s: the relay link instead of toxiproxy)
+ *        [--only-slow] (skip the loopback link) [--no-off] (skip the `--warm-key=off` column)
  *        [--log-dir=DIR] (each run's plugin log there, ours with `-v --metrics`)
  *        [--job=build,vet,test] (the go commands of each run; default build)
  *
@@ -18,6 +23,7 @@
 
 import { startMinio } from "../servers/minio.ts";
 import { startToxiproxy } from "../servers/toxiproxy.ts";
+import { selfCheck, startLink } from "./_link.ts";
 import {
   freshDir,
   goEnv,
@@ -39,6 +45,7 @@ import { directArgv, s3Env, type S3Target } from "./_plugins.ts";
 const flags = parseFlags(Deno.args);
 const rounds = Number(flags.get("n") ?? 3);
 const latency = Number(flags.get("latency") ?? 10);
+const rate = flags.has("rate") ? Number(flags.get("rate")) : undefined;
 const ts = tailscalePlugin();
 const pkgs = await prepareWorkload();
 
@@ -99,11 +106,31 @@ async function build(argv: string[], s3: S3Target, gocache: string): Promise<num
 }
 
 await using minio = await startMinio({ bucket: "warm" });
-await using toxi = await startToxiproxy();
-const slowEndpoint = await toxi.proxy("s3", minio.endpoint.replace(/^https?:\/\//, ""));
-// Both directions' latency is added to the answers alone (toxiproxy delays each chunk it
-// forwards; a get's answer starts a round trip after the get was sent either way).
-await toxi.latency("s3", 2 * latency);
+const minioHost = minio.endpoint.replace(/^https?:\/\//, "");
+await using toxi = rate === undefined ? await startToxiproxy() : undefined;
+await using link = rate === undefined
+  ? undefined
+  : startLink({ target: minioHost, mbitPerSecond: rate, delayMs: latency });
+let slowEndpoint: string;
+let linkCheck = "";
+if (link) {
+  const check = await selfCheck(rate!, latency);
+  progress(
+    `link check: ${rate} Mbit/s configured; one connection saw ${check.one.toFixed(1)}, ` +
+      `sixteen ${check.sixteen.toFixed(1)}`,
+  );
+  linkCheck = `one connection ${check.one.toFixed(0)} Mbit/s, sixteen ${check.sixteen.toFixed(0)}`;
+  if ([check.one, check.sixteen].some((seen) => Math.abs(seen - rate!) > rate! * 0.1)) {
+    // A loaded machine starves the relay: the same link for both plugins, but slower.
+    progress(`warning: the link is more than 10% off its ${rate} Mbit/s (a loaded machine?)`);
+  }
+  slowEndpoint = `http://${link.address}`;
+} else {
+  slowEndpoint = await toxi!.proxy("s3", minioHost);
+  // Both directions' latency is added to the answers alone (toxiproxy delays each chunk it
+  // forwards; a get's answer starts a round trip after the get was sent either way).
+  await toxi!.latency("s3", 2 * latency);
+}
 const target = (endpoint: string): S3Target => ({
   endpoint,
   bucket: minio.bucket,
@@ -112,7 +139,8 @@ const target = (endpoint: string): S3Target => ({
 });
 const links = {
   loopback: target(minio.endpoint),
-  [`${latency} ms each way`]: target(slowEndpoint),
+  [rate === undefined ? `${latency} ms each way` : `${latency} ms each way, ${rate} Mbit/s`]:
+    target(slowEndpoint),
 };
 
 progress("a cold run of ours fills the bucket (objects, manifest, packs)");
@@ -125,7 +153,7 @@ await build(
 // The manifest is written after go exits: wait for it.
 for (
   let waited = 0;
-  !(await minio.listKeys()).some((k) => k.endsWith("manifest.json.gz"));
+  !(await minio.listKeys()).some((k) => k.endsWith("manifest.v2.json.zst"));
   waited++
 ) {
   if (waited > 600) throw new Error("the seed wrote no warm-up manifest within a minute");
@@ -139,11 +167,13 @@ const columns: { name: Column; argv: (dir: string, s3: S3Target) => string[] }[]
     name: "ours (warm-up)",
     argv: (dir, s3) => [...directArgv("ours", dir, s3), "--warm-key=auto"],
   },
-  {
+];
+if (!flags.has("no-off")) {
+  columns.push({
     name: "ours --warm-key=off",
     argv: (dir, s3) => [...directArgv("ours", dir, s3), "--warm-key=off"],
-  },
-];
+  });
+}
 if (ts.path) {
   columns.push({
     name: "tailscale",
@@ -151,6 +181,9 @@ if (ts.path) {
   });
 }
 const times = new Map<string, number[]>();
+/** Bytes each run downloaded over the relay link (go exited; the manifest write is upload). */
+const downloaded = new Map<string, number[]>();
+const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 const fileCounts = new Map<string, number>();
 const seedFiles = await countFiles(`${seedDir}/cache`);
 
@@ -168,16 +201,23 @@ async function countFiles(dir: string): Promise<number> {
   return count;
 }
 for (let round = 0; round < rounds; round++) {
-  for (const [link, s3] of Object.entries(links)) {
+  for (const [name, s3] of Object.entries(links)) {
+    if (flags.has("only-slow") && s3 === links.loopback) continue;
     for (const column of columns) {
       const dir = await freshDir("warm-run");
+      const before = link?.bytesDown ?? 0;
       const elapsed = await build(column.argv(`${dir}/cache`, s3), s3, `${dir}/gocache`);
-      const key = `${link}|${column.name}`;
+      const key = `${name}|${column.name}`;
       times.set(key, [...(times.get(key) ?? []), elapsed]);
       // What each plugin fetched: all hits leave about as many files as the seed's directory.
       const files = await countFiles(`${dir}/cache`);
       fileCounts.set(key, files);
-      progress(`round ${round + 1} ${link} ${column.name}: ${ms(elapsed)}, ${files} files`);
+      const down = s3 === links.loopback ? undefined : link && link.bytesDown - before;
+      if (down !== undefined) downloaded.set(key, [...(downloaded.get(key) ?? []), down]);
+      progress(
+        `round ${round + 1} ${name} ${column.name}: ${ms(elapsed)}, ${files} files` +
+          (down !== undefined ? `, ${mib(down)} down` : ""),
+      );
       await new Promise((r) => setTimeout(r, 1_500)); // let the plugin's manifest write finish
       await removeDir(dir);
     }
@@ -195,17 +235,22 @@ for (let round = 0; round < rounds; round++) {
 
 const local = median(localWarm);
 const rows: string[][] = [];
-for (const link of Object.keys(links)) {
-  const tsMs = ts.path ? median(times.get(`${link}|tailscale`)!) : undefined;
+for (const name of Object.keys(links)) {
+  if (!times.has(`${name}|${columns[0]!.name}`)) continue;
+  const tsMs = ts.path ? median(times.get(`${name}|tailscale`)!) : undefined;
+  const tsDown = downloaded.get(`${name}|tailscale`);
   for (const column of columns) {
-    const value = median(times.get(`${link}|${column.name}`)!);
+    const value = median(times.get(`${name}|${column.name}`)!);
+    const down = downloaded.get(`${name}|${column.name}`);
     rows.push([
-      link,
+      name,
       column.name,
       ms(value),
-      String(fileCounts.get(`${link}|${column.name}`) ?? 0),
+      String(fileCounts.get(`${name}|${column.name}`) ?? 0),
       tsMs ? ratio(value, tsMs) : "—",
       ratio(value, local),
+      down ? mib(median(down)) : "—",
+      down && tsDown ? ratio(median(down), median(tsDown)) : "—",
     ]);
   }
 }
@@ -215,7 +260,16 @@ print(
 );
 print(
   table(
-    ["link", "plugin", "median", "local files (last run)", "vs tailscale", "vs our warm-local"],
+    [
+      "link",
+      "plugin",
+      "median",
+      "local files (last run)",
+      "vs tailscale",
+      "vs our warm-local",
+      "downloaded",
+      "bytes vs tailscale",
+    ],
     rows,
   ),
 );
@@ -223,12 +277,17 @@ print(`\nThe seed's cache directory (the cold build that filled the bucket): ${s
 print(
   `\nOur warm-local build (the seed's warm cache dir and --bucket, fresh GOCACHE): ${ms(local)}`,
 );
+if (linkCheck) {
+  print(`\nThe relay's check before the runs (${rate} Mbit/s configured): ${linkCheck}.`);
+}
 if (!ts.path) print(`\ntailscale's columns skipped: ${ts.reason}`);
 const saved = await saveResults("warmup", {
   rounds,
   latency,
+  rate,
   job: jobName,
   times: Object.fromEntries(times),
+  downloaded: Object.fromEntries(downloaded),
   localWarm,
 });
 progress(`results in ${saved}`);

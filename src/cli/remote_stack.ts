@@ -96,17 +96,13 @@ export async function openRemoteStack(
   // The warm-up starts at the tier's first local miss (see TieredCache.get): a warm machine
   // never fetches its manifest; a server warms once for all connections.
   if (config.command === "serve") {
-    // A server writes its manifest when something changed, every minute and at shutdown.
-    const timer = setInterval(() => {
-      if (handler.warmChanged) void handler.finishSession();
-    }, MANIFEST_EVERY_MS);
-    Deno.unrefTimer(timer);
+    const stopManifests = handler.writeManifestEvery();
     return {
       handler,
       local,
       idle: () => handler.idle,
       shutdown: async () => {
-        clearInterval(timer);
+        stopManifests();
         handler.stopWarmUp();
         await handler.close();
         await handler.finishSession();
@@ -129,9 +125,6 @@ export async function openRemoteStack(
     revproxyStore,
   };
 }
-
-/** How often a server writes its warm-up manifest when entries were used. */
-const MANIFEST_EVERY_MS = 60_000;
 
 /**
  * The warm-up settings: the warm key as given, or derived from the working directory (the go

@@ -179,6 +179,13 @@ export const FAMILIES: readonly FamilySpec[] = Object.freeze([
     series: labelled("op", { lookup: "s3_bytes_down", "warm_up": "warm_bytes" }),
   },
   {
+    name: "remote_delivered_bytes_total",
+    type: "counter",
+    help: "Output bytes the downloads delivered once decompressed (the warm-up's packs are " +
+      "zstd; beside remote_downloaded_bytes_total, the compression saved on the wire), by op",
+    series: labelled("op", { lookup: "s3_bytes_down", "warm_up": "warm_raw_bytes" }),
+  },
+  {
     name: "remote_uploaded_bytes_total",
     type: "counter",
     help: "Bytes uploaded to the object store (objects and records), by store",

@@ -88,7 +88,7 @@ export interface Account {
   hitsBy: { local: number; warm: number; s3: number; readPrefix: number };
   servedBytes: number;
   /** Bytes from the object store: on demand and by the warm-up. */
-  fetched: { lookup: number; warmUp: number };
+  fetched: { lookup: number; warmUp: number; warmUpRaw: number };
   remoteRequests: number;
   uploadedBytes: number;
   uploads: {
@@ -142,7 +142,12 @@ export function accountOf(input: SummaryInput): Account {
     getErrors: m("get_errors"),
     hitsBy: { local, warm: tiers.warm!, s3: tiers.s3!, readPrefix: tiers.read_prefix! },
     servedBytes: m("get_hit_bytes"),
-    fetched: { lookup: m("s3_bytes_down"), warmUp: m("warm_bytes") },
+    fetched: {
+      lookup: m("s3_bytes_down"),
+      warmUp: m("warm_bytes"),
+      // Older counters (no warm_raw_bytes): the warm-up's bytes were all raw.
+      warmUpRaw: "warm_raw_bytes" in counters ? m("warm_raw_bytes") : m("warm_bytes"),
+    },
     remoteRequests: input.remoteRequests ?? 0,
     uploadedBytes: m("s3_bytes_up"),
     uploads: {
@@ -203,15 +208,21 @@ export function summarize(input: SummaryInput): SummaryRow[] {
     const mode = a.mode;
     if (mode) rows.push(row("Store", storeText(mode), modeJson(mode)));
     const fetched = a.fetched.lookup + a.fetched.warmUp;
+    const delivered = a.fetched.lookup + a.fetched.warmUpRaw;
     rows.push(
       row(
         "Fetched from the store",
         `${formatBytes(fetched)} (${formatBytes(a.fetched.warmUp)} by the warm-up, ` +
-          `${formatBytes(a.fetched.lookup)} on demand) in ${a.remoteRequests} requests`,
+          `${formatBytes(a.fetched.lookup)} on demand) in ${a.remoteRequests} requests` +
+          (delivered > fetched
+            ? `; ${formatBytes(delivered)} once decompressed (${round(delivered / fetched, 2)}×)`
+            : ""),
         {
           "bytes_downloaded": fetched,
           "bytes_downloaded_warm": a.fetched.warmUp,
           "bytes_downloaded_lookup": a.fetched.lookup,
+          "bytes_delivered": delivered,
+          "compression_ratio": fetched > 0 ? round(delivered / fetched, 3) : null,
           "remote_requests": a.remoteRequests,
         },
       ),

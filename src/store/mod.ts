@@ -46,6 +46,7 @@ export * from "./bucket_tier.ts";
 export * from "./streams.ts";
 export * from "./throughput.ts";
 export * from "./hash.ts";
+export * from "./zstd.ts";
 export { classify } from "./_errors.ts";
 export { AwsObjectStore, type AwsObjectStoreOptions } from "./s3/store.ts";
 export { AzureBlobStore, type AzureBlobStoreOptions } from "./azure/store.ts";

@@ -324,6 +324,8 @@ const INFLATE_SLICE = 2048;
  *
  * @param body The compressed body.
  * @param bounds The bounds.
+ * @param decompress Another decompressor (such as zstd's): given the sliced compressed bytes, the
+ * decompressed ones. @default gzip
  * @returns The parsed JSON value.
  * @throws {BoundError} Past a bound.
  * @throws {SyntaxError|TypeError} When it is not gzip or not JSON.
@@ -331,6 +333,7 @@ const INFLATE_SLICE = 2048;
 export async function readGzipJson(
   body: ReadableStream<Uint8Array>,
   bounds: GzipJsonBounds,
+  decompress?: (compressed: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>,
 ): Promise<unknown> {
   let input = 0;
   const slicer = new TransformStream<Uint8Array, Uint8Array>({
@@ -344,7 +347,8 @@ export async function readGzipJson(
       }
     },
   });
-  const inflated = body.pipeThrough(slicer).pipeThrough(
+  const sliced = body.pipeThrough(slicer);
+  const inflated = decompress ? decompress(sliced) : sliced.pipeThrough(
     new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
   );
   const reader = inflated.getReader();

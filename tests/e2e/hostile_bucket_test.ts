@@ -28,7 +28,10 @@ import {
   manifestKey,
   packKey,
   warmKeyHash,
+  type WarmManifest,
 } from "../../src/cache/remote/mod.ts";
+import { verifyCacheDir } from "../_util/verify.ts";
+import zlib from "node:zlib";
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());
@@ -143,6 +146,18 @@ function* emptyEntries(count: number): Generator<string> {
   }
 }
 
+/** One zstd frame of the given parts without its content size (as a streaming writer makes). */
+async function zstdStream(parts: Iterable<Uint8Array>): Promise<Uint8Array> {
+  const out: Uint8Array[] = [];
+  const compressor = zlib.createZstdCompress();
+  compressor.on("data", (chunk: Uint8Array) => out.push(chunk));
+  const ended = new Promise((resolve) => compressor.on("end", resolve));
+  for (const part of parts) compressor.write(part);
+  compressor.end();
+  await ended;
+  return new Uint8Array(await new Blob(out as BlobPart[]).arrayBuffer());
+}
+
 function mib(bytes: number): string {
   return `${(bytes / MiB).toFixed(0)} MiB`;
 }
@@ -183,6 +198,8 @@ Deno.test({
       await minio.putObject(manifestKey(keyHash), hostile);
       const machine = fresh();
       const run = await runMeasured(["test", "./..."], { cwd: module, ...machine });
+      const check = await verifyCacheDir(machine.cacheDir);
+      assert.deepEqual(check.bad, [], "no wrong bytes in the cache directory");
       assert.match(run.stdout, /^ok\s/m, "the module's tests pass");
       assert.doesNotMatch(run.stdout + run.stderr, /FAIL/);
       const skipped = run.stderr.match(/ignoring the warm-up manifest/g) ?? [];
@@ -202,13 +219,19 @@ Deno.test({
       );
 
     let baseline!: Run;
+    let honest!: WarmManifest;
+    /** The honest manifest's first pack, as machine A wrote it. */
+    let honestObject!: Uint8Array;
     await t.step(
       "machine A fills the bucket; a fresh machine warms from its manifest",
       async () => {
         const a = fresh();
         report("machine A (cold)", await runMeasured(["test", "./..."], { cwd: module, ...a }));
-        const honest = await minio.getObject(manifestKey(keyHash));
-        assert.ok(honest && await decodeManifest(honest), "an honest manifest");
+        const written = await minio.getObject(manifestKey(keyHash));
+        honest = (await decodeManifest(written ?? new Uint8Array()))!;
+        assert.ok(honest, "an honest manifest");
+        assert.ok(honest.packs.length > 0 && honest.packs.every((p) => p.raw), "zstd packs");
+        honestObject = (await minio.getObject(packKey(keyHash, honest.packs[0]!)))!;
         const b = fresh();
         baseline = await runMeasured(["test", "./..."], { cwd: module, ...b });
         report("baseline (fresh machine, honest manifest)", baseline);
@@ -344,7 +367,7 @@ Deno.test({
     await t.step("packs declared 100 bytes but 64 MiB are never read past 100 bytes", async () => {
       const big = new Uint8Array(64 * MiB).fill(0x61);
       const names = ["d", "e", "f"].map((c) => c.repeat(64));
-      for (const name of names) await minio.putObject(packKey(keyHash, name), big);
+      for (const name of names) await minio.putObject(packKey(keyHash, { name, size: 100 }), big);
       const entries = names.map((pack, n) => ({
         actionId: (n + 1).toString(16).padStart(64, "0"),
         outputId: "a".repeat(64),
@@ -366,5 +389,66 @@ Deno.test({
       assert.ok(total(run.metrics, "s3_corrupt") >= 3, run.stderr);
       assert.ok(run.peakRss < baseline.peakRss + 64 * MiB, `peak RSS ${mib(run.peakRss)}`);
     });
+
+    /**
+     * The honest manifest with its first pack's object replaced (and the manifest's `size` of it
+     * set to the new object's, so the fetch itself is honest): the pack's entries must cost
+     * misses only, with one log line, within the memory bound.
+     */
+    const hostilePack = async (what: string, object: Uint8Array, pattern: RegExp) => {
+      const pack = { ...honest.packs[0]!, size: object.length };
+      await minio.putObject(packKey(keyHash, pack), object);
+      const manifest = { ...honest, packs: [pack, ...honest.packs.slice(1)] };
+      const run = await test(await encodeManifest(manifest));
+      report(what, run);
+      const lines = run.stderr.split("\n").filter((line) =>
+        line.includes(`warm-up pack ${pack.name.slice(0, 12)} skipped`)
+      );
+      assert.equal(lines.length, 1, run.stderr);
+      assert.match(lines[0]!, pattern);
+      assert.equal(total(run.metrics, "s3_breaker_trips"), 0);
+      assert.ok(run.peakRss < rssBound(), `peak RSS ${mib(run.peakRss)}`);
+      return run;
+    };
+    const honestPack = () => new Uint8Array(zlib.zstdDecompressSync(honestObject));
+
+    await t.step("a zstd pack past the size its manifest declares is abandoned there", async () => {
+      const raw = honestPack();
+      // No content size in the frame: the bound is the decompressed bytes counted.
+      const object = await zstdStream([raw, new Uint8Array(1 << 20).fill(7)]);
+      await hostilePack("zstd pack past its declared size", object, /more than \d+ bytes/);
+    });
+
+    await t.step(
+      "a zstd bomb (1 GiB of zeros in about 32 KB) is abandoned at its bound",
+      async () => {
+        const zeros = new Uint8Array(16 * MiB);
+        const bomb = await zstdStream(Array.from({ length: 64 }, () => zeros));
+        assert.ok(bomb.length < MiB, `${bomb.length} bytes`);
+        await hostilePack(`zstd bomb (${bomb.length} bytes)`, bomb, /more than \d+ bytes/);
+      },
+    );
+
+    await t.step("a zstd frame cut short is a miss", async () => {
+      const cut = honestObject.slice(0, honestObject.length >> 1);
+      await hostilePack("zstd frame cut short", cut, /cut short|not zstd/);
+    });
+
+    await t.step(
+      "a well-formed zstd pack of wrong bytes: SHA-256 checked once decompressed",
+      async () => {
+        const raw = honestPack();
+        raw.fill(0x41, 0, Math.min(raw.length, 64 << 10));
+        const object = new Uint8Array(zlib.zstdCompressSync(raw));
+        const pack = { ...honest.packs[0]!, size: object.length };
+        await minio.putObject(packKey(keyHash, pack), object);
+        const run = await test(
+          await encodeManifest({ ...honest, packs: [pack, ...honest.packs.slice(1)] }),
+        );
+        report("zstd pack of wrong bytes", run);
+        assert.ok(total(run.metrics, "s3_corrupt") >= 1, run.stderr);
+        assert.ok(run.peakRss < rssBound(), `peak RSS ${mib(run.peakRss)}`);
+      },
+    );
   },
 });

@@ -337,7 +337,7 @@ Deno.test({
           assert.ok(keys.has(`main/${actionKey(entry.actionId)}`), entry.actionId);
         }
         for (const pack of mainManifest?.packs ?? []) {
-          assert.ok(keys.has(`main/${packKey(keyHash, pack.name)}`), pack.name);
+          assert.ok(keys.has(`main/${packKey(keyHash, pack)}`), pack.name);
         }
         // And the pull request's local copy of its manifest is its own, apart from main's.
         const copies = await Array.fromAsync(Deno.readDir(`${pr.cacheDir}/warm`));

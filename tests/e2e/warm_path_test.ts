@@ -79,7 +79,7 @@ Deno.test({
       const trace = await admin.trace();
       const { metrics } = await build(direct(`${work.path}/fresh-direct`));
       const calls = await trace.stop();
-      const manifests = warmCalls(calls).filter((c) => c.path.endsWith("/manifest.json.gz"));
+      const manifests = warmCalls(calls).filter((c) => c.path.endsWith("/manifest.v2.json.zst"));
       assert.equal(manifests.length, 1, "one manifest GET");
       assert.ok(total(metrics, "warm_hits") > 50, JSON.stringify(metrics));
       assert.equal(total(metrics, "put_bytes"), 0, "nothing recompiled");
@@ -107,7 +107,7 @@ Deno.test({
         }
         const metrics = pluginMetrics(server.stderr)[0] ?? {};
         const manifests = warmCalls(calls).filter((c) =>
-          c.api === "s3.GetObject" && c.path.endsWith("/manifest.json.gz")
+          c.api === "s3.GetObject" && c.path.endsWith("/manifest.v2.json.zst")
         );
         if (machine === "warm") {
           assert.deepEqual(manifests, [], "a warm server never fetches the manifest");

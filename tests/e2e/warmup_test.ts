@@ -28,7 +28,13 @@ import {
 import { freePort } from "../_util/net.ts";
 import { Server } from "../_util/serve.ts";
 import { sha256Hex } from "../_util/bytes.ts";
-import { decodeManifest, manifestKey, outputKey, warmKeyHash } from "../../src/cache/remote/mod.ts";
+import {
+  decodeManifest,
+  manifestKey,
+  outputKey,
+  packKey,
+  warmKeyHash,
+} from "../../src/cache/remote/mod.ts";
 
 const skipGo = !canRun("go");
 const skipMinio = await needs("MinIO (scripts/install_test_servers.sh)", findMinio());
@@ -209,7 +215,7 @@ Deno.test({
       async () => {
         const manifest = (await decodeManifest((await minio.getObject(manifestKey(keyHash)))!))!;
         for (const pack of manifest.packs) {
-          const key = `warm/${keyHash}/packs/${pack.name}.pack`;
+          const key = packKey(keyHash, pack);
           const bytes = (await minio.getObject(key))!;
           bytes.fill(0x5a, 0, Math.min(bytes.length, 4096));
           await minio.putObject(key, bytes);

@@ -1,19 +1,22 @@
 /**
  * Working-set manifests: what the sessions of one warm key used, so a fresh machine can fetch it
- * in a few requests before go asks (see `warm.ts`). A manifest is a gzip-compressed JSON object
- * under `[prefix/]warm/<keyHash>/manifest.json.gz`, beside its packs (`packs.ts`); tailscale's
- * plugin never reads these keys. Every entry is also in the bucket's ordinary layout
- * (`action/…`, `output/…`), so a manifest only saves requests: it never holds the only copy.
+ * in a few requests before go asks (see `warm.ts`). A manifest is a zstd-compressed JSON object
+ * under `[prefix/]warm/<keyHash>/manifest.v2.json.zst`, beside its packs (`packs.ts`);
+ * tailscale's plugin never reads these keys. Earlier versions wrote version 1, gzip-compressed,
+ * under `manifest.json.gz` with packs stored raw: still read when no version 2 is there.
+ * Every entry is also in the bucket's ordinary layout (`action/…`, `output/…`, raw), so a
+ * manifest only saves requests and bytes: it never holds the only copy.
  *
  * ## Manifest format
  *
  * ```json
  * {
- *   "version": 1,
+ *   "version": 2,
  *   "key": "dir:/home/runner/work/app",
  *   "session": 12,
  *   "written": "2025-01-02T03:04:05.678Z",
- *   "packs": [{ "name": "<sha256 hex of the pack>", "size": 8388000 }],
+ *   "packs": [{ "name": "<sha256 hex of the object>", "size": 1048000, "encoding": "zstd",
+ *     "raw": 4194304 }],
  *   "entries": [
  *     { "action": "<hex>", "output": "<hex>", "size": 1234, "time": "<unix nanos>",
  *       "seen": 12, "pack": "<sha256 hex>", "offset": 0 }
@@ -24,21 +27,29 @@
  * `session` counts the sessions (plugin processes, or a server's lifetime) that wrote the
  * manifest; `seen` is the last session that used an entry. `entries` is in the order the last
  * session asked for them, then older entries, newest use first. `pack` and `offset` say where the
- * output's bytes also are (`size` bytes at `offset` of that pack); without them the output is
- * fetched from `output/<xx>/<id>`. Readers ignore fields they do not know and any malformed
- * entry.
+ * output's bytes also are (`size` bytes at `offset` of that pack, once decompressed); without them
+ * the output is fetched from `output/<xx>/<id>`. A pack with `"encoding": "zstd"` is one zstd
+ * frame of `raw` bytes; one without an encoding (version 1) is stored raw. Readers ignore fields they do not know, any malformed entry, and packs of an encoding
+ * they do not know (their entries are fetched one by one).
  *
  * Anyone who can write the prefix can write a manifest, so {@linkcode readManifest} checks every
  * number against {@linkcode MANIFEST_LIMITS} (a manifest past one is skipped whole), clamps put
- * times to now and `seen` values to the manifest's session, and inflates the gzip streamed and
- * bounded in bytes and nesting.
+ * times to now and `seen` values to the manifest's session, and decompresses it (zstd or gzip, by
+ * its first bytes) streamed and bounded in bytes and nesting.
  *
  * @module
  */
 
 import { HEX_ID } from "../../util/mod.ts";
 import { MAX_OUTPUT_SIZE } from "./layout.ts";
-import { BoundError, readGzipJson, TurnPacer } from "../../store/mod.ts";
+import {
+  BoundError,
+  isZstd,
+  readGzipJson,
+  TurnPacer,
+  zstdCompress,
+  zstdDecompressed,
+} from "../../store/mod.ts";
 
 /** One action of a working set. */
 export interface WarmEntry {
@@ -58,16 +69,30 @@ export interface WarmEntry {
   offset?: number;
 }
 
-/** A pack: one object holding many small outputs back to back. */
+/** A pack: one object holding outputs back to back (see {@linkcode packKey}). */
 export interface PackInfo {
-  /** SHA-256 hex of the pack's bytes; its key is `warm/<keyHash>/packs/<name>.pack`. */
+  /** SHA-256 hex of the object's bytes (as stored). */
   name: string;
-  /** Bytes. */
+  /** Bytes of the object (as stored). */
   size: number;
+  /** Bytes once decompressed: set when the object is one zstd frame; unset when stored raw. */
+  raw?: number;
+}
+
+/**
+ * Bytes a pack holds once decompressed (where its entries' offsets point).
+ *
+ * @param pack The pack.
+ * @returns `raw` for a zstd pack, else `size`.
+ */
+export function packBytes(pack: PackInfo): number {
+  return pack.raw ?? pack.size;
 }
 
 /** A decoded manifest. */
 export interface WarmManifest {
+  /** Format version read (1: gzip, raw packs; 2: zstd). @default {2} */
+  version?: number;
   /** The warm key as given (for people reading the bucket). */
   key: string;
   /** Sessions that wrote it so far. */
@@ -97,12 +122,23 @@ export interface SessionEntry {
 }
 
 /**
- * The manifest key of a warm key, relative to the prefix.
+ * The manifest key of a warm key, relative to the prefix (version 2, zstd).
+ *
+ * @param keyHash {@linkcode warmKeyHash} of the warm key.
+ * @returns `warm/<keyHash>/manifest.v2.json.zst`.
+ */
+export function manifestKey(keyHash: string): string {
+  return `warm/${keyHash}/manifest.v2.json.zst`;
+}
+
+/**
+ * The key earlier versions wrote their manifest under (version 1, gzip): read when there is no
+ * {@linkcode manifestKey}, never written.
  *
  * @param keyHash {@linkcode warmKeyHash} of the warm key.
  * @returns `warm/<keyHash>/manifest.json.gz`.
  */
-export function manifestKey(keyHash: string): string {
+export function legacyManifestKey(keyHash: string): string {
   return `warm/${keyHash}/manifest.json.gz`;
 }
 
@@ -110,11 +146,11 @@ export function manifestKey(keyHash: string): string {
  * The key of a pack, relative to the prefix.
  *
  * @param keyHash {@linkcode warmKeyHash} of the warm key.
- * @param name The pack's SHA-256 hex.
- * @returns `warm/<keyHash>/packs/<name>.pack`.
+ * @param pack The pack (its name, and whether it is compressed).
+ * @returns `warm/<keyHash>/packs/<name>.pack.zst`, or `….pack` for a raw one.
  */
-export function packKey(keyHash: string, name: string): string {
-  return `warm/${keyHash}/packs/${name}.pack`;
+export function packKey(keyHash: string, pack: PackInfo): string {
+  return `warm/${keyHash}/packs/${pack.name}.pack${pack.raw !== undefined ? ".zst" : ""}`;
 }
 
 /**
@@ -196,6 +232,7 @@ export function unionManifests(
   }
   const packs = new Map([...second.packs, ...first.packs].map((p) => [p.name, p]));
   return {
+    version: Math.min(first.version ?? 2, second.version ?? 2),
     key: first.key,
     session: first.session,
     entries: [...byAction.values()],
@@ -204,18 +241,22 @@ export function unionManifests(
 }
 
 /**
- * Encodes a manifest as gzip-compressed JSON.
+ * Encodes a manifest as zstd-compressed JSON (version 2).
  *
  * @param manifest The manifest.
  * @returns The object's bytes.
  */
 export async function encodeManifest(manifest: WarmManifest): Promise<Uint8Array> {
   const json = JSON.stringify({
-    version: 1,
+    version: 2,
     key: manifest.key,
     session: manifest.session,
     written: new Date().toISOString(),
-    packs: manifest.packs,
+    packs: manifest.packs.map((p) =>
+      p.raw !== undefined
+        ? { name: p.name, size: p.size, encoding: "zstd", raw: p.raw }
+        : { name: p.name, size: p.size }
+    ),
     entries: manifest.entries.map((e) => ({
       action: e.actionId,
       output: e.outputId,
@@ -225,9 +266,7 @@ export async function encodeManifest(manifest: WarmManifest): Promise<Uint8Array
       ...(e.pack !== undefined ? { pack: e.pack, offset: e.offset } : {}),
     })),
   });
-  const stream = ReadableStream.from([new TextEncoder().encode(json)])
-    .pipeThrough(new CompressionStream("gzip"));
-  return await new Response(stream).bytes();
+  return await zstdCompress(new TextEncoder().encode(json));
 }
 
 /**
@@ -247,7 +286,10 @@ export interface ManifestLimits {
   maxPacks: number;
   /** Size of one entry's output (go's largest put). @default {1 GiB} */
   maxEntrySize: number;
-  /** Size of one pack (at most what the warm-up holds in memory). @default {32 MiB} */
+  /**
+   * Size of one pack, stored and decompressed: at most what the warm-up holds in memory.
+   * @default {32 MiB}
+   */
   maxPackSize: number;
   /** All the entries' sizes together (what a written manifest keeps). @default {2 GiB} */
   maxTotalBytes: number;
@@ -276,10 +318,11 @@ export type ManifestRead = { manifest: WarmManifest; problem?: undefined } | {
 
 /**
  * Reads a manifest object from the bucket, bounded (see {@linkcode ManifestLimits}): its body is
- * streamed through gunzip and abandoned past a bound whatever its declared size says; its numbers
- * are checked, its times and `seen` values clamped; malformed entries are left out.
+ * streamed through zstd or gunzip (by its first bytes) and abandoned past a bound whatever its
+ * declared size says; its numbers are checked, its times and `seen` values clamped; malformed
+ * entries are left out.
  *
- * @param body The object's body (gzip-compressed JSON); read to its end or cancelled.
+ * @param body The object's body (zstd- or gzip-compressed JSON); read to its end or cancelled.
  * @param size Its declared size.
  * @param limits The bounds. @default {@linkcode MANIFEST_LIMITS}
  * @returns The manifest, or the problem that made it skipped.
@@ -296,16 +339,27 @@ export async function readManifest(
   }
   let raw: unknown;
   try {
-    raw = await readGzipJson(body, {
-      maxInputBytes: bounds.maxObjectBytes,
-      maxOutputBytes: bounds.maxJsonBytes,
-      maxDepth: bounds.maxDepth,
-    });
+    const { head, stream } = await peek(body);
+    raw = await readGzipJson(
+      stream,
+      {
+        maxInputBytes: bounds.maxObjectBytes,
+        maxOutputBytes: bounds.maxJsonBytes,
+        maxDepth: bounds.maxDepth,
+      },
+      isZstd(head)
+        ? (compressed) =>
+          zstdDecompressed(compressed, {
+            maxInputBytes: bounds.maxObjectBytes,
+            maxOutputBytes: bounds.maxJsonBytes,
+          })
+        : undefined,
+    );
   } catch (error) {
     return {
       problem: error instanceof BoundError
         ? error.message
-        : `not gzip-compressed JSON (${error instanceof Error ? error.message : error})`,
+        : `not zstd- or gzip-compressed JSON (${error instanceof Error ? error.message : error})`,
     };
   }
   return await checkManifest(raw, bounds);
@@ -326,11 +380,36 @@ export async function decodeManifest(
   return (await readManifest(ReadableStream.from([bytes]), bytes.length, limits)).manifest;
 }
 
+/** The first chunk of a body (to tell its format), and the whole body again. */
+async function peek(
+  body: ReadableStream<Uint8Array>,
+): Promise<{ head: Uint8Array; stream: ReadableStream<Uint8Array> }> {
+  const reader = body.getReader();
+  const first = await reader.read();
+  const head = first.done ? new Uint8Array(0) : first.value;
+  let sent = false;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        if (head.length > 0) return controller.enqueue(head);
+      }
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  return { head, stream };
+}
+
 /** The checks of {@linkcode readManifest} on parsed JSON. */
 async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<ManifestRead> {
   if (typeof raw !== "object" || raw === null) return { problem: "not a JSON object" };
   const object = raw as Record<string, unknown>;
-  if (object.version !== 1) return { problem: `version ${JSON.stringify(object.version)}` };
+  if (object.version !== 1 && object.version !== 2) {
+    return { problem: `version ${JSON.stringify(object.version)}` };
+  }
   if (!Array.isArray(object.entries)) return { problem: "no entries" };
   const session = object.session ?? 0;
   if (!Number.isSafeInteger(session) || (session as number) < 0) {
@@ -357,7 +436,18 @@ async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<Mani
           `1..${limits.maxPackSize}`,
       };
     }
-    packs.set(p.name, { name: p.name, size: p.size });
+    if (p.encoding === undefined) {
+      packs.set(p.name, { name: p.name, size: p.size });
+      continue;
+    }
+    if (p.encoding !== "zstd") continue; // not known here: its entries are fetched one by one
+    if (!Number.isSafeInteger(p.raw) || p.raw <= 0 || p.raw > limits.maxPackSize) {
+      return {
+        problem: `pack ${p.name.slice(0, 12)} holds ${JSON.stringify(p.raw)} bytes, outside ` +
+          `1..${limits.maxPackSize}`,
+      };
+    }
+    packs.set(p.name, { name: p.name, size: p.size, raw: p.raw });
   }
   const context: EntryContext = {
     packs,
@@ -383,6 +473,7 @@ async function checkManifest(raw: unknown, limits: ManifestLimits): Promise<Mani
   }
   return {
     manifest: {
+      version: object.version as number,
       key: typeof object.key === "string" ? object.key : "",
       session: session as number,
       entries,
@@ -430,9 +521,9 @@ function decodeEntry(e: unknown, context: EntryContext): WarmEntry | string | un
   };
   const info = typeof pack === "string" ? context.packs.get(pack) : undefined;
   if (info && Number.isSafeInteger(offset) && (offset as number) >= 0) {
-    if ((offset as number) + entry.size > info.size) {
+    if ((offset as number) + entry.size > packBytes(info)) {
       return `lies at ${offset}+${entry.size}, outside pack ${info.name.slice(0, 12)} of ` +
-        `${info.size} bytes`;
+        `${packBytes(info)} bytes`;
     }
     entry.pack = info.name;
     entry.offset = offset as number;

@@ -26,6 +26,7 @@ import { SharedFloor } from "../../store/mod.ts";
 import { actionKey, HEX_ID, outputKey } from "./layout.ts";
 import { RemoteLookup } from "./lookup.ts";
 import { WarmUp } from "./warm.ts";
+import type { PackPolicy } from "./packs.ts";
 import { WarmSession } from "./warm_session.ts";
 
 /** Counters and histograms the tiered cache reports (a subset of `Metrics`). */
@@ -119,13 +120,20 @@ export interface TieredWarmOptions {
   timeoutMs?: number;
   /** Pack bytes the warm-up holds in memory at once. @default {32 MiB} */
   maxInFlightBytes?: number;
+  /** How the manifest's packs are made (sizes, zstd level). @default see {@linkcode PackPolicy} */
+  packs?: PackPolicy;
 }
 
-/**
- * How long a get waits on the warm-up's fetch of its entry before it also starts the ordinary
- * lookup: about a small pack's transfer on a fast link, a few round trips on a slow one.
- */
+/** How long a get's first misses wait for the warm-up's manifest before they look up alone. */
 const WARM_HEDGE_MS = 150;
+
+/**
+ * How long the warm-up's fetch of an entry may make no progress (no byte arriving) before a get
+ * waiting on it also starts the ordinary lookup: longer than a pack's first byte takes on a busy
+ * link or machine (a lookup started then fetches the same bytes again), shorter than the
+ * throughput floor's grace, which ends a fetch that crawls.
+ */
+const WARM_STALL_MS = 500;
 
 /**
  * Local misses after which the warm-up starts on a machine whose first answers were local hits.
@@ -239,6 +247,7 @@ export class TieredCache implements CacheHandler {
           key: warm.key,
           keyHash: warm.keyHash,
           scope: warm.scope,
+          packs: warm.packs,
           log: options.log,
           metrics: options.metrics,
           breaker: this.#breaker,
@@ -292,6 +301,22 @@ export class TieredCache implements CacheHandler {
       },
     };
     await this.#session?.write(base, AbortSignal.timeout(timeoutMs));
+  }
+
+  /**
+   * Writes the manifest every `everyMs` when entries were used since the last write: a server
+   * serves many sessions in one process and keeps its manifest current without waiting for its
+   * shutdown (which writes it once more).
+   *
+   * @param everyMs The period. @default {60000}
+   * @returns Stops the timer.
+   */
+  writeManifestEvery(everyMs = 60_000): () => void {
+    const timer = setInterval(() => {
+      if (this.warmChanged) void this.finishSession();
+    }, everyMs);
+    Deno.unrefTimer(timer);
+    return () => clearInterval(timer);
   }
 
   /** Stops the warm-up's own fetches (a get may still start one). */
@@ -366,9 +391,10 @@ export class TieredCache implements CacheHandler {
   }
 
   /**
-   * The warm-up's fetch of an entry, hedged: when it has not answered within
-   * {@linkcode WARM_HEDGE_MS} (a pack still arriving), the ordinary lookup starts beside it and
-   * the first hit wins, so a get never waits on the warm-up much longer than it would without.
+   * The warm-up's fetch of an entry, hedged: when it has made no progress for
+   * {@linkcode WARM_STALL_MS} (stalled; one still arriving is left alone, or its bytes would come
+   * twice), the ordinary lookup starts beside it and the first hit wins, so a get never waits on a
+   * stalled warm-up much longer than it would without.
    * No hit when the warm-up missed before the hedge (the caller looks up), or when neither had
    * one (`lookedUp`: the ordinary lookup has been made).
    */
@@ -376,12 +402,10 @@ export class TieredCache implements CacheHandler {
     actionId: string,
     warm: Promise<CacheHit | undefined>,
   ): Promise<{ hit?: CacheHit; fromWarmUp: boolean; lookedUp?: boolean }> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     const early = await Promise.race([
       warm,
-      new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), WARM_HEDGE_MS)),
+      this.#warmUp!.quiet(actionId, WARM_STALL_MS, warm).then(() => "late" as const),
     ]);
-    clearTimeout(timer);
     if (early !== "late") return { hit: early, fromWarmUp: true };
     this.#metrics?.add("warm_hedged");
     const ordinary = this.#remote.lookup(actionId);

@@ -1,13 +1,15 @@
 /**
  * The warm-up: at the start of a session, in the background, the working-set manifest of the
  * warm key (`manifest.ts`) is fetched and the local tier filled from it: outputs in the order go
- * asked for them last time, small ones a pack (`packs.ts`) at a time, with a concurrency of their
- * own. Action records come from the manifest itself (no GET per action), and one is written
+ * asked for them last time, a pack (`packs.ts`, zstd-compressed: decompressed bounded by the size
+ * the manifest declares) at a time, with a concurrency of their own. Outputs no pack
+ * holds come one by one from `output/…`. Action records come from the manifest itself (no GET per action), and one is written
  * locally only after its output is there and verified (SHA-256 equals the output id).
  *
  * go's gets come first: {@linkcode WarmUp.join} hands a get the fetch of its entry when one is
- * running (or done), and starts one at once for an entry not reached yet, which skips the action
- * record's GET. A get that the warm-up cannot answer (output gone, bytes corrupt, S3 failing)
+ * running (or done), and starts one at once for an entry not reached yet (its whole pack, which
+ * the warm-up would fetch anyway: no byte comes twice), which skips the action record's GET.
+ * {@linkcode WarmUp.quiet} tells the caller when an entry's fetch has stalled (the hedge). A get that the warm-up cannot answer (output gone, bytes corrupt, S3 failing)
  * goes on to the ordinary lookup, so the warm-up never turns a hit into a miss or a miss into a
  * wrong hit. It is bounded in bytes and time, stops when the breaker opens, and stops early when
  * the first entries are already local (a warm machine has nothing to gain).
@@ -26,9 +28,11 @@ import type { CircuitBreaker } from "../../store/mod.ts";
 import { bodyDeadlineMs, outputKey } from "./layout.ts";
 import { fillFromObject, writeEntry } from "./fill.ts";
 import {
+  legacyManifestKey,
   MANIFEST_LIMITS,
   manifestKey,
   type ManifestLimits,
+  packBytes,
   type PackInfo,
   packKey,
   readManifest,
@@ -36,7 +40,14 @@ import {
   type WarmManifest,
 } from "./manifest.ts";
 import { slicePack } from "./packs.ts";
-import { AbortOnStream, CorruptError, readExactly, TurnPacer } from "../../store/mod.ts";
+import {
+  AbortOnStream,
+  BoundError,
+  CorruptError,
+  readExactly,
+  TurnPacer,
+  zstdDecompress,
+} from "../../store/mod.ts";
 import { SharedFloor, ThroughputFloorStream, TooSlowError } from "../../store/mod.ts";
 
 /** Counters the warm-up reports. */
@@ -84,7 +95,19 @@ export interface WarmUpOptions {
 /** SHA-256 of no bytes. */
 const EMPTY_ID = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-type Job = { entry: WarmEntry } | { pack: PackInfo; entries: WarmEntry[] };
+/** A pack of the manifest: fetched once, by a worker or by a get that jumped to it. */
+interface PackJob {
+  pack: PackInfo;
+  entries: WarmEntry[];
+  started: boolean;
+}
+
+type Job = { entry: WarmEntry } | PackJob;
+
+/** When a fetch last made progress (its request sent, or bytes of its body arrived). */
+interface Progress {
+  at: number;
+}
 
 /** One session's warm-up of the local tier from a manifest. */
 export class WarmUp {
@@ -96,6 +119,12 @@ export class WarmUp {
   readonly #entries = new Map<string, WarmEntry>();
   /** Fetches started, by action id: what a get joins. */
   readonly #started = new Map<string, Promise<CacheHit | undefined>>();
+  /** Progress of the fetch of each entry started (shared by a pack's entries). */
+  readonly #progress = new Map<string, Progress>();
+  /** The manifest's packs, by name. */
+  readonly #packJobs = new Map<string, PackJob>();
+  /** Room for packs a get jumped to while the warm-up's own room is taken. */
+  readonly #jumpRoom: ByteBudget;
   /** Filled by the warm-up and not asked for yet: their bytes are wasted unless go asks. */
   readonly #filled = new Map<string, number>();
   readonly #stop = new AbortController();
@@ -133,6 +162,7 @@ export class WarmUp {
     this.#options = options;
     this.#metrics = options.metrics;
     this.#inFlight = new ByteBudget(options.maxInFlightBytes ?? 32 << 20);
+    this.#jumpRoom = new ByteBudget((options.maxInFlightBytes ?? 32 << 20) / 2);
     this.#floor = options.floor ?? new SharedFloor(1 << 20);
     this.loaded = new Promise((resolve) => this.#loaded = resolve);
   }
@@ -167,9 +197,9 @@ export class WarmUp {
 
   /**
    * The warm-up's answer for a get that missed locally: the running (or finished) fetch of its
-   * entry, or one started at once for an entry not reached yet. `undefined` when the manifest
-   * does not name the action or S3 is paused; a fetch that resolves `undefined` (gone, corrupt,
-   * failed) leaves the get to the ordinary lookup.
+   * entry, or one started at once for an entry not reached yet (its pack's, when a pack holds
+   * it). `undefined` when the manifest does not name the action or S3 is paused; a fetch that
+   * resolves `undefined` (gone, corrupt, failed) leaves the get to the ordinary lookup.
    *
    * @param actionId The action go asked for.
    * @returns The fetch, or `undefined`.
@@ -180,7 +210,38 @@ export class WarmUp {
     const entry = this.#entries.get(actionId);
     if (!entry || !this.#store || this.#options.breaker.paused) return undefined;
     this.#metrics?.add("warm_jumped");
+    const job = entry.pack !== undefined ? this.#packJobs.get(entry.pack) : undefined;
+    if (job && !job.started) {
+      void this.#warmPack(job, true);
+      const joined = this.#started.get(actionId);
+      if (joined) return joined;
+    }
     return this.#begin(entry, () => this.#fetchOne(entry, false));
+  }
+
+  /**
+   * Resolves once the fetch of an entry has made no progress for `ms` (no request sent, no body
+   * bytes arrived): the moment a get waiting on the warm-up should look up on its own (hedge). A
+   * fetch that keeps arriving, however slowly the shared link goes, is not hedged: the lookup
+   * would fetch the same bytes again. Stops waiting when `until` settles.
+   *
+   * @param actionId The entry.
+   * @param ms Silence that counts as a stall.
+   * @param until The fetch itself: once it settles there is nothing to hedge.
+   * @returns When the fetch stalled (never, if `until` settles first).
+   */
+  async quiet(actionId: string, ms: number, until: Promise<unknown>): Promise<void> {
+    let settled = false;
+    const done = until.then(() => settled = true, () => settled = true);
+    const progress = this.#progress.get(actionId) ?? { at: performance.now() };
+    while (!settled) {
+      const idle = performance.now() - progress.at;
+      if (idle >= ms) return;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([done, new Promise((r) => timer = setTimeout(r, ms - idle))]);
+      clearTimeout(timer);
+    }
+    await new Promise(() => {}); // settled first: never hedged
   }
 
   /**
@@ -209,9 +270,10 @@ export class WarmUp {
     const { breaker } = this.#options;
     await breaker.ready();
     const deadline = this.#deadline!;
-    for (const [index, store] of stores.entries()) {
+    const keys = [manifestKey(this.#options.keyHash), legacyManifestKey(this.#options.keyHash)];
+    const tries = stores.flatMap((store, index) => keys.map((key) => ({ store, index, key })));
+    for (const { store, index, key } of tries) {
       if (breaker.paused || deadline.aborted) return;
-      const key = manifestKey(this.#options.keyHash);
       const read = await this.#request(async () => {
         const object = await store.get(key, { signal: this.#signal(0, manifestOnly) });
         if (!object) return undefined;
@@ -243,6 +305,7 @@ export class WarmUp {
     this.#loaded();
     if (manifestOnly) return;
     const jobs = jobsOf(manifest);
+    for (const job of jobs) if ("pack" in job) this.#packJobs.set(job.pack.name, job);
     let next = 0;
     const worker = async () => {
       while (next < jobs.length) {
@@ -251,7 +314,7 @@ export class WarmUp {
         if (this.#bytes >= (this.#options.maxBytes ?? 2 ** 30)) return;
         if (next >= jobs.length) return;
         const job = jobs[next++]!;
-        if ("pack" in job) await this.#warmPack(job.pack, job.entries);
+        if ("pack" in job) await this.#warmPack(job, false);
         else await this.#warmOne(job.entry);
       }
     };
@@ -290,6 +353,11 @@ export class WarmUp {
 
   /** Whether an entry is already a local hit (counted toward the warm-machine check). */
   #isLocal(entry: WarmEntry): boolean {
+    return this.#localHit(entry) !== undefined;
+  }
+
+  /** An entry's local hit, if any (counted toward the warm-machine check). */
+  #localHit(entry: WarmEntry): CacheHit | undefined {
     let hit;
     try {
       hit = this.#local.get(entry.actionId);
@@ -298,7 +366,7 @@ export class WarmUp {
     }
     this.#checked++;
     if (hit) this.#present++;
-    return hit !== undefined;
+    return hit;
   }
 
   async #warmOne(entry: WarmEntry): Promise<void> {
@@ -314,37 +382,71 @@ export class WarmUp {
     return await this.#fill(entry, new Uint8Array(0), ahead);
   }
 
-  async #warmPack(pack: PackInfo, entries: WarmEntry[]): Promise<void> {
-    // Room first, then the entries are claimed: until then a get for one of them fetches it
-    // alone at once instead of waiting behind other packs.
-    const release = await this.#inFlight.acquire(pack.size);
+  /**
+   * Fetches a pack once and fills its entries that are not local yet. The worker's way waits for
+   * room first, and claims the entries only then (until then a get for one of them jumps: starts
+   * the pack itself, in room of its own, at once); a get's way (`jumped`) claims them at once.
+   */
+  async #warmPack(job: PackJob, jumped: boolean): Promise<void> {
+    if (job.started) return;
+    const { pack } = job;
+    // In memory: the object, and the pack once decompressed.
+    const held = pack.size + (pack.raw ?? 0);
+    let release: (() => void) | undefined;
+    if (!jumped) {
+      release = await this.#inFlight.acquire(held);
+      if (job.started) return release();
+    }
+    job.started = true;
+    const claimed = this.#claim(job.entries);
     try {
-      await this.#warmPackNow(pack, entries);
+      release ??= this.#inFlight.tryAcquire(held) ?? await this.#jumpRoom.acquire(held);
+      await this.#warmPackNow(pack, claimed);
     } finally {
-      release();
+      release?.();
+      for (const resolve of claimed.values()) resolve(undefined); // any left: misses
     }
   }
 
-  async #warmPackNow(pack: PackInfo, entries: WarmEntry[]): Promise<void> {
+  /** Registers the fetch of each entry not started yet; their resolvers, by action id. */
+  #claim(entries: readonly WarmEntry[]): Map<string, (hit: CacheHit | undefined) => void> {
+    const claimed = new Map<string, (hit: CacheHit | undefined) => void>();
+    const progress: Progress = { at: performance.now() };
+    for (const entry of entries) {
+      if (this.#started.has(entry.actionId)) continue;
+      void this.#begin(
+        entry,
+        () => new Promise((resolve) => claimed.set(entry.actionId, resolve)),
+        progress,
+      );
+    }
+    return claimed;
+  }
+
+  async #warmPackNow(
+    pack: PackInfo,
+    claimed: Map<string, (hit: CacheHit | undefined) => void>,
+  ): Promise<void> {
+    const settle = (entry: WarmEntry, hit: CacheHit | undefined) => {
+      claimed.get(entry.actionId)?.(hit);
+      claimed.delete(entry.actionId);
+    };
     if (this.#stop.signal.aborted) return;
-    const candidates = entries.filter((e) => !this.#started.has(e.actionId));
-    const local: boolean[] = [];
-    for (const entry of candidates) {
+    const entries = [...claimed.keys()].map((id) => this.#entries.get(id)!);
+    const missing: WarmEntry[] = [];
+    for (const entry of entries) {
       await this.#pace();
-      local.push(this.#isLocal(entry));
+      const hit = this.#localHit(entry);
+      if (hit) settle(entry, hit); // here already: not the warm-up's fill
+      else missing.push(entry);
     }
-    if (this.#warmAlready()) return;
-    const missing = candidates.filter((e, i) => !local[i] && !this.#started.has(e.actionId));
-    if (missing.length === 0) return;
-    const results = new Map<string, (hit: CacheHit | undefined) => void>();
-    for (const entry of missing) {
-      void this.#begin(entry, () => new Promise((resolve) => results.set(entry.actionId, resolve)));
-    }
+    if (this.#warmAlready() || missing.length === 0) return;
+    const progress = this.#progress.get(missing[0]!.actionId);
     let bytes: Uint8Array | undefined;
     try {
       bytes = await this.#request(async () => {
-        const signal = this.#signal(pack.size);
-        const key = packKey(this.#options.keyHash, pack.name);
+        const signal = this.#signal(packBytes(pack));
+        const key = packKey(this.#options.keyHash, pack);
         const object = await this.#store!.get(key, { signal });
         if (this.fromOwn) this.packsSeen.set(pack.name, object !== undefined);
         if (!object) return undefined;
@@ -356,34 +458,51 @@ export class WarmUp {
               `the manifest says ${pack.size}`,
           );
         }
-        return await this.#floor.arriving(() =>
-          readExactly(this.#floored(object.body, pack.size, key), pack.size, key)
-        );
+        this.#bytes += pack.size;
+        this.#metrics?.add("warm_bytes", pack.size);
+        const body = this.#floored(object.body, pack.size, key, progress);
+        const stored = await this.#floor.arriving(() => readExactly(body, pack.size, key));
+        if (pack.raw === undefined) return stored;
+        // Bounded by the size the manifest declares; every slice is verified below.
+        const bytes = zstdDecompress(stored, { maxOutputBytes: pack.raw, key });
+        if (bytes.length !== pack.raw) {
+          throw new CorruptError(
+            `Ignoring S3 object ${JSON.stringify(key)}: ${bytes.length} bytes once ` +
+              `decompressed, the manifest says ${pack.raw}`,
+          );
+        }
+        return bytes;
       });
-    } catch {
+    } catch (error) {
+      if (error instanceof CorruptError || error instanceof BoundError) {
+        this.#options.log?.info(`warm-up pack ${pack.name.slice(0, 12)} skipped: ${error.message}`);
+        // Not reused: the next manifest packs its outputs again (see `warm_session.ts`).
+        if (this.fromOwn) this.packsSeen.set(pack.name, false);
+      }
       bytes = undefined;
     }
     let used = 0;
     for (const entry of missing) {
-      const resolve = results.get(entry.actionId)!;
       const slice = bytes && slicePack(bytes, entry);
       if (!slice || sha256().update(slice).digest("hex") !== entry.outputId) {
-        if (bytes) this.#metrics?.add("s3_corrupt");
-        resolve(undefined);
+        if (bytes) {
+          this.#metrics?.add("s3_corrupt");
+          if (this.fromOwn) this.packsSeen.set(pack.name, false); // packed again next time
+        }
+        settle(entry, undefined);
         continue;
       }
       try {
         used += entry.size;
         await this.#pace();
         // A view on the pack: written before the pack is let go, so no copy is needed.
-        resolve(await this.#fill(entry, slice, true));
+        settle(entry, await this.#fill(entry, slice, true));
       } catch {
-        resolve(undefined);
+        settle(entry, undefined);
       }
     }
     if (bytes) {
-      this.#bytes += bytes.length;
-      this.#metrics?.add("warm_bytes", bytes.length);
+      this.#metrics?.add("warm_raw_bytes", bytes.length);
       this.#packWaste += bytes.length - used;
     }
   }
@@ -392,7 +511,9 @@ export class WarmUp {
   #begin(
     entry: WarmEntry,
     fetch: () => Promise<CacheHit | undefined>,
+    progress: Progress = { at: performance.now() },
   ): Promise<CacheHit | undefined> {
+    this.#progress.set(entry.actionId, progress);
     const promise = fetch().catch(() => undefined);
     this.#started.set(entry.actionId, promise);
     return promise;
@@ -411,8 +532,11 @@ export class WarmUp {
     }
     this.#bytes += entry.size;
     this.#metrics?.add("warm_bytes", entry.size);
+    this.#metrics?.add("warm_raw_bytes", entry.size);
+    const progress = this.#progress.get(entry.actionId);
+    const tapped = progress ? { ...object, body: object.body.pipeThrough(tap(progress)) } : object;
     try {
-      const hit = await fillFromObject(this.#local, object, {
+      const hit = await fillFromObject(this.#local, tapped, {
         entry,
         key,
         floor: this.#floor,
@@ -445,19 +569,21 @@ export class WarmUp {
     return hit;
   }
 
-  /** A body given up on when it crawls (see `_throughput.ts`). */
+  /** A body given up on when it crawls (see `_throughput.ts`); its arrivals mark progress. */
   #floored(
     body: ReadableStream<Uint8Array>,
     size: number,
     key: string,
+    progress?: Progress,
   ): ReadableStream<Uint8Array> {
-    return body.pipeThrough(
+    const floored = body.pipeThrough(
       new ThroughputFloorStream(size, {
         minBytesPerSecond: () => this.#floor.share(),
         graceMs: this.#options.slowGraceMs ?? 1_500,
         key,
       }),
     );
+    return progress ? floored.pipeThrough(tap(progress)) : floored;
   }
 
   /**
@@ -513,7 +639,7 @@ export class WarmUp {
 /** The manifest's work in its order: each pack at its first entry, other entries one by one. */
 function jobsOf(manifest: WarmManifest): Job[] {
   const packs = new Map(manifest.packs.map((p) => [p.name, p]));
-  const byPack = new Map<string, WarmEntry[]>();
+  const byPack = new Map<string, PackJob>();
   const jobs: Job[] = [];
   for (const entry of manifest.entries) {
     const pack = entry.pack !== undefined ? packs.get(entry.pack) : undefined;
@@ -521,13 +647,23 @@ function jobsOf(manifest: WarmManifest): Job[] {
       jobs.push({ entry });
       continue;
     }
-    let list = byPack.get(pack.name);
-    if (!list) {
-      list = [];
-      byPack.set(pack.name, list);
-      jobs.push({ pack, entries: list });
+    let job = byPack.get(pack.name);
+    if (!job) {
+      job = { pack, entries: [], started: false };
+      byPack.set(pack.name, job);
+      jobs.push(job);
     }
-    list.push(entry);
+    job.entries.push(entry);
   }
   return jobs;
+}
+
+/** Marks progress as each chunk of a body arrives. */
+function tap(progress: Progress): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      progress.at = performance.now();
+      controller.enqueue(chunk);
+    },
+  });
 }

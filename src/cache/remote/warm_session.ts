@@ -6,7 +6,7 @@
  *
  * The merge base is the bucket's manifest as the warm-up fetched it (never fetched twice), joined
  * with this machine's copy of the last manifest it wrote,
- * `<cache-dir>/warm/<keyHash>.<scopeHash>.json.gz` (per endpoint, bucket and prefix, so jobs of
+ * `<cache-dir>/warm/<keyHash>.<scopeHash>.v2.json.zst` (per endpoint, bucket and prefix, so jobs of
  * other trust tiers sharing the directory never see it), which is written before the bucket's. So go commands run one after another on one machine
  * (`go build`, `go vet`, `go test`) end with one manifest covering all of them, even when the
  * next command started before the last one's upload finished. Two jobs writing the same key at
@@ -131,7 +131,9 @@ export class WarmSession {
   /** The path of this machine's copy of the manifest (per warm key and scope). */
   get localCopy(): string {
     const scope = sha256().update(this.#options.scope ?? "").digest("hex");
-    return `${this.#local.root}/${WARM_DIR}/${this.#options.keyHash}.${scope.slice(0, 16)}.json.gz`;
+    return `${this.#local.root}/${WARM_DIR}/${this.#options.keyHash}.${
+      scope.slice(0, 16)
+    }.v2.json.zst`;
   }
 
   /**
@@ -221,7 +223,7 @@ export class WarmSession {
     for await (const pack of packs) {
       signal.throwIfAborted();
       try {
-        await this.#store.put(packKey(keyHash, pack.info.name), pack.bytes, {
+        await this.#store.put(packKey(keyHash, pack.info), pack.bytes, {
           size: pack.bytes.length,
           signal,
         });
@@ -298,7 +300,7 @@ export class WarmSession {
       while (next < unknown.length) {
         const pack = unknown[next++]!;
         signal.throwIfAborted();
-        const there = await this.#store.has(packKey(this.#options.keyHash, pack.name), { signal });
+        const there = await this.#store.has(packKey(this.#options.keyHash, pack), { signal });
         if (!there) missing.add(pack.name);
       }
     };

@@ -40,11 +40,17 @@ Deno.test("encodeManifest() and decodeManifest() round-trip; malformed entries a
   const manifest = {
     key: "k",
     session: 3,
-    entries: [{ ...entry(1), pack: "ab".repeat(32), offset: 7 }, entry(2)],
-    packs: [{ name: "ab".repeat(32), size: 17 }],
+    entries: [
+      { ...entry(1), pack: "ab".repeat(32), offset: 7 },
+      entry(2),
+      { ...entry(3), pack: "cd".repeat(32), offset: 40 },
+    ],
+    packs: [{ name: "ab".repeat(32), size: 17 }, { name: "cd".repeat(32), size: 20, raw: 50 }],
   };
-  const decoded = await decodeManifest(await encodeManifest(manifest));
-  assert.deepEqual(decoded, manifest);
+  const encoded = await encodeManifest(manifest);
+  assert.deepEqual([...encoded.subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd], "zstd");
+  const decoded = await decodeManifest(encoded);
+  assert.deepEqual(decoded, { ...manifest, version: 2 });
   assert.equal(await decodeManifest(encoder.encode("{}")), undefined);
   const bad = new Response(
     ReadableStream.from([encoder.encode(JSON.stringify({

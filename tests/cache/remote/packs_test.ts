@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { buildPacks, planPacks, slicePack, type WarmEntry } from "../../../src/cache/remote/mod.ts";
 import { repeatedId, sha256Hex as sha256 } from "../../_util/bytes.ts";
+import { zstdDecompressSync } from "node:zlib";
 
 const encoder = new TextEncoder();
 
@@ -13,20 +14,24 @@ function entry(n: number, seen = 1, size = 10): WarmEntry {
   return { actionId: id(n), outputId: id(n + 5000), size, nanos: 1000n * BigInt(n), seen };
 }
 
-Deno.test("planPacks() keeps mostly wanted packs and packs only new small outputs", () => {
-  const kept = { name: "aa".repeat(32), size: 30 };
-  const dropped = { name: "bb".repeat(32), size: 100 };
+Deno.test("planPacks() keeps mostly wanted compressed packs, never raw ones, and packs the rest", () => {
+  const kept = { name: "aa".repeat(32), size: 12, raw: 30 };
+  const dropped = { name: "bb".repeat(32), size: 40, raw: 100 };
+  const raw = { name: "cc".repeat(32), size: 10 }; // an earlier version's: never kept
   const entries = [
     { ...entry(1), pack: kept.name, offset: 0 },
     { ...entry(2), pack: kept.name, offset: 10 },
     { ...entry(3), pack: dropped.name, offset: 0 },
+    { ...entry(6), pack: raw.name, offset: 0 },
     entry(4),
-    entry(5, 1, (1 << 20) + 1), // too big for a pack
+    entry(5, 1, (1 << 20) + 1), // a pack of its own
+    entry(7, 1, (32 << 20) + 1), // above maxLoneSize: fetched raw
   ];
-  const plan = planPacks(entries, [kept, dropped], { minNewEntries: 1 });
+  const plan = planPacks(entries, [kept, dropped, raw], { minNewEntries: 1 });
   assert.deepEqual(plan.keep, [kept]);
-  assert.deepEqual(plan.toPack.map((e) => e.actionId), [id(3), id(4)]);
+  assert.deepEqual(plan.toPack.map((e) => e.actionId), [id(3), id(6), id(4), id(5)]);
   assert.equal(plan.entries[2]!.pack, undefined);
+  assert.equal(plan.entries[3]!.pack, undefined);
 });
 
 Deno.test("buildPacks() and slicePack(): every output comes back byte for byte", async () => {
@@ -45,17 +50,23 @@ Deno.test("buildPacks() and slicePack(): every output comes back byte for byte",
     return true;
   };
   let packs = 0;
+  let raw = 0;
   // One buffer for every pack: each is checked before the next is asked for.
   for await (const pack of buildPacks(entries, read, { packBytes: 2000 })) {
     packs++;
     assert.equal(pack.info.name, await sha256(pack.bytes));
     assert.equal(pack.bytes.length, pack.info.size);
+    const bytes = new Uint8Array(zstdDecompressSync(pack.bytes));
+    assert.equal(bytes.length, pack.info.raw);
+    assert.ok(pack.info.size < pack.info.raw!, "compressed");
+    raw += bytes.length;
     for (const [actionId, offset] of pack.offsets) {
       const e = entries.find((x) => x.actionId === actionId)!;
-      assert.deepEqual(slicePack(pack.bytes, { ...e, offset }), bodies.get(actionId));
+      assert.deepEqual(slicePack(bytes, { ...e, offset }), bodies.get(actionId));
     }
   }
   assert.ok(packs > 1, "closed at about packBytes");
+  assert.equal(raw, entries.reduce((sum, e) => sum + e.size, 0));
   // An output that is gone or has another size is left out.
   const gone = [...entries.slice(0, 3), { ...entries[3]!, size: entries[3]!.size + 1 }];
   bodies.delete(entries[0]!.actionId);

@@ -512,7 +512,11 @@ Deno.test("get() leaves the warm-up alone while a warm tier misses only a few", 
   );
   assert.equal(t.cache.idle, true, "nothing runs in the background after the lookups");
   assert.equal(await t.cache.get(id(15)), undefined);
-  assert.equal(manifestGets().length, 1, "the 16th miss: the tier looks cold after all");
+  assert.equal(
+    manifestGets().filter((call) => call.includes("/manifest.v2.")).length,
+    1,
+    "the 16th miss: the tier looks cold after all",
+  );
 });
 
 Deno.test("TieredCache.idle is false while an upload runs", async () => {

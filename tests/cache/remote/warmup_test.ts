@@ -10,9 +10,11 @@ import {
   actionKey,
   decodeManifest,
   encodeManifest,
+  legacyManifestKey,
   manifestKey,
   outputKey,
   packKey,
+  type PackPolicy,
   TieredCache,
   type WarmEntry,
   warmKeyHash,
@@ -27,6 +29,7 @@ import { Metrics } from "../../../src/metrics/mod.ts";
 import { TestStore } from "../../_util/test_store.ts";
 import { repeatedId, sha256Hex as sha256 } from "../../_util/bytes.ts";
 import { isHitNow } from "../../_util/script.ts";
+import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 
 const encoder = new TextEncoder();
 
@@ -42,10 +45,12 @@ class CountingStore extends MemoryObjectStore {
   packDelayMs = 0;
   packsRunning = 0;
   packsPeak = 0;
+  /** Packs' bodies arrive in 16 slices, one every this many ms. */
+  packTrickleMs = 0;
   override async get(key: string, options?: StoreCallOptions): Promise<StoredObject | undefined> {
     this.gets.push(key);
     if (this.hold && key.startsWith("output/")) await this.hold;
-    if (key.endsWith(".pack")) {
+    if (key.includes(".pack")) {
       this.packsPeak = Math.max(this.packsPeak, ++this.packsRunning);
       try {
         await this.holdPacks;
@@ -54,7 +59,18 @@ class CountingStore extends MemoryObjectStore {
         this.packsRunning--;
       }
     }
-    return super.get(key, options);
+    const object = await super.get(key, options);
+    if (!object || !key.includes(".pack") || this.packTrickleMs === 0) return object;
+    const bytes = await new Response(object.body).bytes();
+    const step = Math.ceil(bytes.length / 16);
+    const trickle = this.packTrickleMs;
+    const body = ReadableStream.from((async function* () {
+      for (let at = 0; at < bytes.length; at += step) {
+        await new Promise((r) => setTimeout(r, trickle));
+        yield bytes.subarray(at, at + step);
+      }
+    })());
+    return { ...object, body };
   }
 }
 
@@ -75,7 +91,13 @@ async function seed(store: MemoryObjectStore, count: number, size = 100) {
 async function withCache(
   store: MemoryObjectStore,
   fn: (cache: TieredCache, metrics: Metrics, dir: string) => Promise<void>,
-  options: { readOnly?: boolean; dir?: string; maxInFlightBytes?: number; scope?: string } = {},
+  options: {
+    readOnly?: boolean;
+    dir?: string;
+    maxInFlightBytes?: number;
+    scope?: string;
+    packs?: PackPolicy;
+  } = {},
 ) {
   const dir = options.dir ?? await Deno.makeTempDir();
   const metrics = new Metrics();
@@ -87,6 +109,7 @@ async function withCache(
       keyHash,
       maxInFlightBytes: options.maxInFlightBytes,
       scope: options.scope,
+      packs: options.packs,
     },
   });
   try {
@@ -110,7 +133,7 @@ Deno.test("TieredCache writes a manifest; a fresh machine warms from it with pac
   assert.deepEqual(manifest?.entries.map((e) => e.actionId), entries.map((e) => e.actionId));
   assert.ok(manifest!.packs.length >= 1);
   assert.ok(manifest!.entries.every((e) => e.pack));
-  for (const p of manifest!.packs) assert.ok(store.objects.has(packKey(keyHash, p.name)));
+  for (const p of manifest!.packs) assert.ok(store.objects.has(packKey(keyHash, p)));
 
   store.gets = [];
   await withCache(store, async (cache, metrics) => {
@@ -135,8 +158,14 @@ Deno.test("TieredCache warm-up: corrupt pack bytes and missing outputs are misse
     await cache.finishSession();
   });
   const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
-  const pack = store.objects.get(packKey(keyHash, manifest.packs[0]!.name))!;
-  pack.fill(0x41, 0, 250); // the first entries' bytes are now wrong
+  // A well-formed zstd pack whose first entries' bytes are now wrong: each slice is still
+  // checked against its SHA-256 once decompressed.
+  const info = manifest.packs[0]!;
+  const pack = new Uint8Array(zstdDecompressSync(store.objects.get(packKey(keyHash, info))!));
+  pack.fill(0x41, 0, 250);
+  const recompressed = new Uint8Array(zstdCompressSync(pack));
+  store.objects.set(packKey(keyHash, info), recompressed);
+  manifest.packs[0] = { ...info, size: recompressed.length };
   // An output that is gone from both the pack's reach and the bucket: its action too.
   const gone = entries[39]!;
   store.objects.delete(actionKey(gone.actionId));
@@ -167,7 +196,7 @@ Deno.test("TieredCache warm-up: a get joins a running fetch and jumps the queue"
   await withCache(store, async (cache) => {
     for (const e of entries) await cache.get(e.actionId);
     await cache.finishSession();
-  });
+  }, { packs: { maxLoneSize: 1 << 20 } });
   let release!: () => void;
   store.hold = new Promise((resolve) => release = resolve);
   store.gets = [];
@@ -239,6 +268,66 @@ Deno.test("TieredCache: sessions one after another end with one manifest; read-o
   assert.equal(readOnly.objects.size, before, "nothing written");
 });
 
+Deno.test("TieredCache warm-up: an earlier version's manifest (gzip, version 1) is still read", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 40);
+  const keyHash = await warmKeyHash("test");
+  const json = JSON.stringify({
+    version: 1,
+    key: "test",
+    session: 1,
+    packs: [],
+    entries: entries.map((e) => ({
+      action: e.actionId,
+      output: e.outputId,
+      size: e.size,
+      time: String(e.nanos),
+      seen: 1,
+    })),
+  });
+  const gzip = await new Response(
+    ReadableStream.from([encoder.encode(json)]).pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  store.objects.set(legacyManifestKey(keyHash), gzip);
+  await withCache(store, async (cache, metrics) => {
+    await cache.startWarmUp();
+    assert.equal(metrics.counters().warm_entries, 40);
+    for (const e of entries) assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
+    assert.equal(metrics.counters().warm_hits, 40);
+    await cache.finishSession();
+  });
+  assert.deepEqual(
+    store.gets.filter((k) => k.includes("manifest")),
+    [manifestKey(keyHash), legacyManifestKey(keyHash)],
+    "the new key first, then the old one",
+  );
+  const written = await decodeManifest(store.objects.get(manifestKey(keyHash))!);
+  assert.equal(written?.version, 2, "the next manifest is version 2, with zstd packs");
+  assert.ok(written!.packs.length > 0 && written!.packs.every((p) => p.raw !== undefined));
+});
+
+Deno.test("TieredCache warm-up: a get waiting on a pack still arriving is not hedged (no byte twice)", async () => {
+  const store = new CountingStore();
+  const entries = await seed(store, 40);
+  await withCache(store, async (cache) => {
+    for (const e of entries) await cache.get(e.actionId);
+    await cache.finishSession();
+  });
+  store.packTrickleMs = 100; // 1.6 s in all, far past the stall bound, never silent that long
+  store.gets = [];
+  await withCache(store, async (cache, metrics) => {
+    const warming = cache.startWarmUp();
+    const last = entries.at(-1)!;
+    assert.equal((await cache.get(last.actionId))?.outputId, last.outputId);
+    await warming;
+    const c = metrics.counters();
+    assert.equal(c.warm_hedged ?? 0, 0);
+    assert.equal(c.s3_get_hits ?? 0, 0, "no lookup fetched what the pack brings");
+    assert.equal(store.gets.filter((k) => k.startsWith("output/")).length, 0);
+    assert.equal(c.warm_hits, 1);
+  });
+});
+
 Deno.test("TieredCache warm-up: a get waiting on a crawling pack looks up itself after the hedge", async () => {
   const store = new CountingStore();
   const entries = await seed(store, 40);
@@ -251,7 +340,7 @@ Deno.test("TieredCache warm-up: a get waiting on a crawling pack looks up itself
   store.gets = [];
   await withCache(store, async (cache, metrics) => {
     const warming = cache.startWarmUp();
-    while (!store.gets.some((k) => k.endsWith(".pack"))) {
+    while (!store.gets.some((k) => k.includes(".pack"))) {
       await new Promise((r) => setTimeout(r, 1));
     }
     const started = performance.now();
@@ -361,7 +450,7 @@ Deno.test("TieredCache: slow lookups while the warm-up downloads do not pause S3
     warm: { key: "test", keyHash: await warmKeyHash("test") },
   });
   const warming = cache.startWarmUp();
-  while (!store.gets.some((k) => k.endsWith(".pack"))) await new Promise((r) => setTimeout(r, 1));
+  while (!store.gets.some((k) => k.includes(".pack"))) await new Promise((r) => setTimeout(r, 1));
   // Entries the manifest does not name: ordinary lookups, slow while the packs are coming.
   for (const e of entries.slice(30, 35)) {
     assert.equal((await cache.get(e.actionId))?.outputId, e.outputId);
@@ -385,9 +474,8 @@ Deno.test("TieredCache warm-up: a pack larger than the manifest says is never re
     await cache.finishSession();
   });
   const manifest = (await decodeManifest(store.objects.get(manifestKey(keyHash))!))!;
-  const name = manifest.packs[0]!.name;
-  // The pack's object is now 16 MiB; the manifest still says about 4 KB.
-  store.objects.set(packKey(keyHash, name), new Uint8Array(16 << 20));
+  // The pack's object is now 16 MiB; the manifest still says about 1 KB.
+  store.objects.set(packKey(keyHash, manifest.packs[0]!), new Uint8Array(16 << 20));
   await withCache(store, async (cache, metrics) => {
     await cache.startWarmUp();
     assert.equal(metrics.counters().warm_bytes ?? 0, 0, "nothing of the pack was kept");
@@ -491,7 +579,7 @@ Deno.test("TieredCache: a shared directory keeps manifests within their trust ti
           assert.equal(metrics.counters().warm_packs_missing, spoilt.packs.length);
         }, { scope: "main" });
         const repaired = (await decodeManifest(main.objects.get(manifestKey(keyHash))!))!;
-        for (const p of repaired.packs) assert.ok(main.objects.has(packKey(keyHash, p.name)));
+        for (const p of repaired.packs) assert.ok(main.objects.has(packKey(keyHash, p)));
         const ids = new Set(repaired.entries.map((e) => e.actionId));
         assert.ok(prEntries.every((e) => !ids.has(e.actionId)), "the PR's entries are gone");
         assert.ok(repaired.entries.every((e) => e.seen <= repaired.session));
