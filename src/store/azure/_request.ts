@@ -12,7 +12,7 @@
 import type { Connection, Session } from "./_connection.ts";
 import { azureResponseError } from "./_errors.ts";
 import { networkError } from "../_errors.ts";
-import { SizedBody } from "../s3/_signed_fetch.ts";
+import { SizedBody } from "../_body.ts";
 
 /** The REST API version sent (and signed). */
 export const API_VERSION = "2023-11-03";

@@ -20,7 +20,7 @@
 import { type AzureBlobStoreOptions, Connection } from "./_connection.ts";
 import { classifyAzure } from "./_errors.ts";
 import { sendBlobRequest } from "./_request.ts";
-import { type PutPayload, putPayload } from "../s3/_signed_fetch.ts";
+import { type PutPayload, putPayload } from "../_body.ts";
 import type { BucketStore } from "../open.ts";
 import { type StoreCallOptions, type StoredObject, StoreError } from "../object_store.ts";
 

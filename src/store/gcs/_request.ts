@@ -18,7 +18,7 @@
 import type { Session } from "./_connection.ts";
 import { networkError } from "../_errors.ts";
 import { GcsResponseError, responseError } from "./_errors.ts";
-import { SizedBody } from "../s3/_signed_fetch.ts";
+import { SizedBody } from "../_body.ts";
 
 /** One request of the data path. */
 export interface GcsRequest {

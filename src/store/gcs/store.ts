@@ -19,7 +19,7 @@
 import { Connection, type GcsObjectStoreOptions } from "./_connection.ts";
 import { classifyGcs } from "./_errors.ts";
 import { sendRequest } from "./_request.ts";
-import { putPayload } from "../s3/_signed_fetch.ts";
+import { putPayload } from "../_body.ts";
 import type { BucketStore } from "../open.ts";
 import type { StoreCallOptions, StoredObject } from "../object_store.ts";
 
