@@ -4,7 +4,7 @@
  * happened, for the job summary, `stats`, the status page and `/metrics`
  * (`go_cache_plugin_faults_total{cause}`). {@linkcode collapsingLogger} feeds it from the lines
  * components already log, and keeps those lines readable: a line about one object (it names a
- * hex id, such as `not uploading <id>: S3 tier paused or disabled`) is logged the first time its
+ * hex id, such as `not uploading <id>: remote tier paused or disabled`) is logged the first time its
  * shape is seen, the rest only counted, and {@linkcode CollapsingLogger.flush} says how many were
  * left out, in one line per shape.
  *

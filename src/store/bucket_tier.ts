@@ -259,7 +259,7 @@ function storeBody(
       } catch (error) {
         const reason = signal.aborted ? "deadline exceeded" : errorMessage(error);
         throw new StoreError(
-          `Cannot read S3 object ${JSON.stringify(key)}: ${reason}`,
+          `Cannot read bucket object ${JSON.stringify(key)}: ${reason}`,
           signal.aborted ? "timeout" : "other",
           { cause: error },
         );

@@ -113,7 +113,10 @@ export class ReadThroughStore implements ObjectStore {
   ): Promise<void> {
     if (this.readOnly) {
       if (body instanceof ReadableStream) await body.cancel();
-      throw new StoreError(`Cannot put ${JSON.stringify(key)}: the S3 tier is read-only`, "config");
+      throw new StoreError(
+        `Cannot put ${JSON.stringify(key)}: the remote tier is read-only`,
+        "config",
+      );
     }
     await this.own.put(key, body, options);
   }

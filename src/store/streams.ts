@@ -28,7 +28,7 @@ export class VerifyStream extends TransformStream<Uint8Array, Uint8Array> {
         seen += chunk.length;
         if (seen > size) {
           throw new CorruptError(
-            `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
+            `Ignoring bucket object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
           );
         }
         hash.update(chunk);
@@ -37,14 +37,14 @@ export class VerifyStream extends TransformStream<Uint8Array, Uint8Array> {
       flush() {
         if (seen !== size) {
           throw new StoreError(
-            `Cannot read S3 object ${JSON.stringify(key)}: got ${seen} bytes, expected ${size}`,
+            `Cannot read bucket object ${JSON.stringify(key)}: got ${seen} bytes, expected ${size}`,
             "other",
           );
         }
         const digest = hash.digest("hex");
         if (digest !== outputId) {
           throw new CorruptError(
-            `Ignoring S3 object ${JSON.stringify(key)}: its SHA-256 is ${digest}`,
+            `Ignoring bucket object ${JSON.stringify(key)}: its SHA-256 is ${digest}`,
           );
         }
       },
@@ -61,7 +61,7 @@ export class AbortOnStream extends TransformStream<Uint8Array, Uint8Array> {
       start(controller) {
         onAbort = () =>
           controller.error(
-            new StoreError("Cannot read S3 object: deadline exceeded", "timeout"),
+            new StoreError("Cannot read bucket object: deadline exceeded", "timeout"),
           );
         if (signal.aborted) onAbort();
         else signal.addEventListener("abort", onAbort, { once: true });
@@ -276,7 +276,7 @@ export async function readExactly(
       if (done) break;
       if (at + value.length > size) {
         throw new CorruptError(
-          `Ignoring S3 object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
+          `Ignoring bucket object ${JSON.stringify(key)}: more than the ${size} bytes announced`,
         );
       }
       bytes.set(value, at);
@@ -288,7 +288,7 @@ export async function readExactly(
   }
   if (at !== size) {
     throw new StoreError(
-      `Cannot read S3 object ${JSON.stringify(key)}: got ${at} bytes, expected ${size}`,
+      `Cannot read bucket object ${JSON.stringify(key)}: got ${at} bytes, expected ${size}`,
       "other",
     );
   }

@@ -60,7 +60,7 @@ export class ThroughputFloorStream extends TransformStream<Uint8Array, Uint8Arra
       if (rate >= floor) return undefined;
       if (rate > 0 && (left / rate) * 1000 <= graceMs) return undefined; // nearly there
       return new TooSlowError(
-        `Giving up on S3 object ${JSON.stringify(key)}: ${kib(rate)} KiB/s over ` +
+        `Giving up on bucket object ${JSON.stringify(key)}: ${kib(rate)} KiB/s over ` +
           `${(elapsedMs / 1000).toFixed(1)}s (${seen} of ${size} bytes), below the floor of ` +
           `${kib(floor)} KiB/s`,
       );

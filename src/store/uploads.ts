@@ -260,7 +260,7 @@ export class UploadQueue {
     const left = [...this.#active, ...this.#queue];
     this.#metrics?.add(this.#names.left, left.length);
     this.#log?.warn(
-      `${left.length} ${this.#noun} to S3 left undone after ${this.#closeTimeoutMs}ms; ` +
+      `${left.length} ${this.#noun} to the bucket left undone after ${this.#closeTimeoutMs}ms; ` +
         `the next session retries them`,
     );
     // Queued uploads will not start; running ones end at their own deadline.
@@ -312,7 +312,7 @@ export class UploadQueue {
     }
     if (paused) {
       this.#metrics?.add(this.#names.failed);
-      this.#log?.info(`not uploading ${label}: S3 tier paused or disabled`);
+      this.#log?.info(`not uploading ${label}: remote tier paused or disabled`);
       await this.#remember(job);
       return;
     }

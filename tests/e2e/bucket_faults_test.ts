@@ -278,7 +278,7 @@ Deno.test({
       assert.ok(total(metrics, "s3_corrupt") >= 3, JSON.stringify(metrics));
       const lines = pluginLines(build.stderr);
       assert.equal(lines.length, 1, build.stderr);
-      assert.match(lines[0]!, /Ignoring S3 action record .*malformed.*only counted/);
+      assert.match(lines[0]!, /Ignoring bucket action record .*malformed.*only counted/);
     });
   },
 });

@@ -219,7 +219,7 @@ async function corruptObjectIsMiss(ctx: S3Run): Promise<void> {
   assert.match(test.stdout, /ok\s+example\.com\/gcptest\/lib/);
   const metrics = pluginMetrics(build.stderr + test.stderr);
   assert.ok(total(metrics, "s3_corrupt") >= 1, JSON.stringify(metrics));
-  assert.match(build.stderr + test.stderr, /Ignoring S3 object "output\/.*SHA-256/);
+  assert.match(build.stderr + test.stderr, /Ignoring bucket object "output\/.*SHA-256/);
   await assertOutputsVerified(c.cacheDir);
   // Put the good bytes back for the next steps.
   for (const outputId of chosen) {

@@ -119,7 +119,7 @@ Deno.test({
           "credentials",
           'Cannot GET "action/ab/abcd": InvalidAccessKeyId: The Access Key Id you provided does not exist',
         );
-        faults.record("upload", "not uploading <id>: S3 tier paused or disabled", 1139);
+        faults.record("upload", "not uploading <id>: remote tier paused or disabled", 1139);
         const handle = createHttpHandler({
           metrics,
           faults,

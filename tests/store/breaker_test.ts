@@ -129,13 +129,13 @@ Deno.test("CircuitBreaker: a failed probe re-opens the shared breaker for anothe
 Deno.test("CircuitBreaker continues a run of slow failures across processes", async () => {
   await using t = await stateDir();
   const first = await breakerOn(t.file);
-  first.breaker.failed(new TooSlowError("Giving up on S3 object: 100 KiB/s"));
+  first.breaker.failed(new TooSlowError("Giving up on bucket object: 100 KiB/s"));
   assert.equal(first.breaker.allow(), true, "one is not enough");
   await first.breaker.flush();
   assert.equal(JSON.parse(await Deno.readTextFile(t.file)).openUntil, null);
   const second = await breakerOn(t.file);
   assert.equal(second.breaker.allow(), true);
-  second.breaker.failed(new TooSlowError("Giving up on S3 object: 90 KiB/s"));
+  second.breaker.failed(new TooSlowError("Giving up on bucket object: 90 KiB/s"));
   assert.equal(second.breaker.allow(), false, "the second slow transfer in a row opens it");
   assert.equal(second.metrics.get("s3_breaker_trips"), 1);
   await second.breaker.flush();
@@ -145,11 +145,11 @@ Deno.test("CircuitBreaker continues a run of slow failures across processes", as
 Deno.test("CircuitBreaker opens on three slow failures close together, quick answers between", () => {
   const breaker = new CircuitBreaker({ cooldownMs: 60_000 });
   for (let i = 0; i < 2; i++) {
-    breaker.failed(new TooSlowError("S3 lookup took 1400ms"));
+    breaker.failed(new TooSlowError("bucket lookup took 1400ms"));
     breaker.succeeded(); // a small object arrived quickly in between
     assert.equal(breaker.allow(), true, `${i + 1} slow answers are not yet enough`);
   }
-  breaker.failed(new TooSlowError("S3 lookup took 1500ms"));
+  breaker.failed(new TooSlowError("bucket lookup took 1500ms"));
   assert.equal(breaker.allow(), false, "the third within the window opens it");
 });
 

@@ -122,7 +122,7 @@ Deno.test("UploadQueue does not upload while the breaker is open: the entry is o
   await t.queue.close();
   assert.deepEqual(t.store.calls, []);
   assert.equal(t.metrics.get("uploads_failed"), 1);
-  assert.match(t.log.infos.join("\n"), /not uploading "obj\/e": S3 tier paused or disabled/);
+  assert.match(t.log.infos.join("\n"), /not uploading "obj\/e": remote tier paused or disabled/);
   assert.deepEqual(await t.pending(), ["e"]);
 });
 
@@ -150,7 +150,7 @@ Deno.test("UploadQueue.close() waits a bounded time, counts what is left and rec
   await t.queue.close();
   assert.ok(performance.now() - started < 250);
   assert.equal(t.metrics.get("uploads_left"), 3);
-  assert.match(t.log.warnings.join("\n"), /3 uploads to S3 left undone after 50ms/);
+  assert.match(t.log.warnings.join("\n"), /3 uploads to the bucket left undone after 50ms/);
   assert.deepEqual(await t.pending(), ["l0", "l1", "l2"]);
   // The running upload ends at its own deadline.
   await new Promise((resolve) => setTimeout(resolve, 400));

@@ -130,7 +130,7 @@ export class RemoteLookup {
           // fill the link: that slowness is ours.)
           if (this.#options.warmUpFetching?.()) return "nothing";
           return new TooSlowError(
-            `S3 lookup of ${actionId.slice(0, 12)} took ${Math.round(elapsed)}ms`,
+            `bucket lookup of ${actionId.slice(0, 12)} took ${Math.round(elapsed)}ms`,
           );
         },
         evidence: (error) => error instanceof CorruptError ? "answered" : "failed",
@@ -170,7 +170,7 @@ export class RemoteLookup {
   #reportCorrupt(error: CorruptError): void {
     this.#options.metrics?.add("s3_corrupt");
     if (++this.#corrupt === 1) {
-      this.#options.log?.warn(`${error.message}; further corrupt S3 entries are only counted`);
+      this.#options.log?.warn(`${error.message}; further corrupt bucket entries are only counted`);
     } else {
       this.#options.log?.info(error.message);
     }
@@ -219,7 +219,7 @@ export class RemoteLookup {
     const parsed = parseActionRecord(text);
     if (!parsed) {
       throw new CorruptError(
-        `Ignoring S3 action record ${JSON.stringify(actionKey(actionId))}: ` +
+        `Ignoring bucket action record ${JSON.stringify(actionKey(actionId))}: ` +
           `malformed ${JSON.stringify(text.slice(0, 80))}`,
       );
     }
@@ -231,7 +231,7 @@ export class RemoteLookup {
     if (object.size > MAX_OUTPUT_SIZE) {
       await object.body.cancel().catch(() => {});
       throw new CorruptError(
-        `Ignoring S3 object ${JSON.stringify(key)}: ${object.size} bytes, ` +
+        `Ignoring bucket object ${JSON.stringify(key)}: ${object.size} bytes, ` +
           `above go's largest output (${MAX_OUTPUT_SIZE})`,
       );
     }

@@ -499,7 +499,7 @@ export class TieredCache implements CacheHandler {
     await this.#uploads?.close();
     const corrupt = this.#remote.corrupt;
     if (!this.#closed && corrupt > 1) {
-      this.#log?.info(`ignored ${corrupt} corrupt S3 entries this session (see s3_corrupt)`);
+      this.#log?.info(`ignored ${corrupt} corrupt bucket entries this session (see s3_corrupt)`);
     }
     this.#closed = true;
     await this.#breaker.flush();

@@ -454,7 +454,7 @@ export class WarmUp {
           // Never read past the size the manifest declared (the memory bound holds).
           await object.body.cancel().catch(() => {});
           throw new CorruptError(
-            `Ignoring S3 object ${JSON.stringify(key)}: ${object.size} bytes, ` +
+            `Ignoring bucket object ${JSON.stringify(key)}: ${object.size} bytes, ` +
               `the manifest says ${pack.size}`,
           );
         }
@@ -467,7 +467,7 @@ export class WarmUp {
         const bytes = zstdDecompress(stored, { maxOutputBytes: pack.raw, key });
         if (bytes.length !== pack.raw) {
           throw new CorruptError(
-            `Ignoring S3 object ${JSON.stringify(key)}: ${bytes.length} bytes once ` +
+            `Ignoring bucket object ${JSON.stringify(key)}: ${bytes.length} bytes once ` +
               `decompressed, the manifest says ${pack.raw}`,
           );
         }

@@ -151,7 +151,7 @@ export class WarmSession {
     if (breaker?.paused) {
       // Kept as changed: a server writes it once the bucket is back.
       this.#options.metrics?.add("warm_manifest_skipped");
-      this.#options.log?.info("warm-up manifest not written: the S3 tier is paused");
+      this.#options.log?.info("warm-up manifest not written: the remote tier is paused");
       return this.#writing ?? Promise.resolve();
     }
     this.#changed = false;

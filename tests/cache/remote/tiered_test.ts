@@ -140,11 +140,13 @@ Deno.test("TieredCache.get() warns about the first corrupt entry of a session an
   await t.cache.close();
   assert.equal(t.metrics.get("s3_corrupt"), 11, "every one is counted");
   assert.equal(t.log.warnings.length, 1, t.log.warnings.join("\n"));
-  assert.match(t.log.warnings[0]!, /^Ignoring S3 action record "action\/64\/.*malformed/);
-  assert.match(t.log.warnings[0]!, /further corrupt S3 entries are only counted/);
+  assert.match(t.log.warnings[0]!, /^Ignoring bucket action record "action\/64\/.*malformed/);
+  assert.match(t.log.warnings[0]!, /further corrupt bucket entries are only counted/);
   // With -v each is still shown, and close sums them up in one line.
-  assert.equal(t.log.infos.filter((l) => l.startsWith("Ignoring S3 ")).length, 10);
-  assert.ok(t.log.infos.includes("ignored 11 corrupt S3 entries this session (see s3_corrupt)"));
+  assert.equal(t.log.infos.filter((l) => l.startsWith("Ignoring bucket ")).length, 10);
+  assert.ok(
+    t.log.infos.includes("ignored 11 corrupt bucket entries this session (see s3_corrupt)"),
+  );
 });
 
 Deno.test("TieredCache.get() gives up on a download below the throughput floor: a counted miss", async () => {
@@ -204,7 +206,7 @@ Deno.test("ThroughputFloorStream keeps a slow body that is about to finish, not 
   assert.ok(error instanceof TooSlowError, String(error));
   assert.match(
     error.message,
-    /^Giving up on S3 object "output\/ab\/ab": \d+ KiB\/s .*below the floor of 1024 KiB\/s$/,
+    /^Giving up on bucket object "output\/ab\/ab": \d+ KiB\/s .*below the floor of 1024 KiB\/s$/,
   );
 });
 
@@ -222,7 +224,7 @@ Deno.test("TieredCache: repeated slowness opens the breaker, which cuts the othe
   assert.ok(t.metrics.get("s3_too_slow") >= 2);
   assert.equal(t.metrics.get("s3_breaker_trips"), 1);
   assert.equal(t.log.warnings.length, 1);
-  assert.match(t.log.warnings[0]!, /S3 tier paused .*Giving up on S3 object .*below the floor/);
+  assert.match(t.log.warnings[0]!, /S3 tier paused .*Giving up on bucket object .*below the floor/);
   // Paused: the next lookup is not even tried.
   const calls = t.store.calls.length;
   assert.equal(await t.cache.get(id(133)), undefined);
@@ -431,7 +433,7 @@ Deno.test("TieredCache.close() waits a bounded time and counts uploads left", as
   await t.cache.close();
   assert.ok(performance.now() - started < 250);
   assert.equal(t.metrics.get("uploads_left"), 3);
-  assert.match(t.log.warnings.join("\n"), /3 uploads to S3 left undone/);
+  assert.match(t.log.warnings.join("\n"), /3 uploads to the bucket left undone/);
   // The running upload ends at its own deadline.
   await new Promise((resolve) => setTimeout(resolve, 400));
   assert.equal(t.cache.pendingUploads, 0);

@@ -417,7 +417,7 @@ Deno.test("TieredCache: a warm machine re-running the same build writes no new m
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("TieredCache: no manifest is written while the S3 tier is paused", async () => {
+Deno.test("TieredCache: no manifest is written while the remote tier is paused", async () => {
   const store = new TestStore();
   const entries = await seed(store, 20);
   await withCache(store, async (cache, metrics) => {
