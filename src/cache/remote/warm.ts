@@ -599,6 +599,8 @@ export class WarmUp {
           this.#metrics?.add("s3_corrupt");
           return "nothing";
         }
+        // A pack's body is read inside the call: a crawl is counted as a lookup's would be.
+        if (error instanceof TooSlowError) this.#metrics?.add("s3_too_slow");
         return this.#stop.signal.aborted || this.#options.breaker.paused ? "nothing" : "failed";
       },
     });
