@@ -16,7 +16,8 @@ const PERMISSIONS =
   "--allow-env=GOCACHE,GOCACHE_*,GOPROXY,SSL_CERT_FILE,SSL_CERT_DIR,AWS_*,HOME,USERPROFILE,HOMEPATH,HOMEDRIVE,XDG_CACHE_HOME,_X_AMZN_TRACE_ID,GOOGLE_*,STORAGE_EMULATOR_HOST,GCE_METADATA_HOST,GCE_METADATA_IP,METADATA_SERVER_DETECTION,CLOUDSDK_CONFIG,CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE,APPDATA,HTTPS_PROXY,https_proxy,HTTP_PROXY,http_proxy,NO_PROXY,no_proxy,AZURE_*,IDENTITY_ENDPOINT,IDENTITY_HEADER,IDENTITY_SERVER_THUMBPRINT,IMDS_ENDPOINT,MSI_ENDPOINT,MSI_SECRET,DEBUG,TYPESPEC_RUNTIME_LOG_LEVEL,ProgramData,ProgramFiles,ALL_PROXY,all_proxy,ACTIONS_ID_TOKEN_REQUEST_URL,ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 
 const OVERVIEW =
-  `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional S3 tier
+  `go-cache-plugin: a Go build cache (GOCACHEPROG) with a local tier and an optional bucket
+tier in S3, Google Cloud Storage or Azure Blob Storage
 
 Usage:
   go-cache-plugin [flags]               serve the protocol on stdin/stdout (run by go as GOCACHEPROG)
