@@ -17,6 +17,7 @@
  * @module
  */
 
+import { joinPrefix, storedObject, trimSlashes } from "../_adapter.ts";
 import { type AzureBlobStoreOptions, Connection } from "./_connection.ts";
 import { classifyAzure } from "./_errors.ts";
 import { sendBlobRequest } from "./_request.ts";
@@ -70,7 +71,7 @@ export class AzureBlobStore implements BucketStore {
   withPrefix(sub: string): AzureBlobStore {
     const store = new AzureBlobStore({ container: this.#connection.options.container });
     store.#connection = this.#connection;
-    store.#prefix = [this.#prefix, trimSlashes(sub)].filter((p) => p !== "").join("/");
+    store.#prefix = joinPrefix(this.#prefix, sub);
     return store;
   }
 
@@ -83,13 +84,7 @@ export class AzureBlobStore implements BucketStore {
   get(key: string, options: StoreCallOptions = {}): Promise<StoredObject | undefined> {
     return this.#call("GET", key, options, async (response) => {
       if (!response) return undefined;
-      if (!response.body) throw new Error("response has no body");
-      const length = Number(response.headers.get("content-length") ?? NaN);
-      if (!Number.isSafeInteger(length)) {
-        await response.body.cancel();
-        throw new Error("response has no Content-Length");
-      }
-      return { size: length, body: response.body };
+      return await storedObject(response);
     });
   }
 
@@ -163,8 +158,4 @@ export class AzureBlobStore implements BucketStore {
       observe?.(AZURE_REQUEST_METRIC, (performance.now() - started) / 1000);
     }
   }
-}
-
-function trimSlashes(text: string): string {
-  return text.replace(/^\/+|\/+$/g, "");
 }

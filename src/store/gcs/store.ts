@@ -16,6 +16,7 @@
  * @module
  */
 
+import { joinPrefix, storedObject, trimSlashes } from "../_adapter.ts";
 import { Connection, type GcsObjectStoreOptions } from "./_connection.ts";
 import { classifyGcs } from "./_errors.ts";
 import { sendRequest } from "./_request.ts";
@@ -65,7 +66,7 @@ export class GcsObjectStore implements BucketStore {
   withPrefix(sub: string): GcsObjectStore {
     const store = new GcsObjectStore({ bucket: this.#connection.options.bucket });
     store.#connection = this.#connection;
-    store.#prefix = [this.#prefix, trimSlashes(sub)].filter((p) => p !== "").join("/");
+    store.#prefix = joinPrefix(this.#prefix, sub);
     return store;
   }
 
@@ -78,16 +79,11 @@ export class GcsObjectStore implements BucketStore {
   get(key: string, options: StoreCallOptions = {}): Promise<StoredObject | undefined> {
     return this.#call("GET", key, options, async (response) => {
       if (!response) return undefined;
-      if (!response.body) throw new Error("response has no body");
-      const length = Number(
+      return await storedObject(
+        response,
         response.headers.get("content-length") ??
-          response.headers.get("x-goog-stored-content-length") ?? NaN,
+          response.headers.get("x-goog-stored-content-length"),
       );
-      if (!Number.isSafeInteger(length)) {
-        await response.body.cancel();
-        throw new Error("response has no Content-Length");
-      }
-      return { size: length, body: response.body };
     });
   }
 
@@ -162,8 +158,4 @@ export class GcsObjectStore implements BucketStore {
       observe?.(GCS_REQUEST_SECONDS, (performance.now() - started) / 1000);
     }
   }
-}
-
-function trimSlashes(text: string): string {
-  return text.replace(/^\/+|\/+$/g, "");
 }

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { joinPrefix, storedObject, trimSlashes } from "../_adapter.ts";
 import { type AwsObjectStoreOptions, Connection } from "./_connection.ts";
 import { classify } from "../_errors.ts";
 import { type PutPayload, putPayload, sendSigned } from "./_signed_fetch.ts";
@@ -65,7 +66,7 @@ export class AwsObjectStore implements BucketStore {
   withPrefix(sub: string): AwsObjectStore {
     const store = new AwsObjectStore({ bucket: this.#connection.options.bucket });
     store.#connection = this.#connection;
-    store.#prefix = [this.#prefix, trimSlashes(sub)].filter((p) => p !== "").join("/");
+    store.#prefix = joinPrefix(this.#prefix, sub);
     return store;
   }
 
@@ -78,13 +79,7 @@ export class AwsObjectStore implements BucketStore {
   get(key: string, options: StoreCallOptions = {}): Promise<StoredObject | undefined> {
     return this.#call("GET", key, options, async (response) => {
       if (!response) return undefined;
-      if (!response.body) throw new Error("response has no body");
-      const length = Number(response.headers.get("content-length") ?? NaN);
-      if (!Number.isSafeInteger(length)) {
-        await response.body.cancel();
-        throw new Error("response has no Content-Length");
-      }
-      return { size: length, body: response.body };
+      return await storedObject(response);
     });
   }
 
@@ -164,8 +159,4 @@ export class AwsObjectStore implements BucketStore {
       observe?.("s3_request_seconds", (performance.now() - started) / 1000);
     }
   }
-}
-
-function trimSlashes(text: string): string {
-  return text.replace(/^\/+|\/+$/g, "");
 }
