@@ -150,3 +150,16 @@ export class SizedBody extends Blob {
    */
   failure: unknown;
 }
+
+/**
+ * What `fetch` sends for a PUT body of `size` bytes: an empty body as bytes (`fetch` sends those
+ * with their length), anything else as a {@linkcode SizedBody}.
+ */
+export function requestBody(body: Uint8Array | ReadableStream<Uint8Array>, size: number): BodyInit {
+  if (size === 0) {
+    if (body instanceof ReadableStream) void body.cancel().catch(() => {});
+    else if (body.length !== 0) throw new RangeError(`got ${body.length} bytes, expected 0`);
+    return new Uint8Array(0);
+  }
+  return new SizedBody(body, size);
+}

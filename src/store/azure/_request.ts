@@ -12,7 +12,8 @@
 import type { Connection, Session } from "./_connection.ts";
 import { azureResponseError } from "./_errors.ts";
 import { networkError } from "../_errors.ts";
-import { SizedBody } from "../_body.ts";
+import { requestBody, SizedBody } from "../_body.ts";
+import { sleep } from "../_adapter.ts";
 
 /** The REST API version sent (and signed). */
 export const API_VERSION = "2023-11-03";
@@ -98,28 +99,4 @@ export async function sendBlobRequest(
     }
     throw failure;
   }
-}
-
-/** An empty body as bytes; anything else as a {@linkcode SizedBody}. */
-function requestBody(body: Uint8Array | ReadableStream<Uint8Array>, size: number): BodyInit {
-  if (size === 0) {
-    if (body instanceof ReadableStream) void body.cancel().catch(() => {});
-    else if (body.length !== 0) throw new RangeError(`got ${body.length} bytes, expected 0`);
-    return new Uint8Array(0);
-  }
-  return new SizedBody(body, size);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

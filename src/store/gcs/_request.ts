@@ -18,7 +18,8 @@
 import type { Session } from "./_connection.ts";
 import { networkError } from "../_errors.ts";
 import { GcsResponseError, responseError } from "./_errors.ts";
-import { SizedBody } from "../_body.ts";
+import { requestBody, SizedBody } from "../_body.ts";
+import { sleep } from "../_adapter.ts";
 
 /** One request of the data path. */
 export interface GcsRequest {
@@ -131,30 +132,3 @@ export async function sendRequest(
 }
 
 export { GcsResponseError };
-
-/**
- * What `fetch` sends for a PUT body of `size` bytes: an empty body as bytes, anything else as a
- * {@linkcode SizedBody} (sent with its Content-Length, without a copy).
- */
-function requestBody(body: Uint8Array | ReadableStream<Uint8Array>, size: number): BodyInit {
-  if (size === 0) {
-    if (body instanceof ReadableStream) void body.cancel().catch(() => {});
-    else if (body.length !== 0) throw new RangeError(`got ${body.length} bytes, expected 0`);
-    return new Uint8Array(0);
-  }
-  return new SizedBody(body, size);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}

@@ -12,7 +12,8 @@
 import type { Connection, Session } from "./_connection.ts";
 import { networkError, responseError } from "../_errors.ts";
 import { encodeKeyPath } from "./_sigv4.ts";
-import { SizedBody } from "../_body.ts";
+import { requestBody, SizedBody } from "../_body.ts";
+import { sleep } from "../_adapter.ts";
 export { type PutPayload, putPayload, SizedBody } from "../_body.ts";
 
 /** One request of the data path. */
@@ -95,31 +96,4 @@ export async function sendSigned(
     }
     throw failure;
   }
-}
-
-/**
- * What `fetch` sends for a PUT body of `size` bytes: an empty body as bytes (`fetch` sends those
- * with their length), anything else as a {@linkcode SizedBody}.
- */
-function requestBody(body: Uint8Array | ReadableStream<Uint8Array>, size: number): BodyInit {
-  if (size === 0) {
-    if (body instanceof ReadableStream) void body.cancel().catch(() => {});
-    else if (body.length !== 0) throw new RangeError(`got ${body.length} bytes, expected 0`);
-    return new Uint8Array(0);
-  }
-  return new SizedBody(body, size);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
